@@ -1,0 +1,23 @@
+"""rft.graders: programmatic graders that turn (sample, item) into a structured `Grade`.
+
+This package imports nothing else of rft and no torch (a test walks the imports).
+"""
+
+from __future__ import annotations
+
+from . import string as _string  # noqa: F401  (registers string_check, regex, format)
+from .base import Grader, GraderSpecError, grader_types, load_grader
+from .grade import STATUSES, Grade, Status
+from .template import TemplateError, render
+
+__all__ = [
+    "Grade",
+    "Status",
+    "STATUSES",
+    "Grader",
+    "GraderSpecError",
+    "TemplateError",
+    "load_grader",
+    "grader_types",
+    "render",
+]

@@ -1,0 +1,1 @@
+"""rft.sft_dpo: warm-start stages (SFT, DPO) over TRL."""
