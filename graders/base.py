@@ -38,7 +38,7 @@ class Grader(BaseModel):
     that hold templates in `template_fields`, and implement `_grade(ctx)`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     type: str
     name: str = ""
@@ -80,7 +80,7 @@ class Grader(BaseModel):
 
     def spec(self) -> dict[str, Any]:
         """The spec as plain JSON-able data; `load_grader(g.spec())` rebuilds an equal grader."""
-        return self.model_dump(mode="json", exclude_none=True)
+        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
 
 
 def register(type_name: str):
@@ -110,8 +110,9 @@ def _read_spec(path: Path) -> Any:
 def _format_validation(e: ValidationError) -> str:
     parts = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(spec)"
-        parts.append(f"{loc}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in err["loc"])
+        parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 
 
