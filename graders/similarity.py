@@ -120,7 +120,7 @@ class TextSimilarity(Grader):
         ):
             raise ValueError(
                 "evaluation_metric 'cosine' needs an embedding model: set \"embedding_model\" "
-                "(and \"base_url\" of an OpenAI-compatible server) or RFT_EMBEDDING_MODEL"
+                '(and "base_url" of an OpenAI-compatible server) or RFT_EMBEDDING_MODEL'
             )
 
     def _grade(self, ctx: dict[str, Any]) -> Grade:
@@ -131,7 +131,14 @@ class TextSimilarity(Grader):
         if not text.strip():
             return Grade.no_answer("empty input")
         if self.evaluation_metric == "cosine":
-            score, details = self._cosine(text, reference)
+            from .judge import EndpointError, EndpointTimeout
+
+            try:
+                score, details = self._cosine(text, reference)
+            except EndpointTimeout as e:
+                return Grade.timeout(f"embedding request timed out: {e}")
+            except EndpointError as e:
+                return Grade.error(f"embedding request failed: {e}")
         else:
             score, details = similarity(self.evaluation_metric, text, reference)
         return Grade(score, "ok", score >= self.pass_threshold, text, details)
