@@ -6,6 +6,9 @@ This package imports nothing else of rft and no torch (a test walks the imports)
 from __future__ import annotations
 
 from . import json_schema as _json_schema  # noqa: F401  (registers json_schema)
+from . import judge as _judge  # noqa: F401  (registers score_model, label_model)
+from . import multi as _multi  # noqa: F401  (registers multi)
+from . import python as _python  # noqa: F401  (registers python)
 from . import similarity as _similarity  # noqa: F401  (registers text_similarity)
 from . import string as _string  # noqa: F401  (registers string_check, regex, format)
 from .base import Grader, GraderSpecError, grader_types, load_grader

@@ -138,7 +138,7 @@ def load_grader(spec: dict[str, Any] | str | Path | Grader) -> Grader:
     type_name = spec.get("type")
     if type_name not in _REGISTRY:
         raise GraderSpecError(
-            f"unknown grader type {type_name!r}; set \"type\" to one of: {', '.join(grader_types())}"
+            f'unknown grader type {type_name!r}; set "type" to one of: {", ".join(grader_types())}'
         )
     cls = _REGISTRY[type_name]
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from rft.graders import Grade, GraderSpecError, TemplateError, load_grader, render
 
 # ---------------------------------------------------------------- templating
@@ -54,7 +53,9 @@ def test_render_missing_says_whose_data(template, namespace):
 
 
 def test_output_json_from_non_json_text_is_the_models_fault():
-    g = load_grader({"type": "string_check", "input": "{{sample.output_json.x}}", "reference": "1", "operation": "eq"})
+    g = load_grader(
+        {"type": "string_check", "input": "{{sample.output_json.x}}", "reference": "1", "operation": "eq"}
+    )
     grade = g.grade("not json", {})
     assert grade.status == "no_answer" and grade.score == 0.0
     assert g.grade({"output_json": {"x": "1"}}, {}).passed
@@ -112,7 +113,9 @@ def test_bad_specs_fail_at_load(spec):
 
 
 def test_spec_file_roundtrip(tmp_path):
-    (tmp_path / "g.yaml").write_text("type: string_check\nname: y\ninput: '{{sample.output_text}}'\nreference: a\noperation: eq\n")
+    (tmp_path / "g.yaml").write_text(
+        "type: string_check\nname: y\ninput: '{{sample.output_text}}'\nreference: a\noperation: eq\n"
+    )
     g = load_grader(tmp_path / "g.yaml")
     assert g.grade("a").passed
     assert load_grader(g.spec()) == g
@@ -122,7 +125,13 @@ def test_spec_file_roundtrip(tmp_path):
 
 # ---------------------------------------------------------------- regex
 
-ANSWER = {"type": "regex", "pattern": r"answer is\s*(-?\d+)", "group": 1, "reference": "{{item.ref}}", "flags": "i"}
+ANSWER = {
+    "type": "regex",
+    "pattern": r"answer is\s*(-?\d+)",
+    "group": 1,
+    "reference": "{{item.ref}}",
+    "flags": "i",
+}
 
 
 @pytest.mark.parametrize(
@@ -160,7 +169,9 @@ def test_regex_catastrophic_backtracking_times_out():
     assert grade.status == "timeout" and time.perf_counter() - t0 < 2.0
 
 
-@pytest.mark.parametrize("spec", [{"type": "regex", "pattern": "(a"}, {"type": "regex", "pattern": "a", "flags": "q"}])
+@pytest.mark.parametrize(
+    "spec", [{"type": "regex", "pattern": "(a"}, {"type": "regex", "pattern": "a", "flags": "q"}]
+)
 def test_regex_bad_specs(spec):
     with pytest.raises(GraderSpecError):
         load_grader(spec)
@@ -255,8 +266,13 @@ REF = "The quick brown fox jumps over the lazy dog"
 )
 def test_text_similarity_metrics(metric, threshold):
     g = load_grader(
-        {"type": "text_similarity", "input": "{{sample.output_text}}", "reference": "{{item.ref}}",
-         "evaluation_metric": metric, "pass_threshold": threshold}  # fmt: skip
+        {
+            "type": "text_similarity",
+            "input": "{{sample.output_text}}",
+            "reference": "{{item.ref}}",
+            "evaluation_metric": metric,
+            "pass_threshold": threshold,
+        }  # fmt: skip
     )
     item = {"ref": REF}
     exact = g.grade(REF, item)
@@ -279,7 +295,9 @@ def test_text_similarity_empty_output_is_no_answer():
 def test_cosine_needs_an_embedding_model(monkeypatch):
     monkeypatch.delenv("RFT_EMBEDDING_MODEL", raising=False)
     with pytest.raises(GraderSpecError, match="embedding model"):
-        load_grader({"type": "text_similarity", "input": "a", "reference": "b", "evaluation_metric": "cosine"})
+        load_grader(
+            {"type": "text_similarity", "input": "a", "reference": "b", "evaluation_metric": "cosine"}
+        )
 
 
 def test_grade_roundtrip_and_validation():

@@ -1,0 +1,149 @@
+"""The `rft` command line. The only module that wires every part of the project together."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Reinforcement fine-tuning with verifiable rewards."
+)
+grader_app = typer.Typer(no_args_is_help=True, help="Inspect and check grader specs.")
+app.add_typer(grader_app, name="grader")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _load(spec: str):
+    from rft.graders import GraderSpecError, load_grader
+
+    try:
+        return load_grader(spec)
+    except GraderSpecError as e:
+        err.print(f"[red]invalid grader spec:[/red] {e}")
+        raise typer.Exit(2) from None
+
+
+def _summary_table(summary: dict) -> Table:
+    table = Table(title="grades", show_header=False)
+    table.add_row("rows", str(summary["rows"]))
+    for status, count in summary["status"].items():
+        table.add_row(f"status {status}", str(count))
+    for key in (
+        "mean_score",
+        "pass_rate",
+        "grader/error_rate",
+        "grader/timeout_rate",
+        "seconds",
+        "rows_per_s",
+    ):
+        value = summary.get(key)
+        if value is not None:
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return table
+
+
+@app.command()
+def grade(
+    grader: Annotated[
+        str, typer.Option("--grader", "-g", help="grader spec: a .json/.yaml file or inline JSON")
+    ],
+    input: Annotated[Path, typer.Option("--input", "-i", help='JSONL rows {"item": {...}, "sample": {...}}')],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write each row plus its grade")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="grading processes (0: in this process, no deadlines)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="hard per-sample deadline, seconds")] = 30.0,
+    json_summary: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Grade model samples with a grader spec."""
+    from rft.rows import grade_rows, read_rows, summarize, write_rows
+
+    g = _load(grader)
+    if not input.is_file():
+        err.print(f"[red]no such input file:[/red] {input}")
+        raise typer.Exit(2)
+    rows = list(read_rows(input))
+    t0 = time.perf_counter()
+    with Progress(
+        TextColumn("grading"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("grade", total=len(rows))
+        grades = grade_rows(g, rows, workers=workers, timeout=timeout,
+                            on_result=lambda _i, _g: progress.advance(task))  # fmt: skip
+    summary = summarize(grades, time.perf_counter() - t0)
+    if output is not None:
+        write_rows(output, rows, grades)
+        summary["output"] = str(output)
+    if json_summary:
+        print(json.dumps(summary))
+    else:
+        out.print(_summary_table(summary))
+        for g_ in grades:
+            if g_.failed:
+                err.print(f"[yellow]{g_.status}:[/yellow] {g_.details.get('error')}")
+                break
+
+
+@grader_app.command("validate")
+def grader_validate(spec: Annotated[str, typer.Argument(help="a .json/.yaml file or inline JSON")]) -> None:
+    """Check a grader spec without grading anything."""
+    g = _load(spec)
+    out.print(f"[green]ok[/green] {g.type} grader {g.name!r}")
+    out.print_json(data=g.spec())
+
+
+@grader_app.command("types")
+def grader_types_cmd() -> None:
+    """List the grader types."""
+    from rft.graders import grader_types
+
+    for t in grader_types():
+        out.print(t)
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="a Hugging Face model id or local path")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings)."""
+    from rft.serve import run_server
+
+    run_server(model, host, port)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="where the demo writes its files")] = Path(
+        "runs/demo"
+    ),
+) -> None:
+    """The built-in demo; runs on a fresh machine with no downloads."""
+    from rft.demo import run_demo
+
+    run_demo(out_dir, console=out)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
