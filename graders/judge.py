@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .base import Grader, as_sample, register
 from .grade import Grade
-from .template import placeholders, render
+from .template import as_text, placeholders, render
 
 __all__ = [
     "ScoreModel",
@@ -244,16 +244,8 @@ def _num_text(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
 def _messages(grader: _Judge, ctx: dict[str, Any]) -> list[dict[str, str]]:
-    messages = [{"role": m.role, "content": _as_text(render(m.content, ctx))} for m in grader.input]
+    messages = [{"role": m.role, "content": as_text(render(m.content, ctx))} for m in grader.input]
     instruction = grader._instruction()
     if messages[-1]["role"] == "user":  # one user turn: some chat templates refuse two in a row
         messages[-1]["content"] += "\n\n" + instruction

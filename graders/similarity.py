@@ -23,6 +23,7 @@ from pydantic import Field
 
 from .base import Grader, register
 from .grade import Grade
+from .template import as_text
 
 __all__ = ["TextSimilarity", "similarity", "METRICS"]
 
@@ -124,10 +125,8 @@ class TextSimilarity(Grader):
             )
 
     def _grade(self, ctx: dict[str, Any]) -> Grade:
-        text = self.render("input", ctx)
-        reference = self.render("reference", ctx)
-        text = text if isinstance(text, str) else str(text)
-        reference = reference if isinstance(reference, str) else str(reference)
+        text = as_text(self.render("input", ctx))
+        reference = as_text(self.render("reference", ctx))
         if not text.strip():
             return Grade.no_answer("empty input")
         if self.evaluation_metric == "cosine":

@@ -9,12 +9,9 @@ from pydantic import Field, field_validator
 
 from .base import Grader, register
 from .grade import Grade
+from .template import as_text
 
 __all__ = ["StringCheck", "Regex", "Format"]
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
 
 
 @register("string_check")
@@ -29,8 +26,8 @@ class StringCheck(Grader):
     template_fields = ("input", "reference")
 
     def _grade(self, ctx: dict[str, Any]) -> Grade:
-        got = _as_text(self.render("input", ctx))
-        ref = _as_text(self.render("reference", ctx))
+        got = as_text(self.render("input", ctx))
+        ref = as_text(self.render("reference", ctx))
         if self.operation == "eq":
             ok = got == ref
         elif self.operation == "ne":
@@ -87,7 +84,7 @@ class Regex(Grader):
         return out
 
     def _grade(self, ctx: dict[str, Any]) -> Grade:
-        text = _as_text(self.render("input", ctx))
+        text = as_text(self.render("input", ctx))
         pat = regex.compile(self.pattern, self._flags())
         try:
             if self.mode == "fullmatch":
@@ -108,7 +105,7 @@ class Regex(Grader):
             return Grade.error(f"pattern has no group {self.group!r}")
         if self.reference is None:
             return Grade(1.0, "ok", True, got)
-        ref = _as_text(self.render("reference", ctx)).strip()
+        ref = as_text(self.render("reference", ctx)).strip()
         ok = (got or "").strip() == ref
         return Grade(float(ok), "ok", ok, got, {"reference": ref})
 
@@ -137,7 +134,7 @@ class Format(Grader):
         return v
 
     def _grade(self, ctx: dict[str, Any]) -> Grade:
-        text = _as_text(self.render("input", ctx))
+        text = as_text(self.render("input", ctx))
         pos = 0
         contents: dict[str, str] = {}
         outside: list[str] = []

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["TemplateError", "render", "resolve", "placeholders"]
+__all__ = ["TemplateError", "render", "resolve", "placeholders", "as_text"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 _STEP = re.compile(r"\.?([A-Za-z_][\w\-]*)|\[(\d+)\]|\[\"([^\"]*)\"\]|\['([^']*)'\]")
@@ -94,7 +94,8 @@ def resolve(path: str, context: dict[str, Any]) -> Any:
     return value
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A value as template text: strings as they are, dicts and lists as JSON, the rest with str()."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict | list):
@@ -113,4 +114,4 @@ def render(template: Any, context: dict[str, Any]) -> Any:
     whole = _PLACEHOLDER.fullmatch(template.strip())
     if whole is not None:
         return resolve(whole.group(1), context)
-    return _PLACEHOLDER.sub(lambda m: _text(resolve(m.group(1), context)), template)
+    return _PLACEHOLDER.sub(lambda m: as_text(resolve(m.group(1), context)), template)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from rft.graders import Grade, GraderSpecError, TemplateError, load_grader, render
 
 # ---------------------------------------------------------------- templating

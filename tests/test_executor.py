@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from _graders_for_tests import Behave
+
 from rft.graders import Grade, load_grader
 from rft.graders.base import Grader, register
 from rft.graders.executor import GraderPool, grade_batch
@@ -146,8 +147,12 @@ def test_deadline_kills_a_python_grader_child_in_its_own_session(pool, tmp_path)
     when the executor kills the worker first, the child must die with it, not linger."""
     source = "import os, time\ndef grade(sample, item):\n    open(item['pid'], 'w').write(str(os.getpid()))\n    time.sleep(3600)\n"
     multi = load_grader(
-        {"type": "multi", "timeout": 1.0, "calculate_output": "slow",
-         "graders": {"slow": {"type": "python", "source": source, "timeout": 60}}}  # fmt: skip
+        {
+            "type": "multi",
+            "timeout": 1.0,
+            "calculate_output": "slow",
+            "graders": {"slow": {"type": "python", "source": source, "timeout": 60}},
+        }  # fmt: skip
     )
     pid_file = tmp_path / "grader.pid"
     grade = pool.submit(multi, "x", {"pid": str(pid_file)}).result()

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from rft.graders import GraderSpecError, load_grader
 from rft.graders.judge import embed, extract_result, judge_messages
 

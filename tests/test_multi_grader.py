@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from rft.graders import GraderSpecError, load_grader
 from rft.graders.multi import Multi
 

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from rft.graders import Grade, GraderSpecError, load_grader
 from rft.graders.python import DEFAULT_TIMEOUT, PythonGrader
 
