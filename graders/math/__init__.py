@@ -1,0 +1,46 @@
+"""Math answers: extract the final answer from a model's text, parse it, and compare it with the gold.
+
+    from rft.graders.math import parse, verify
+    verify(gold=parse("\\frac{1}{2}"), pred=parse("0.5"))  # Verdict(equal=True, rule='fast_path')
+
+As a grader: ``{"type": "math", "input": "{{ sample.output_text }}", "reference": "{{ item.answer }}"}``.
+
+Pipeline: `extract_answer` (last ``\\boxed{}``/``\\fbox{}``, "the answer is ...", ``#### 42``, ``<answer>``
+tags, a final math span, the whole short text, the last number) -> `parse` (clean-up, then a fast path
+for integers, decimals and simple fractions, else a small LaTeX parser; no sympy, no eval) -> `verify`
+(exact rational/radical/pi arithmetic, sympy only for symbols and functions). The result is cached.
+
+Policy (what counts as the same answer; options of the grader spec in brackets):
+
+- Value, not form: ``\\frac{1}{2}`` = ``1/2`` = ``0.5`` = ``\\dfrac12``; ``\\sqrt{8}`` = ``2\\sqrt2``;
+  ``3\\frac{1}{2}`` is a mixed number (7/2); ``1,000`` = ``1{,}000`` = ``1000`` (a comma followed by three
+  digits in a lone number is a thousands separator); ``0.\\overline{3}`` = 1/3 exactly.
+- Decimals are exact: ``0.333`` is not 1/3. Where the gold is itself a decimal, a relative tolerance
+  applies [rel_tol, default 1e-8], capped below the gold's last stated digit (gold ``920.25`` never
+  accepts ``920.26``). Tiny values are never rounded to zero: ``2^{-99}`` is not ``2^{-98}``.
+- Units and decoration are ignored: ``5\\text{ cm}`` = ``5`` = ``5 cm``; ``\\$``; a ``\\text{}`` wrapper.
+- Percent [percent]: ``50\\%`` = ``50``; with ``value_or_fraction`` (default) also ``0.5``; ``value``: not.
+- Degrees [degrees]: ``30^\\circ`` = ``30`` (``ignore``, default); ``strict``: both or neither carry
+  the sign. Degrees are never converted to radians.
+- Multiple choice: ``\\text{(B)}`` = ``(B)`` = ``B`` = ``\\textbf{(B)}``; not ``(C)``.
+- Text answers compare case-insensitively, ignoring spacing and final punctuation.
+- ``x = 5`` (a lone symbol on the left) equals ``5``; ``x + z = 1`` does not. Two equations are equal
+  when one side minus the other is proportional; a one-variable inequality equals its interval.
+- Tuples ``(a, b)`` and intervals keep their order and their brackets (open vs closed ends matter);
+  ``\\{...\\}`` sets are unordered; a bare comma list is unordered [ordered_lists=false]. ``a \\pm b`` is
+  the list ``a+b, a-b``. Matrices compare entrywise (shape too; a column vector equals a tuple).
+- ``e`` is Euler's number and ``i`` the imaginary unit, on both sides alike.
+- An answer that cannot be parsed is compared as a string; unequal means score 0 with status ok.
+- Numbers too large to compute (``9^{9^{9}}``, ``10^{6}!``) are compared by their written structure.
+"""
+
+from __future__ import annotations
+
+from .extract import Extraction, extract_answer
+from .grader import MathGrader, clear_caches
+from .parse import Answer, parse
+from .verify import Policy, Verdict, verify
+
+__all__ = [
+    "MathGrader", "Answer", "Extraction", "Policy", "Verdict", "extract_answer", "parse", "verify", "clear_caches",
+]  # fmt: skip

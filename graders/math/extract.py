@@ -1,0 +1,201 @@
+"""Find the final answer in a model's text.
+
+Rules, strongest first: the last ``<answer>...</answer>`` (then the rules below inside it); the last
+``\\boxed{}``/``\\fbox{}``; whichever of the last "the answer is ..." / "Answer: ..." / "final answer: ..."
+and the last GSM8K ``#### ...`` line comes later in the text; the last math span (``$...$``, ``$$...$$``,
+``\\(...\\)``, ``\\[...\\]``) when only punctuation follows it; the whole text when it is short and
+parses as an answer (in words: at most three); the last number (optional). Everything runs in linear
+time on the text: a 1 MB string is fine.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .normalize import matching_brace
+from .parse import parse
+
+__all__ = ["Extraction", "extract_answer", "SHORT_ANSWER_CHARS"]
+
+SHORT_ANSWER_CHARS = 200  # a short text that parses may be the answer itself
+_TAIL = 4000  # the fallbacks look at the end of the text only
+_MAX_WORDS = 3  # a whole text answer in words is short: "Monday", "no solution"; not "I do not know"
+_BOX_SCAN = 100_000  # a box whose closing brace is further away than this is not an answer
+
+_PHRASE = re.compile(r"\banswer(?:\s++is|(?:\s*+\*\*)?\s*+:|\s*+=)", re.I)  # possessive: linear
+_GSM8K = re.compile(r"####[ \t]*([^\n]*)")
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    text: str  # the answer as written (LaTeX or plain text)
+    rule: str  # answer_tag, boxed, answer_phrase, gsm8k, last_math, whole, last_number
+
+
+def _last_boxed(text: str) -> tuple[str, int] | None:
+    """The content of the last ``\\boxed{...}`` or ``\\fbox{...}`` and where it starts."""
+    end = len(text)
+    for _ in range(3):
+        at = max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end))
+        if at < 0:
+            return None
+        j = at + (6 if text.startswith("\\boxed", at) else 5)
+        while j < len(text) and text[j] == " ":
+            j += 1
+        if j < len(text) and text[j] == "{":
+            close = matching_brace(text, j, limit=_BOX_SCAN)
+            if close >= 0:
+                return text[j + 1 : close], at
+        elif j < len(text) and text[j] not in "\\$":  # \boxed 5
+            m = re.match(r"[^\s$]+", text[j : j + 200])
+            if m is not None:
+                return m.group(), at
+        end = at  # unbalanced: try an earlier one
+    return None
+
+
+def _find_unescaped(s: str, delim: str, start: int) -> int:
+    """The next `delim` at or after `start` that no backslash escapes (``\\$`` is a dollar sign)."""
+    while True:
+        at = s.find(delim, start)
+        if at <= 0 or s[at - 1] != "\\" or delim[0] == "\\":
+            return at
+        start = at + 1
+
+
+def _spans(s: str) -> list[tuple[int, int, str]]:
+    """The math spans of `s` as (start, end, content), left to right; linear time."""
+    out: list[tuple[int, int, str]] = []
+    i, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            nxt = s[i + 1 : i + 2]
+            if nxt in ("(", "["):
+                close = s.find("\\)" if nxt == "(" else "\\]", i + 2)
+                if close < 0:
+                    return out
+                out.append((i, close + 2, s[i + 2 : close]))
+                i = close + 2
+            else:
+                i += 2
+        elif c == "$":
+            delim = "$$" if s.startswith("$$", i) else "$"
+            close = _find_unescaped(s, delim, i + len(delim))
+            if close < 0:
+                return out
+            out.append((i, close + len(delim), s[i + len(delim) : close]))
+            i = close + len(delim)
+        else:
+            i += 1
+    return out
+
+
+def _math_at_start(s: str) -> str | None:
+    """The content of a math span that `s` starts with, if any."""
+    if not s.startswith(("$", "\\(", "\\[")):
+        return None
+    spans = _spans(s[:2000])
+    return spans[0][2] if spans and spans[0][0] == 0 and spans[0][2].strip() else None
+
+
+def _sentence(s: str) -> str:
+    """`s` up to the end of its sentence (a full stop before a space or the end, or a line break), not
+    counting those inside braces or a ``\\begin...\\end`` environment."""
+    depth = env = i = 0
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            if s.startswith("\\begin{", i):
+                env += 1
+            elif s.startswith("\\end{", i):
+                env -= 1
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif depth <= 0 and env <= 0 and (c == "\n" or (c == "." and (i + 1 == n or s[i + 1].isspace()))):
+            break
+        i += 1
+    return s[:i]
+
+
+def _after_phrase(rest: str) -> str:
+    """The answer in the text after "the answer is": a math span, else the rest of the sentence."""
+    rest = rest.lstrip(" \t*:")
+    if rest.startswith("\n"):
+        rest = rest.lstrip()
+    math = _math_at_start(rest)
+    if math is not None:
+        return math
+    answer = _sentence(rest[:1000])
+    answer = _UNESCAPED_DOLLAR.sub("", answer).replace("\\(", "").replace("\\)", "")
+    if answer.endswith("I hope it is correct"):
+        answer = answer[: -len("I hope it is correct")]
+    return answer.strip().rstrip(".*").strip()
+
+
+def _strong(text: str) -> Extraction | None:
+    """The last box; else the later of the last answer phrase and the last GSM8K line."""
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return Extraction(boxed[0].strip(), "boxed")  # the last box only, as MATH keys are made
+    found: list[tuple[int, Extraction]] = []
+    if "nswer" in text or "NSWER" in text:
+        last = None
+        for last in _PHRASE.finditer(text):  # noqa: B007
+            pass
+        if last is not None:
+            answer = _after_phrase(text[last.end() :])
+            if answer:
+                found.append((last.start(), Extraction(answer, "answer_phrase")))
+    if "####" in text:
+        at = text.rfind("####")
+        m = _GSM8K.match(text, at)
+        if m is not None and m.group(1).strip():
+            found.append((at, Extraction(m.group(1).strip().rstrip("."), "gsm8k")))
+    return max(found, key=lambda f: f[0])[1] if found else None
+
+
+def extract_answer(text: str, *, last_number: bool = True) -> Extraction | None:
+    """The final answer in `text`, or None when there is none."""
+    close = text.rfind("</answer>")
+    start = text.rfind("<answer>", 0, close) if close > 0 else -1
+    if start >= 0:
+        inner = text[start + len("<answer>") : close].strip()
+        sub = _strong(inner)
+        if sub is not None:
+            return Extraction(sub.text, f"answer_tag+{sub.rule}")
+        return Extraction(inner, "answer_tag") if inner else None
+    strong = _strong(text)
+    if strong is not None:
+        return strong
+    stripped = text.strip()
+    if not stripped:
+        return None
+    tail = stripped[-_TAIL:]
+    if len(stripped) > _TAIL and "\n" in tail:  # start at a line, not inside a $...$ pair
+        tail = tail[tail.index("\n") + 1 :]
+    spans = _spans(tail)
+    if spans and not tail[spans[-1][1] :].strip(" .!,;\n"):
+        content = spans[-1][2].strip()
+        if content:
+            return Extraction(content, "last_math")
+    if len(stripped) <= SHORT_ANSWER_CHARS:
+        candidate = stripped.rstrip(".")
+        kind = parse(candidate).kind
+        if kind not in ("unparsed", "empty") and (kind != "text" or candidate.count(" ") < _MAX_WORDS):
+            return Extraction(candidate, "whole")
+    if last_number:
+        number = None
+        for number in _NUMBER.finditer(tail):  # noqa: B007
+            pass
+        if number is not None:
+            return Extraction(number.group().rstrip(","), "last_number")
+    return None

@@ -1,0 +1,86 @@
+"""The ``math`` grader type: extract the final answer from the model's text and compare it with the gold."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import Field
+
+from rft.graders.base import Grader, register
+from rft.graders.grade import Grade
+from rft.graders.template import as_text
+
+from .extract import extract_answer
+from .parse import parse
+from .verify import Policy, cached_verify, verify
+
+__all__ = ["MathGrader", "grade_answer", "clear_caches"]
+
+
+def clear_caches() -> None:
+    """Empty the caches of parsed answers, verdicts and gold answers (benchmarks measure cold runs)."""
+    parse.cache_clear()
+    cached_verify.cache_clear()
+    _gold_answer.cache_clear()
+
+
+@lru_cache(maxsize=65536)
+def _gold_answer(reference: str, mode: str) -> str:
+    """The gold answer in a reference: the reference itself, or what it states as its final answer
+    (``auto``: when it holds a ``\\boxed{}`` or a GSM8K ``####`` line)."""
+    if mode == "never" or (mode == "auto" and "\\boxed" not in reference and "####" not in reference):
+        return reference.strip()
+    found = extract_answer(reference, last_number=False)
+    return found.text if found is not None else reference.strip()
+
+
+def grade_answer(gold: str, pred: str, policy: Policy) -> tuple[bool, str, dict[str, Any]]:
+    """Compare two answer strings: (equal, rule, parsed forms for the details)."""
+    g, p = parse(gold), parse(pred)
+    verdict = verify(gold=g, pred=p, policy=policy)
+    return verdict.equal, verdict.rule, {"gold": g.summary(), "pred": p.summary()}
+
+
+@register("math")
+class MathGrader(Grader):
+    """Math answers: the final answer in `input` (``\\boxed{}``, "the answer is", ``####``, ``<answer>``,
+    ...) against `reference`, equal in value (see the policy in ``rft.graders.math``).
+
+    Details: ``extraction`` (which rule found the answer), ``rule`` (what decided: string, fast_path,
+    exact, symbolic, expand, cancel, numeric, numeric_probe, tolerance, too_large_structural, structure,
+    relation, choice, text, base, string_fallback, ...; ``+percent`` when a percent was rescaled) and the
+    parsed ``gold`` and ``pred`` (cleaned text, kind, removed decorations, parse error)."""
+
+    type: Literal["math"] = "math"
+    input: str = "{{ sample.output_text }}"
+    reference: str = "{{ item.answer }}"
+    timeout: float | None = Field(default=5.0, gt=0, description="hard per-sample deadline in seconds")
+    last_number: bool = Field(default=True, description="fall back to the last number in the text")
+    reference_extract: Literal["auto", "never", "always"] = Field(
+        default="auto", description="take the final answer out of the reference (auto: if it has one)"
+    )
+    percent: Literal["value_or_fraction", "value"] = "value_or_fraction"
+    degrees: Literal["ignore", "strict"] = "ignore"
+    ordered_lists: bool = False
+    rel_tol: float = Field(default=1e-8, ge=0, lt=1)
+
+    template_fields = ("input", "reference")
+
+    def policy(self) -> Policy:
+        return Policy(self.percent, self.degrees, self.ordered_lists, self.rel_tol)
+
+    def _grade(self, ctx: dict[str, Any]) -> Grade:
+        text = as_text(self.render("input", ctx))
+        reference = as_text(self.render("reference", ctx))
+        gold = _gold_answer(reference, self.reference_extract)
+        if not gold:
+            return Grade.error("the reference answer is empty")
+        found = extract_answer(text, last_number=self.last_number)
+        if found is None or not found.text.strip():
+            return Grade.no_answer(
+                "no final answer found (no \\boxed{}, 'the answer is', ####, <answer> or number)"
+            )
+        ok, rule, forms = grade_answer(gold, found.text, self.policy())
+        details = {"rule": rule, "extraction": found.rule, **forms}
+        return Grade(float(ok), "ok", ok, found.text, details)

@@ -1,0 +1,228 @@
+"""String clean-up of one answer before it is parsed: decorations out, flags for what was removed.
+
+`clean(s)` strips math delimiters, spacing commands, ``\\left``/``\\right``, ``\\$``, thousands separators,
+units written with ``\\text{}``, a trailing ``\\%`` (flag `percent`) and ``^\\circ`` (flag `degrees`),
+and unwraps ``\\text{}``-like commands. It never raises and runs in linear time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Cleaned", "clean", "matching_brace", "strip_delimiters"]
+
+# Plain substitutions, in order (str.replace is fast and linear).
+_REPLACE: tuple[tuple[str, str], ...] = (
+    ("\\dfrac", "\\frac"),
+    ("\\tfrac", "\\frac"),
+    ("\\cfrac", "\\frac"),
+    ("\\dbinom", "\\binom"),
+    ("\\tbinom", "\\binom"),
+    ("\\displaystyle", ""),
+    ("\\left.", ""),
+    ("\\right.", ""),
+    ("{,}", ","),
+    ("\\qquad", " "),
+    ("\\quad", " "),
+    ("~", " "),
+    ("\\$", ""),
+    ("\\lbrace", "\\{"),
+    ("\\rbrace", "\\}"),
+    ("\\lvert", "|"),
+    ("\\rvert", "|"),
+    ("\\vert", "|"),
+    ("\\mid", "|"),
+    ("\\dots", ""),
+    ("\\ldots", ""),
+    ("\\cdots", ""),
+    ("\u2212", "-"),
+    ("\u2013", "-"),
+    ("\u00d7", "\\times "),
+    ("\u00f7", "\\div "),
+    ("\u00b7", "\\cdot "),
+    ("\u03c0", "\\pi "),
+    ("\u221a", "\\sqrt "),
+    ("\u221e", "\\infty "),
+    ("\u2264", "\\le "),
+    ("\u2265", "\\ge "),
+    ("\u2260", "\\ne "),
+    ("\u222a", "\\cup "),
+    ("\u00b0", "^\\circ "),
+)
+_THOUSANDS_MARK = re.compile(r"(?<=\d)(?:,\\!|\{,\})(?=\d{3}(?!\d))")  # 15,\!000  1{,}000
+_SPACING = re.compile(r"(?<!\\)\\[,;:> !]")  # thin spaces etc., not the row break \\
+_LEFT_RIGHT = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![A-Za-z])")
+_DEGREES = re.compile(r"\^\s*+\{\s*+\\circ\s*+\}|\^\s*+\\circ|\\circ|\\degree")
+_PERCENT = re.compile(r"\\?%")
+_TEXT_CMD = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|hbox)\s*\{"
+)
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_UNIT_WORDS = re.compile(r"[A-Za-z][A-Za-z.\- ]*+(?:\^\s*+\{?\s*+\d\s*+\}?)?")
+_UNIT_POWER = re.compile(r"\s*\^\s*(?:\{\s*[23]\s*\}|[23])")
+_CONNECTIVE = {"and": ",", "or": ",", ",": ",", "and/or": ",", "": ""}
+_THOUSANDS_ONLY = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_THOUSANDS_SPACE = re.compile(r"-?\d{1,3}(?: \d{3})+(?:\.\d+)?")
+_TRAILING_WORDS = re.compile(r"(.*[\d})])\s++([A-Za-z][A-Za-z.]++(?:\s++[A-Za-z][A-Za-z.]++){0,3})")  # 5 cm
+# Words after a number that are never taken for a unit.
+_MATH_WORDS = frozenset(
+    {"pi", "sqrt", "sin", "cos", "tan", "sec", "csc", "cot", "log", "ln", "exp"}
+    | {"inf", "infinity", "or", "and"}
+)
+_SPACES = re.compile(r"\s+")
+_OVERLINE_WORD = re.compile(r"\\overline\s*\{\s*([A-Za-z]+)\s*\}")
+_DOUBLE_COMMA = re.compile(r",\s*,")
+_DELIMS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+
+
+@dataclass(frozen=True, slots=True)
+class Cleaned:
+    text: str  # the cleaned answer
+    percent: bool = False  # a percent sign was removed
+    degrees: bool = False  # a degree sign was removed
+    units: bool = False  # unit words were removed
+    was_text: bool = False  # the whole answer was one \text{...}
+
+
+def matching_brace(s: str, open_at: int, limit: int | None = None) -> int:
+    """Index of the ``}`` that closes the ``{`` at `open_at`, or -1 (also when it is more than `limit`
+    characters away). Linear, no recursion."""
+    depth = 0
+    i = open_at
+    n = len(s) if limit is None else min(len(s), open_at + limit)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            i += 2  # an escaped brace does not count
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def strip_delimiters(s: str) -> str:
+    """``$x$``, ``$$x$$``, ``\\(x\\)``, ``\\[x\\]`` -> ``x`` (repeatedly), and surrounding space."""
+    s = s.strip()
+    changed = True
+    while changed and s:
+        changed = False
+        for a, b in _DELIMS:
+            if len(s) >= len(a) + len(b) and s.startswith(a) and s.endswith(b):
+                s = s[len(a) : len(s) - len(b)].strip()
+                changed = True
+                break
+    return s
+
+
+def _unwrap_command(s: str, pattern: re.Pattern[str]) -> str:
+    """Replace ``\\cmd{x}`` by ``x`` for every match of `pattern` (which ends at the ``{``)."""
+    out = []
+    pos = 0
+    while True:
+        m = pattern.search(s, pos)
+        if m is None:
+            break
+        close = matching_brace(s, m.end() - 1)
+        if close < 0:
+            break
+        out.append(s[pos : m.start()])
+        out.append(s[m.end() : close])
+        pos = close + 1
+    out.append(s[pos:])
+    return "".join(out)
+
+
+def _texts(s: str) -> tuple[str, list[str], bool]:
+    """Handle ``\\text{...}`` groups: the whole answer -> its content (was_text); units after a value
+    -> dropped (and returned); ``and``/``or`` between values -> a comma; anything else -> its content."""
+    units: list[str] = []
+    m = _TEXT_CMD.match(s)
+    if m is not None and matching_brace(s, m.end() - 1) == len(s) - 1:
+        inner = s[m.end() : -1].strip()
+        if _TEXT_CMD.search(inner) is None:
+            return inner, [], True
+    out: list[str] = []
+    pos = 0
+    while True:
+        m = _TEXT_CMD.search(s, pos)
+        if m is None:
+            break
+        close = matching_brace(s, m.end() - 1)
+        if close < 0:
+            break
+        inner = s[m.end() : close]
+        word = inner.strip().lower()
+        before = "".join(out) + s[pos : m.start()]
+        out.append(s[pos : m.start()])
+        pos = close + 1
+        if word in _CONNECTIVE:
+            out.append(_CONNECTIVE[word])
+        elif (
+            before.strip()
+            and _UNIT_WORDS.fullmatch(inner.strip())
+            and not before.rstrip().endswith((",", "("))
+        ):
+            units.append(word)  # units after a value: dropped, with a power such as ^2 that follows them
+            p = _UNIT_POWER.match(s, pos)
+            if p is not None:
+                pos = p.end()
+        else:
+            out.append(inner)
+    out.append(s[pos:])
+    return "".join(out), units, False
+
+
+def clean(s: str) -> Cleaned:
+    """Strip decorations from one answer string (see the module docstring)."""
+    s = strip_delimiters(s)
+    if "\\boxed" in s or "\\fbox" in s:
+        s = strip_delimiters(_unwrap_command(s, _BOXED))
+    if ",\\!" in s or "{,}" in s:
+        s = _THOUSANDS_MARK.sub("", s)
+    for a, b in _REPLACE:
+        if a in s:
+            s = s.replace(a, b)
+    if "\\" in s:
+        s = _SPACING.sub(lambda m: "" if m.group() == "\\!" else " ", s)
+        s = _LEFT_RIGHT.sub("", s)
+    degrees = percent = False
+    signs = 0  # several signs removed: 45^\circ,135^\circ is a list, not a number with a comma
+    if "circ" in s or "degree" in s:
+        s, n = _DEGREES.subn("", s)
+        degrees, signs = n > 0, n
+    if "%" in s:
+        s, n = _PERCENT.subn("", s)
+        percent, signs = n > 0, signs + n
+    was_text = False
+    unit_words: list[str] = []
+    if "\\" in s and _TEXT_CMD.search(s):
+        s, unit_words, was_text = _texts(s)
+        if not was_text and "%" in s:  # \text{\%}
+            s, n = _PERCENT.subn("", s)
+            percent = percent or n > 0
+    if "\\overline" in s:
+        s = _OVERLINE_WORD.sub(r"\1", s)  # \overline{CD}: a segment's name
+    s = s.strip().rstrip(".;,").strip()
+    if ",," in s or ", ," in s:
+        s = _DOUBLE_COMMA.sub(",", s)
+    if s.startswith("$") or s.startswith("\\("):
+        s = strip_delimiters(s)
+    if "," in s and signs < 2 and _THOUSANDS_ONLY.fullmatch(s):  # only a lone number loses its commas: 1,000
+        s = s.replace(",", "")
+    if " " in s:
+        if _THOUSANDS_SPACE.fullmatch(s):
+            s = s.replace(" ", "")
+        m = _TRAILING_WORDS.fullmatch(s) if ":" not in s else None  # 1:03 PM is a time
+        if m is not None and not any(w.lower().rstrip(".") in _MATH_WORDS for w in m.group(2).split()):
+            s = m.group(1)
+            unit_words.append(m.group(2).lower())
+        s = _SPACES.sub(" ", s).strip()
+    degrees = degrees or any("degree" in w for w in unit_words)
+    percent = percent or any("percent" in w for w in unit_words)
+    return Cleaned(s, percent, degrees, bool(unit_words), was_text)

@@ -1,0 +1,140 @@
+"""One answer string -> a parsed `Answer`: its kind, its AST and the decorations that were removed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any
+
+from .latex import ParseError, parse_latex
+from .normalize import clean
+
+__all__ = ["Answer", "parse", "MAX_ANSWER_CHARS"]
+
+MAX_ANSWER_CHARS = 2000
+
+_INT = re.compile(r"-?\d{1,300}")
+_DEC = re.compile(r"-?(?:\d{1,300}\.\d{0,300}|\.\d{1,300})")
+_FRAC = re.compile(r"(-?)\\frac\{(\d{1,300})\}\{(\d{1,300})\}")
+_MIXED = re.compile(r"(-?)(\d{1,300}) (\d{1,300})/(\d{1,300})")
+_SLASH = re.compile(r"(-?)(\d{1,300})/(\d{1,300})")
+_CHOICE = re.compile(r"\(([A-Ja-j])\)|([A-J])|\(([A-J])\)\s*.+")
+_WORDS = re.compile(r"[A-Za-z][A-Za-z'\-]*(?: [A-Za-z][A-Za-z'\-]*)*")
+_LONG_WORD = re.compile(r"[A-Za-z]{3}")
+_DOUBLE_COMMA = re.compile(r",\s*,")
+_TIME = re.compile(r"\d{1,2}:\d\d\s*[AaPp]\.?\s*[Mm]\.?|\d{1,2}:0\d|\d{1,2}:\d\d:\d\d")
+_BASED = re.compile(r"(-?)([0-9A-Za-z]+(?:\.[0-9A-Za-z]+)?)_\{?(\d{1,2})\}?")
+_CONNECTIVES = re.compile(r"\s+(?:and|or)\s+|\\(?:text|mbox)\{\s*(?:and|or)\s*\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A parsed answer. `kind` is one of: number, expr, group (tuple/interval), set, list, matrix,
+    relation, union, choice, based (digits in a base: ``1202_3``), text, empty, unparsed."""
+
+    raw: str  # as given
+    text: str  # after clean-up (decorations removed)
+    kind: str
+    node: Any = None  # the AST (see latex.py); the letter for a choice; the folded words for text
+    percent: bool = False
+    degrees: bool = False
+    units: bool = False
+    error: str | None = None  # why a non-empty answer could not be parsed
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON-able description for grade details."""
+        out: dict[str, Any] = {"text": self.text, "kind": self.kind}
+        for flag in ("percent", "degrees", "units"):
+            if getattr(self, flag):
+                out[flag] = True
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def _kind(node: Any) -> str:
+    tag = node[0]
+    if tag == "num":
+        return "number"
+    return {"group": "group", "set": "set", "list": "list", "matrix": "matrix", "rel": "relation",
+            "union": "union"}.get(tag, "expr")  # fmt: skip
+
+
+def _expand_pm(node: Any) -> Any:
+    """``a \\pm b`` -> the list ``a + b, a - b`` (at the top or as an element of a list)."""
+    if node[0] == "pm":
+        a, b = node[1], node[2]
+        return ("list", (("add", (a, b)), ("add", (a, ("neg", b)))))
+    if node[0] == "list" and any(x[0] == "pm" for x in node[1]):
+        items: list[Any] = []
+        for x in node[1]:
+            items.extend(_expand_pm(x)[1] if x[0] == "pm" else [x])
+        return ("list", tuple(items))
+    if node[0] == "rel" and len(node[1]) == 1 and node[2][1][0] == "pm":  # x = 1 \pm \sqrt{2}
+        lhs, rhs = node[2]
+        return ("list", tuple(("rel", node[1], (lhs, r)) for r in _expand_pm(rhs)[1]))
+    return node
+
+
+def _fast(s: str) -> Any:
+    """Integers, decimals and simple fractions without the parser (the fast path)."""
+    if _INT.fullmatch(s):
+        return ("num", Fraction(int(s)), 0)
+    if _DEC.fullmatch(s):
+        digits = s.replace("-", "").replace(".", "").lstrip("0")
+        return ("num", Fraction(s), max(len(digits), 1))
+    m = _MIXED.fullmatch(s)
+    if m is not None and int(m.group(4)) != 0:  # 6 3/4 written in plain text
+        q = int(m.group(2)) + Fraction(int(m.group(3)), int(m.group(4)))
+        return ("num", -q if m.group(1) else q, 0)
+    m = _FRAC.fullmatch(s) or _SLASH.fullmatch(s)
+    if m is not None and int(m.group(3)) != 0:
+        q = Fraction(int(m.group(2)), int(m.group(3)))
+        return ("num", -q if m.group(1) else q, 0)
+    return None
+
+
+@lru_cache(maxsize=65536)
+def parse(raw: str) -> Answer:
+    """Parse one final answer (LaTeX or plain text; no surrounding prose)."""
+    if len(raw) > MAX_ANSWER_CHARS:
+        return Answer(
+            raw[:80] + "...", raw[:80], "unparsed", error=f"answer longer than {MAX_ANSWER_CHARS} characters"
+        )
+    c = clean(raw)
+    s = c.text
+
+    def answer(kind: str, node: Any = None, error: str | None = None) -> Answer:
+        return Answer(raw, c.text, kind, node, c.percent, c.degrees, c.units, error)
+
+    if not s:
+        return answer("empty")
+    node = _fast(s)
+    if node is not None:
+        return answer("number", node)
+    if ":" in s and _TIME.fullmatch(s):  # 1:03 PM: a time of day, not a ratio
+        return answer("text", " ".join(s.casefold().replace(".", "").split()))
+    m = _BASED.fullmatch(s)
+    if m is not None and m.group(2)[0].isdigit():  # 1202_3: digits in base 3
+        return answer("based", (m.group(1), m.group(2).upper().lstrip("0") or "0", int(m.group(3))))
+    m = _CHOICE.fullmatch(s)
+    if m is not None:
+        return answer("choice", (m.group(1) or m.group(2) or m.group(3)).upper())
+    if _WORDS.fullmatch(s) and (c.was_text or " " in s or _LONG_WORD.search(s)) and not _has_math_word(s):
+        return answer("text", " ".join(s.casefold().split()))
+    if " and " in s or " or " in s or "\\text" in s or "\\mbox" in s:
+        s = _DOUBLE_COMMA.sub(",", _CONNECTIVES.sub(", ", s))
+    try:
+        node = _expand_pm(parse_latex(s))
+    except ParseError as e:
+        return answer("text" if c.was_text else "unparsed", " ".join(c.text.casefold().split()), str(e))
+    return answer(_kind(node), node)
+
+
+_MATH_WORD = re.compile(r"\b(?:sqrt|frac|pi|sin|cos|tan|log|ln|exp)\b")
+
+
+def _has_math_word(s: str) -> bool:
+    return _MATH_WORD.search(s) is not None

@@ -1,0 +1,255 @@
+"""The sympy side: equality of what the exact fast path (`algebra`) cannot settle: symbols, e, logarithms,
+trigonometry, imaginary numbers, nested radicals.
+
+Imported lazily (sympy takes about half a second to import). Every sympy call here is bounded: numbers
+too large to build raise `TooBig` before sympy sees them, `expand`/`cancel` run only on small expressions
+with small exponents, and numeric checks use ``evalf`` at a fixed precision. Equal is concluded from an
+exact rewrite to 0 or from a difference that evaluates to 0 at 30 digits (at several points when symbols
+are free); not equal only from a difference that is certainly non-zero at some point.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any, ParamSpec, TypeVar
+
+import sympy as sp
+from sympy.polys.polyerrors import BasePolynomialError
+
+from .algebra import MAX_BITS, MAX_FACTORIAL, TooBig
+
+__all__ = ["SymbolicError", "to_sympy", "equal", "equations_equal", "close"]
+
+Node = tuple[Any, ...]
+P = ParamSpec("P")
+R = TypeVar("R")
+_CONSTS = {"pi": sp.pi, "E": sp.E, "I": sp.I, "oo": sp.oo}
+_FUNCS = {
+    "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "sec": sp.sec, "csc": sp.csc, "cot": sp.cot,
+    "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan, "sinh": sp.sinh, "cosh": sp.cosh,
+    "tanh": sp.tanh, "exp": sp.exp, "floor": sp.floor, "ceiling": sp.ceiling,
+}  # fmt: skip
+_POINTS = [Fraction(7, 5), Fraction(-3, 7), Fraction(11, 13), Fraction(5, 3), Fraction(-13, 11),
+           Fraction(2, 9), Fraction(17, 6)]  # fmt: skip
+_MAX_OPS = 200  # expand/cancel only below this many operations
+_MAX_EXPAND_POWER = 24
+_DIGITS = 30
+_symbols: dict[str, sp.Symbol] = {}
+# What sympy raises on inputs it cannot handle (a function of a matrix, an odd power of zoo, ...).
+_SYMPY_ERRORS = (
+    TypeError,
+    ValueError,
+    ZeroDivisionError,
+    OverflowError,
+    NotImplementedError,
+    BasePolynomialError,
+)
+
+
+class SymbolicError(ValueError):
+    """sympy could not compare the two expressions; the answers count as unequal."""
+
+
+def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except TooBig:
+            raise
+        except _SYMPY_ERRORS as e:
+            raise SymbolicError(f"{type(e).__name__}: {e}") from e
+
+    return wrapper
+
+
+def _symbol(name: str) -> sp.Symbol:
+    s = _symbols.get(name)
+    if s is None:
+        s = _symbols[name] = sp.Symbol(name)
+    return s
+
+
+def _bits(x: sp.Expr) -> int:
+    if x.is_Rational:
+        return max(int(x.p).bit_length(), int(x.q).bit_length(), 1)
+    return 64
+
+
+def _pow(base: sp.Expr, exp: sp.Expr) -> sp.Expr:
+    if exp.is_Rational and (base.is_Number or base.is_NumberSymbol):
+        if abs(exp.p) * _bits(base) > MAX_BITS or exp.q > 64:
+            raise TooBig("power too large")
+        if exp.q != 1 and _bits(base) > 128:  # sympy would try to factor the base: keep it a power
+            return sp.Pow(base, exp, evaluate=False)
+    elif exp.is_Number and not exp.is_Rational and base.is_Number and abs(exp) * _bits(base) > MAX_BITS:
+        raise TooBig("power too large")
+    return sp.Pow(base, exp)
+
+
+def _check_int_arg(x: sp.Expr) -> None:
+    if x.is_Integer and abs(int(x)) > MAX_FACTORIAL:
+        raise TooBig("factorial too large")
+
+
+def to_sympy(node: Node) -> sp.Expr:
+    """A scalar AST node as a sympy expression. Raises TooBig, or ValueError for non-scalars."""
+    tag = node[0]
+    if tag == "num":
+        q = node[1]
+        return sp.Rational(q.numerator, q.denominator)
+    if tag == "sym":
+        return _symbol(node[1])
+    if tag == "const":
+        return _CONSTS[node[1]]
+    if tag == "add":
+        return sp.Add(*(to_sympy(t) for t in node[1]))
+    if tag == "neg":
+        return -to_sympy(node[1])
+    if tag == "mul":
+        return sp.Mul(*(to_sympy(f) for f in node[1]))
+    if tag == "div":
+        return to_sympy(node[1]) / to_sympy(node[2])
+    if tag == "pow":
+        return _pow(to_sympy(node[1]), to_sympy(node[2]))
+    if tag == "root":
+        return _pow(to_sympy(node[1]), 1 / to_sympy(node[2]))
+    if tag == "fn":
+        return _FUNCS[node[1]](to_sympy(node[2]))
+    if tag == "log":
+        x = to_sympy(node[2])
+        return sp.log(x) if node[1] is None else sp.log(x, to_sympy(node[1]))
+    if tag == "fact":
+        x = to_sympy(node[1])
+        _check_int_arg(x)
+        return sp.factorial(x)
+    if tag == "binom":
+        n, k = to_sympy(node[1]), to_sympy(node[2])
+        _check_int_arg(n)
+        return sp.binomial(n, k)
+    if tag == "abs":
+        return sp.Abs(to_sympy(node[1]))
+    raise ValueError(f"not a scalar: {tag}")
+
+
+def _small(e: sp.Expr) -> bool:
+    if sp.count_ops(e) > _MAX_OPS:
+        return False
+    return all(not (p.exp.is_Integer and abs(int(p.exp)) > _MAX_EXPAND_POWER) for p in e.atoms(sp.Pow))
+
+
+def _is_zero_number(v: Any) -> bool | None:
+    """True: zero to the working precision; False: certainly not zero; None: not a finite number."""
+    if v == 0:
+        return True
+    if not getattr(v, "is_number", False) or v.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+        return None
+    re_, im_ = v.as_real_imag()
+    for part in (re_, im_):
+        if part == 0:
+            continue
+        if not isinstance(part, sp.Float):
+            return None
+        if part._prec > 1:  # it has significant digits: certainly not zero
+            return False
+    return True
+
+
+def _evalf(e: sp.Expr, subs: dict[sp.Symbol, sp.Rational] | None = None) -> Any:
+    try:
+        return e.evalf(_DIGITS, subs=subs, maxn=4 * _DIGITS)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError, RecursionError):
+        return None
+
+
+def _probe(d: sp.Expr, syms: set[sp.Symbol]) -> tuple[bool, str]:
+    ordered = sorted(syms, key=lambda s: s.name)
+    zeros = 0
+    for trial in range(4):
+        subs = {
+            s: sp.Rational(*_ratio(_POINTS[(i * 3 + trial) % len(_POINTS)])) for i, s in enumerate(ordered)
+        }
+        z = _is_zero_number(_evalf(d, subs))
+        if z is False:
+            return False, "numeric_probe"
+        zeros += z is True
+    return zeros >= 2, "numeric_probe"
+
+
+def _ratio(q: Fraction) -> tuple[int, int]:
+    return q.numerator, q.denominator
+
+
+@_guarded
+def equal(gold: Node, pred: Node, scale: Fraction = Fraction(1)) -> tuple[bool, str]:
+    """Is ``pred * scale`` equal to `gold`? Returns (equal, rule)."""
+    a = to_sympy(gold)
+    b = to_sympy(pred)
+    if scale != 1:
+        b = b * sp.Rational(scale.numerator, scale.denominator)
+    if a == b:
+        return True, "symbolic"
+    if a.has(sp.oo, -sp.oo, sp.zoo, sp.nan) or b.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+        return False, "symbolic"
+    d = a - b
+    if d == 0:
+        return True, "symbolic"
+    syms = d.free_symbols
+    if _small(d):
+        if sp.expand(d) == 0:
+            return True, "expand"
+        if syms and d.is_rational_function(*syms) and sp.cancel(sp.together(d)) == 0:
+            return True, "cancel"
+    if not syms:
+        z = _is_zero_number(_evalf(d))
+        return z is True, "numeric"
+    return _probe(d, syms)
+
+
+@_guarded
+def equations_equal(gold: tuple[Node, Node], pred: tuple[Node, Node]) -> bool:
+    """Are ``l1 = r1`` and ``l2 = r2`` the same equation (one side minus the other proportional)?"""
+    d1 = to_sympy(gold[0]) - to_sympy(gold[1])
+    d2 = to_sympy(pred[0]) - to_sympy(pred[1])
+    if d1 == d2 or d1 == -d2:
+        return True
+    if d1 == 0 or d2 == 0:
+        return False
+    q = d1 / d2
+    syms = q.free_symbols
+    if _small(q):
+        c = sp.cancel(sp.together(q))
+        if not c.free_symbols:
+            z = _is_zero_number(_evalf(c))
+            return z is False
+    if not syms:
+        return False
+    values = []
+    ordered = sorted(syms, key=lambda s: s.name)
+    for trial in range(3):
+        subs = {
+            s: sp.Rational(*_ratio(_POINTS[(i * 3 + trial) % len(_POINTS)])) for i, s in enumerate(ordered)
+        }
+        v = _evalf(q, subs)
+        if v is None or not getattr(v, "is_number", False) or v.has(sp.nan, sp.zoo):
+            return False
+        values.append(v)
+    return all(_is_zero_number(_evalf(v - values[0])) is True for v in values[1:]) and not _is_zero_number(
+        values[0]
+    )
+
+
+@_guarded
+def close(gold: Node, pred: Node, rel_tol: float, scale: Fraction = Fraction(1)) -> bool:
+    """``|pred*scale - gold| <= rel_tol * |gold|`` numerically (both must be constants)."""
+    a = _evalf(to_sympy(gold))
+    b = _evalf(to_sympy(pred) * sp.Rational(scale.numerator, scale.denominator))
+    if a is None or b is None or not a.is_number or not b.is_number:
+        return False
+    try:
+        diff = abs(complex(a) - complex(b))
+        return diff <= rel_tol * abs(complex(a))
+    except (TypeError, ValueError, OverflowError):
+        return False

@@ -1,0 +1,333 @@
+"""Compare two parsed answers: ``verify(gold=..., pred=...) -> Verdict``.
+
+Order of checks: the cleaned strings; multiple-choice letters; text; then structure (lists, sets, tuples,
+intervals, matrices, relations) down to scalars, which are compared exactly by `algebra` (the fast path:
+rationals, radicals, pi) or else by `symbolic` (sympy). The policy for percent, degrees, comma lists and
+decimal golds is a `Policy` (see the package docstring).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Literal
+
+from . import algebra
+from .algebra import TooBig
+from .parse import Answer, parse
+
+__all__ = ["Policy", "Verdict", "verify", "cached_verify", "DEFAULT_POLICY"]
+
+Node = tuple[Any, ...]
+_OO = ("const", "oo")
+_NEG_OO = ("neg", ("const", "oo"))
+_MAX_ITEMS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How answers that differ only in presentation are judged (the defaults follow the label policy of
+    ``math_pairs_dev.jsonl``)."""
+
+    percent: Literal["value_or_fraction", "value"] = "value_or_fraction"  # 50\% = 50 (= 0.5 too)
+    degrees: Literal["ignore", "strict"] = "ignore"  # 30^\circ = 30 (strict: both or neither)
+    ordered_lists: bool = False  # bare comma lists compare as multisets unless True
+    rel_tol: float = 1e-8  # relative tolerance where the gold is a decimal (capped below its last digit)
+
+
+DEFAULT_POLICY = Policy()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of `verify`; truthy when the answers are equal. `rule` names what decided."""
+
+    equal: bool
+    rule: str
+
+    def __bool__(self) -> bool:
+        return self.equal
+
+
+class _Ctx:
+    __slots__ = ("policy", "scale", "rules")
+
+    def __init__(self, policy: Policy, scale: Fraction) -> None:
+        self.policy = policy
+        self.scale = scale
+        self.rules: list[str] = []
+
+    def rule(self, name: str, result: bool) -> bool:
+        self.rules.append(name)
+        return result
+
+
+def verify(*, gold: Answer | str, pred: Answer | str, policy: Policy = DEFAULT_POLICY) -> Verdict:
+    """Is the predicted answer equal to the gold one? Strings are parsed first (`parse`)."""
+    g = parse(gold) if isinstance(gold, str) else gold
+    p = parse(pred) if isinstance(pred, str) else pred
+    return cached_verify(g, p, policy)
+
+
+@lru_cache(maxsize=65536)
+def cached_verify(g: Answer, p: Answer, policy: Policy) -> Verdict:
+    """`verify` on parsed answers, cached."""
+    if policy.degrees == "strict" and g.degrees != p.degrees:
+        return Verdict(False, "degrees")
+    if g.kind == "empty" or p.kind == "empty":
+        return Verdict(False, "empty")
+    if g.text == p.text:
+        return Verdict(True, "string")
+    if g.kind == "based" or p.kind == "based":
+        return Verdict(_based_equal(g, p), "base")
+    if g.kind == "choice" or p.kind == "choice":
+        return Verdict(g.kind == p.kind and g.node == p.node, "choice")
+    if g.kind == "text" and p.kind == "text":
+        return Verdict(_words(g.text) == _words(p.text), "text")
+    if "text" in (g.kind, p.kind):  # words against math or unparsed text: the words decide
+        return Verdict(_words(g.text).replace(" ", "") == _words(p.text).replace(" ", ""), "text")
+    if "unparsed" in (g.kind, p.kind):  # one side is not math: the strings decide
+        return Verdict("".join(g.text.split()) == "".join(p.text.split()), "string_fallback")
+    scales = [Fraction(1)]
+    if policy.percent == "value_or_fraction" and g.percent != p.percent:
+        scales.append(Fraction(100) if g.percent else Fraction(1, 100))
+    rule = "mismatch"
+    for scale in scales:
+        ctx = _Ctx(policy, scale)
+        try:
+            ok = _eq(g.node, p.node, ctx)
+        except TooBig:
+            ok = g.node == p.node
+            ctx.rules.append("too_large_structural")
+        except (ValueError, RecursionError) as e:  # symbolic.SymbolicError: sympy could not compare them
+            ok = False  # unequal, and the rule says why
+            ctx.rules.append(f"sympy_failed:{type(e.__cause__ or e).__name__}")
+        rule = _summarize(ctx.rules) + ("" if scale == 1 else "+percent")
+        if ok:
+            return Verdict(True, rule)
+    return Verdict(False, rule)
+
+
+def _based_equal(g: Answer, p: Answer) -> bool:
+    """``1202_3`` = ``1202_{3}``; against a plain integer, the digits must match (the base is the
+    problem's): ``1202_3`` = ``1202``, not ``47``."""
+    if g.kind == p.kind == "based":
+        return bool(g.node == p.node)
+    based, other = (g, p) if g.kind == "based" else (p, g)
+    if other.kind != "number" or other.node[2] or other.node[1].denominator != 1:
+        return False
+    sign, digits, _ = based.node
+    return f"{sign}{digits}" == str(other.node[1])
+
+
+def _words(s: str) -> str:
+    return " ".join(s.casefold().split()).strip(" .,;:!?")
+
+
+def _summarize(rules: list[str]) -> str:
+    """The deciding rule: the 'strongest' one used (a numeric check outranks an exact one)."""
+    for name in ("too_large_structural", "tolerance", "numeric_probe", "numeric", "cancel", "expand",
+                 "symbolic", "exact", "fast_path"):  # fmt: skip
+        if name in rules:
+            return name
+    return rules[-1] if rules else "mismatch"
+
+
+# ---- structure ---------------------------------------------------------------------------------------
+
+
+def _is_label(node: Node) -> bool:
+    """A lone symbol (``x``, ``a_1``) or a function name applied to symbols (``f(x)``, parsed f*x)."""
+    if node[0] == "sym":
+        return True
+    return node[0] == "mul" and len(node[1]) <= 3 and all(f[0] == "sym" for f in node[1])
+
+
+def _label_value(node: Node) -> Node | None:
+    """``x = 5`` -> 5, ``f(x) = x + 1`` -> x + 1, ``x \\in [1, 2]`` -> [1, 2]; not ``x + z = 1``."""
+    if node[0] == "rel" and len(node[1]) == 1 and node[1][0] in ("=", "in") and _is_label(node[2][0]):
+        return node[2][1]
+    return None
+
+
+def _solution_point(node: Node) -> Node | None:
+    """``x = 1, y = 2`` (distinct lone symbols) -> the point ``(1, 2)``."""
+    if node[0] != "list" or not all(
+        x[0] == "rel" and x[1] == ("=",) and x[2][0][0] == "sym" for x in node[1]
+    ):
+        return None
+    if len({x[2][0] for x in node[1]}) != len(node[1]):
+        return None
+    return ("group", "(", ")", tuple(x[2][1] for x in node[1]))
+
+
+def _items(node: Node) -> tuple[Node, ...]:
+    return node[1] if node[0] in ("list", "set") else (node,)
+
+
+def _eq(g: Node, p: Node, ctx: _Ctx) -> bool:
+    tg, tp = g[0], p[0]
+    if tg == "rel" or tp == "rel":
+        return _eq_rel(g, p, ctx)
+    if tg in ("list", "set") or tp in ("list", "set"):
+        if tg == "group" or tp == "group":  # (0, 1] is neither the list 0, 1 nor the set {0, 1}
+            point = _solution_point(p if tg == "group" else g)  # but (1, 2) is x = 1, y = 2
+            if point is None:
+                return ctx.rule("structure", False)
+            return _eq(g, point, ctx) if tg == "group" else _eq(point, p, ctx)
+        gi, pi_ = _items(g), _items(p)
+        ordered = ctx.policy.ordered_lists and tg == tp == "list"
+        return _match(gi, pi_, ctx, ordered)
+    if tg == "group" and tp == "group":
+        if g[1] != p[1] or g[2] != p[2] or len(g[3]) != len(p[3]):
+            return ctx.rule("structure", False)
+        return all(_eq(a, b, ctx) for a, b in zip(g[3], p[3], strict=True))
+    if tg == "matrix" or tp == "matrix":
+        return _eq_matrix(g, p, ctx)
+    if tg == "union" and tp == "union":
+        return _match(g[1], p[1], ctx, ordered=False)
+    if tg in ("group", "union") or tp in ("group", "union"):
+        return ctx.rule("structure", False)
+    return _scalar(g, p, ctx)
+
+
+def _match(gi: tuple[Node, ...], pi_: tuple[Node, ...], ctx: _Ctx, ordered: bool) -> bool:
+    if len(gi) != len(pi_):
+        return ctx.rule("structure", False)
+    if ordered or len(gi) > _MAX_ITEMS:
+        return all(_eq(a, b, ctx) for a, b in zip(gi, pi_, strict=True))
+    left = list(pi_)
+    for a in gi:
+        for j, b in enumerate(left):
+            if _eq(a, b, ctx):
+                del left[j]
+                break
+        else:
+            return False
+    return True
+
+
+def _eq_matrix(g: Node, p: Node, ctx: _Ctx) -> bool:
+    def entries(n: Node) -> tuple[tuple[int, int], list[Node]] | None:
+        if n[0] == "matrix":
+            rows = n[1]
+            return (len(rows), len(rows[0])), [x for r in rows for x in r]
+        if n[0] == "group" and n[1] == "(" and n[2] == ")":  # a tuple as a column vector
+            return (len(n[3]), 1), list(n[3])
+        return None
+
+    a, b = entries(g), entries(p)
+    if a is None or b is None:
+        return ctx.rule("structure", False)
+    shape_a, shape_b = a[0], b[0]
+    if shape_a != shape_b and not (g[0] != p[0] and sorted(shape_a) == sorted(shape_b) and 1 in shape_a):
+        return ctx.rule("structure", False)
+    return all(_eq(x, y, ctx) for x, y in zip(a[1], b[1], strict=True))
+
+
+def _interval(node: Node) -> Node | None:
+    """A one-variable inequality as an interval: ``x > 3`` -> (3, oo), ``1 <= x < 2`` -> [1, 2)."""
+    ops, sides = node[1], node[2]
+    if len(ops) == 1 and ops[0] in ("<", "<="):
+        a, b = sides
+        if a[0] == "sym" and b[0] != "sym":
+            return ("group", "(", "]" if ops[0] == "<=" else ")", (_NEG_OO, b))
+        if b[0] == "sym" and a[0] != "sym":
+            return ("group", "[" if ops[0] == "<=" else "(", ")", (a, _OO))
+    if len(ops) == 2 and all(op in ("<", "<=") for op in ops) and sides[1][0] == "sym":
+        return ("group", "[" if ops[0] == "<=" else "(", "]" if ops[1] == "<=" else ")", (sides[0], sides[2]))
+    return None
+
+
+def _as_set(node: Node) -> Node | None:
+    """The set a one-variable relation describes: ``x \\in S`` -> S, an inequality -> its interval."""
+    if node[1] == ("in",) and node[2][0][0] == "sym":
+        return node[2][1]
+    return _interval(node)
+
+
+def _eq_rel(g: Node, p: Node, ctx: _Ctx) -> bool:
+    if g[0] == "rel" and p[0] == "rel":
+        same_shape = g[1] == p[1] and len(g[2]) == len(p[2])
+        if same_shape and all(_eq(a, b, ctx) for a, b in zip(g[2], p[2], strict=True)):
+            return ctx.rule("relation", True)
+        if g[1] == p[1] == ("=",):
+            if _eq(g[2][0], p[2][1], ctx) and _eq(g[2][1], p[2][0], ctx):
+                return ctx.rule("relation", True)
+            from . import symbolic
+
+            lg, lp = _label_value(g), _label_value(p)
+            if lg is not None and lp is not None and g[2][0] == p[2][0]:
+                return _eq(lg, lp, ctx)  # y = <expr> against y = <expr>: the right sides decide
+            if all(_scalar_node(x) for x in (*g[2], *p[2])):
+                ctx.rules.append("symbolic")
+                return symbolic.equations_equal(g[2], p[2])
+        gi, pi_ = _as_set(g), _as_set(p)  # x > 3 against 3 < x, x \in [1, 2] against 1 <= x <= 2
+        if gi is not None and pi_ is not None:
+            return _eq(gi, pi_, ctx)
+        return ctx.rule("relation", False)
+    rel, other = (g, p) if g[0] == "rel" else (p, g)
+    value = _label_value(rel)
+    if value is None:
+        value = _interval(rel) if other[0] in ("group", "union") else None
+    if value is None:
+        return ctx.rule("relation", False)
+    return _eq(value, other, ctx) if rel is g else _eq(other, value, ctx)
+
+
+_SCALAR_TAGS = frozenset(
+    {"num", "sym", "const", "add", "neg", "mul", "div", "pow", "root", "fn", "log", "fact", "binom", "abs"}
+)
+
+
+def _scalar_node(n: Node) -> bool:
+    return n[0] in _SCALAR_TAGS
+
+
+# ---- scalars -----------------------------------------------------------------------------------------
+
+
+def _decimal_sig(node: Node) -> int:
+    """Significant digits of a decimal literal (``-0.50`` -> 2), 0 for anything else."""
+    if node[0] == "neg":
+        node = node[1]
+    return node[2] if node[0] == "num" else 0
+
+
+def _within(gold: algebra.Alg, pred: algebra.Alg, rel_tol: float) -> bool:
+    """``|pred - gold| <= rel_tol * |gold|``: exactly for rationals, in floats otherwise."""
+    if algebra.is_rational(gold) and algebra.is_rational(pred):
+        g, p = gold.get((1, 0), Fraction(0)), pred.get((1, 0), Fraction(0))
+        return abs(g - p) <= Fraction(rel_tol) * abs(g)
+    gf, pf = algebra.to_float(gold), algebra.to_float(pred)
+    return abs(gf - pf) <= rel_tol * abs(gf)
+
+
+def _scalar(g: Node, p: Node, ctx: _Ctx) -> bool:
+    if not (_scalar_node(g) and _scalar_node(p)):
+        return ctx.rule("structure", False)
+    if g == p and ctx.scale == 1:
+        return ctx.rule("exact", True)
+    ga, pa = algebra.value(g), algebra.value(p)
+    if ga is not None and pa is not None:
+        if ctx.scale != 1:
+            pa = {k: c * ctx.scale for k, c in pa.items()}
+        if ga == pa:
+            fast = algebra.is_rational(ga) and g[0] == "num" and p[0] == "num"
+            return ctx.rule("fast_path" if fast else "exact", True)
+        sig = _decimal_sig(g)
+        if sig and ctx.policy.rel_tol > 0 and _within(ga, pa, min(ctx.policy.rel_tol, 10.0 ** -(sig + 1))):
+            return ctx.rule("tolerance", True)
+        return ctx.rule("exact", False)
+    from . import symbolic
+
+    sig = _decimal_sig(g)
+    if (
+        sig
+        and ctx.policy.rel_tol > 0
+        and symbolic.close(g, p, min(ctx.policy.rel_tol, 10.0 ** -(sig + 1)), ctx.scale)
+    ):
+        return ctx.rule("tolerance", True)
+    ok, rule = symbolic.equal(g, p, ctx.scale)
+    return ctx.rule(rule, ok)
