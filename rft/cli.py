@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -65,9 +66,16 @@ def grade(
     ] = None,
     timeout: Annotated[float, typer.Option(help="hard per-sample deadline, seconds")] = 30.0,
     json_summary: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    unsafe_local_exec: Annotated[
+        bool,
+        typer.Option("--unsafe-local-exec", help="let code graders run unisolated where no sandbox works"),
+    ] = False,
 ) -> None:
     """Grade model samples with a grader spec."""
     from rft.rows import grade_rows, read_rows, summarize, write_rows
+
+    if unsafe_local_exec:
+        os.environ["RFT_UNSAFE_LOCAL_EXEC"] = "1"  # read by the code grader, in the grading workers too
 
     g = _load(grader)
     if not input.is_file():
@@ -106,6 +114,58 @@ def grader_validate(spec: Annotated[str, typer.Argument(help="a .json/.yaml file
     g = _load(spec)
     out.print(f"[green]ok[/green] {g.type} grader {g.name!r}")
     out.print_json(data=g.spec())
+
+
+@grader_app.command("audit")
+def grader_audit(
+    grader: Annotated[
+        str, typer.Option("--grader", "-g", help="grader spec: a .json/.yaml file or inline JSON")
+    ],
+    input: Annotated[
+        Path,
+        typer.Option("--input", "-i", help='JSONL rows {"item", "sample", "expected": true|false, "kind"}'),
+    ],
+    compare: Annotated[
+        str | None, typer.Option(help="a second grader: math_verify, or a spec file / inline JSON")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="grading processes (0: in this process, no deadlines)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="hard per-sample deadline, seconds")] = 30.0,
+    show: Annotated[int, typer.Option(help="list this many mistakes and disagreements")] = 20,
+    exclude_kinds: Annotated[
+        str, typer.Option(help="comma-separated kind prefixes left out of the overall rates, e.g. policy_")
+    ] = "",
+    json_report: Annotated[bool, typer.Option("--json", help="print the whole report as JSON")] = False,
+) -> None:
+    """Count a grader's false negatives and false positives on labelled rows (and compare two graders)."""
+    from rft.audit import load_compare, load_labelled, report_renderables, run_audit
+
+    g = _load(grader)
+    if not input.is_file():
+        err.print(f"[red]no such input file:[/red] {input}")
+        raise typer.Exit(2)
+    other = None
+    if compare is not None:
+        from rft.graders import GraderSpecError
+
+        try:
+            other = load_compare(compare)
+        except GraderSpecError as e:
+            err.print(f"[red]invalid --compare grader:[/red] {e}")
+            raise typer.Exit(2) from None
+    rows = load_labelled(input)
+    excluded = tuple(k.strip() for k in exclude_kinds.split(",") if k.strip())
+    with Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as progress:  # fmt: skip
+        task = progress.add_task("grade", total=len(rows) * (2 if other else 1))
+        report = run_audit(g, rows, compare=other, workers=workers, timeout=timeout, exclude_kinds=excluded,
+                           on_result=lambda _i, _g: progress.advance(task))  # fmt: skip
+    if json_report:
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    for renderable in report_renderables(report, show=show):
+        out.print(renderable)
 
 
 @grader_app.command("types")

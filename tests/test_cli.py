@@ -107,3 +107,23 @@ def test_grader_types_lists_every_registered_type():
     types = set(res.stdout.split())
     assert {"string_check", "text_similarity", "python", "multi", "score_model", "label_model", "regex",
             "format", "json_schema"} <= types  # fmt: skip
+
+
+def test_unsafe_local_exec_is_an_explicit_opt_in(tmp_path):
+    """Where the configured sandbox cannot run, code grades are errors unless the user opts in."""
+    spec = {"type": "code", "tests": "assert f(2) == 4", "entry_point": "f", "sandbox": "bwrap",
+            "sandbox_options": {"bwrap": str(tmp_path / "no-bwrap-here")}}  # fmt: skip
+    spec_path = tmp_path / "code.json"
+    spec_path.write_text(json.dumps(spec))
+    rows = write(tmp_path / "r.jsonl", [json.dumps({"item": {}, "sample": "def f(x):\n    return x * 2\n"})])
+    out = tmp_path / "out.jsonl"
+    args = ["grade", "-g", str(spec_path), "-i", str(rows), "-o", str(out), "--workers", "1", "--json"]
+    res = rft(*args)
+    assert res.returncode == 0, res.stderr
+    grade = json.loads(out.read_text())["grade"]
+    assert grade["status"] == "error" and "bwrap" in grade["details"]["error"]
+    res = rft(*args, "--unsafe-local-exec")
+    assert res.returncode == 0, res.stderr
+    grade = json.loads(out.read_text())["grade"]
+    assert grade["status"] == "ok" and grade["passed"]
+    assert "ran unisolated" in grade["details"]["sandbox_fallback"]

@@ -33,10 +33,16 @@ def _imports(path: Path, package: str) -> list[str]:
     return names
 
 
+def _package(path: Path, folder: str) -> str:
+    """The package a file belongs to: graders/math/x.py is in rft.graders.math."""
+    sub = path.parent.relative_to(ROOT / folder).parts
+    return ".".join([PACKAGES[folder], *sub])
+
+
 def _violations(folder: str, allowed_rft: tuple[str, ...], forbid_heavy: bool) -> list[str]:
     bad = []
     for path in sorted((ROOT / folder).rglob("*.py")):
-        for name in _imports(path, PACKAGES[folder]):
+        for name in _imports(path, _package(path, folder)):
             top = name.split(".")[0]
             if top == "rft" and name != "rft" and not name.startswith(allowed_rft):
                 bad.append(f"{path.relative_to(ROOT)} imports {name}")
@@ -58,7 +64,7 @@ def test_only_the_cli_imports_the_cli(folder):
     offenders = [
         f"{p.relative_to(ROOT)}"
         for p in (ROOT / folder).rglob("*.py")
-        if p.name != "cli.py" and any(n.startswith("rft.cli") for n in _imports(p, PACKAGES[folder]))
+        if p.name != "cli.py" and any(n.startswith("rft.cli") for n in _imports(p, _package(p, folder)))
     ]
     assert offenders == []
 
@@ -67,7 +73,7 @@ def test_rft_core_does_not_import_sft_dpo():
     bad = [
         str(p.relative_to(ROOT))
         for p in (ROOT / "rft").rglob("*.py")
-        if p.name != "cli.py" and any(n.startswith("rft.sft_dpo") for n in _imports(p, "rft"))
+        if p.name != "cli.py" and any(n.startswith("rft.sft_dpo") for n in _imports(p, _package(p, "rft")))
     ]
     assert bad == []
 
@@ -84,3 +90,5 @@ def test_checker_sees_a_wrong_arrow(tmp_path):
     bad.write_text("from rft.envs import make\nimport torch\nfrom ..rft import cli\n")
     names = _imports(bad, "rft.graders")
     assert "rft.envs" in names and "torch" in names and "rft.rft.cli" in names
+    nested = ROOT / "graders" / "math" / "x.py"
+    assert _package(nested, "graders") == "rft.graders.math"
