@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -18,6 +19,10 @@ app = typer.Typer(
 )
 grader_app = typer.Typer(no_args_is_help=True, help="Inspect and check grader specs.")
 app.add_typer(grader_app, name="grader")
+task_app = typer.Typer(
+    no_args_is_help=True, help="List, show and check task suites (Gymnasium environments)."
+)
+app.add_typer(task_app, name="task")
 
 out = Console()
 err = Console(stderr=True)
@@ -199,6 +204,83 @@ def demo(
     from rft.demo import run_demo
 
     run_demo(out_dir, console=out)
+
+
+def _env_id(task: str) -> str:
+    """A task id (`arithmetic-v0`, `rft/arithmetic-v0`) or a suite YAML file, registered on the way."""
+    import rft.envs
+
+    try:
+        if task.endswith((".yaml", ".yml")):
+            return rft.envs.register_suite(task)
+        env_id = task if "/" in task else f"rft/{task}"
+        rft.envs.suite_path(env_id)  # raises for an unknown id
+        return env_id
+    except rft.envs.SuiteError as e:
+        err.print(f"[red]{escape(str(e))}[/red]")
+        raise typer.Exit(2) from None
+
+
+@task_app.command("list")
+def task_list() -> None:
+    """The registered tasks: built-in suites and those in $RFT_TASKS."""
+    import rft.envs
+
+    table = Table("env id", "source", "grader", "held-out", "description")
+    for env_id in rft.envs.registered_ids():
+        s = rft.envs.get_suite(rft.envs.suite_path(env_id))
+        src = s.source.name if s.source.type != "jsonl" else Path(s.source.path).name
+        table.add_row(env_id, f"{s.source.type}: {src}", s.grader["type"], f"{s.split:g}", s.description)
+    out.print(table)
+
+
+@task_app.command("show")
+def task_show(
+    task: Annotated[str, typer.Argument(help="task id (arithmetic-v0) or a suite .yaml file")],
+    n: Annotated[int, typer.Option("--n", help="how many problems")] = 3,
+    split: Annotated[str, typer.Option(help="train or heldout")] = "train",
+    seed: Annotated[int, typer.Option(help="seed of the first reset")] = 0,
+) -> None:
+    """Render sample prompts and their references."""
+    import gymnasium
+
+    from rft.envs import SuiteError
+
+    env = gymnasium.make(_env_id(task))
+    try:
+        for k in range(n):
+            obs, info = env.reset(seed=seed + k, options={"split": split})
+            out.rule(f"{info['suite']} {info['split']} #{info['index']} id={info['id']}")
+            for m in json.loads(obs):
+                out.print(f"[bold]{m['role']}:[/bold] {escape(m['content'])}", highlight=False)
+            out.print(f"[bold]reference:[/bold] {escape(str(info['reference']))}", highlight=False)
+    except SuiteError as e:
+        err.print(f"[red]{escape(str(e))}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        env.close()
+
+
+@task_app.command("check")
+def task_check(
+    task: Annotated[str, typer.Argument(help="task id (arithmetic-v0) or a suite .yaml file")],
+    n: Annotated[int, typer.Option("--n", help="how many train problems to step through")] = 3,
+) -> None:
+    """Reference answers score 1, empty and decoy answers 0, seeded resets repeat, splits are disjoint."""
+    from rft.envs import SuiteError
+    from rft.envs.check import check_task
+
+    try:
+        report = check_task(_env_id(task), n=n)
+    except SuiteError as e:  # e.g. the data file is missing
+        err.print(f"[red]{escape(str(e))}[/red]")
+        raise typer.Exit(2) from None
+    for c in report.checks:
+        mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
+        detail = c.detail if c.detail and (not c.ok or c.name.startswith("no held-out")) else ""
+        out.print(f"{mark} {c.name}" + (f"  ({escape(detail)})" if detail else ""))
+    out.print(f"{report.env_id}: {'all checks passed' if report.ok else 'FAILED'}")
+    raise typer.Exit(0 if report.ok else 1)
 
 
 def main() -> None:

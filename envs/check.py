@@ -1,0 +1,98 @@
+"""`check_task`: sanity checks of one registered task (used by `rft task check` and the tests)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from rft.graders import render
+
+from .env import SuiteEnv
+from .suite import decontamination
+
+__all__ = ["Check", "Report", "check_task", "DEFAULT_COMPLETION", "DEFAULT_DECOY"]
+
+DEFAULT_COMPLETION = "The answer is $\\boxed{{{ item.reference }}}$."
+DEFAULT_DECOY = "The answer is $\\boxed{-31415926}$."
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    env_id: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str = "") -> None:
+        self.checks.append(Check(name, bool(ok), detail))
+
+
+def check_task(env_id: str, *, n: int = 3, seed: int = 0) -> Report:
+    """On the first `n` train items: the reference answer scores 1, an empty and a decoy answer 0; a seeded
+    reset is deterministic; infos are JSON-serialisable; the train and held-out splits are disjoint and
+    share no prompt (exact, after normalising; n-gram overlaps are counted in the detail)."""
+    report = Report(env_id)
+    env = gym.make(env_id)
+    try:
+        base = env.unwrapped
+        assert isinstance(base, SuiteEnv)
+        suite = base.suite
+        completion = suite.check.get("completion", DEFAULT_COMPLETION)
+        decoy = suite.check.get("decoy", DEFAULT_DECOY)
+        for index in range(min(n, len(base.items("train")))):
+            _, info = env.reset(options={"split": "train", "index": index})
+            item = base.items("train")[index]
+            ref_text = str(render(completion, {"item": item, "sample": {}}))
+            for name, text, want in (("reference", ref_text, 1.0), ("empty", "", 0.0), ("decoy", decoy, 0.0)):
+                env.reset(options={"split": "train", "index": index})
+                _, reward, term, trunc, step_info = env.step(text)
+                ok = reward == want and term and not trunc and not step_info["grade_failed"]
+                report.add(
+                    f"{name} answer scores {want:g} (item {info['id']})", ok, _why(step_info, float(reward))
+                )
+                report.add(f"step info is JSON (item {info['id']}, {name})", _jsonable(step_info))
+            report.add(f"reset info is JSON (item {info['id']})", _jsonable(info))
+        a = env.reset(seed=seed)
+        b = env.reset(seed=seed)
+        report.add("reset(seed) is deterministic", a == b, f"{a[1]['id']} vs {b[1]['id']}")
+        train = {it["id"] for it in base.items("train")}
+        heldout = {it["id"] for it in base.items("heldout")}
+        report.add(
+            "splits are disjoint", not (train & heldout), f"{len(train)} train, {len(heldout)} held-out"
+        )
+        report.add("train split is not empty", bool(train))
+        overlaps = decontamination(suite)
+        exact = sum(o.kind == "exact" for o in overlaps)
+        report.add(
+            "no held-out prompt equals a train prompt",
+            exact == 0,
+            f"{exact} exact, {len(overlaps) - exact} sharing a 13-gram (see rft.envs.decontamination)",
+        )
+    finally:
+        env.close()
+    return report
+
+
+def _jsonable(x: Any) -> bool:
+    try:
+        json.dumps(x)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _why(info: dict[str, Any], reward: float) -> str:
+    g = info["grade"]
+    return f"reward {reward:g}, status {g['status']}, extracted {str(g['extracted'])[:40]!r}"
