@@ -51,10 +51,12 @@ def test_make_and_check_env(env_id):
         warnings.simplefilter("always")
         if env_id == "rft/humaneval-v0":
             # The code grader's details carry the run's measured wall and CPU seconds, so two steps with
-            # the same seed and action differ in info (only there): check_env stops at that check, whose
-            # only successor (data not reused) runs below; everything else in info must be equal.
-            with pytest.raises(AssertionError, match="Deterministic step info"):
+            # the same seed and action usually differ in info (only there): check_env then stops at that
+            # check, whose only successor (data not reused) runs below; everything else in info must be equal.
+            try:
                 check_env(env.unwrapped, skip_render_check=True)
+            except AssertionError as e:
+                assert "Deterministic step info" in str(e), e
             check_returned_data_not_reused(env.unwrapped)
             infos = []
             for _ in range(2):
