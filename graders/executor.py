@@ -44,13 +44,12 @@ from typing import Any
 
 from .base import Grader, GraderSpecError, as_sample, load_grader
 from .grade import Grade
+from .procstat import HAVE_SCHEDSTAT, usage
 
 __all__ = ["GraderPool", "grade_batch"]
 
 MAX_CHUNK = 32  # tasks per message to a worker; fewer when few are pending, so every worker gets some
 STARTUP_TIMEOUT = 60.0  # seconds a new worker may take to import what it needs
-_TICK = 1.0 / os.sysconf("SC_CLK_TCK")
-_HAVE_SCHEDSTAT = os.path.exists("/proc/self/schedstat")  # Linux with CONFIG_SCHED_INFO
 _CONTEXT = mp.get_context("forkserver")
 
 
@@ -406,7 +405,7 @@ class _Dispatcher:
                 continue
             task = worker.inflight[0]
             wall = now - worker.started
-            cpu, cpu_wait = _group_usage(worker.pid)  # before the kill, while the processes exist
+            cpu, cpu_wait = usage(pgid=worker.pid)  # before the kill, while the processes exist
             cpu -= worker.usage[0]
             cpu_wait = None if cpu_wait is None else cpu_wait - worker.usage[1]
             self._retire(worker)
@@ -446,28 +445,6 @@ class _Dispatcher:
         self.selector.close()
 
 
-def _group_usage(pgid: int) -> tuple[float, float | None]:
-    """CPU seconds used, and seconds spent waiting for a CPU, by the live processes of a process group
-    (Linux /proc; the wait is None where the kernel has no schedstat)."""
-    cpu, cpu_wait = 0.0, 0.0
-    with contextlib.suppress(FileNotFoundError), os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                if int(fields[2]) != pgid:
-                    continue
-                cpu += sum(int(x) for x in fields[11:15]) * _TICK  # utime stime cutime cstime
-                if _HAVE_SCHEDSTAT:
-                    with open(f"/proc/{entry.name}/schedstat", "rb") as f:
-                        cpu_wait += int(f.read().split()[1]) / 1e9
-            except (OSError, ValueError, IndexError):  # it exited meanwhile
-                continue
-    return cpu, (cpu_wait if _HAVE_SCHEDSTAT else None)
-
-
 # ---- inside a worker process ------------------------------------------------------------------------
 
 
@@ -479,7 +456,7 @@ def _worker_main(conn: Connection, preload: tuple[str, ...]) -> None:
     for name in preload:
         importlib.import_module(name)
     graders: dict[str, Grader | str] = {}  # spec key -> grader, or why it could not be built
-    schedstat = os.open("/proc/self/schedstat", os.O_RDONLY) if _HAVE_SCHEDSTAT else None
+    schedstat = os.open("/proc/self/schedstat", os.O_RDONLY) if HAVE_SCHEDSTAT else None
     conn.send((None, *_own_usage(schedstat)))  # ready
     while True:
         try:

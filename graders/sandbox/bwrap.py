@@ -26,32 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..procstat import usage
 from . import forkserver
 from .base import ExecResult, Limits, SandboxError, SandboxUnavailable, register_sandbox
 from .local import FORKSERVER_PATH, HARNESS_RUNTIME_PATH
 
 __all__ = ["BwrapSandbox"]
-
-
-def _uid_usage(uid: int) -> tuple[float, float | None]:
-    """CPU seconds used, and seconds spent waiting for a CPU, by the live processes of `uid`."""
-    cpu, wait, have_wait = 0.0, 0.0, False
-    tick = 1.0 / os.sysconf("SC_CLK_TCK")
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{name}").st_uid != uid:
-                continue
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            cpu += sum(int(x) for x in fields[11:15]) * tick
-            with open(f"/proc/{name}/schedstat", "rb") as f:
-                wait += int(f.read().split()[1]) / 1e9
-                have_wait = True
-        except (OSError, ValueError, IndexError):
-            continue
-    return cpu, (wait if have_wait else None)
 
 
 @register_sandbox("bwrap")
@@ -216,7 +196,7 @@ class BwrapSandbox:
                 if left <= 0 or col.overflow:
                     outcome = "timeout" if left <= 0 else "output_limit"
                     if self.uid is not None:
-                        cpu, cpu_wait = _uid_usage(self.uid)
+                        cpu, cpu_wait = usage(uid=self.uid)
                     proc.kill()
                     break
                 rfds, wfds = col.fds()
