@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import jsonschema
 import regex
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from .base import Grader, register
 from .grade import Grade
@@ -55,6 +55,8 @@ class JsonSchema(Grader):
 
     template_fields = ("input",)
 
+    _validator: Any = PrivateAttr(default=None)  # built once at load, not per sample
+
     def model_post_init(self, _context: Any) -> None:
         super().model_post_init(_context)
         cls = jsonschema.validators.validator_for(self.schema_)
@@ -62,6 +64,7 @@ class JsonSchema(Grader):
             cls.check_schema(self.schema_)
         except jsonschema.SchemaError as e:
             raise ValueError(f"schema is not a valid JSON Schema: {e.message}") from None
+        self._validator = cls(self.schema_)
 
     def _grade(self, ctx: dict[str, Any]) -> Grade:
         value = self.render("input", ctx)
@@ -70,8 +73,7 @@ class JsonSchema(Grader):
                 value = extract_json(value, lenient=self.extract == "lenient")
             except ValueError as e:
                 return Grade.no_answer(str(e))
-        validator = jsonschema.validators.validator_for(self.schema_)(self.schema_)
-        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+        errors = sorted(self._validator.iter_errors(value), key=lambda e: list(e.path))
         if errors:
             messages = [f"{'/'.join(map(str, e.path)) or '(root)'}: {e.message}" for e in errors[:5]]
             return Grade(0.0, "ok", False, value, {"errors": messages})

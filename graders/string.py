@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import regex
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from .base import Grader, register
 from .grade import Grade
@@ -70,10 +70,12 @@ class Regex(Grader):
             raise ValueError(f"unknown flags {sorted(bad)}; use letters from {''.join(_FLAGS)}")
         return v
 
+    _compiled: Any = PrivateAttr(default=None)  # compiled once at load, not per sample
+
     def model_post_init(self, _context: Any) -> None:
         super().model_post_init(_context)
         try:
-            regex.compile(self.pattern, self._flags())
+            self._compiled = regex.compile(self.pattern, self._flags())
         except regex.error as e:
             raise ValueError(f"bad pattern {self.pattern!r}: {e}") from None
 
@@ -85,7 +87,7 @@ class Regex(Grader):
 
     def _grade(self, ctx: dict[str, Any]) -> Grade:
         text = as_text(self.render("input", ctx))
-        pat = regex.compile(self.pattern, self._flags())
+        pat = self._compiled
         try:
             if self.mode == "fullmatch":
                 m = pat.fullmatch(text, timeout=self.match_timeout)
