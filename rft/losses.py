@@ -1,0 +1,313 @@
+"""Pure tensor maths for RL fine-tuning: masked statistics, advantages, clipped losses, KL estimators.
+
+No model or trainer code here. Masks are 0/1 (or bool); positions with mask 0 never contribute, even if they
+hold NaN or inf. Half-precision inputs (bf16/fp16) are computed, and returned, in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "entropy_from_logits",
+    "gae",
+    "group_advantages",
+    "kl_penalty",
+    "masked_mean",
+    "masked_sum",
+    "masked_var",
+    "masked_whiten",
+    "policy_loss",
+    "selective_log_softmax",
+    "token_rewards",
+    "value_loss",
+    "zero_variance_groups",
+]
+
+_AGGS = ("grpo", "dr_grpo", "dapo")
+
+
+def _up(x: torch.Tensor) -> torch.Tensor:
+    """Upcast half precision to float32; leave float32/float64 alone."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _norm(n: int | float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A normaliser as a tensor of `like`'s dtype/device, at least 1."""
+    return torch.as_tensor(n, dtype=like.dtype, device=like.device).clamp(min=1.0)
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Sum of `x` where `mask` is set (over all entries, or along `dim`)."""
+    x = torch.where(mask.bool(), x, torch.zeros_like(x))
+    return x.sum() if dim is None else x.sum(dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of `x` over entries where `mask` is set; 0 (not NaN) where the mask is empty."""
+    count = masked_sum(torch.ones_like(x), mask, dim)
+    return masked_sum(x, mask, dim) / count.clamp(min=1.0)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Variance of `x` over entries where `mask` is set (Bessel-corrected if `unbiased`); 0 for < 2 entries."""
+    n = masked_sum(torch.ones_like(x), mask)
+    var = masked_mean((x - masked_mean(x, mask)) ** 2, mask)
+    if unbiased:
+        var = torch.where(n > 1, var * n / (n - 1).clamp(min=1.0), torch.zeros_like(var))
+    return var
+
+
+def masked_whiten(
+    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) over the masked entries; the mean is added back if not `shift_mean`.
+
+    Same semantics as TRL's former `core.masked_whiten` (unbiased variance). Masked-out entries become 0.
+    """
+    x = _up(x)
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return torch.where(mask.bool(), out, torch.zeros_like(out))
+
+
+def _groups(rewards: torch.Tensor, group_size: int, valid: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """Rewards and validity as (P, G); NaN rewards count as invalid."""
+    if group_size < 1 or rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(
+            f"rewards must be 1-D with a length ({tuple(rewards.shape)}) divisible by group_size ({group_size})"
+        )
+    r = _up(rewards)
+    v = ~torch.isnan(r) if valid is None else valid.bool() & ~torch.isnan(r)
+    v = v.view(-1, group_size)  # (P, G)
+    r = torch.where(v, r.view(-1, group_size), torch.zeros_like(r.view(-1, group_size)))  # (P, G)
+    return r, v
+
+
+def group_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    scale: str = "group",
+    eps: float = 1e-4,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """GRPO advantages: reward minus its group's mean, divided by a std unless `scale="none"`.
+
+    rewards (N,) hold consecutive groups of `group_size`. `scale`: "group" (std of the group), "batch" (std of
+    all valid rewards), "none". Stds are unbiased and `eps` is added to them, as in TRL 1.16
+    (`trl/trainer/grpo_trainer.py` L2764-2787, `nanstd` in `trl/trainer/utils.py` L1021-1043). Samples with
+    `valid` False (or a NaN reward) are left out of the statistics and get 0, as do groups with < 2 valid samples
+    (TRL: NaN reward -> NaN std -> `nan_to_num` 0, L2810). Returns (N,).
+    """
+    if scale not in ("group", "batch", "none"):
+        raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
+    r, v = _groups(rewards, group_size, valid)  # (P, G)
+    n = v.sum(1, keepdim=True).to(r.dtype)  # (P, 1)
+    mean = masked_mean(r, v, dim=1).unsqueeze(1)  # (P, 1)
+    adv = r - mean  # (P, G)
+    if scale == "group":
+        var = masked_sum((r - mean) ** 2, v, dim=1).unsqueeze(1) / (n - 1).clamp(min=1.0)  # (P, 1)
+        adv = adv / (var.sqrt() + eps)
+    elif scale == "batch":
+        adv = adv / (masked_var(r, v, unbiased=True).sqrt() + eps)
+    keep = v & (n >= 2)  # (P, G)
+    return torch.where(keep, adv, torch.zeros_like(adv)).view(-1)  # (N,)
+
+
+def zero_variance_groups(
+    rewards: torch.Tensor, group_size: int, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(num_prompts,) bool: groups whose valid rewards are all equal (so also groups with < 2 valid samples)."""
+    r, v = _groups(rewards, group_size, valid)  # (P, G)
+    hi = torch.where(v, r, torch.full_like(r, -torch.inf)).amax(1)  # (P,)
+    lo = torch.where(v, r, torch.full_like(r, torch.inf)).amin(1)  # (P,)
+    return (hi == lo) | (v.sum(1) < 2)
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    agg: str = "grpo",
+    num_items: int | float | torch.Tensor | None = None,
+    max_tokens: int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO clipped surrogate, -min(r*A, clip(r, 1-eps_low, 1+eps_high)*A) per token, aggregated by `agg`.
+
+    logprobs, old_logprobs, mask (B, T); advantages (B,) or (B, T). `agg`: "grpo" (mean over each sequence, then
+    over sequences), "dr_grpo" (sum / (B * max_tokens)), "dapo" (sum / number of tokens). `num_items` replaces
+    the micro-batch normaliser (B, or the token count for dapo) with the whole batch's, so micro-batch losses
+    sum to the full-batch loss. Stats (detached, this micro-batch's token means): clip_frac (and _low, _high),
+    ratio_mean, approx_kl = k3 of KL(old || new), i.e. (r - 1) - log r (cleanrl `ppo.py`), >= 0.
+    """
+    if agg not in _AGGS:
+        raise ValueError(f"agg must be one of {_AGGS}, got {agg!r}")
+    if agg == "dr_grpo" and max_tokens is None:
+        raise ValueError("agg='dr_grpo' needs max_tokens (the generation length limit)")
+    eps_high = eps_low if eps_high is None else eps_high
+    m = mask.bool()  # (B, T)
+    lp = _up(logprobs)
+    log_ratio = torch.where(m, lp - _up(old_logprobs).to(lp.dtype), torch.zeros_like(lp))  # (B, T)
+    ratio = torch.exp(log_ratio)  # (B, T)
+    adv = _up(advantages).to(lp.dtype)
+    adv = adv.unsqueeze(-1) if adv.ndim == 1 else adv  # (B, 1) or (B, T)
+    clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high)  # (B, T)
+    per_token = -torch.min(ratio * adv, clipped * adv)  # (B, T)
+
+    B = logprobs.shape[0]
+    if agg == "grpo":
+        seq = masked_mean(per_token, m, dim=-1)  # (B,)
+        loss = seq.sum() / _norm(B if num_items is None else num_items, seq)
+    elif agg == "dr_grpo":
+        n = _norm(B if num_items is None else num_items, per_token)
+        loss = masked_sum(per_token, m) / (n * max_tokens)
+    else:
+        n = m.sum() if num_items is None else num_items
+        loss = masked_sum(per_token, m) / _norm(n, per_token)
+
+    with torch.no_grad():  # same regions as TRL's clip_ratio/* metrics (grpo_trainer.py L3274-3276)
+        low = (ratio < 1 - eps_low) & (adv < 0)  # (B, T)
+        high = (ratio > 1 + eps_high) & (adv > 0)  # (B, T)
+        stats = {
+            "clip_frac": masked_mean((low | high).to(ratio.dtype), m),
+            "clip_frac_low": masked_mean(low.to(ratio.dtype), m),
+            "clip_frac_high": masked_mean(high.to(ratio.dtype), m),
+            "ratio_mean": masked_mean(ratio, m),
+            "approx_kl": masked_mean((ratio - 1) - log_ratio, m),
+        }
+    return loss, stats
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:
+    """Per-token estimators of KL(pi || ref) from samples of pi (Schulman, "Approximating KL divergence").
+
+    k1 = logp - ref (unbiased, can be < 0); k2 = 0.5 (logp - ref)^2; k3 = exp(ref - logp) - (ref - logp) - 1
+    (unbiased, >= 0; TRL's GRPO KL, grpo_trainer.py L3100-3102). (B, T) -> (B, T).
+    """
+    d = _up(ref_logprobs) - _up(logprobs)  # (B, T) log(ref / pi)
+    if kind == "k1":
+        return -d
+    if kind == "k2":
+        return 0.5 * d**2
+    if kind == "k3":
+        return torch.exp(d) - d - 1
+    raise ValueError(f"kind must be 'k1', 'k2' or 'k3', got {kind!r}")
+
+
+@torch.no_grad()
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over the mask==1 tokens only; returns (advantages, returns), (B, T) each.
+
+    Masked-out positions (padding, environment tokens of a multi-turn episode) are skipped as if absent: the
+    next value is the value at the next mask==1 position, 0 after the last. Rewards at masked positions are
+    ignored. returns = advantages + values; both are 0 at masked positions. No gradient flows.
+    """
+    r, v = _up(rewards), _up(values)
+    v = v.to(torch.promote_types(r.dtype, v.dtype))
+    r = r.to(v.dtype)
+    m = mask.bool()  # (B, T)
+    adv = torch.zeros_like(v)  # (B, T)
+    next_v = v.new_zeros(v.shape[0])  # (B,)
+    next_a = v.new_zeros(v.shape[0])  # (B,)
+    for t in range(v.shape[1] - 1, -1, -1):
+        delta = r[:, t] + gamma * next_v - v[:, t]  # (B,)
+        a = delta + gamma * lam * next_a  # (B,)
+        mt = m[:, t]  # (B,)
+        adv[:, t] = torch.where(mt, a, torch.zeros_like(a))
+        next_v = torch.where(mt, v[:, t], next_v)
+        next_a = torch.where(mt, a, next_a)
+    returns = torch.where(m, adv + v, torch.zeros_like(v))  # (B, T)
+    return adv, returns
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float | None = 0.2,
+    num_items: int | float | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped value loss 0.5 * max((v - R)^2, (clip(v, old - clip, old + clip) - R)^2), token-level mean.
+
+    (B, T) inputs. `num_items` replaces the token count (as in `policy_loss` with agg="dapo"). `clip=None`
+    disables clipping. Stats (detached): clip_frac (tokens where the clipped term was larger), values_mean.
+    """
+    v = _up(values)
+    old, ret = _up(old_values).to(v.dtype), _up(returns).to(v.dtype)
+    m = mask.bool()  # (B, T)
+    unclipped = (v - ret) ** 2  # (B, T)
+    v_clip = v if clip is None else old + torch.clamp(v - old, -clip, clip)  # (B, T)
+    clipped = (v_clip - ret) ** 2  # (B, T)
+    per_token = 0.5 * torch.max(unclipped, clipped)  # (B, T)
+    n = m.sum() if num_items is None else num_items
+    loss = masked_sum(per_token, m) / _norm(n, per_token)
+    with torch.no_grad():
+        stats = {
+            "clip_frac": masked_mean((clipped > unclipped).to(v.dtype), m),
+            "values_mean": masked_mean(v, m),
+        }
+    return loss, stats
+
+
+def token_rewards(
+    scores: torch.Tensor,
+    mask: torch.Tensor,
+    kl: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+) -> torch.Tensor:
+    """PPO per-token rewards: each (B,) score at its sequence's last mask==1 token, minus kl_coef * kl.
+
+    mask, kl (B, T) -> (B, T); zero at masked positions. A row with an empty mask gets no score.
+    """
+    s = _up(scores)
+    m = mask.bool()  # (B, T)
+    pos = torch.arange(m.shape[1], device=m.device).expand_as(m)  # (B, T)
+    last = torch.where(m, pos, torch.full_like(pos, -1)).amax(-1)  # (B,)
+    out = torch.where(pos == last.unsqueeze(-1), s.unsqueeze(-1), torch.zeros_like(s).unsqueeze(-1))  # (B, T)
+    if kl is not None and kl_coef:
+        out = out - kl_coef * torch.where(m, _up(kl).to(out.dtype), torch.zeros_like(out))
+    return out
+
+
+def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 128) -> torch.Tensor:
+    """Entropy (nats) of softmax(logits) along the last axis, in row chunks to bound memory. (B, T, V) -> (B, T).
+
+    -inf logits (banned tokens) contribute 0.
+    """
+    flat = logits.reshape(-1, logits.shape[-1])  # (B*T, V)
+    out = []
+    for chunk in flat.split(chunk_size):
+        logp = F.log_softmax(_up(chunk), dim=-1)  # (c, V)
+        p = logp.exp()
+        out.append(-torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1))  # (c,)
+    return torch.cat(out).view(logits.shape[:-1])
+
+
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """log_softmax(logits).gather(index) without materialising the full (B, T, V) log-softmax.
+
+    logits (B, T, V), index (B, T) -> (B, T). Follows `trl.trainer.utils.selective_log_softmax` (L538): gather
+    minus a per-row logsumexp in float32/64; one row at a time (upcast to float32) for half precision.
+    """
+    if logits.dtype in (torch.float32, torch.float64):
+        picked = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        lse = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])  # (B, T)
+        return picked - lse
+    rows = [
+        F.log_softmax(row.float(), dim=-1).gather(-1, idx.unsqueeze(-1)).squeeze(-1)  # (T,)
+        for row, idx in zip(logits, index, strict=True)
+    ]
+    return torch.stack(rows)  # (B, T)
