@@ -12,10 +12,12 @@ from pathlib import Path
 import gymnasium
 
 from .env import SuiteEnv, get_suite
+from .pool import EnvPool
 from .suite import Suite, SuiteError, data_dir, decontamination, find_overlaps, load_suite, split_of
 
 __all__ = [
     "SuiteEnv",
+    "EnvPool",
     "Suite",
     "SuiteError",
     "load_suite",

@@ -40,15 +40,18 @@ class Report:
 
 
 def check_task(env_id: str, *, n: int = 3, seed: int = 0) -> Report:
-    """On the first `n` train items: the reference answer scores 1, an empty and a decoy answer 0; a seeded
-    reset is deterministic; infos are JSON-serialisable; the train and held-out splits are disjoint and
-    share no prompt (exact, after normalising; n-gram overlaps are counted in the detail)."""
+    """On the first `n` train items: the reference answer scores 1, an empty and a decoy answer 0; in
+    feedback episodes a wrong answer gets feedback (without the reference) and a second try, in tool
+    episodes a tool call runs and its output comes back; a seeded reset is deterministic; infos are
+    JSON-serialisable; the train and held-out splits are disjoint and share no prompt (exact, after
+    normalising; n-gram overlaps are counted in the detail)."""
     report = Report(env_id)
     env = gym.make(env_id)
     try:
         base = env.unwrapped
         assert isinstance(base, SuiteEnv)
         suite = base.suite
+        episode = suite.episode
         completion = suite.check.get("completion", DEFAULT_COMPLETION)
         decoy = suite.check.get("decoy", DEFAULT_DECOY)
         for index in range(min(n, len(base.items("train")))):
@@ -58,12 +61,29 @@ def check_task(env_id: str, *, n: int = 3, seed: int = 0) -> Report:
             for name, text, want in (("reference", ref_text, 1.0), ("empty", "", 0.0), ("decoy", decoy, 0.0)):
                 env.reset(options={"split": "train", "index": index})
                 _, reward, term, trunc, step_info = env.step(text)
-                ok = reward == want and term and not trunc and not step_info["grade_failed"]
-                report.add(
-                    f"{name} answer scores {want:g} (item {info['id']})", ok, _why(step_info, float(reward))
-                )
+                if want == 1.0 or episode.type != "feedback":
+                    ok = reward == want and term and not trunc and not step_info["grade_failed"]
+                    report.add(
+                        f"{name} answer scores {want:g} (item {info['id']})",
+                        ok,
+                        _why(step_info, float(reward)),
+                    )
+                else:
+                    _check_feedback(
+                        report, env, item, name, ref_text, float(reward), term or trunc, step_info
+                    )
                 report.add(f"step info is JSON (item {info['id']}, {name})", _jsonable(step_info))
             report.add(f"reset info is JSON (item {info['id']})", _jsonable(info))
+        if episode.type == "tool":
+            env.reset(options={"split": "train", "index": 0})
+            obs, reward, term, trunc, step_info = env.step(
+                f"<{episode.tool_tag}>print(6 * 7)</{episode.tool_tag}>"
+            )
+            last = json.loads(obs)[-1]
+            ok = last["role"] == "tool" and last["content"].strip() == "42" and not (term or trunc)
+            report.add(
+                "a tool call runs and its output comes back", ok, f"{last['role']}: {last['content'][:80]!r}"
+            )
         a = env.reset(seed=seed)
         b = env.reset(seed=seed)
         report.add("reset(seed) is deterministic", a == b, f"{a[1]['id']} vs {b[1]['id']}")
@@ -83,6 +103,31 @@ def check_task(env_id: str, *, n: int = 3, seed: int = 0) -> Report:
     finally:
         env.close()
     return report
+
+
+def _check_feedback(
+    report: Report,
+    env: Any,
+    item: dict[str, Any],
+    name: str,
+    ref_text: str,
+    reward: float,
+    done: bool,
+    info: dict,
+) -> None:
+    """A wrong first answer in a feedback episode: reward 0, a feedback message without the reference,
+    and a second answer that is graded (the reference, minus the turn penalty)."""
+    base = env.unwrapped
+    last = base.messages[-1]
+    ok = reward == 0.0 and not done and not info["grade_failed"] and last["role"] == "user"
+    report.add(f"{name} answer gets feedback, reward 0 (item {item['id']})", ok, _why(info, reward))
+    reference = str(item["reference"])
+    leaked = len(reference) >= 8 and reference in last["content"]
+    report.add(f"feedback does not show the reference (item {item['id']})", not leaked)
+    _, reward2, term, trunc, info2 = env.step(ref_text)
+    want = 1.0 - base.episode.turn_penalty
+    ok = abs(reward2 - want) < 1e-9 and term and not trunc
+    report.add(f"second answer after feedback scores {want:g} (item {item['id']})", ok, _why(info2, reward2))
 
 
 def _jsonable(x: Any) -> bool:

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK, *(f"<|{r}|>" for r in ROLES)]
 ALPHABET = string.printable  # 100 characters: letters, digits, punctuation, whitespace
 MAX_CONTEXT = 2048

@@ -16,13 +16,28 @@ from gymnasium.utils.env_checker import check_env, check_returned_data_not_reuse
 
 import rft.envs
 from rft.envs import SuiteEnv, SuiteError, register_suite
-from rft.envs.check import check_task
+from rft.envs.check import DEFAULT_COMPLETION, check_task
+from rft.graders import render
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} is absent")
-GENERATED = ["rft/arithmetic-v0", "rft/linear-equations-v0"]
+MBPP_DATA = DATA / "mbpp.jsonl"
+needs_mbpp = pytest.mark.skipif(
+    not MBPP_DATA.is_file(), reason=f"{MBPP_DATA} is absent (tests/test_mbpp.py checks mbpp-v0 on a fixture)"
+)
+GENERATED = [
+    "rft/arithmetic-v0",
+    "rft/linear-equations-v0",
+    "rft/word-arithmetic-v0",
+    "rft/fractions-v0",
+    "rft/polynomials-v0",
+    "rft/code-functions-v0",
+    "rft/code-feedback-v0",
+    "rft/python-tool-v0",
+]
 FILE_BACKED = ["rft/gsm8k-v0", "rft/math-v0", "rft/humaneval-v0"]
 BUILTIN = GENERATED + FILE_BACKED
+CODE = {"rft/humaneval-v0", "rft/code-functions-v0", "rft/code-feedback-v0"}  # graded by running code
 RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
 
 
@@ -30,6 +45,8 @@ def _param(env_id: str):
     marks = [needs_data] if env_id in FILE_BACKED else []
     if env_id == "rft/humaneval-v0":
         marks.append(pytest.mark.slow)
+    if env_id == "rft/mbpp-v0":  # no data by default; tests/test_mbpp.py runs it on a fixture
+        marks.append(needs_mbpp)
     return pytest.param(env_id, marks=marks, id=env_id.removeprefix("rft/"))
 
 
@@ -49,7 +66,7 @@ def test_make_and_check_env(env_id):
     assert isinstance(env.unwrapped, SuiteEnv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if env_id == "rft/humaneval-v0":
+        if env_id in CODE:
             # The code grader's details carry the run's measured wall and CPU seconds, so two steps with
             # the same seed and action usually differ in info (only there): check_env then stops at that
             # check, whose only successor (data not reused) runs below; everything else in info must be equal.
@@ -61,7 +78,7 @@ def test_make_and_check_env(env_id):
             infos = []
             for _ in range(2):
                 env.reset(seed=5)
-                info = env.step("    return 0\n")[4]
+                info = env.step("```python\ndef f():\n    return 0\n```")[4]
                 for key in ("wall_s", "cpu_s"):
                     info["grade"]["details"].pop(key)
                 infos.append(info)
@@ -82,15 +99,15 @@ def test_reference_scores_one_and_wrong_answer_zero(env_id):
     env = gym.make(env_id)
     for index in range(2):
         _, info = env.reset(options={"split": "heldout", "index": index})
-        right = str(info["reference"])
-        if env_id != "rft/humaneval-v0":
-            right = f"So the answer is $\\boxed{{{right}}}$."
+        suite = env.unwrapped.suite
+        item = suite.items("heldout")[index]
+        right = str(render(suite.check.get("completion", DEFAULT_COMPLETION), {"item": item, "sample": {}}))
         _, reward, terminated, truncated, step_info = env.step(right)
         assert (reward, terminated, truncated) == (1.0, True, False), step_info["grade"]
         assert step_info["reference"] == info["reference"] and step_info["grade_failed"] is False
         json.dumps(step_info)
         env.reset(options={"split": "heldout", "index": index})
-        wrong = "    return 12345\n" if env_id == "rft/humaneval-v0" else "The answer is \\boxed{-99991}."
+        wrong = suite.check.get("decoy", "The answer is \\boxed{-99991}.")
         _, reward, *_, step_info = env.step(wrong)
         assert reward == 0.0 and step_info["grade"]["status"] == "ok"
     env.close()

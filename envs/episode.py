@@ -1,0 +1,197 @@
+"""Episodes: how many turns a task takes and what the environment says between them.
+
+A suite's ``episode:`` section picks one of three shapes (single-turn is the special case):
+
+- ``single`` (the default): one answer, graded; the episode ends.
+- ``feedback``: every answer is graded; a failing one, while turns remain, gets a ``user`` reply that
+  says what failed (the failing tests for code, "not correct" otherwise; never the reference) and the
+  model answers again. Reward: the last answer's score minus ``turn_penalty`` per extra turn.
+- ``tool``: an answer holding ``<python>code</python>`` (the ``tool_tag``) is a tool call: the code runs
+  in a sandbox and its output comes back as a ``tool`` message. An answer without a call is graded.
+  After ``max_turns - 1`` calls the next answer is graded whatever it holds.
+
+``max_turns`` counts the model's turns. The environment turns itself into jobs (`GradeJob`,
+`ToolJob`) so that a batch of environments can grade and run tools concurrently (`rft.envs.EnvPool`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from rft.graders import Grade, Grader
+from rft.graders.sandbox import Limits, Sandbox, SandboxError, get_sandbox, sandbox_names
+
+__all__ = ["Episode", "GradeJob", "ToolJob", "ToolResult", "feedback_text", "find_tool_call"]
+
+EPISODE_TYPES = ("single", "feedback", "tool")
+DEFAULT_FEEDBACK = "Your answer is not correct yet.\n{{ feedback }}\nFix it and answer again."
+_MAX_FEEDBACK_ITEMS = 3
+
+
+@dataclass(frozen=True)
+class Episode:
+    """The shape of one episode; validated so that a bad suite fails when it loads."""
+
+    type: str = "single"
+    max_turns: int = 1
+    feedback: str = DEFAULT_FEEDBACK  # a `user` message; ``{{ feedback }}`` is what failed
+    turn_penalty: float = 0.0  # subtracted from the final score per turn after the first
+    tool_tag: str = "python"  # tool calls are <tag>code</tag>
+    tool_timeout: float = 5.0  # wall seconds per tool run
+    tool_memory_mb: int = 512
+    tool_output_chars: int = 2000  # the tool message is cut to this many characters
+    sandbox: str = "local"  # the backend that runs tool code (see rft.graders.sandbox)
+    sandbox_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.type not in EPISODE_TYPES:
+            raise ValueError(f"episode.type must be one of {EPISODE_TYPES}, got {self.type!r}")
+        if not isinstance(self.max_turns, int) or self.max_turns < 1:
+            raise ValueError(f"episode.max_turns must be an integer >= 1, got {self.max_turns!r}")
+        if self.type == "single" and self.max_turns != 1:
+            raise ValueError("a single-turn episode has max_turns 1; set episode.type to feedback or tool")
+        if self.type != "single" and self.max_turns < 2:
+            raise ValueError(f"a {self.type} episode needs max_turns >= 2 (the model's turns)")
+        if "{{ feedback }}" not in self.feedback:
+            raise ValueError("episode.feedback must contain '{{ feedback }}' (where the failures go)")
+        if not 0.0 <= self.turn_penalty <= 1.0:
+            raise ValueError(f"episode.turn_penalty must be in [0, 1], got {self.turn_penalty}")
+        if not re.fullmatch(r"[A-Za-z_][\w\-]*", self.tool_tag):
+            raise ValueError(f"episode.tool_tag must be a tag name such as 'python', got {self.tool_tag!r}")
+        if self.tool_timeout <= 0 or self.tool_memory_mb < 64 or self.tool_output_chars < 1:
+            raise ValueError("episode.tool_timeout must be > 0, tool_memory_mb >= 64, tool_output_chars >= 1")
+        if self.sandbox not in sandbox_names():
+            raise ValueError(f"episode.sandbox {self.sandbox!r} unknown; use one of {sandbox_names()}")
+        if self.sandbox == "none":
+            raise ValueError(
+                "episode.sandbox 'none' would run model code unisolated; use local, bwrap or docker"
+            )
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any] | None) -> Episode:
+        if spec is None:
+            return cls()
+        if not isinstance(spec, dict):
+            raise ValueError(f"episode must be a mapping, got {type(spec).__name__}")
+        unknown = set(spec) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"episode: unknown keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}"
+            )
+        spec = dict(spec)
+        if spec.get("type", "single") != "single":
+            spec.setdefault("max_turns", 3)
+        return cls(**spec)
+
+    def tool_call_pattern(self) -> re.Pattern[str]:
+        return re.compile(rf"<{self.tool_tag}>(.*?)</{self.tool_tag}>", re.S)
+
+    def limits(self) -> Limits:
+        return Limits(timeout=self.tool_timeout, memory_mb=self.tool_memory_mb)
+
+
+def find_tool_call(text: str, pattern: re.Pattern[str]) -> str | None:
+    """The code of the first tool call in an answer (after any ``</think>``), or None."""
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    m = pattern.search(text)
+    return None if m is None else m.group(1).strip("\n")
+
+
+def feedback_text(grade: Grade) -> str:
+    """What failed, in a few lines, from a grade's details: failing tests or cases for code, the load
+    error when the program did not load, else a one-line verdict. Never contains the reference answer
+    (test sources are shown: they are the task's public tests)."""
+    if grade.status == "no_answer":
+        return f"No answer was found ({grade.details.get('reason', 'nothing to grade')})."
+    d = grade.details
+    lines: list[str] = []
+    if d.get("load_error"):
+        lines.append(f"The code did not load: {str(d['load_error'])[:300]}")
+    failing = [t for t in d.get("tests", []) if not t.get("passed")]
+    for t in failing[:_MAX_FEEDBACK_ITEMS]:
+        got = f" (got {t['got']})" if "got" in t else ""
+        lines.append(f"Failed: {t.get('test', '?')}\n  {t.get('error', 'failed')}{got}")
+    cases = [c for c in d.get("cases", []) if not c.get("passed")]
+    for c in cases[:_MAX_FEEDBACK_ITEMS]:
+        lines.append(f"Failed on input {str(c.get('input', ''))[:200]!r}: {c.get('error', 'wrong output')}")
+    more = len(failing) + len(cases) - _MAX_FEEDBACK_ITEMS
+    if more > 0:
+        lines.append(f"... and {more} more failing")
+    if not lines:
+        lines.append("The answer is not correct.")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class GradeJob:
+    """The environment wants `sample` graded against `item` (run it, or submit it to a `GraderPool`)."""
+
+    grader: Grader
+    sample: dict[str, Any]
+    item: dict[str, Any]
+
+    def run(self) -> Grade:
+        return self.grader.grade(self.sample, self.item)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """The tool message's text and what happened; `error` is set when the sandbox itself failed."""
+
+    output: str
+    details: dict[str, Any]
+    error: str | None = None
+
+
+_BOXES = threading.local()
+_ALL_BOXES: list[Sandbox] = []
+_ALL_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ToolJob:
+    """Run the model's tool code in a sandbox (one sandbox per thread, made on first use)."""
+
+    code: str
+    episode: Episode
+
+    def run(self) -> ToolResult:
+        ep = self.episode
+        try:
+            out = _sandbox(ep).run(self.code, b"", ep.limits())
+        except SandboxError as e:
+            return ToolResult("", {}, f"the tool sandbox failed: {e}")
+        text = out.stdout.decode("utf-8", "replace")
+        if out.outcome != "exited" or out.exit_code:
+            text += out.stderr.decode("utf-8", "replace")[-ep.tool_output_chars :]
+        if out.outcome == "timeout":
+            text += f"\n[timed out after {ep.tool_timeout:g} s]"
+        elif out.outcome in ("cpu_limit", "output_limit", "signaled"):
+            text += f"\n[stopped: {out.outcome}]"
+        if len(text) > ep.tool_output_chars:
+            text = text[: ep.tool_output_chars] + "\n[output cut]"
+        details = {"outcome": out.outcome, "exit_code": out.exit_code, "wall_s": round(out.wall_s, 4)}
+        return ToolResult(text, details)
+
+
+def _sandbox(ep: Episode) -> Sandbox:
+    key = (ep.sandbox, repr(sorted(ep.sandbox_options.items())))
+    boxes: dict[tuple[str, str], Sandbox] = _BOXES.__dict__.setdefault("boxes", {})
+    if key not in boxes:
+        boxes[key] = get_sandbox(ep.sandbox, **ep.sandbox_options)
+        with _ALL_LOCK:
+            _ALL_BOXES.append(boxes[key])
+    return boxes[key]
+
+
+@atexit.register
+def _close_boxes() -> None:
+    with _ALL_LOCK:
+        for box in _ALL_BOXES:
+            box.close()
+        _ALL_BOXES.clear()
