@@ -122,6 +122,8 @@ def feedback_text(grade: Grade) -> str:
     more = len(failing) + len(cases) - _MAX_FEEDBACK_ITEMS
     if more > 0:
         lines.append(f"... and {more} more failing")
+    if d.get("form"):
+        lines.append(f"The answer is not in the required form ({d['form']}).")
     if not lines:
         lines.append("The answer is not correct.")
     return "\n".join(lines)

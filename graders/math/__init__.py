@@ -32,6 +32,21 @@ Policy (what counts as the same answer; options of the grader spec in brackets):
 - ``e`` is Euler's number and ``i`` the imaginary unit, on both sides alike.
 - An answer that cannot be parsed is compared as a string; unequal means score 0 with status ok.
 - Numbers too large to compute (``9^{9^{9}}``, ``10^{6}!``) are compared by their written structure.
+
+Form [form], for "compute this" tasks where echoing the question would be equal in value (``37 + 12 * 5``
+for 97): besides its value, the extracted answer (after the clean-up above) must have a form, else it
+scores 0 with status ok, and ``details["form"]`` says which form was required and why it fails:
+
+- ``any`` (default): no check; everything above applies as is.
+- ``number``: one numeric literal: an integer, a decimal, or a fraction ``a/b`` / ``\\frac{a}{b}`` of
+  integers (either sign, ``\\dfrac``/``\\tfrac`` too); no operators (``2*3``, ``10/2+1`` fail), no mixed
+  numbers, roots, powers or ``1e3``; a percent or degree sign only where the gold has one; ``x = 5``
+  (a lone variable on the left) is fine.
+- ``reduced``: ``number``, and a fraction is in lowest terms with a positive denominator: ``5/6`` and
+  ``-5/6`` pass, ``10/12``, ``5/-6`` and ``6/3`` (write ``2``) fail.
+- ``expanded``: a polynomial written as a sum of monomials with numeric coefficients (``x^2 + 5x - 3``,
+  ``\\frac{1}{2}x^2``, ``x^2 - y^2``): no parentheses, like terms combined, no zero terms; ``(x+1)^2``,
+  ``x(x+1)`` and ``x^2 + 2x + 3x`` fail. A number alone passes.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from rft.graders.grade import Grade
 from rft.graders.template import as_text
 
 from .extract import extract_answer
+from .form import Form, check_form
 from .parse import parse
 from .verify import Policy, cached_verify, verify
 
@@ -50,7 +51,9 @@ class MathGrader(Grader):
     Details: ``extraction`` (which rule found the answer), ``rule`` (what decided: string, fast_path,
     exact, symbolic, expand, cancel, numeric, numeric_probe, tolerance, too_large_structural, structure,
     relation, choice, text, base, string_fallback, ...; ``+percent`` when a percent was rescaled) and the
-    parsed ``gold`` and ``pred`` (cleaned text, kind, removed decorations, parse error)."""
+    parsed ``gold`` and ``pred`` (cleaned text, kind, removed decorations, parse error). With a `form`
+    other than ``any``, an answer of the wrong form scores 0 (status ok) whatever its value, and the
+    details add ``form`` (the form required and why the answer fails it) and ``value_equal``."""
 
     type: Literal["math"] = "math"
     input: str = "{{ sample.output_text }}"
@@ -64,6 +67,15 @@ class MathGrader(Grader):
     degrees: Literal["ignore", "strict"] = "ignore"
     ordered_lists: bool = False
     rel_tol: float = Field(default=1e-8, ge=0, lt=1)
+    form: Form = Field(
+        default="any",
+        description=(
+            "the form the answer must have besides its value: any (no check); number (one integer, decimal "
+            "or fraction a/b or \\frac{a}{b} of integers, no operators: not 37 + 12*5); reduced (number, "
+            "fractions in lowest terms with a positive denominator: not 10/12, not 6/3); expanded (a sum of "
+            "monomials with numeric coefficients, no parentheses, like terms combined: not (x+1)^2)"
+        ),
+    )
 
     template_fields = ("input", "reference")
 
@@ -83,4 +95,9 @@ class MathGrader(Grader):
             )
         ok, rule, forms = grade_answer(gold, found.text, self.policy())
         details = {"rule": rule, "extraction": found.rule, **forms}
+        if self.form != "any":
+            why = check_form(parse(found.text), self.form, gold=parse(gold))  # parse is cached
+            if why is not None:
+                details |= {"form": f"form {self.form!r} required: {why}", "value_equal": ok}
+                ok = False
         return Grade(float(ok), "ok", ok, found.text, details)
