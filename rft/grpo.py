@@ -1,0 +1,400 @@
+"""GRPO against programmatic graders, in one file that reads top to bottom.
+
+Config -> setup -> for each step: sample prompts -> rollout G samples each (grading pipelined behind
+generation) -> group advantages -> clipped policy loss (+ KL) over epochs x minibatches x micro-batches ->
+update -> push weights to the engine -> log, evaluate, checkpoint.
+
+Samples whose grade failed (grader timeout/error) are masked out of the loss and counted
+(``grader/error_rate``, ``grader/timeout_rate``), never rewarded 0. Every step's randomness comes from
+(seed, step), so a killed run resumed from its last checkpoint repeats the same steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+
+from rft.envs import SuiteEnv, get_suite
+from rft.graders.executor import GraderPool
+
+from .batch import collate, token_logprobs
+from .engines import Engine, Sampling, make_engine
+from .loop import (
+    EvalConfig,
+    GenConfig,
+    chunks,
+    evaluate,
+    overlong_penalty,
+    prompt_indices,
+    reward_metrics,
+    rollout_row,
+    stack_rows,
+    suite_file,
+)
+from .losses import group_advantages, kl_penalty, masked_mean, policy_loss, zero_variance_groups
+from .models import LoraSpec, load_policy, trainable_parameters
+from .rollout import Trajectory, run_episodes
+from .runs import Run, rng_state, set_rng_state
+
+__all__ = ["GRPOConfig", "GenConfig", "LossConfig", "EvalConfig", "train"]
+
+log = logging.getLogger("rft.grpo")
+
+
+# ---- config ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LossConfig:
+    agg: Literal["grpo", "dr_grpo", "dapo"] = "dapo"  # how token losses are averaged (see rft.losses)
+    scale_rewards: Literal["group", "batch", "none"] = "group"  # divide advantages by this std
+    eps_low: float = 0.2
+    eps_high: float = 0.28  # > eps_low: clip-higher (DAPO)
+    beta: float = 0.0  # KL(pi || ref) coefficient, k3 estimator
+    overlong: Literal["none", "mask", "penalty"] = "none"  # samples cut at max_new_tokens
+    overlong_buffer: int = 16  # penalty: linear from 0 to -1 over the last this-many tokens
+
+    def __post_init__(self) -> None:
+        if not 0 < self.eps_low < 1 or self.eps_high < self.eps_low:
+            raise ValueError(
+                f"need 0 < eps_low < 1 and eps_high >= eps_low, got {self.eps_low}, {self.eps_high}"
+            )
+        if self.beta < 0 or self.overlong_buffer < 1:
+            raise ValueError("loss.beta must be >= 0 and loss.overlong_buffer >= 1")
+
+
+@dataclass
+class GRPOConfig:
+    model: str  # Hugging Face id or path
+    suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML path; trains on its train split
+    out: str = "runs/grpo"
+    steps: int = 100
+    prompts_per_step: int = 8
+    group_size: int = 8
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    epochs: int = 1  # optimisation passes over each rollout batch
+    minibatches: int = 1  # optimizer steps per pass
+    micro_batch: int = 16  # rows per forward/backward (gradient accumulation up to a minibatch)
+    dynamic_sampling: bool = False  # drop groups with equal rewards and refill with new prompts
+    max_refills: int = 2
+    gen: GenConfig = field(default_factory=GenConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    engine: Literal["hf", "vllm"] = "hf"
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    gradient_checkpointing: bool = False
+    grader_workers: int = 1  # grader processes; 0 grades in the trainer's thread
+    rollout_chunk: int = 32  # rows generated before their grades are submitted
+    max_len: int = 1024  # tokens per episode (prompt + all turns)
+    torch_threads: int = 1  # 1 for tiny models on CPU
+    seed: int = 0
+    save_every: int = 0  # steps; 0 = only at the end
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError(
+                f"group_size must be >= 2 (advantages compare samples of a prompt), got {self.group_size}"
+            )
+        if (
+            self.steps < 0
+            or self.prompts_per_step < 1
+            or self.epochs < 1
+            or self.minibatches < 1
+            or self.micro_batch < 1
+        ):
+            raise ValueError("steps >= 0, prompts_per_step, epochs, minibatches and micro_batch >= 1")
+        batch = self.prompts_per_step * self.group_size
+        if batch % self.minibatches:
+            raise ValueError(
+                f"prompts_per_step * group_size ({batch}) must be divisible by minibatches ({self.minibatches})"
+            )
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+
+def train(
+    cfg: GRPOConfig, *, resume: bool = False, progress: Callable[[int, dict[str, float]], None] | None = None
+) -> dict[str, float]:
+    """Run GRPO as configured; returns the last evaluation's metrics."""
+    torch.set_num_threads(cfg.torch_threads)
+    run = Run.open(cfg.out, cfg, resume=resume)
+    ckpt = run.latest_checkpoint() if resume else None
+    model, tokenizer = load_policy(
+        cfg.model,
+        lora=cfg.lora if ckpt is None else None,
+        adapter=ckpt / "model" if ckpt is not None and cfg.lora.r > 0 else None,
+        dtype=cfg.dtype,
+        device=cfg.device,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+    )
+    if ckpt is not None and cfg.lora.r == 0:  # full weights: the checkpoint's model folder
+        model, tokenizer = load_policy(ckpt / "model", dtype=cfg.dtype, device=cfg.device)
+    device = next(model.parameters()).device
+    ref_model = None
+    if cfg.loss.beta > 0 and cfg.lora.r == 0:
+        ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=cfg.device)
+        ref_model.requires_grad_(False).eval()
+    params = trainable_parameters(model)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
+    )
+    start = 0
+    if ckpt is not None:
+        state = run.load_state(ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start = state["step"]
+    engine = make_engine(cfg.engine, model, tokenizer, **cfg.engine_options)
+    suite = get_suite(suite_file(cfg.suite))
+    train_items = suite.items("train")
+    envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step * cfg.group_size)]
+    eval_suite = get_suite(suite_file(cfg.eval.suite or cfg.suite))
+    n_eval = min(cfg.eval.n, len(eval_suite.items(cfg.eval.split)))
+    eval_envs = [SuiteEnv(eval_suite) for _ in range(n_eval)]
+    eval_tokens = cfg.eval.max_new_tokens or cfg.gen.max_new_tokens
+    max_turns = suite.episode.max_turns
+    executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
+    last_eval: dict[str, float] = {}
+    try:
+        if start == 0 and n_eval:
+            last_eval = evaluate(engine, tokenizer, eval_envs, cfg.eval.split, eval_tokens, executor)
+            run.log(0, last_eval)
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            # -- rollout: G samples of each prompt, graded behind generation
+            trajs, stats = _rollout(cfg, step, engine, tokenizer, envs, train_items, executor)
+            t_rollout = time.perf_counter() - t0
+            # -- advantages
+            rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float32)  # (N,)
+            if cfg.loss.overlong == "penalty":
+                rewards += torch.tensor(
+                    [
+                        overlong_penalty(
+                            t.completion_tokens, cfg.gen.max_new_tokens * max_turns, cfg.loss.overlong_buffer
+                        )
+                        for t in trajs
+                    ]
+                )
+            valid = torch.tensor(
+                [not t.failed and not (cfg.loss.overlong == "mask" and t.overlong) for t in trajs]
+            )
+            adv = group_advantages(rewards, cfg.group_size, cfg.loss.scale_rewards, valid=valid)  # (N,)
+            # -- update
+            t1 = time.perf_counter()
+            loss_stats = _update(
+                cfg, model, ref_model, optimizer, trajs, adv, valid, tokenizer.pad_token_id, device, max_turns
+            )
+            scheduler.step()
+            engine.update_weights(model)
+            t_update = time.perf_counter() - t1
+            # -- log
+            metrics = {
+                **stats,
+                **reward_metrics(trajs, rewards, valid, suite.id),
+                **loss_stats,
+                "lr": scheduler.get_last_lr()[0],
+                "time/rollout_s": t_rollout,
+                "time/update_s": t_update,
+                "time/step_s": time.perf_counter() - t0,
+            }
+            done = step + 1
+            if n_eval and ((cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.steps):
+                last_eval = evaluate(engine, tokenizer, eval_envs, cfg.eval.split, eval_tokens, executor)
+                metrics |= last_eval
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                run.log(done, metrics)
+                run.log_rollouts(done, [rollout_row(t) for t in trajs])
+            if progress is not None:
+                progress(done, metrics)
+            if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
+                state = {
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": rng_state(),
+                    "step": done,
+                }
+                run.save_checkpoint(done, model=model, tokenizer=tokenizer, state=state)
+    finally:
+        if executor is not None:
+            executor.close()
+        engine.close()
+        run.close()
+    return last_eval
+
+
+def _rollout(
+    cfg: GRPOConfig,
+    step: int,
+    engine: Engine,
+    tokenizer: Any,
+    envs: list[SuiteEnv],
+    items: list[dict[str, Any]],
+    executor: GraderPool | None,
+) -> tuple[list[Trajectory], dict[str, float]]:
+    """prompts_per_step groups of group_size episodes; with dynamic sampling, groups whose rewards are all
+    equal (no gradient) are replaced by fresh prompts, up to max_refills extra draws."""
+    g, p = cfg.group_size, cfg.prompts_per_step
+    sampling = Sampling(
+        cfg.gen.temperature,
+        cfg.gen.top_p,
+        cfg.gen.top_k,
+        cfg.gen.max_new_tokens,
+        cfg.gen.stop,
+        seed=cfg.seed * 1_000_003 + step,
+    )
+    kept: list[list[Trajectory]] = []
+    first_zero_var = 0.0
+    for draw in range(1 + (cfg.max_refills if cfg.dynamic_sampling else 0)):
+        indices = prompt_indices(len(items), p, step, cfg.seed, draw)
+        for k, env in enumerate(envs):
+            env.reset(options={"split": "train", "index": indices[k // g]})
+        trajs = run_episodes(
+            engine,
+            tokenizer,
+            envs,
+            [k // g for k in range(len(envs))],
+            replace(sampling, seed=sampling.seed + 7 * draw),
+            executor=executor,
+            chunk=cfg.rollout_chunk,
+            max_len=cfg.max_len,
+        )
+        groups = [trajs[i * g : (i + 1) * g] for i in range(p)]
+        rewards = torch.tensor([t.reward for t in trajs])
+        valid = torch.tensor([not t.failed for t in trajs])
+        zero = zero_variance_groups(rewards, g, valid=valid).tolist()
+        if draw == 0:
+            first_zero_var = sum(zero) / p
+        kept += [grp for grp, z in zip(groups, zero, strict=True) if not (cfg.dynamic_sampling and z)]
+        if not cfg.dynamic_sampling or len(kept) >= p:
+            break
+    if cfg.dynamic_sampling and len(kept) < p:  # not enough informative groups: fill with the last draw's
+        extra = [grp for grp, z in zip(groups, zero, strict=True) if z]
+        kept += extra[: p - len(kept)]
+    if first_zero_var > 0.5 and step % 10 == 0:
+        log.warning(
+            "step %d: %.0f%% of groups have equal rewards (no gradient): the task is too easy or too hard for "
+            "the model; filter prompts by pass rate (rft task filter) or enable dynamic_sampling",
+            step,
+            100 * first_zero_var,
+        )
+    out = [t for grp in kept[:p] for t in grp]
+    for i, t in enumerate(out):
+        t.group = i // g
+    return out, {"rollout/zero_var_frac": first_zero_var, "rollout/refills": float(draw)}
+
+
+def _update(
+    cfg: GRPOConfig,
+    model: torch.nn.Module,
+    ref_model: torch.nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    trajs: list[Trajectory],
+    adv: torch.Tensor,
+    valid: torch.Tensor,
+    pad_id: int,
+    device: torch.device,
+    max_turns: int,
+) -> dict[str, float]:
+    """epochs x minibatches optimizer steps over the rollout batch. Rows with zero advantage (and no KL
+    term) add no gradient, so they are not run through the model; they still count in the loss's
+    normaliser (num_items), which keeps the loss equal to the full-batch one."""
+    batch = collate(trajs, pad_id).to(device)
+    adv = adv.to(device)
+    n = len(trajs)
+    temp = cfg.gen.temperature
+    reuse_old = cfg.epochs == 1 and cfg.minibatches == 1  # one pass: old logprobs = current, detached
+    needs = [i for i in range(n) if valid[i] and (adv[i] != 0 or cfg.loss.beta > 0)]
+    old_lp: dict[int, torch.Tensor] = {}
+    ref_lp: dict[int, torch.Tensor] = {}
+    with torch.no_grad():
+        for rows in chunks(needs, cfg.micro_batch):
+            sub = batch.rows(rows)
+            if not reuse_old:
+                lp = token_logprobs(model, sub, temp)
+                old_lp.update({r: lp[j] for j, r in enumerate(rows)})
+            if cfg.loss.beta > 0:
+                lp = _ref_logprobs(model, ref_model, sub, temp)
+                ref_lp.update({r: lp[j] for j, r in enumerate(rows)})
+    sums: dict[str, float] = {}
+    count = 0
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=gen).tolist()
+        size = n // cfg.minibatches
+        for m in range(cfg.minibatches):
+            mb = [i for i in order[m * size : (m + 1) * size] if valid[i]]
+            if not mb:
+                continue
+            mb_mask = batch.mask[mb]
+            num_items = len(mb) if cfg.loss.agg != "dapo" else float(mb_mask.sum())
+            optimizer.zero_grad(set_to_none=True)
+            for rows in chunks([i for i in mb if i in set(needs)], cfg.micro_batch):
+                sub = batch.rows(rows)
+                lp = token_logprobs(model, sub, temp)  # (b, T-1)
+                old = lp.detach() if reuse_old else stack_rows([old_lp[r] for r in rows], lp)
+                loss, st = policy_loss(
+                    lp,
+                    old,
+                    adv[rows],
+                    sub.mask,
+                    cfg.loss.eps_low,
+                    cfg.loss.eps_high,
+                    cfg.loss.agg,
+                    num_items=num_items,
+                    max_tokens=cfg.gen.max_new_tokens * max_turns,
+                )
+                if cfg.loss.beta > 0:
+                    kl = kl_penalty(lp, stack_rows([ref_lp[r] for r in rows], lp))  # (b, T-1)
+                    kl_loss = _agg(kl, sub.mask, cfg.loss.agg, num_items, cfg.gen.max_new_tokens * max_turns)
+                    loss = loss + cfg.loss.beta * kl_loss
+                    sums["loss/kl"] = sums.get("loss/kl", 0.0) + float(masked_mean(kl.detach(), sub.mask))
+                loss.backward()
+                sums["loss/policy"] = sums.get("loss/policy", 0.0) + float(loss.detach())
+                for k in ("clip_frac", "approx_kl", "ratio_mean"):
+                    sums[f"loss/{k}"] = sums.get(f"loss/{k}", 0.0) + float(st[k])
+                count += 1
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(model), cfg.max_grad_norm)
+            sums["loss/grad_norm"] = sums.get("loss/grad_norm", 0.0) + float(grad_norm)
+            optimizer.step()
+    steps = cfg.epochs * cfg.minibatches
+    out = {k: v / max(1, count) for k, v in sums.items() if k != "loss/grad_norm"}
+    out["loss/grad_norm"] = sums.get("loss/grad_norm", 0.0) / steps
+    out["rollout/trained_rows"] = float(len(needs))
+    return out
+
+
+def _agg(x: torch.Tensor, mask: torch.Tensor, agg: str, num_items: float, max_tokens: int) -> torch.Tensor:
+    """Sum of a per-token term aggregated like the policy loss (grpo: per-sequence means; dr_grpo: / max
+    tokens; dapo: per token), over the global normaliser."""
+    x = x * mask
+    if agg == "grpo":
+        return (x.sum(1) / mask.sum(1).clamp(min=1)).sum() / num_items
+    if agg == "dr_grpo":
+        return x.sum() / (num_items * max_tokens)
+    return x.sum() / num_items
+
+
+def _ref_logprobs(
+    model: torch.nn.Module, ref_model: torch.nn.Module | None, sub: Any, temp: float
+) -> torch.Tensor:
+    if ref_model is not None:
+        return token_logprobs(ref_model, sub, temp)
+    with model.disable_adapter():  # a peft model: the base weights are the reference
+        return token_logprobs(model, sub, temp)

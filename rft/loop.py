@@ -1,0 +1,158 @@
+"""What the RL loops share: sampling and evaluation configs, prompt order, held-out evaluation, metrics
+and rollout records. The loops themselves (`rft.grpo`, `rft.ppo`) read top to bottom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from rft.envs import SuiteEnv, suite_path
+from rft.graders.executor import GraderPool
+
+from .engines import Engine, Sampling
+from .rollout import Trajectory, run_episodes
+
+__all__ = [
+    "GenConfig",
+    "EvalConfig",
+    "suite_file",
+    "prompt_indices",
+    "overlong_penalty",
+    "evaluate",
+    "reward_metrics",
+    "rollout_row",
+    "stack_rows",
+    "chunks",
+]
+
+
+@dataclass
+class GenConfig:
+    """Sampling for rollouts."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 64
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        Sampling(self.temperature, self.top_p, self.top_k, self.max_new_tokens, self.stop)  # validates
+        if self.temperature == 0:
+            raise ValueError(
+                "gen.temperature must be > 0: RL needs varied samples (greedy ones of a prompt are all the same)"
+            )
+
+
+@dataclass
+class EvalConfig:
+    """Held-out accuracy during training: greedy, one sample per problem."""
+
+    every: int = 0  # steps; 0 = only before and after training
+    suite: str | None = None  # default: the training suite (its held-out split)
+    split: Literal["train", "heldout"] = "heldout"
+    n: int = 64  # problems (the first n of the split)
+    max_new_tokens: int | None = None  # default: gen.max_new_tokens
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.n < 0:
+            raise ValueError("eval.every and eval.n must be >= 0 (n = 0 turns evaluation off)")
+
+
+def suite_file(name: str) -> Path:
+    p = Path(name)
+    return p if p.suffix in (".yaml", ".yml") and p.is_file() else suite_path(name)
+
+
+def prompt_indices(n_items: int, per_step: int, step: int, seed: int, draw: int = 0) -> list[int]:
+    """The train problems of a step: consecutive slices of per-epoch permutations (seeded by epoch), so
+    each problem comes once per epoch and any step's prompts follow from (seed, step) alone. Draws > 0
+    (dynamic-sampling refills) are random problems seeded by (seed, step, draw)."""
+    if draw > 0:
+        rng = np.random.default_rng([seed, step, draw])
+        return [int(i) for i in rng.choice(n_items, size=per_step, replace=per_step > n_items)]
+    out = []
+    for k in range(step * per_step, (step + 1) * per_step):
+        epoch, pos = divmod(k, n_items)
+        out.append(int(np.random.default_rng([seed, epoch]).permutation(n_items)[pos]))
+    return out
+
+
+def overlong_penalty(length: int, max_new_tokens: int, buffer: int) -> float:
+    """DAPO's soft overlong punishment: 0 up to max - buffer tokens, then linear down to -1 at max."""
+    start = max_new_tokens - buffer
+    return 0.0 if length <= start else max(-1.0, (start - length) / buffer)
+
+
+def evaluate(
+    engine: Engine,
+    tokenizer: Any,
+    envs: list[SuiteEnv],
+    split: str,
+    max_new_tokens: int,
+    executor: GraderPool | None,
+) -> dict[str, float]:
+    """Greedy pass@1 on the first len(envs) problems of `split`."""
+    for i, env in enumerate(envs):
+        env.reset(options={"split": split, "index": i})
+    trajs = run_episodes(
+        engine,
+        tokenizer,
+        envs,
+        list(range(len(envs))),
+        Sampling(temperature=0.0, max_new_tokens=max_new_tokens),
+        executor=executor,
+    )
+    ok = [t for t in trajs if not t.failed]
+    return {
+        "eval/accuracy": sum(t.reward >= 1.0 for t in ok) / max(1, len(ok)),
+        "eval/reward": sum(t.reward for t in ok) / max(1, len(ok)),
+        "eval/failed_rate": 1 - len(ok) / max(1, len(trajs)),
+    }
+
+
+def stack_rows(rows: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """Stack per-row tensors cut to `like`'s width (rows were computed on a wider batch)."""
+    return torch.stack([r[: like.shape[1]] for r in rows])
+
+
+def chunks(xs: list[int], size: int) -> list[list[int]]:
+    return [xs[i : i + size] for i in range(0, len(xs), size)]
+
+
+def reward_metrics(
+    trajs: list[Trajectory], rewards: torch.Tensor, valid: torch.Tensor, suite_id: str
+) -> dict[str, float]:
+    n = len(trajs)
+    ok = valid.sum().clamp(min=1)
+    lengths = [t.completion_tokens for t in trajs]
+    return {
+        "reward/mean": float((rewards * valid).sum() / ok),
+        f"reward/{suite_id}": float(sum(t.reward for t in trajs if not t.failed) / max(1, int(ok))),
+        "reward/pass_rate": sum(t.reward >= 1.0 for t in trajs) / n,
+        "grader/error_rate": sum(t.status == "error" for t in trajs) / n,
+        "grader/timeout_rate": sum(t.status == "timeout" for t in trajs) / n,
+        "grader/no_answer_rate": sum(t.status == "no_answer" for t in trajs) / n,
+        "rollout/completion_len": sum(lengths) / n,
+        "rollout/overlong_frac": sum(t.overlong for t in trajs) / n,
+        "rollout/turns": sum(t.turns for t in trajs) / n,
+    }
+
+
+def rollout_row(t: Trajectory) -> dict[str, Any]:
+    first = next((i for i, m in enumerate(t.messages) if m["role"] == "assistant"), len(t.messages))
+    return {
+        "group": t.group,
+        "id": t.info.get("id"),
+        "prompt": t.messages[first - 1]["content"] if first else "",
+        "completion": t.messages[first:],
+        "reward": t.reward,
+        "status": t.status,
+        "grade": t.info.get("grade"),
+        "reference": t.info.get("reference"),
+        "overlong": t.overlong,
+    }

@@ -1,0 +1,88 @@
+"""Loading the policy: any Hugging Face causal LM by id or path, optionally with a LoRA adapter (peft)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["LoraSpec", "load_policy", "trainable_parameters", "pick_dtype"]
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """A LoRA adapter over the named modules (peft); ``r=0`` means no adapter (train all weights)."""
+
+    r: int = 0
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    def __post_init__(self) -> None:
+        if self.r < 0 or self.alpha <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"lora: need r >= 0, alpha > 0, 0 <= dropout < 1; got {self}")
+        if self.r and not self.target_modules:
+            raise ValueError(
+                "lora.target_modules is empty; name the linear layers to adapt, e.g. [q_proj, v_proj]"
+            )
+
+
+def pick_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on a GPU that supports it, else float32 (CPU training in bf16 is slow and lossy)."""
+    if dtype == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_policy(
+    name_or_path: str | Path,
+    *,
+    lora: LoraSpec | None = None,
+    adapter: str | Path | None = None,
+    dtype: Dtype = "auto",
+    device: str = "auto",
+    gradient_checkpointing: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model and tokenizer at `name_or_path`; with `lora` (r > 0) wrapped in a fresh trainable
+    adapter, or with `adapter` (a saved peft folder, e.g. a checkpoint's) loaded trainable on top."""
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=pick_dtype(dtype, dev)).to(dev)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+    elif lora is not None and lora.r > 0:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules),
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, config)
+    return model, tokenizer
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    return params

@@ -1,0 +1,206 @@
+"""Rollouts: run episodes of `rft.envs` environments with an engine and return token-level trajectories.
+
+A trajectory is one token sequence: the prompt, then for each turn the model's tokens (``mask`` 1) and the
+environment's reply (``mask`` 0: tool output, feedback, and the chat template's own tokens), so only the
+model's own tokens enter the loss. The model's tokens are kept exactly as sampled, never re-tokenized.
+
+Grading is pipelined behind generation: completions are generated in chunks and each chunk's grades are
+submitted to the grader executor (a `GraderPool`, worker processes) before the next chunk is generated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from rft.envs import SuiteEnv
+from rft.envs.episode import GradeJob, ToolJob
+from rft.graders import Grade
+from rft.graders.executor import GraderPool
+
+from .engines import Completion, Engine, Sampling
+
+__all__ = ["Trajectory", "chat_prompt_ids", "turn_suffix_ids", "run_episodes", "TemplateMismatch"]
+
+
+class TemplateMismatch(ValueError):
+    """The chat template does not render a conversation's prefix as a prefix of the whole: multi-turn
+    token sequences cannot be built from it (use a template that preserves prefixes)."""
+
+
+@dataclass
+class Trajectory:
+    """One episode as tokens. `ids` and `mask` have the same length; `mask[t]` is 1 for model tokens."""
+
+    group: int  # the prompt's index in the batch (samples of one prompt share it)
+    ids: list[int]
+    mask: list[int]
+    prompt_len: int
+    reward: float = 0.0
+    status: str = "ok"  # the final grade's status
+    failed: bool = False  # the grader failed (timeout/error): masked out of the loss, not rewarded 0
+    overlong: bool = False  # some turn stopped at max_new_tokens
+    turns: int = 0
+    messages: list[dict[str, str]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # the last step's info (grade, reference, ...)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(self.mask)
+
+
+def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
+    """The token ids of a conversation rendered with the generation prompt."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def turn_suffix_ids(
+    tokenizer: PreTrainedTokenizerBase,
+    before: list[dict[str, str]],
+    completion: Completion,
+    after: list[dict[str, str]],
+) -> list[int]:
+    """The environment's tokens after a model turn: what the template puts after the assistant's text
+    (its end-of-turn marker, less the eos the model already sampled), then the new messages and the next
+    generation prompt. `before` ends with the user/tool message the model answered; `after` is `before` +
+    the assistant message + the environment's replies."""
+    n = len(before)
+    assistant = after[n]
+    prompt = tokenizer.apply_chat_template(before, add_generation_prompt=True, tokenize=False)
+    with_reply = tokenizer.apply_chat_template(after[: n + 1], tokenize=False)
+    full = tokenizer.apply_chat_template(after, add_generation_prompt=True, tokenize=False)
+    if not (with_reply.startswith(prompt + assistant["content"]) and full.startswith(with_reply)):
+        raise TemplateMismatch(
+            "the chat template does not keep earlier turns unchanged when a turn is added, so a multi-turn "
+            "episode's tokens cannot be built incrementally; use a prefix-preserving template"
+        )
+    closing = with_reply[len(prompt) + len(assistant["content"]) :]  # e.g. "<|eos|>" or "<|im_end|>\n"
+    sampled_eos = completion.finish_reason == "stop" and completion.token_ids[-1:] == [tokenizer.eos_token_id]
+    eos_text = str(tokenizer.eos_token)
+    if sampled_eos and closing.startswith(eos_text):
+        closing = closing[len(eos_text) :]
+    return tokenizer(closing + full[len(with_reply) :], add_special_tokens=False)["input_ids"]
+
+
+GradeExecutor = GraderPool | None  # None: grade in this thread
+
+
+def _submit(job: GradeJob | ToolJob, executor: GradeExecutor, tools: ThreadPoolExecutor) -> Future[Any]:
+    if isinstance(job, ToolJob):
+        return tools.submit(job.run)
+    if executor is None:
+        fut: Future[Grade] = Future()
+        fut.set_result(job.run())
+        return fut
+    return executor.submit(job.grader, job.sample, job.item)
+
+
+def run_episodes(
+    engine: Engine,
+    tokenizer: PreTrainedTokenizerBase,
+    envs: Sequence[SuiteEnv],
+    groups: Sequence[int],
+    sampling: Sampling,
+    *,
+    executor: GradeExecutor = None,
+    chunk: int = 32,
+    max_len: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> list[Trajectory]:
+    """Play one episode in each env (already `reset`) to its end and return the trajectories.
+
+    `groups[i]` is env i's prompt index; envs of one group that share a first prompt are sampled with
+    ``n`` > 1 on the first turn. Each turn generates the still-running episodes in chunks of `chunk`
+    rows, submitting every chunk's grades (or tool runs) before generating the next. An episode whose
+    tokens would pass `max_len` is ended as `overlong` with reward 0 (its last grade is kept)."""
+    if len(groups) != len(envs):
+        raise ValueError(f"groups ({len(groups)}) and envs ({len(envs)}) must have the same length")
+    trajs: list[Trajectory] = []
+    for env, g in zip(envs, groups, strict=True):
+        ids = chat_prompt_ids(tokenizer, env.messages)
+        trajs.append(Trajectory(g, ids, [0] * len(ids), len(ids), messages=env.messages))
+    active = list(range(len(envs)))
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="rft-tool") as tools:
+        first, calls = True, 0
+        while active:
+            pending: list[tuple[int, Completion, list[dict[str, str]], Future[Any]]] = []
+            for runs in _chunks([(i, trajs[i].ids) for i in active], first, chunk):
+                seed = None if sampling.seed is None else sampling.seed + 7919 * calls  # a new draw per call
+                calls += 1
+                for idxs, comps in zip(
+                    runs.values(), _generate(engine, runs, replace(sampling, seed=seed)), strict=True
+                ):
+                    for i, comp in zip(idxs, comps, strict=True):
+                        t, env = trajs[i], envs[i]
+                        before = env.messages
+                        t.ids += comp.token_ids
+                        t.mask += [1] * len(comp.token_ids)
+                        t.overlong |= comp.finish_reason == "length"
+                        t.turns += 1
+                        pending.append((i, comp, before, _submit(env.begin_step(comp.text), executor, tools)))
+                if on_chunk is not None:
+                    on_chunk(sum(len(v) for v in runs.values()))
+            first, active = False, []
+            for i, comp, before, fut in pending:
+                t, env = trajs[i], envs[i]
+                _, reward, term, trunc, info = env.finish_step(fut.result())
+                t.info, t.messages = info, env.messages
+                if "grade" in info:
+                    t.status, t.failed = info["grade"]["status"], info["grade_failed"]
+                if term or trunc:
+                    t.reward = float(reward)
+                    continue
+                suffix = turn_suffix_ids(tokenizer, before, comp, env.messages)
+                if max_len is not None and len(t.ids) + len(suffix) + 1 > max_len:
+                    t.overlong, t.reward = True, 0.0
+                    continue
+                t.ids += suffix
+                t.mask += [0] * len(suffix)
+                active.append(i)
+    return trajs
+
+
+def _chunks(
+    prompts: list[tuple[int, list[int]]], first: bool, chunk: int
+) -> Iterator[dict[tuple[int, ...], list[int]]]:
+    """Chunks of about `chunk` rows, each a mapping prompt -> the episodes that continue it. On the first
+    turn consecutive episodes with the same prompt (a group) share one entry, sampled with ``n``."""
+    runs: list[tuple[tuple[int, ...], list[int]]] = []
+    for i, ids in prompts:
+        key = tuple(ids)
+        if first and runs and runs[-1][0] == key:
+            runs[-1][1].append(i)
+        else:
+            runs.append((key, [i]))
+    batch: dict[tuple[int, ...], list[int]] = {}
+    rows = 0
+    for key, idxs in runs:
+        if batch and rows + len(idxs) > chunk:
+            yield batch
+            batch, rows = {}, 0
+        if key in batch:  # the same prompt again, not adjacent: keep it separate
+            yield batch
+            batch, rows = {}, 0
+        batch[key] = idxs
+        rows += len(idxs)
+    if batch:
+        yield batch
+
+
+def _generate(
+    engine: Engine, runs: dict[tuple[int, ...], list[int]], sampling: Sampling
+) -> list[list[Completion]]:
+    """Completions for each prompt of a chunk, as many as it has episodes: one call per distinct count."""
+    keys = list(runs)
+    results: dict[tuple[int, ...], list[Completion]] = {}
+    for n in sorted({len(v) for v in runs.values()}):
+        these = [k for k in keys if len(runs[k]) == n]
+        s = replace(sampling, n=n)
+        for k, comps in zip(these, engine.generate([list(k) for k in these], s), strict=True):
+            results[k] = comps
+    return [results[k] for k in keys]
