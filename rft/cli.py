@@ -23,6 +23,8 @@ task_app = typer.Typer(
     no_args_is_help=True, help="List, show and check task suites (Gymnasium environments)."
 )
 app.add_typer(task_app, name="task")
+train_app = typer.Typer(no_args_is_help=True, help="Train a model: grpo, ppo (from a YAML recipe).")
+app.add_typer(train_app, name="train")
 
 out = Console()
 err = Console(stderr=True)
@@ -281,6 +283,131 @@ def task_check(
         out.print(f"{mark} {c.name}" + (f"  ({escape(detail)})" if detail else ""))
     out.print(f"{report.env_id}: {'all checks passed' if report.ok else 'FAILED'}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="override a recipe key: --set lr=1e-5 --set loss.beta=0.01")
+]
+
+
+def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: bool) -> None:
+    from rft.config import ConfigError, load_config
+    from rft.runs import RunError
+
+    if kind == "grpo":
+        from rft.grpo import GRPOConfig as cls
+        from rft.grpo import train
+    else:
+        from rft.ppo import PPOConfig as cls  # type: ignore[assignment]
+        from rft.ppo import train  # type: ignore[assignment]
+    try:
+        cfg = load_config(cls, config, overrides or [])
+    except ConfigError as e:
+        err.print(f"[red]invalid config:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    keys = ("reward/mean", "eval/accuracy", "loss/policy", "time/step_s")
+    with Progress(
+        TextColumn(f"{kind} [progress.description]{{task.description}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=out,
+    ) as bar:
+        task = bar.add_task("", total=cfg.steps)
+
+        def progress(step: int, metrics: dict[str, float]) -> None:
+            shown = " ".join(f"{k.split('/')[-1]}={metrics[k]:.3g}" for k in keys if k in metrics)
+            bar.update(task, completed=step, description=shown)
+
+        try:
+            final = train(cfg, resume=resume, progress=progress)
+        except (RunError, ValueError) as e:
+            err.print(f"[red]{escape(str(e))}[/red]")
+            raise typer.Exit(2) from None
+    out.print(f"run folder: {cfg.out}")
+    for k, v in final.items():
+        out.print(f"{k} = {v:.4g}")
+
+
+@train_app.command("grpo")
+def train_grpo(
+    config: Annotated[Path | None, typer.Option("--config", help="recipe YAML")] = None,
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in `out` from its last checkpoint")] = False,
+) -> None:
+    """GRPO against the task suite's grader (rft/grpo.py)."""
+    _train("grpo", config, set_, resume)
+
+
+@train_app.command("ppo")
+def train_ppo(
+    config: Annotated[Path | None, typer.Option("--config", help="recipe YAML")] = None,
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in `out` from its last checkpoint")] = False,
+) -> None:
+    """PPO with a value head against the task suite's grader (rft/ppo.py)."""
+    _train("ppo", config, set_, resume)
+
+
+@app.command("export")
+def export(
+    run: Annotated[Path, typer.Argument(help="a run folder, or one of its checkpoints")],
+    dest: Annotated[Path, typer.Argument(help="the new model folder")],
+    base_model: Annotated[str | None, typer.Option(help="the base of a LoRA run, if not recorded")] = None,
+) -> None:
+    """Write a standalone model folder (LoRA merged) that transformers and vLLM load."""
+    from rft.runs import RunError, export_model
+
+    try:
+        path = export_model(run, dest, base_model=base_model)
+    except (RunError, ValueError, FileNotFoundError) as e:
+        err.print(f"[red]{escape(str(e))}[/red]")
+        raise typer.Exit(2) from None
+    out.print(f"exported to {path}")
+
+
+@task_app.command("filter")
+def task_filter(
+    model: Annotated[str, typer.Option("--model", help="model id or path")],
+    suite: Annotated[str, typer.Option("--suite", help="task id or suite .yaml")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the filtered suite")],
+    band: Annotated[str, typer.Option(help="keep pass rates in low,high")] = "0.1,0.9",
+    n: Annotated[int, typer.Option("--n", help="samples per problem")] = 8,
+    limit: Annotated[int | None, typer.Option(help="look at the first N train problems only")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per sample")] = 64,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads (1 suits tiny models on CPU)")] = 1,
+) -> None:
+    """Keep the train problems the model solves sometimes but not always (the ones GRPO learns from)."""
+    from rft.envs import SuiteError
+    from rft.filter import filter_suite
+
+    try:
+        lo, hi = (float(x) for x in band.split(","))
+    except ValueError:
+        err.print(f"[red]--band takes two numbers like 0.1,0.9, got {band!r}[/red]")
+        raise typer.Exit(2) from None
+    with Progress(
+        TextColumn("filter"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=out
+    ) as bar:
+        task = bar.add_task("", total=None)
+        try:
+            res = filter_suite(
+                model,
+                suite,
+                out_dir,
+                band=(lo, hi),
+                n=n,
+                limit=limit,
+                max_new_tokens=max_new_tokens,
+                seed=seed,
+                torch_threads=threads,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except (SuiteError, ValueError) as e:
+            err.print(f"[red]{escape(str(e))}[/red]")
+            raise typer.Exit(2) from None
+    out.print(f"kept {res.kept} of {res.total} problems -> {res.suite_path}")
 
 
 def main() -> None:

@@ -167,6 +167,12 @@ def train(
     envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step * cfg.group_size)]
     eval_suite = get_suite(suite_file(cfg.eval.suite or cfg.suite))
     n_eval = min(cfg.eval.n, len(eval_suite.items(cfg.eval.split)))
+    if cfg.eval.n and not n_eval:
+        log.warning(
+            "%s has no %s items: no evaluation (set eval.suite, e.g. to the unfiltered suite)",
+            eval_suite.id,
+            cfg.eval.split,
+        )
     eval_envs = [SuiteEnv(eval_suite) for _ in range(n_eval)]
     eval_tokens = cfg.eval.max_new_tokens or cfg.gen.max_new_tokens
     max_turns = suite.episode.max_turns
