@@ -449,3 +449,9 @@ def test_cli_config_errors_say_what_to_fix(tmp_path):
         timeout=60,
     )
     assert res.returncode == 2 and "group_size must be >= 2" in res.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "examples" / "recipes").glob("grpo-*.yaml")))
+def test_example_recipes_load(recipe):
+    cfg = load_config(GRPOConfig, recipe)
+    assert cfg.steps > 0 and cfg.group_size >= 2
