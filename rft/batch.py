@@ -9,7 +9,7 @@ import torch
 from .losses import selective_log_softmax
 from .rollout import Trajectory
 
-__all__ = ["Batch", "collate", "token_logprobs"]
+__all__ = ["Batch", "collate", "token_logprobs", "behaviour_logprobs"]
 
 
 class Batch:
@@ -42,6 +42,16 @@ def collate(trajs: Sequence[Trajectory], pad_id: int) -> Batch:
         attn[i, :n] = 1
         mask[i, :n] = torch.tensor(t.mask, dtype=torch.float32)
     return Batch(ids, attn, mask[:, 1:])  # mask (B, T-1): targets are ids[:, 1:]
+
+
+def behaviour_logprobs(trajs: Sequence[Trajectory], width: int) -> torch.Tensor:
+    """The sampler's log-probabilities aligned like `token_logprobs`: (B, width - 1), 0 off model tokens."""
+    out = torch.zeros((len(trajs), width), dtype=torch.float32)  # (B, T)
+    for i, t in enumerate(trajs):
+        if len(t.logprobs) != len(t.ids):
+            raise ValueError("trajectory has no sampler logprobs: sample with Sampling(logprobs=True)")
+        out[i, : len(t.ids)] = torch.tensor(t.logprobs, dtype=torch.float32)
+    return out[:, 1:]  # (B, T-1): position t predicts token t+1
 
 
 def token_logprobs(model: torch.nn.Module, batch: Batch, temperature: float = 1.0) -> torch.Tensor:

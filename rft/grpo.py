@@ -11,9 +11,11 @@ Samples whose grade failed (grader timeout/error) are masked out of the loss and
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -22,8 +24,8 @@ import torch
 from rft.envs import SuiteEnv, get_suite
 from rft.graders.executor import GraderPool
 
-from .batch import collate, token_logprobs
-from .engines import Engine, Sampling, make_engine
+from .batch import behaviour_logprobs, collate, token_logprobs
+from .engines import Engine, HFEngine, Sampling, make_engine
 from .loop import (
     EvalConfig,
     GenConfig,
@@ -95,7 +97,8 @@ class GRPOConfig:
     device: str = "auto"
     gradient_checkpointing: bool = False
     grader_workers: int = 1  # grader processes; 0 grades in the trainer's thread
-    rollout_chunk: int = 32  # rows generated before their grades are submitted
+    rollout_chunk: int = 64  # rows generated before their grades are submitted
+    async_rollout: bool = False  # generate the next batch while this one trains (one step off-policy)
     max_len: int = 1024  # tokens per episode (prompt + all turns)
     torch_threads: int = 1  # 1 for tiny models on CPU
     seed: int = 0
@@ -122,6 +125,8 @@ class GRPOConfig:
             )
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.async_rollout and self.engine != "hf":
+            raise ValueError("async_rollout works with engine: hf for now; set async_rollout: false for vllm")
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -162,6 +167,13 @@ def train(
         set_rng_state(state["rng"])
         start = state["step"]
     engine = make_engine(cfg.engine, model, tokenizer, **cfg.engine_options)
+    # async: the sampler has its own copy of the weights, one update behind, and runs in a thread
+    sampler = HFEngine(copy.deepcopy(model), tokenizer, **cfg.engine_options) if cfg.async_rollout else engine
+    background = ThreadPoolExecutor(1, thread_name_prefix="rft-rollout") if cfg.async_rollout else None
+    pending: Future[tuple[list[Trajectory], dict[str, float]]] | None = None
+    if ckpt is not None and cfg.async_rollout and state.get("next_rollout") is not None:
+        pending = Future()  # the batch the killed run had sampled for this step, one update behind
+        pending.set_result(state["next_rollout"])
     suite = get_suite(suite_file(cfg.suite))
     train_items = suite.items("train")
     envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step * cfg.group_size)]
@@ -185,7 +197,19 @@ def train(
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             # -- rollout: G samples of each prompt, graded behind generation
-            trajs, stats = _rollout(cfg, step, engine, tokenizer, envs, train_items, executor)
+            if background is None:
+                trajs, stats = _rollout(cfg, step, engine, tokenizer, envs, train_items, executor)
+            else:  # this step's batch was sampled by the weights before the last update
+                if pending is None:
+                    pending = background.submit(
+                        _rollout, cfg, step, sampler, tokenizer, envs, train_items, executor
+                    )
+                trajs, stats = pending.result()
+                sampler.update_weights(model)
+                pending = None
+                if step + 1 < cfg.steps:
+                    args = (cfg, step + 1, sampler, tokenizer, envs, train_items, executor)
+                    pending = background.submit(_rollout, *args)
             t_rollout = time.perf_counter() - t0
             # -- advantages
             rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float32)  # (N,)
@@ -208,7 +232,8 @@ def train(
                 cfg, model, ref_model, optimizer, trajs, adv, valid, tokenizer.pad_token_id, device, max_turns
             )
             scheduler.step()
-            engine.update_weights(model)
+            if background is None:
+                engine.update_weights(model)
             t_update = time.perf_counter() - t1
             # -- log
             metrics = {
@@ -235,9 +260,12 @@ def train(
                     "scheduler": scheduler.state_dict(),
                     "rng": rng_state(),
                     "step": done,
+                    "next_rollout": pending.result() if pending is not None else None,
                 }
                 run.save_checkpoint(done, model=model, tokenizer=tokenizer, state=state)
     finally:
+        if background is not None:
+            background.shutdown(wait=True, cancel_futures=True)
         if executor is not None:
             executor.close()
         engine.close()
@@ -264,6 +292,7 @@ def _rollout(
         cfg.gen.max_new_tokens,
         cfg.gen.stop,
         seed=cfg.seed * 1_000_003 + step,
+        logprobs=cfg.async_rollout,  # off-policy: the ratio is against the sampler's probabilities
     )
     kept: list[list[Trajectory]] = []
     first_zero_var = 0.0
@@ -325,14 +354,18 @@ def _update(
     adv = adv.to(device)
     n = len(trajs)
     temp = cfg.gen.temperature
-    reuse_old = cfg.epochs == 1 and cfg.minibatches == 1  # one pass: old logprobs = current, detached
+    # one on-policy pass: old logprobs = current, detached; async: the sampler's (one update behind)
+    reuse_old = cfg.epochs == 1 and cfg.minibatches == 1 and not cfg.async_rollout
+    behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if cfg.async_rollout else None
     needs = [i for i in range(n) if valid[i] and (adv[i] != 0 or cfg.loss.beta > 0)]
     old_lp: dict[int, torch.Tensor] = {}
     ref_lp: dict[int, torch.Tensor] = {}
     with torch.no_grad():
         for rows in chunks(needs, cfg.micro_batch):
             sub = batch.rows(rows)
-            if not reuse_old:
+            if behaviour is not None:
+                old_lp.update({r: behaviour[r] for r in rows})
+            elif not reuse_old:
                 lp = token_logprobs(model, sub, temp)
                 old_lp.update({r: lp[j] for j, r in enumerate(rows)})
             if cfg.loss.beta > 0:
@@ -380,8 +413,9 @@ def _update(
             sums["loss/grad_norm"] = sums.get("loss/grad_norm", 0.0) + float(grad_norm)
             optimizer.step()
     steps = cfg.epochs * cfg.minibatches
-    out = {k: v / max(1, count) for k, v in sums.items() if k != "loss/grad_norm"}
-    out["loss/grad_norm"] = sums.get("loss/grad_norm", 0.0) / steps
+    per_step = ("loss/grad_norm", "loss/policy")  # micro-batch losses add up to their minibatch's loss
+    out = {k: v / max(1, count) for k, v in sums.items() if k not in per_step}
+    out |= {k: sums.get(k, 0.0) / steps for k in per_step}
     out["rollout/trained_rows"] = float(len(needs))
     return out
 

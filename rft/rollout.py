@@ -47,6 +47,8 @@ class Trajectory:
     turns: int = 0
     messages: list[dict[str, str]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)  # the last step's info (grade, reference, ...)
+    logprobs: list[float] = field(default_factory=list)  # the sampler's, per token (0 off the model's);
+    # filled when `Sampling.logprobs` is set (off-policy updates need the behaviour policy's)
 
     @property
     def completion_tokens(self) -> int:
@@ -123,7 +125,9 @@ def run_episodes(
     trajs: list[Trajectory] = []
     for env, g in zip(envs, groups, strict=True):
         ids = chat_prompt_ids(tokenizer, env.messages)
-        trajs.append(Trajectory(g, ids, [0] * len(ids), len(ids), messages=env.messages))
+        trajs.append(
+            Trajectory(g, ids, [0] * len(ids), len(ids), messages=env.messages, logprobs=[0.0] * len(ids))
+        )
     active = list(range(len(envs)))
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="rft-tool") as tools:
         first, calls = True, 0
@@ -140,6 +144,7 @@ def run_episodes(
                         before = env.messages
                         t.ids += comp.token_ids
                         t.mask += [1] * len(comp.token_ids)
+                        t.logprobs += comp.logprobs or [0.0] * len(comp.token_ids)
                         t.overlong |= comp.finish_reason == "length"
                         t.turns += 1
                         pending.append((i, comp, before, _submit(env.begin_step(comp.text), executor, tools)))
@@ -161,6 +166,7 @@ def run_episodes(
                     continue
                 t.ids += suffix
                 t.mask += [0] * len(suffix)
+                t.logprobs += [0.0] * len(suffix)
                 active.append(i)
     return trajs
 
