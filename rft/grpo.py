@@ -137,6 +137,7 @@ def train(
 ) -> dict[str, float]:
     """Run GRPO as configured; returns the last evaluation's metrics."""
     torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)  # a fresh LoRA adapter's initial weights
     run = Run.open(cfg.out, cfg, resume=resume)
     ckpt = run.latest_checkpoint() if resume else None
     model, tokenizer = load_policy(
@@ -148,7 +149,12 @@ def train(
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
     if ckpt is not None and cfg.lora.r == 0:  # full weights: the checkpoint's model folder
-        model, tokenizer = load_policy(ckpt / "model", dtype=cfg.dtype, device=cfg.device)
+        model, tokenizer = load_policy(
+            ckpt / "model",
+            dtype=cfg.dtype,
+            device=cfg.device,
+            gradient_checkpointing=cfg.gradient_checkpointing,
+        )
     device = next(model.parameters()).device
     ref_model = None
     if cfg.loss.beta > 0 and cfg.lora.r == 0:
@@ -229,7 +235,17 @@ def train(
             # -- update
             t1 = time.perf_counter()
             loss_stats = _update(
-                cfg, model, ref_model, optimizer, trajs, adv, valid, tokenizer.pad_token_id, device, max_turns
+                cfg,
+                model,
+                ref_model,
+                optimizer,
+                trajs,
+                adv,
+                valid,
+                tokenizer.pad_token_id,
+                device,
+                max_turns,
+                step,
             )
             scheduler.step()
             if background is None:
@@ -346,6 +362,7 @@ def _update(
     pad_id: int,
     device: torch.device,
     max_turns: int,
+    step: int,
 ) -> dict[str, float]:
     """epochs x minibatches optimizer steps over the rollout batch. Rows with zero advantage (and no KL
     term) add no gradient, so they are not run through the model; they still count in the loss's
@@ -373,7 +390,7 @@ def _update(
                 ref_lp.update({r: lp[j] for j, r in enumerate(rows)})
     sums: dict[str, float] = {}
     count = 0
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=gen).tolist()
         size = n // cfg.minibatches

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _warm import warm_model, write_add_suite
 
 from rft.batch import collate, token_logprobs
 from rft.config import load_config
@@ -302,13 +301,6 @@ def test_failed_grades_are_masked_not_rewarded_zero(tmp_path):
     assert m["rollout/trained_rows"] <= len(graded)
 
 
-@pytest.fixture(scope="module")
-def warm(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("warm")
-    suite = write_add_suite(folder)
-    return warm_model(folder / "model", suite), suite
-
-
 @pytest.mark.slow
 def test_grpo_raises_heldout_accuracy(tmp_path, warm):
     """From a tiny model that solves about half of 2-digit additions, 120 GRPO steps (~30 s here) raise
@@ -451,7 +443,9 @@ def test_cli_config_errors_say_what_to_fix(tmp_path):
     assert res.returncode == 2 and "group_size must be >= 2" in res.stderr
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "examples" / "recipes").glob("grpo-*.yaml")))
+@pytest.mark.parametrize(
+    "recipe", sorted((Path(__file__).parents[1] / "examples" / "recipes").glob("grpo-*.yaml"))
+)
 def test_example_recipes_load(recipe):
     cfg = load_config(GRPOConfig, recipe)
     assert cfg.steps > 0 and cfg.group_size >= 2

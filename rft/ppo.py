@@ -1,0 +1,444 @@
+"""PPO against programmatic graders, in one file that reads top to bottom.
+
+Config -> setup (policy; value model: a linear head on the policy's last hidden state, or a separate critic
+model with its own head and optimizer) -> for each step: sample prompts -> rollout (grading pipelined behind
+generation) -> old logprobs and values (and reference logprobs) -> token rewards (the score at the last model
+token, minus kl_coef * KL per token) -> GAE -> whitened advantages -> clipped policy and value losses over
+epochs x minibatches x micro-batches -> update -> push weights to the engine -> log, evaluate, checkpoint.
+
+Episodes come from `rft.envs`, so multi-turn and tool episodes train too: only the model's own tokens
+(``mask`` 1) enter the losses and the whitening; GAE skips environment tokens as if absent. Samples whose
+grade failed (grader timeout/error) are masked out and counted (``grader/error_rate``,
+``grader/timeout_rate``), never rewarded 0. Every step's randomness comes from (seed, step), so a killed run
+resumed from its last checkpoint repeats the same steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from rft.envs import SuiteEnv, get_suite
+from rft.graders.executor import GraderPool
+
+from .batch import Batch, collate, token_logprobs
+from .engines import Sampling, make_engine
+from .loop import (
+    EvalConfig,
+    GenConfig,
+    chunks,
+    evaluate,
+    prompt_indices,
+    reward_metrics,
+    rollout_row,
+    suite_file,
+)
+from .losses import (
+    gae,
+    kl_penalty,
+    masked_mean,
+    masked_var,
+    masked_whiten,
+    policy_loss,
+    selective_log_softmax,
+    token_rewards,
+    value_loss,
+)
+from .models import LoraSpec, load_policy, trainable_parameters
+from .rollout import run_episodes
+from .runs import Run, rng_state, set_rng_state
+
+__all__ = ["PPOConfig", "PPOLossConfig", "GenConfig", "EvalConfig", "train"]
+
+
+# ---- config ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PPOLossConfig:
+    gamma: float = 1.0  # discount per model token
+    lam: float = 0.95  # GAE lambda
+    clip_eps: float = 0.2  # policy ratio clip
+    value_clip: float | None = 0.2  # values move at most this far from the old ones; null: no clipping
+    vf_coef: float = 0.1  # shared critic: loss = policy + vf_coef * value
+    kl_coef: float = 0.0  # per-token k1 KL(pi || ref) subtracted from the rewards
+    whiten_advantages: bool = True  # over the batch's model tokens
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
+            raise ValueError(f"loss.gamma and loss.lam must be in [0, 1], got {self.gamma}, {self.lam}")
+        if not 0 < self.clip_eps < 1:
+            raise ValueError(f"loss.clip_eps must be in (0, 1), got {self.clip_eps}")
+        if self.value_clip is not None and self.value_clip <= 0:
+            raise ValueError(f"loss.value_clip must be > 0 or null (no clipping), got {self.value_clip}")
+        if self.vf_coef < 0 or self.kl_coef < 0:
+            raise ValueError("loss.vf_coef and loss.kl_coef must be >= 0")
+
+
+@dataclass
+class PPOConfig:
+    model: str  # Hugging Face id or path
+    suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML path; trains on its train split
+    out: str = "runs/ppo"
+    steps: int = 100
+    prompts_per_step: int = 8
+    samples_per_prompt: int = 1
+    lr: float = 1e-5
+    critic: Literal["shared", "separate"] = "shared"  # value head on the policy's trunk, or a second model
+    critic_model: str | None = None  # separate: the critic's initial weights (default: model)
+    critic_lr: float | None = None  # the value head's (shared) or the critic's (separate); default: lr
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    epochs: int = 4  # optimisation passes over each rollout batch
+    minibatches: int = 2  # optimizer steps per pass
+    micro_batch: int = 16  # rows per forward/backward (gradient accumulation up to a minibatch)
+    gen: GenConfig = field(default_factory=GenConfig)
+    loss: PPOLossConfig = field(default_factory=PPOLossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    lora: LoraSpec = field(default_factory=LoraSpec)  # the separate critic gets an adapter of its own too
+    engine: Literal["hf", "vllm"] = "hf"
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    gradient_checkpointing: bool = False
+    grader_workers: int = 1  # grader processes; 0 grades in the trainer's thread
+    rollout_chunk: int = 32  # rows generated before their grades are submitted
+    max_len: int = 1024  # tokens per episode (prompt + all turns)
+    torch_threads: int = 1  # 1 for tiny models on CPU
+    seed: int = 0
+    save_every: int = 0  # steps; 0 = only at the end
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        if (
+            self.steps < 0
+            or self.prompts_per_step < 1
+            or self.samples_per_prompt < 1
+            or self.epochs < 1
+            or self.minibatches < 1
+            or self.micro_batch < 1
+        ):
+            raise ValueError(
+                "steps >= 0, prompts_per_step, samples_per_prompt, epochs, minibatches and micro_batch >= 1"
+            )
+        batch = self.prompts_per_step * self.samples_per_prompt
+        if batch % self.minibatches:
+            raise ValueError(
+                f"prompts_per_step * samples_per_prompt ({batch}) must be divisible by minibatches "
+                f"({self.minibatches})"
+            )
+        if self.lr <= 0 or (self.critic_lr is not None and self.critic_lr <= 0):
+            raise ValueError(f"lr and critic_lr must be > 0, got {self.lr}, {self.critic_lr}")
+        if self.critic_model is not None and self.critic == "shared":
+            raise ValueError("critic_model needs critic: separate (a shared critic is a head on the policy)")
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+
+def train(
+    cfg: PPOConfig, *, resume: bool = False, progress: Callable[[int, dict[str, float]], None] | None = None
+) -> dict[str, float]:
+    """Run PPO as configured; returns the last evaluation's metrics."""
+    torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)  # LoRA adapters are initialised from torch's global generator
+    run = Run.open(cfg.out, cfg, resume=resume)
+    ckpt = run.latest_checkpoint() if resume else None
+    model, tokenizer = _load(cfg, cfg.model, None if ckpt is None else ckpt / "model")
+    device = next(model.parameters()).device
+    ref_model = None
+    if cfg.loss.kl_coef > 0 and cfg.lora.r == 0:
+        ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=cfg.device)
+        ref_model.requires_grad_(False).eval()
+    # -- value model: a head on the policy's last hidden state, or on a critic model of its own
+    critic = None
+    if cfg.critic == "separate":
+        critic, critic_tok = _load(cfg, cfg.critic_model or cfg.model, None)
+        if critic_tok.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(
+                f"critic_model {cfg.critic_model!r} has another tokenizer than model {cfg.model!r}; "
+                "the critic reads the policy's token ids, so use a model of the same family"
+            )
+    trunk = model if critic is None else critic
+    head = torch.nn.Linear(trunk.get_input_embeddings().embedding_dim, 1).to(
+        device=device, dtype=torch.float32
+    )
+    torch.nn.init.zeros_(head.weight)  # values start at 0
+    torch.nn.init.zeros_(head.bias)
+    critic_lr = cfg.critic_lr or cfg.lr
+    value_params = list(head.parameters()) + ([] if critic is None else trainable_parameters(critic))
+    groups = [
+        {"params": trainable_parameters(model), "lr": cfg.lr},
+        {"params": value_params, "lr": critic_lr},
+    ]
+    if critic is None:  # one optimizer, the head in a group of its own (its lr)
+        optimizers = [torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)]
+    else:
+        optimizers = [torch.optim.AdamW([g], weight_decay=cfg.weight_decay) for g in groups]
+    schedulers = [
+        torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+        for o in optimizers
+    ]
+    start = 0
+    if ckpt is not None:
+        state = run.load_state(ckpt)
+        head.load_state_dict(state["value_head"])
+        if critic is not None:
+            unexpected = critic.load_state_dict(state["critic"], strict=False).unexpected_keys
+            if unexpected:
+                raise ValueError(f"{ckpt}: the saved critic does not fit critic_model ({unexpected[:3]} ...)")
+        for o, s in zip(optimizers, state["optimizers"], strict=True):
+            o.load_state_dict(s)
+        for sch, s in zip(schedulers, state["schedulers"], strict=True):
+            sch.load_state_dict(s)
+        set_rng_state(state["rng"])
+        start = state["step"]
+    engine = make_engine(cfg.engine, model, tokenizer, **cfg.engine_options)
+    suite = get_suite(suite_file(cfg.suite))
+    train_items = suite.items("train")
+    envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step * cfg.samples_per_prompt)]
+    eval_suite = get_suite(suite_file(cfg.eval.suite or cfg.suite))
+    n_eval = min(cfg.eval.n, len(eval_suite.items(cfg.eval.split)))
+    eval_envs = [SuiteEnv(eval_suite) for _ in range(n_eval)]
+    eval_tokens = cfg.eval.max_new_tokens or cfg.gen.max_new_tokens
+    executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
+    last_eval: dict[str, float] = {}
+    try:
+        if start == 0 and n_eval:
+            last_eval = evaluate(engine, tokenizer, eval_envs, cfg.eval.split, eval_tokens, executor)
+            run.log(0, last_eval)
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            # -- rollout: samples_per_prompt episodes of each prompt, graded behind generation
+            k = cfg.samples_per_prompt
+            indices = prompt_indices(len(train_items), cfg.prompts_per_step, step, cfg.seed)
+            for i, env in enumerate(envs):
+                env.reset(options={"split": "train", "index": indices[i // k]})
+            g = cfg.gen
+            sampling = Sampling(
+                g.temperature, g.top_p, g.top_k, g.max_new_tokens, g.stop, seed=cfg.seed * 1_000_003 + step
+            )
+            trajs = run_episodes(
+                engine,
+                tokenizer,
+                envs,
+                [i // k for i in range(len(envs))],
+                sampling,
+                executor=executor,
+                chunk=cfg.rollout_chunk,
+                max_len=cfg.max_len,
+            )
+            t_rollout = time.perf_counter() - t0
+            # -- old logprobs and values, token rewards, GAE, whitened advantages
+            t1 = time.perf_counter()
+            scores = torch.tensor([t.reward for t in trajs], dtype=torch.float32)  # (N,)
+            valid = torch.tensor([not t.failed for t in trajs])  # (N,)
+            batch = collate(trajs, tokenizer.pad_token_id).to(device)
+            old, adv_stats = _advantages(cfg, model, critic, head, ref_model, batch, scores, valid)
+            # -- update
+            loss_stats = _update(cfg, step, model, critic, head, optimizers, batch, old)
+            for sch in schedulers:
+                sch.step()
+            engine.update_weights(model)
+            t_update = time.perf_counter() - t1
+            # -- log
+            metrics = {
+                **reward_metrics(trajs, scores, valid, suite.id),
+                **adv_stats,
+                **loss_stats,
+                "lr": schedulers[0].get_last_lr()[0],
+                "time/rollout_s": t_rollout,
+                "time/update_s": t_update,
+                "time/step_s": time.perf_counter() - t0,
+            }
+            done = step + 1
+            if n_eval and ((cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.steps):
+                last_eval = evaluate(engine, tokenizer, eval_envs, cfg.eval.split, eval_tokens, executor)
+                metrics |= last_eval
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                run.log(done, metrics)
+                run.log_rollouts(done, [rollout_row(t) for t in trajs])
+            if progress is not None:
+                progress(done, metrics)
+            if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
+                state = {
+                    "optimizers": [o.state_dict() for o in optimizers],
+                    "schedulers": [s.state_dict() for s in schedulers],
+                    "value_head": head.state_dict(),
+                    "critic": None if critic is None else _trainable_state(critic),
+                    "rng": rng_state(),
+                    "step": done,
+                }
+                run.save_checkpoint(done, model=model, tokenizer=tokenizer, state=state)
+    finally:
+        if executor is not None:
+            executor.close()
+        engine.close()
+        run.close()
+    return last_eval
+
+
+def _load(cfg: PPOConfig, path: str, saved: Path | None) -> tuple[Any, Any]:
+    """The model at `path` with a fresh adapter (when cfg.lora.r > 0), or as saved in a checkpoint's
+    model folder `saved` (full weights, or an adapter over `path`)."""
+    adapter = saved if saved is not None and cfg.lora.r > 0 else None
+    return load_policy(
+        saved if saved is not None and adapter is None else path,
+        lora=cfg.lora if saved is None else None,
+        adapter=adapter,
+        dtype=cfg.dtype,
+        device=cfg.device,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+    )
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable weights only (a peft critic: its adapter), for the checkpoint's state.pt."""
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def forward(
+    model: torch.nn.Module,
+    critic: torch.nn.Module | None,
+    head: torch.nn.Linear,
+    batch: Batch,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of the batch's next tokens and the values of the states that emit them, (B, T-1)
+    each, aligned with `batch.mask`: both at position t are read from the last hidden state at t, from
+    which token t+1 is sampled. The values come from the policy's hidden states (critic None: shared
+    trunk) or from the critic's."""
+    out = model(
+        input_ids=batch.ids, attention_mask=batch.attn, output_hidden_states=critic is None, use_cache=False
+    )
+    logits = out.logits[:, :-1, :]  # (B, T-1, V)
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    logprobs = selective_log_softmax(logits, batch.ids[:, 1:])  # (B, T-1)
+    if critic is not None:
+        out = critic(
+            input_ids=batch.ids, attention_mask=batch.attn, output_hidden_states=True, use_cache=False
+        )
+    hidden = out.hidden_states[-1][:, :-1, :]  # (B, T-1, H): the final layer, after its norm
+    values = head(hidden.to(head.weight.dtype)).squeeze(-1)  # (B, T-1)
+    return logprobs, values
+
+
+@torch.no_grad()
+def _advantages(
+    cfg: PPOConfig,
+    model: torch.nn.Module,
+    critic: torch.nn.Module | None,
+    head: torch.nn.Linear,
+    ref_model: torch.nn.Module | None,
+    batch: Batch,
+    scores: torch.Tensor,
+    valid: torch.Tensor,
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """The rollout's old logprobs and values, the token rewards (score at the last model token, minus
+    kl_coef * k1 KL to the reference per token), GAE advantages (whitened) and returns: (N, T-1) each,
+    with the loss mask (model tokens of rows whose grade did not fail)."""
+    mask = batch.mask * valid.to(batch.mask)[:, None]  # (N, T-1)
+    old_lp, old_v = torch.zeros_like(mask), torch.zeros_like(mask)  # (N, T-1)
+    kl = torch.zeros_like(mask) if cfg.loss.kl_coef > 0 else None  # (N, T-1)
+    for rows in chunks([i for i in range(len(batch)) if mask[i].any()], cfg.micro_batch):
+        sub = batch.rows(rows)
+        w = sub.mask.shape[1]
+        lp, v = forward(model, critic, head, sub, cfg.gen.temperature)  # (b, w) each
+        old_lp[rows, :w], old_v[rows, :w] = lp.float(), v.float()
+        if kl is not None:
+            kl[rows, :w] = kl_penalty(
+                lp, _ref_logprobs(model, ref_model, sub, cfg.gen.temperature), "k1"
+            ).float()
+    rewards = token_rewards(scores.to(mask.device), mask, kl, cfg.loss.kl_coef)  # (N, T-1)
+    adv, returns = gae(rewards, old_v, mask, cfg.loss.gamma, cfg.loss.lam)  # (N, T-1) each
+    stats = {
+        "loss/value_mean": float(masked_mean(old_v, mask)),
+        "loss/return_mean": float(masked_mean(returns, mask)),
+        "loss/explained_var": float(
+            1 - masked_var(returns - old_v, mask) / masked_var(returns, mask).clamp(min=1e-8)
+        ),
+        "loss/advantage_std": float(masked_var(adv, mask).sqrt()),
+        "rollout/trained_rows": float(mask.any(1).sum()),
+    }
+    if kl is not None:
+        stats["loss/kl"] = float(masked_mean(kl, mask))
+    if cfg.loss.whiten_advantages:
+        adv = masked_whiten(adv, mask)
+    return {"mask": mask, "logprobs": old_lp, "values": old_v, "advantages": adv, "returns": returns}, stats
+
+
+def _update(
+    cfg: PPOConfig,
+    step: int,
+    model: torch.nn.Module,
+    critic: torch.nn.Module | None,
+    head: torch.nn.Linear,
+    optimizers: list[torch.optim.Optimizer],
+    batch: Batch,
+    old: dict[str, torch.Tensor],
+) -> dict[str, float]:
+    """epochs x minibatches optimizer steps over the rollout batch. Each minibatch's losses are token means
+    over its model tokens (num_items), summed over micro-batches, so accumulation equals one big batch."""
+    mask = old["mask"]  # (N, T-1)
+    n = len(batch)
+    size = n // cfg.minibatches
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    param_sets = [trainable_parameters(model) + list(head.parameters())]  # shared: clipped together
+    if critic is not None:
+        param_sets = [trainable_parameters(model), trainable_parameters(critic) + list(head.parameters())]
+    vf_coef = cfg.loss.vf_coef if critic is None else 1.0  # a separate critic has its own optimizer and lr
+    sums: defaultdict[str, float] = defaultdict(float)
+    tokens, updates = 0.0, 0
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=gen).tolist()
+        for m in range(cfg.minibatches):
+            mb = [i for i in order[m * size : (m + 1) * size] if mask[i].any()]
+            if not mb:
+                continue
+            num_items = float(mask[mb].sum())
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            for rows in chunks(mb, cfg.micro_batch):
+                sub = batch.rows(rows)
+                o = {k: x[rows, : sub.mask.shape[1]] for k, x in old.items()}  # (b, w) each
+                lp, v = forward(model, critic, head, sub, cfg.gen.temperature)  # (b, w) each
+                eps = cfg.loss.clip_eps
+                p_loss, p_st = policy_loss(
+                    lp, o["logprobs"], o["advantages"], o["mask"], eps, eps, "dapo", num_items
+                )
+                v_loss, v_st = value_loss(
+                    v, o["values"], o["returns"], o["mask"], cfg.loss.value_clip, num_items
+                )
+                (p_loss + vf_coef * v_loss).backward()
+                k = float(o["mask"].sum())
+                sums["loss/policy"] += float(p_loss.detach()) * num_items
+                sums["loss/value"] += float(v_loss.detach()) * num_items
+                for name in ("clip_frac", "approx_kl", "ratio_mean"):
+                    sums[f"loss/{name}"] += float(p_st[name]) * k
+                sums["loss/vf_clip_frac"] += float(v_st["clip_frac"]) * k
+                tokens += k
+            norms = [torch.nn.utils.clip_grad_norm_(p, cfg.max_grad_norm) for p in param_sets]
+            sums["loss/grad_norm"] += float(norms[0]) * num_items
+            if critic is not None:
+                sums["loss/critic_grad_norm"] += float(norms[1]) * num_items
+            for opt in optimizers:
+                opt.step()
+            updates += 1
+    return {k: v / max(1.0, tokens) for k, v in sums.items()} | {"loss/updates": float(updates)}
+
+
+def _ref_logprobs(
+    model: torch.nn.Module, ref_model: torch.nn.Module | None, sub: Batch, temp: float
+) -> torch.Tensor:
+    if ref_model is not None:
+        return token_logprobs(ref_model, sub, temp)
+    with model.disable_adapter():  # a peft model: the base weights are the reference
+        return token_logprobs(model, sub, temp)
