@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -9,7 +10,7 @@ import torch
 from .losses import selective_log_softmax
 from .rollout import Trajectory
 
-__all__ = ["Batch", "collate", "token_logprobs", "behaviour_logprobs"]
+__all__ = ["Batch", "collate", "token_logprobs", "behaviour_logprobs", "shared_prefix_logprobs"]
 
 
 class Batch:
@@ -60,3 +61,58 @@ def token_logprobs(model: torch.nn.Module, batch: Batch, temperature: float = 1.
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
     return selective_log_softmax(logits, batch.ids[:, 1:])  # (B, T-1)
+
+
+def shared_prefix_logprobs(
+    model: torch.nn.Module, batch: Batch, prompt_lens: Sequence[int], temperature: float = 1.0
+) -> torch.Tensor:
+    """`token_logprobs` for rows whose first `prompt_lens[i]` tokens repeat across rows (GRPO's groups):
+    each distinct prompt is run once and its key/value cache is shared by its rows, so the model sees the
+    prompt tokens once per group instead of once per sample. Same values and gradients; (B, T-1), with 0
+    at the prompt positions (which the loss mask leaves out anyway)."""
+    from transformers import DynamicCache
+
+    B, T = batch.ids.shape
+    device = batch.ids.device
+    lens = [int(n) for n in prompt_lens]
+    if min(lens) < 1:
+        raise ValueError("every row needs a prompt of at least one token")
+    keys: dict[tuple[int, ...], int] = {}
+    owner = [keys.setdefault(tuple(batch.ids[i, : lens[i]].tolist()), len(keys)) for i in range(B)]
+    prompts = list(keys)
+    width = max(len(p) for p in prompts)
+    # the distinct prompts, left-padded: (U, P)
+    p_ids = torch.tensor([[0] * (width - len(p)) + list(p) for p in prompts], device=device)
+    p_attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    p_pos = (p_attn.cumsum(1) - 1).clamp(min=0)
+    with warnings.catch_warnings():  # `past_key_values` is being renamed `cache` (transformers 5.2x)
+        warnings.simplefilter("ignore", FutureWarning)
+        out = model(input_ids=p_ids, attention_mask=p_attn, position_ids=p_pos, use_cache=True)
+    first = out.logits[:, -1, :]  # (U, V): predicts each row's first completion token
+    rows = torch.tensor(owner, device=device)
+    cache = DynamicCache()
+    for layer, kv in enumerate(out.past_key_values.layers):
+        cache.update(kv.keys[rows], kv.values[rows], layer)  # (B, heads, P, d): shared, differentiable
+    # the rest of each row, right-padded: (B, C)
+    lengths = batch.attn.sum(1).tolist()
+    c_len = [int(lengths[i]) - lens[i] for i in range(B)]
+    cw = max(1, max(c_len))
+    c_ids = torch.zeros((B, cw), dtype=torch.long, device=device)
+    c_attn = torch.zeros((B, cw), dtype=torch.long, device=device)
+    for i in range(B):
+        c_ids[i, : c_len[i]] = batch.ids[i, lens[i] : lens[i] + c_len[i]]
+        c_attn[i, : c_len[i]] = 1
+    c_pos = torch.tensor(lens, device=device)[:, None] + torch.arange(cw, device=device)[None]  # (B, C)
+    attn = torch.cat([p_attn[rows], c_attn], dim=1)  # (B, P + C)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        logits = model(input_ids=c_ids, attention_mask=attn, position_ids=c_pos, past_key_values=cache).logits
+    logits = torch.cat([first[rows][:, None, :], logits[:, :-1, :]], dim=1)  # (B, C, V): predicts c_ids
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    lp = selective_log_softmax(logits, c_ids)  # (B, C)
+    # back to the (B, T-1) layout: position lens[i] - 1 + k predicts token lens[i] + k
+    target = torch.tensor(lens, device=device)[:, None] - 1 + torch.arange(cw, device=device)[None]  # (B, C)
+    target = torch.where(c_attn.bool(), target, torch.full_like(target, T - 1))  # padding -> a spare column
+    full = torch.zeros((B, T), dtype=lp.dtype, device=device).scatter(1, target, lp * c_attn)
+    return full[:, : T - 1]

@@ -24,7 +24,7 @@ import torch
 from rft.envs import SuiteEnv, get_suite
 from rft.graders.executor import GraderPool
 
-from .batch import behaviour_logprobs, collate, token_logprobs
+from .batch import behaviour_logprobs, collate, shared_prefix_logprobs, token_logprobs
 from .engines import Engine, HFEngine, Sampling, make_engine
 from .loop import (
     EvalConfig,
@@ -98,6 +98,7 @@ class GRPOConfig:
     gradient_checkpointing: bool = False
     grader_workers: int = 1  # grader processes; 0 grades in the trainer's thread
     rollout_chunk: int = 64  # rows generated before their grades are submitted
+    shared_prefix: bool = True  # run each group's prompt once in the update (same loss, less compute)
     async_rollout: bool = False  # generate the next batch while this one trains (one step off-policy)
     max_len: int = 1024  # tokens per episode (prompt + all turns)
     torch_threads: int = 1  # 1 for tiny models on CPU
@@ -371,6 +372,13 @@ def _update(
     adv = adv.to(device)
     n = len(trajs)
     temp = cfg.gen.temperature
+    share = cfg.shared_prefix and not cfg.gradient_checkpointing  # checkpointing turns the KV cache off
+
+    def logprobs(m: torch.nn.Module, sub: Any, rows: list[int]) -> torch.Tensor:
+        if not share:
+            return token_logprobs(m, sub, temp)
+        return shared_prefix_logprobs(m, sub, [trajs[r].prompt_len for r in rows], temp)
+
     # one on-policy pass: old logprobs = current, detached; async: the sampler's (one update behind)
     reuse_old = cfg.epochs == 1 and cfg.minibatches == 1 and not cfg.async_rollout
     behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if cfg.async_rollout else None
@@ -383,7 +391,7 @@ def _update(
             if behaviour is not None:
                 old_lp.update({r: behaviour[r] for r in rows})
             elif not reuse_old:
-                lp = token_logprobs(model, sub, temp)
+                lp = logprobs(model, sub, rows)
                 old_lp.update({r: lp[j] for j, r in enumerate(rows)})
             if cfg.loss.beta > 0:
                 lp = _ref_logprobs(model, ref_model, sub, temp)
@@ -403,7 +411,7 @@ def _update(
             optimizer.zero_grad(set_to_none=True)
             for rows in chunks([i for i in mb if i in set(needs)], cfg.micro_batch):
                 sub = batch.rows(rows)
-                lp = token_logprobs(model, sub, temp)  # (b, T-1)
+                lp = logprobs(model, sub, rows)  # (b, T-1)
                 old = lp.detach() if reuse_old else stack_rows([old_lp[r] for r in rows], lp)
                 loss, st = policy_loss(
                     lp,

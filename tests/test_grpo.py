@@ -21,7 +21,7 @@ from rft.engines import Completion, HFEngine, Sampling
 from rft.envs import SuiteEnv, load_suite
 from rft.grpo import GRPOConfig, train
 from rft.loop import prompt_indices
-from rft.rollout import TemplateMismatch, chat_prompt_ids, run_episodes, turn_suffix_ids
+from rft.rollout import TemplateMismatch, Trajectory, chat_prompt_ids, run_episodes, turn_suffix_ids
 from rft.tiny import make_model, make_tokenizer
 
 RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
@@ -449,3 +449,34 @@ def test_cli_config_errors_say_what_to_fix(tmp_path):
 def test_example_recipes_load(recipe):
     cfg = load_config(GRPOConfig, recipe)
     assert cfg.steps > 0 and cfg.group_size >= 2
+
+
+def test_shared_prefix_logprobs_equal_the_plain_ones(tiny):
+    from rft.batch import shared_prefix_logprobs
+
+    model, tok = tiny
+    prompts = [
+        ids_of(tok, [{"role": "user", "content": q}]) for q in ("What is 1 + 2?", "Hi", "What is 12 + 5?")
+    ]
+    comps = HFEngine(model, tok).generate(prompts, Sampling(n=3, max_new_tokens=9, seed=1))
+    trajs = []
+    for g, (p, cs) in enumerate(zip(prompts, comps, strict=True)):
+        for c in cs:  # a second "turn" after an environment gap, as in multi-turn episodes
+            env = tok("ok", add_special_tokens=False)["input_ids"]
+            ids = p + c.token_ids + env + c.token_ids[:3]
+            mask = [0] * len(p) + [1] * len(c.token_ids) + [0] * len(env) + [1] * len(c.token_ids[:3])
+            trajs.append(Trajectory(g, ids, mask, len(p)))
+    batch = collate(trajs, tok.pad_token_id)
+    lens = [t.prompt_len for t in trajs]
+    for temperature in (1.0, 0.6):
+        plain = token_logprobs(model, batch, temperature)
+        shared = shared_prefix_logprobs(model, batch, lens, temperature)
+        assert shared.shape == plain.shape
+        assert torch.allclose(plain * batch.mask, shared * batch.mask, atol=1e-5)
+    grads = []
+    for fn in (lambda: token_logprobs(model, batch), lambda: shared_prefix_logprobs(model, batch, lens)):
+        model.zero_grad()
+        (fn() * batch.mask).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    model.zero_grad()
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(*grads, strict=True))
