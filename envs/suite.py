@@ -9,6 +9,7 @@ prompt:
   user: "{{ item.question }}"
 grader: {type: math, input: "{{ sample.output_text }}", reference: "{{ item.reference }}"}
 split: 0.1                        # held-out fraction, by a hash of each row's id
+solution: "{{ item.solution }}"   # optional: a worked solution per item (SFT data, `rft.sft_dpo`)
 ```
 
 Every row is an item; the reference answer is added to it as ``item.reference`` (``fields.reference``
@@ -50,7 +51,8 @@ from typing import Any
 
 import yaml
 
-from rft.graders import Grader, GraderSpecError, load_grader, render
+from rft.graders import Grader, GraderSpecError, TemplateError, load_grader, render
+from rft.graders.template import placeholders
 
 from .episode import Episode
 
@@ -388,6 +390,7 @@ class Suite:
     description: str = ""
     check: dict[str, str] = field(default_factory=dict)  # `completion` / `decoy` templates for the checker
     episode: Episode = field(default_factory=Episode)  # single-turn, feedback or tool (see envs/episode.py)
+    solution: str | None = None  # a worked solution's template, e.g. "{{ item.solution }}" (SFT data)
     path: Path | None = None
 
     def __post_init__(self) -> None:
@@ -402,6 +405,13 @@ class Suite:
         unknown = set(self.check) - {"completion", "decoy"}
         if unknown:
             raise SuiteError(f"check: unknown keys {sorted(unknown)}; allowed: completion, decoy")
+        if self.solution is not None:
+            if not isinstance(self.solution, str) or not self.solution.strip():
+                raise SuiteError("solution must be a non-empty template, e.g. '{{ item.solution }}'")
+            try:
+                placeholders(self.solution)
+            except ValueError as e:
+                raise SuiteError(f"solution: {e}") from None
 
     def load_grader(self) -> Grader:
         return load_grader(self.grader)
@@ -414,6 +424,15 @@ class Suite:
 
     def messages(self, item: dict[str, Any]) -> list[dict[str, str]]:
         return self.prompt.messages(item)
+
+    def solution_text(self, item: dict[str, Any]) -> str | None:
+        """The item's worked solution (the `solution` template filled in); None when the suite has none."""
+        if self.solution is None:
+            return None
+        try:
+            return str(render(self.solution, {"item": item, "sample": {}}))
+        except TemplateError as e:
+            raise SuiteError(f"suite {self.id}: item {item.get('id')!r}: solution {e}") from None
 
 
 def split_of(item_id: str, heldout: float) -> str:
@@ -460,7 +479,18 @@ def _items(suite: Suite) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
-_FIELDS = {"id", "source", "fields", "prompt", "grader", "split", "description", "check", "episode"}
+_FIELDS = {
+    "id",
+    "source",
+    "fields",
+    "prompt",
+    "grader",
+    "split",
+    "description",
+    "check",
+    "episode",
+    "solution",
+}
 
 
 def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
@@ -497,6 +527,7 @@ def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
             description=spec.get("description", ""),
             check=dict(spec.get("check") or {}),
             episode=_episode(spec.get("episode")),
+            solution=spec.get("solution"),
             path=path,
         )
     except TypeError as e:  # an unknown key inside source/fields/prompt

@@ -23,7 +23,9 @@ task_app = typer.Typer(
     no_args_is_help=True, help="List, show and check task suites (Gymnasium environments)."
 )
 app.add_typer(task_app, name="task")
-train_app = typer.Typer(no_args_is_help=True, help="Train a model: grpo, ppo (from a YAML recipe).")
+train_app = typer.Typer(
+    no_args_is_help=True, help="Train a model: sft, dpo (warm start), grpo, ppo (from a YAML recipe)."
+)
 app.add_typer(train_app, name="train")
 
 out = Console()
@@ -297,6 +299,12 @@ def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: 
     if kind == "grpo":
         from rft.grpo import GRPOConfig as cls
         from rft.grpo import train
+    elif kind == "sft":
+        from rft.sft_dpo.sft import SFTConfig as cls  # type: ignore[assignment]
+        from rft.sft_dpo.sft import train  # type: ignore[assignment]
+    elif kind == "dpo":
+        from rft.sft_dpo.dpo import DPOConfig as cls  # type: ignore[assignment]
+        from rft.sft_dpo.dpo import train  # type: ignore[assignment]
     else:
         from rft.ppo import PPOConfig as cls  # type: ignore[assignment]
         from rft.ppo import train  # type: ignore[assignment]
@@ -305,7 +313,7 @@ def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: 
     except ConfigError as e:
         err.print(f"[red]invalid config:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
-    keys = ("reward/mean", "eval/accuracy", "loss/policy", "time/step_s")
+    keys = ("reward/mean", "eval/accuracy", "loss/policy", "loss/sft", "loss/dpo", "time/step_s")
     with Progress(
         TextColumn(f"{kind} [progress.description]{{task.description}}"),
         BarColumn(),
@@ -313,7 +321,7 @@ def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: 
         TimeRemainingColumn(),
         console=out,
     ) as bar:
-        task = bar.add_task("", total=cfg.steps)
+        task = bar.add_task("", total=cfg.steps or None)  # sft/dpo: steps 0 runs `epochs` passes
 
         def progress(step: int, metrics: dict[str, float]) -> None:
             shown = " ".join(f"{k.split('/')[-1]}={metrics[k]:.3g}" for k in keys if k in metrics)
@@ -325,8 +333,28 @@ def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: 
             err.print(f"[red]{escape(str(e))}[/red]")
             raise typer.Exit(2) from None
     out.print(f"run folder: {cfg.out}")
+    if kind in ("sft", "dpo"):
+        out.print(f"model for the next stage: {Path(cfg.out) / 'model'}", soft_wrap=True)
     for k, v in final.items():
         out.print(f"{k} = {v:.4g}")
+
+
+@train_app.command("sft")
+def train_sft(
+    config: Annotated[Path | None, typer.Option("--config", help="recipe YAML")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Supervised warm start on a suite's worked solutions or grader-passing samples (rft/sft_dpo/sft.py)."""
+    _train("sft", config, set_, False)
+
+
+@train_app.command("dpo")
+def train_dpo(
+    config: Annotated[Path | None, typer.Option("--config", help="recipe YAML")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Preferences from graded samples: a passing sample chosen over a failing one (rft/sft_dpo/dpo.py)."""
+    _train("dpo", config, set_, False)
 
 
 @train_app.command("grpo")
@@ -364,6 +392,46 @@ def export(
         err.print(f"[red]{escape(str(e))}[/red]")
         raise typer.Exit(2) from None
     out.print(f"exported to {path}")
+
+
+@app.command("sample")
+def sample(
+    model: Annotated[str, typer.Option("--model", help="model id or path (e.g. an SFT run's out/model)")],
+    suite: Annotated[str, typer.Option("--suite", help="task id or suite .yaml")],
+    out_file: Annotated[Path, typer.Option("--out", help="JSONL file of graded samples")],
+    n: Annotated[int, typer.Option("--n", help="samples per problem")] = 8,
+    split: Annotated[str, typer.Option(help="train or heldout")] = "train",
+    limit: Annotated[int | None, typer.Option(help="the first N problems of the split only")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    temperature: Annotated[float, typer.Option()] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per model turn")] = 256,
+    workers: Annotated[int, typer.Option(help="grading processes (0: in this process)")] = 1,
+    threads: Annotated[int, typer.Option(help="torch threads (1 suits tiny models on CPU)")] = 1,
+) -> None:
+    """Write n graded samples per problem: rejection-sampled SFT data and DPO pairs are built from them."""
+    from rft.envs import SuiteError
+    from rft.sample import sample_suite
+
+    if split not in ("train", "heldout"):
+        err.print(f"[red]--split must be train or heldout, got {split!r}[/red]")
+        raise typer.Exit(2)
+    with Progress(
+        TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=out
+    ) as bar:
+        task = bar.add_task("", total=None)
+        try:
+            res = sample_suite(
+                model, suite, out_file, n=n, split=split, limit=limit, seed=seed,  # type: ignore[arg-type]
+                temperature=temperature, max_new_tokens=max_new_tokens, grader_workers=workers,
+                torch_threads=threads, progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+        except (SuiteError, ValueError) as e:
+            err.print(f"[red]{escape(str(e))}[/red]")
+            raise typer.Exit(2) from None
+    out.print(
+        f"{res['rows']} samples of {res['problems']} problems -> {res['path']}: pass rate {res['pass_rate']:.3f}, "
+        f"{res['mixed_problems']} problems with passing and failing samples, {res['grader_failed']} grader failures"
+    )
 
 
 @task_app.command("filter")

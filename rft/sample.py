@@ -1,0 +1,134 @@
+"""Graded samples: `n` episodes per problem of a suite, each graded by the suite's grader, one JSON line each.
+
+The file is the raw material of rejection-sampled SFT data (the passing samples) and of DPO pairs (a
+passing and a failing sample of one prompt), see `rft.sft_dpo.data`. Sampling is seeded: the same model,
+suite and arguments write the same file.
+
+Each row::
+
+    {"id", "split", "index", "sample", "messages": [prompt messages], "completion": [assistant and
+     environment messages], "reward", "passed", "status", "grade", "reference", "overlong"}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from rft.envs import SuiteEnv, get_suite
+from rft.graders.executor import GraderPool
+
+from .engines import HFEngine, Sampling
+from .loop import suite_file
+from .models import load_policy
+from .rollout import Trajectory, run_episodes
+
+__all__ = ["sample_suite", "sample_row"]
+
+
+def sample_suite(
+    model: str | Path,
+    suite: str,
+    out: str | Path,
+    *,
+    n: int = 8,
+    split: Literal["train", "heldout"] = "train",
+    limit: int | None = None,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 256,
+    batch_prompts: int = 16,
+    grader_workers: int = 1,
+    torch_threads: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Write `n` graded samples of each of the first `limit` problems of `split` (all when None) to the JSONL
+    file `out`; returns a summary (rows, problems, pass rate, how many problems have both a passing and a
+    failing sample, grader failures)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1 samples per problem, got {n}")
+    if temperature == 0 and n > 1:
+        raise ValueError("temperature 0 (greedy) gives n identical samples; use temperature > 0 or n=1")
+    torch.set_num_threads(torch_threads)  # 1 for tiny models on CPU: a second thread slows them down
+    src = get_suite(suite_file(suite))
+    items = src.items(split)[:limit]
+    if not items:
+        raise ValueError(f"suite {src.id} has no {split} problems to sample (limit={limit})")
+    policy, tokenizer = load_policy(model)
+    engine = HFEngine(policy, tokenizer)
+    envs = [SuiteEnv(src, split=split) for _ in range(batch_prompts * n)]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    rows = passed = failed = mixed = 0
+    executor = GraderPool(workers=grader_workers) if grader_workers > 0 else None
+    try:
+        with tmp.open("w") as f:
+            for start in range(0, len(items), batch_prompts):
+                chunk = items[start : start + batch_prompts]
+                used = envs[: len(chunk) * n]
+                for k, env in enumerate(used):
+                    env.reset(options={"split": split, "index": start + k // n})
+                sampling = Sampling(
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_new_tokens=max_new_tokens,
+                    seed=seed * 1_000_003 + start,
+                )
+                trajs = run_episodes(
+                    engine, tokenizer, used, [k // n for k in range(len(used))], sampling, executor=executor
+                )
+                for j in range(len(chunk)):
+                    group = trajs[j * n : (j + 1) * n]
+                    for k, t in enumerate(group):
+                        row = sample_row(t, split, start + j, k)
+                        f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+                        passed += row["passed"]
+                        failed += t.failed
+                    ok = [t for t in group if not t.failed]
+                    mixed += any(_passed(t) for t in ok) and not all(_passed(t) for t in ok)
+                    rows += len(group)
+                if progress is not None:
+                    progress(min(start + batch_prompts, len(items)), len(items))
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if executor is not None:
+            executor.close()
+    return {
+        "path": str(out),
+        "rows": rows,
+        "problems": len(items),
+        "pass_rate": passed / rows,
+        "mixed_problems": mixed,  # a passing and a failing sample: what DPO pairs come from
+        "grader_failed": failed,
+    }
+
+
+def _passed(t: Trajectory) -> bool:
+    grade = t.info.get("grade") or {}
+    return bool(grade.get("passed")) and not t.failed
+
+
+def sample_row(t: Trajectory, split: str, index: int, sample: int) -> dict[str, Any]:
+    """One graded sample as a JSON-able row (prompt messages and completion messages kept apart)."""
+    first = next((i for i, m in enumerate(t.messages) if m["role"] == "assistant"), len(t.messages))
+    return {
+        "id": t.info.get("id"),
+        "split": split,
+        "index": index,
+        "sample": sample,
+        "messages": t.messages[:first],
+        "completion": t.messages[first:],
+        "reward": t.reward,
+        "passed": _passed(t),
+        "status": t.status,
+        "grade": t.info.get("grade"),
+        "reference": t.info.get("reference"),
+        "overlong": t.overlong,
+    }
