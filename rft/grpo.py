@@ -29,12 +29,12 @@ from .engines import Engine, HFEngine, Sampling, make_engine
 from .loop import (
     EvalConfig,
     GenConfig,
+    HeldOut,
     chunks,
-    evaluate,
+    log_step,
     overlong_penalty,
     prompt_indices,
     reward_metrics,
-    rollout_row,
     stack_rows,
     suite_file,
 )
@@ -184,22 +184,13 @@ def train(
     suite = get_suite(suite_file(cfg.suite))
     train_items = suite.items("train")
     envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step * cfg.group_size)]
-    eval_suite = get_suite(suite_file(cfg.eval.suite or cfg.suite))
-    n_eval = min(cfg.eval.n, len(eval_suite.items(cfg.eval.split)))
-    if cfg.eval.n and not n_eval:
-        log.warning(
-            "%s has no %s items: no evaluation (set eval.suite, e.g. to the unfiltered suite)",
-            eval_suite.id,
-            cfg.eval.split,
-        )
-    eval_envs = [SuiteEnv(eval_suite) for _ in range(n_eval)]
-    eval_tokens = cfg.eval.max_new_tokens or cfg.gen.max_new_tokens
+    held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
     max_turns = suite.episode.max_turns
     executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
     last_eval: dict[str, float] = {}
     try:
-        if start == 0 and n_eval:
-            last_eval = evaluate(engine, tokenizer, eval_envs, cfg.eval.split, eval_tokens, executor)
+        if start == 0 and held_out.due(0, cfg.steps):
+            last_eval = held_out(engine, tokenizer, executor)
             run.log(0, last_eval)
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
@@ -263,12 +254,10 @@ def train(
                 "time/step_s": time.perf_counter() - t0,
             }
             done = step + 1
-            if n_eval and ((cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.steps):
-                last_eval = evaluate(engine, tokenizer, eval_envs, cfg.eval.split, eval_tokens, executor)
+            if held_out.due(done, cfg.steps):
+                last_eval = held_out(engine, tokenizer, executor)
                 metrics |= last_eval
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                run.log(done, metrics)
-                run.log_rollouts(done, [rollout_row(t) for t in trajs])
+            log_step(run, done, cfg.steps, cfg.log_every, metrics, trajs)
             if progress is not None:
                 progress(done, metrics)
             if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:

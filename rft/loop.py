@@ -3,6 +3,7 @@ and rollout records. The loops themselves (`rft.grpo`, `rft.ppo`) read top to bo
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,11 @@ __all__ = [
     "rollout_row",
     "stack_rows",
     "chunks",
+    "HeldOut",
+    "log_step",
 ]
+
+log = logging.getLogger("rft.loop")
 
 
 @dataclass
@@ -156,3 +161,40 @@ def rollout_row(t: Trajectory) -> dict[str, Any]:
         "reference": t.info.get("reference"),
         "overlong": t.overlong,
     }
+
+
+class HeldOut:
+    """In-training evaluation: greedy pass@1 on the first `eval.n` problems of the evaluation suite's split
+    (the training suite's held-out split by default), before training, every `eval.every` steps, at the end."""
+
+    def __init__(self, cfg: EvalConfig, train_suite: str, max_new_tokens: int) -> None:
+        from rft.envs import get_suite
+
+        suite = get_suite(suite_file(cfg.suite or train_suite))
+        n = min(cfg.n, len(suite.items(cfg.split)))
+        if cfg.n and not n:
+            log.warning(
+                "%s has no %s items: no evaluation (set eval.suite, e.g. to the unfiltered suite)",
+                suite.id,
+                cfg.split,
+            )
+        self.cfg, self.envs = cfg, [SuiteEnv(suite) for _ in range(n)]
+        self.max_new_tokens = cfg.max_new_tokens or max_new_tokens
+
+    def due(self, done: int, steps: int) -> bool:
+        """Whether to evaluate after `done` steps of `steps` (step 0: before training)."""
+        if not self.envs:
+            return False
+        return done == 0 or done == steps or bool(self.cfg.every and done % self.cfg.every == 0)
+
+    def __call__(self, engine: Engine, tokenizer: Any, executor: GraderPool | None) -> dict[str, float]:
+        return evaluate(engine, tokenizer, self.envs, self.cfg.split, self.max_new_tokens, executor)
+
+
+def log_step(
+    run: Any, done: int, steps: int, log_every: int, metrics: dict[str, float], trajs: list[Trajectory]
+) -> None:
+    """Write a step's metrics and rollouts every `log_every` steps and at the last step."""
+    if done % log_every == 0 or done == steps:
+        run.log(done, metrics)
+        run.log_rollouts(done, [rollout_row(t) for t in trajs])
