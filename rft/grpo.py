@@ -30,6 +30,7 @@ from .loop import (
     EvalConfig,
     GenConfig,
     HeldOut,
+    RLConfig,
     chunks,
     log_step,
     overlong_penalty,
@@ -39,7 +40,7 @@ from .loop import (
     suite_file,
 )
 from .losses import group_advantages, kl_penalty, masked_mean, policy_loss, zero_variance_groups
-from .models import LoraSpec, load_policy, trainable_parameters
+from .models import load_policy, trainable_parameters
 from .rollout import Trajectory, run_episodes
 from .runs import Run, rng_state, set_rng_state
 
@@ -71,61 +72,26 @@ class LossConfig:
 
 
 @dataclass
-class GRPOConfig:
-    model: str  # Hugging Face id or path
-    suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML path; trains on its train split
+class GRPOConfig(RLConfig):
     out: str = "runs/grpo"
-    steps: int = 100
-    prompts_per_step: int = 8
     group_size: int = 8
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    max_grad_norm: float = 1.0
-    epochs: int = 1  # optimisation passes over each rollout batch
-    minibatches: int = 1  # optimizer steps per pass
-    micro_batch: int = 16  # rows per forward/backward (gradient accumulation up to a minibatch)
     dynamic_sampling: bool = False  # drop groups with equal rewards and refill with new prompts
     max_refills: int = 2
-    gen: GenConfig = field(default_factory=GenConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    lora: LoraSpec = field(default_factory=LoraSpec)
-    engine: Literal["hf", "vllm"] = "hf"
-    engine_options: dict[str, Any] = field(default_factory=dict)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    device: str = "auto"
-    gradient_checkpointing: bool = False
-    grader_workers: int = 1  # grader processes; 0 grades in the trainer's thread
-    rollout_chunk: int = 64  # rows generated before their grades are submitted
     shared_prefix: bool = True  # run each group's prompt once in the update (same loss, less compute)
     async_rollout: bool = False  # generate the next batch while this one trains (one step off-policy)
-    max_len: int = 1024  # tokens per episode (prompt + all turns)
-    torch_threads: int = 1  # 1 for tiny models on CPU
-    seed: int = 0
-    save_every: int = 0  # steps; 0 = only at the end
-    log_every: int = 1
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.group_size < 2:
             raise ValueError(
                 f"group_size must be >= 2 (advantages compare samples of a prompt), got {self.group_size}"
             )
-        if (
-            self.steps < 0
-            or self.prompts_per_step < 1
-            or self.epochs < 1
-            or self.minibatches < 1
-            or self.micro_batch < 1
-        ):
-            raise ValueError("steps >= 0, prompts_per_step, epochs, minibatches and micro_batch >= 1")
         batch = self.prompts_per_step * self.group_size
         if batch % self.minibatches:
             raise ValueError(
                 f"prompts_per_step * group_size ({batch}) must be divisible by minibatches ({self.minibatches})"
             )
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.async_rollout and self.engine != "hf":
             raise ValueError("async_rollout works with engine: hf for now; set async_rollout: false for vllm")
 

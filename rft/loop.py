@@ -4,7 +4,7 @@ and rollout records. The loops themselves (`rft.grpo`, `rft.ppo`) read top to bo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,9 +15,11 @@ from rft.envs import SuiteEnv, suite_path
 from rft.graders.executor import GraderPool
 
 from .engines import Engine, Sampling
+from .models import LoraSpec
 from .rollout import Trajectory, run_episodes
 
 __all__ = [
+    "RLConfig",
     "GenConfig",
     "EvalConfig",
     "suite_file",
@@ -66,6 +68,56 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.every < 0 or self.n < 0:
             raise ValueError("eval.every and eval.n must be >= 0 (n = 0 turns evaluation off)")
+
+
+@dataclass
+class RLConfig:
+    """What every RL loop is configured with; `GRPOConfig` and `PPOConfig` add their own fields."""
+
+    model: str  # Hugging Face id or path
+    suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML path; trains on its train split
+    out: str = "runs/rl"
+    steps: int = 100
+    prompts_per_step: int = 8
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    epochs: int = 1  # optimisation passes over each rollout batch
+    minibatches: int = 1  # optimizer steps per pass
+    micro_batch: int = 16  # rows per forward/backward (gradient accumulation up to a minibatch)
+    gen: GenConfig = field(default_factory=GenConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    engine: Literal["hf", "vllm"] = "hf"
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    gradient_checkpointing: bool = False
+    grader_workers: int = 1  # grader processes; 0 grades in the trainer's thread
+    rollout_chunk: int = 64  # rows generated before their grades are submitted
+    max_len: int = 1024  # tokens per episode (prompt + all turns)
+    torch_threads: int = 1  # 1 for tiny models on CPU
+    seed: int = 0
+    save_every: int = 0  # steps; 0 = only at the end
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        counts = {
+            "prompts_per_step": self.prompts_per_step,
+            "epochs": self.epochs,
+            "minibatches": self.minibatches,
+            "micro_batch": self.micro_batch,
+            "rollout_chunk": self.rollout_chunk,
+            "log_every": self.log_every,
+        }
+        low = [k for k, v in counts.items() if v < 1]
+        if self.steps < 0 or low:
+            raise ValueError(f"steps must be >= 0 and these >= 1: {', '.join(low) or 'ok'}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.save_every < 0 or self.grader_workers < 0:
+            raise ValueError("save_every and grader_workers must be >= 0")
 
 
 def suite_file(name: str) -> Path:

@@ -33,6 +33,7 @@ from .loop import (
     EvalConfig,
     GenConfig,
     HeldOut,
+    RLConfig,
     chunks,
     log_step,
     prompt_indices,
@@ -50,7 +51,7 @@ from .losses import (
     token_rewards,
     value_loss,
 )
-from .models import LoraSpec, load_policy, trainable_parameters
+from .models import load_policy, trainable_parameters
 from .rollout import run_episodes
 from .runs import Run, rng_state, set_rng_state
 
@@ -82,60 +83,28 @@ class PPOLossConfig:
 
 
 @dataclass
-class PPOConfig:
-    model: str  # Hugging Face id or path
-    suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML path; trains on its train split
+class PPOConfig(RLConfig):
     out: str = "runs/ppo"
-    steps: int = 100
-    prompts_per_step: int = 8
     samples_per_prompt: int = 1
-    lr: float = 1e-5
     critic: Literal["shared", "separate"] = "shared"  # value head on the policy's trunk, or a second model
     critic_model: str | None = None  # separate: the critic's initial weights (default: model)
     critic_lr: float | None = None  # the value head's (shared) or the critic's (separate); default: lr
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    max_grad_norm: float = 1.0
     epochs: int = 4  # optimisation passes over each rollout batch
     minibatches: int = 2  # optimizer steps per pass
-    micro_batch: int = 16  # rows per forward/backward (gradient accumulation up to a minibatch)
-    gen: GenConfig = field(default_factory=GenConfig)
     loss: PPOLossConfig = field(default_factory=PPOLossConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    lora: LoraSpec = field(default_factory=LoraSpec)  # the separate critic gets an adapter of its own too
-    engine: Literal["hf", "vllm"] = "hf"
-    engine_options: dict[str, Any] = field(default_factory=dict)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    device: str = "auto"
-    gradient_checkpointing: bool = False
-    grader_workers: int = 1  # grader processes; 0 grades in the trainer's thread
-    rollout_chunk: int = 32  # rows generated before their grades are submitted
-    max_len: int = 1024  # tokens per episode (prompt + all turns)
-    torch_threads: int = 1  # 1 for tiny models on CPU
-    seed: int = 0
-    save_every: int = 0  # steps; 0 = only at the end
-    log_every: int = 1
 
     def __post_init__(self) -> None:
-        if (
-            self.steps < 0
-            or self.prompts_per_step < 1
-            or self.samples_per_prompt < 1
-            or self.epochs < 1
-            or self.minibatches < 1
-            or self.micro_batch < 1
-        ):
-            raise ValueError(
-                "steps >= 0, prompts_per_step, samples_per_prompt, epochs, minibatches and micro_batch >= 1"
-            )
+        super().__post_init__()
+        if self.samples_per_prompt < 1:
+            raise ValueError(f"samples_per_prompt must be >= 1, got {self.samples_per_prompt}")
         batch = self.prompts_per_step * self.samples_per_prompt
         if batch % self.minibatches:
             raise ValueError(
                 f"prompts_per_step * samples_per_prompt ({batch}) must be divisible by minibatches "
                 f"({self.minibatches})"
             )
-        if self.lr <= 0 or (self.critic_lr is not None and self.critic_lr <= 0):
-            raise ValueError(f"lr and critic_lr must be > 0, got {self.lr}, {self.critic_lr}")
+        if self.critic_lr is not None and self.critic_lr <= 0:
+            raise ValueError(f"critic_lr must be > 0, got {self.critic_lr}")
         if self.critic_model is not None and self.critic == "shared":
             raise ValueError("critic_model needs critic: separate (a shared critic is a head on the policy)")
 
