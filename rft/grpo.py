@@ -26,6 +26,7 @@ from rft.graders.executor import GraderPool
 
 from .batch import behaviour_logprobs, collate, shared_prefix_logprobs, token_logprobs
 from .engines import Engine, HFEngine, Sampling, make_engine
+from .hf_worker import ProcessEngine
 from .loop import (
     EvalConfig,
     GenConfig,
@@ -140,8 +141,14 @@ def train(
         set_rng_state(state["rng"])
         start = state["step"]
     engine = make_engine(cfg.engine, model, tokenizer, **cfg.engine_options)
-    # async: the sampler has its own copy of the weights, one update behind, and runs in a thread
-    sampler = HFEngine(copy.deepcopy(model), tokenizer, **cfg.engine_options) if cfg.async_rollout else engine
+    # async: the sampler has its own copy of the weights, one update behind, in a child process (a LoRA
+    # model: in a thread of this one); a background thread waits on it and grades
+    sampler = engine
+    if cfg.async_rollout:
+        if cfg.lora.r > 0:
+            sampler = HFEngine(copy.deepcopy(model), tokenizer, **cfg.engine_options)
+        else:
+            sampler = ProcessEngine(model, tokenizer, **cfg.engine_options)
     background = ThreadPoolExecutor(1, thread_name_prefix="rft-rollout") if cfg.async_rollout else None
     pending: Future[tuple[list[Trajectory], dict[str, float]]] | None = None
     if ckpt is not None and cfg.async_rollout and state.get("next_rollout") is not None:
@@ -241,6 +248,8 @@ def train(
         if executor is not None:
             executor.close()
         engine.close()
+        if sampler is not engine:
+            sampler.close()
         run.close()
     return last_eval
 

@@ -480,3 +480,62 @@ def test_shared_prefix_logprobs_equal_the_plain_ones(tiny):
         grads.append([p.grad.clone() for p in model.parameters()])
     model.zero_grad()
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(*grads, strict=True))
+
+
+def test_process_engine_samples_like_the_in_process_one_and_takes_new_weights(tiny):
+    from rft.hf_worker import ProcessEngine
+
+    model, tok = tiny
+    prompts = [ids_of(tok, [{"role": "user", "content": q}]) for q in ("What is 1 + 2?", "Hi")]
+    sampling = Sampling(n=3, max_new_tokens=8, seed=5, logprobs=True)
+    engine = ProcessEngine(model, tok)
+    try:
+        here = HFEngine(model, tok).generate(prompts, sampling)
+        there = engine.generate(prompts, sampling)
+        assert [[c.token_ids for c in row] for row in there] == [[c.token_ids for c in row] for row in here]
+        changed = make_model(tok, seed=1)  # other weights, same shapes
+        engine.update_weights(changed)
+        greedy = Sampling(temperature=0, max_new_tokens=8)
+        assert engine.generate(prompts, greedy) == HFEngine(changed, tok).generate(prompts, greedy)
+    finally:
+        engine.close()
+    with pytest.raises(RuntimeError, match="died"):
+        engine.generate(prompts, sampling)
+
+
+def test_async_rollout_is_off_policy_by_one_step_and_resumes_exactly(tmp_path):
+    model_dir = save_random_tiny(tmp_path / "m")
+    suite = like_suite(
+        tmp_path, '{type: string_check, operation: like, input: "{{ sample.output_text }}", reference: "a"}'
+    )
+    args = [
+        f"model={model_dir}",
+        f"suite={suite}",
+        "steps=4",
+        "prompts_per_step=4",
+        "group_size=4",
+        "gen.max_new_tokens=12",
+        "eval.n=0",
+        "lr=1e-3",
+        "grader_workers=0",
+        "save_every=2",
+        "async_rollout=true",
+    ]
+    train(load_config(GRPOConfig, None, [*args, f"out={tmp_path / 'a'}"]))
+    a = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert a[0]["loss/ratio_mean"] == pytest.approx(1.0, abs=1e-5)  # step 1: sampled by the same weights
+    assert any(abs(m["loss/ratio_mean"] - 1.0) > 1e-5 for m in a[1:])  # later: one update behind
+    # a run killed after its step-2 checkpoint: the same folder without the later checkpoint
+    b = tmp_path / "b"
+    shutil.copytree(tmp_path / "a", b)
+    shutil.rmtree(b / "checkpoints" / "step-000004")
+    (b / "checkpoints" / "latest").write_text("step-000002\n")
+    config = (b / "config.yaml").read_text().replace(str(tmp_path / "a"), str(b))
+    (b / "config.yaml").write_text(config)
+    train(load_config(GRPOConfig, None, [*args, f"out={b}"]), resume=True)
+    resumed = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    for x, y in zip(a, resumed, strict=True):
+        for k in x:
+            if not k.startswith("time/"):
+                assert x[k] == pytest.approx(y[k], rel=1e-6, abs=1e-7), (x["step"], k)
