@@ -478,6 +478,109 @@ def task_filter(
     out.print(f"kept {res.kept} of {res.total} problems -> {res.suite_path}")
 
 
+def _eval_table(results: list[dict]) -> Table:
+    table = Table("suite", "split", "metric", "value", "95% CI", "problems")
+    for r in results:
+        lo, hi = r["ci95"]
+        table.add_row(r["suite"], r["split"], r["metric"], f"{r['value']:.3f}", f"[{lo:.3f}, {hi:.3f}]",
+                      str(r["n_problems"]))  # fmt: skip
+    return table
+
+
+@app.command("eval")
+def eval_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for samples, results.json, report, plots")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="model id or path (not with --samples)")
+    ] = None,
+    suite: Annotated[
+        str | None, typer.Option("--suite", help="task id or suite .yaml (with --samples: a label)")
+    ] = None,
+    samples: Annotated[
+        Path | None, typer.Option("--samples", help="score graded rows instead (rft grade -o / rft sample)")
+    ] = None,
+    split: Annotated[str, typer.Option(help="train or heldout")] = "heldout",
+    n: Annotated[int, typer.Option("--n", help="samples per problem")] = 1,
+    k: Annotated[str, typer.Option("--k", help="comma-separated k of pass@k and maj@k, each <= n")] = "1",
+    engine: Annotated[str, typer.Option(help="hf, vllm or openai")] = "hf",
+    base_url: Annotated[str | None, typer.Option(help="openai engine: the server's /v1 URL")] = None,
+    fewshot: Annotated[int, typer.Option(help="K solved train examples in the prompt")] = 0,
+    limit: Annotated[int | None, typer.Option(help="the first N problems of the split only")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    temperature: Annotated[
+        float | None, typer.Option(help="default: 0 (greedy) when n == 1, else 1.0")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per model turn")] = 256,
+    workers: Annotated[int, typer.Option(help="grading processes (0: in this process)")] = 1,
+    threads: Annotated[int, typer.Option(help="torch threads (1 suits tiny models on CPU)")] = 1,
+) -> None:
+    """Sample, grade and report unbiased pass@k, maj@k, mean@n with 95% bootstrap intervals over problems."""
+    from rft.envs import SuiteError
+    from rft.evaluate import evaluate_suite, score_samples, write_eval
+
+    try:
+        ks = [int(x) for x in k.split(",") if x.strip()]
+    except ValueError:
+        err.print(f"[red]--k takes comma-separated integers like 1,4,8, got {k!r}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        if samples is not None:
+            if fewshot:
+                raise ValueError("--samples scores existing rows: --fewshot does not apply")
+            from rft.rows import read_rows
+
+            rows = []
+            for r in read_rows(samples):
+                if r.data is None:
+                    raise ValueError(f"{samples} line {r.line}: {r.problem}")
+                rows.append(r.data)
+            scored = score_samples(rows, ks, model=model or "", suite=suite, split=split, seed=seed)
+            write_eval(out_dir, None, scored)
+        else:
+            if model is None or suite is None:
+                raise ValueError("rft eval needs --model and --suite (or --samples GRADED.jsonl)")
+            if split not in ("train", "heldout"):
+                raise ValueError(f"--split must be train or heldout, got {split!r}")
+            from rft.sft_dpo import solution_text
+
+            options = {"base_url": base_url} if base_url else {}
+            with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=err, transient=True) as bar:  # fmt: skip
+                task = bar.add_task("", total=None)
+                scored = evaluate_suite(
+                    model, suite, out_dir, split=split, n=n, ks=ks, engine=engine,  # type: ignore[arg-type]
+                    engine_options=options, fewshot=fewshot, solution=solution_text, seed=seed,
+                    temperature=temperature, max_new_tokens=max_new_tokens, limit=limit, grader_workers=workers,
+                    torch_threads=threads, progress=lambda d, t: bar.update(task, completed=d, total=t),
+                )  # fmt: skip
+    except (SuiteError, ValueError, FileNotFoundError) as e:
+        err.print(f"[red]{escape(str(e))}[/red]")
+        raise typer.Exit(2) from None
+    out.print(_eval_table(scored["results"]))
+    out.print(f"report: {out_dir / 'report.md'}", soft_wrap=True)
+
+
+@app.command("compare")
+def compare_cmd(
+    a: Annotated[Path, typer.Argument(help="evaluation folder A (the baseline)")],
+    b: Annotated[Path, typer.Argument(help="evaluation folder B")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="folder for compare.md/json and the plot")
+    ] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Paired comparison of two `rft eval` runs on the same problems: bootstrap CI, McNemar, a verdict."""
+    from rft.evaluate import compare_runs
+
+    try:
+        res = compare_runs(a, b, out_dir or b / "compare", seed=seed)
+    except ValueError as e:
+        err.print(f"[red]{escape(str(e))}[/red]")
+        raise typer.Exit(2) from None
+    for c in res["comparisons"]:
+        out.print(c["verdict"], soft_wrap=True)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,530 @@
+"""Evaluation runs: sample `n` completions per problem of a suite split, grade them, and report unbiased
+pass@k, maj@k and mean@n with 95% bootstrap intervals over problems; compare two runs problem by problem.
+
+An evaluation folder holds::
+
+    samples.jsonl   one graded sample per line (the rows of `rft sample`, plus "suite")
+    problems.jsonl  one line per problem: its samples' pass/fail, pass@k, maj@k, mean@n, grader failures
+    results.json    {"results": [{"model", "suite", "split", "metric", "value", "ci95", "n_problems"}, ...]}
+    report.md       the table with intervals and grader timeout/error rates, and the plots (matplotlib)
+
+A grader timeout or error counts as a failed sample in pass@k (it cannot be shown to pass) and is reported
+as `grader/timeout_rate` and `grader/error_rate` beside the metrics, never hidden.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rft.envs import SuiteEnv
+
+from .metrics import bootstrap_ci, maj_at_k, mcnemar, mean_at_n, paired_bootstrap_ci, pass_at_k
+
+__all__ = ["evaluate_suite", "score_samples", "write_eval", "load_eval", "compare_runs", "fewshot_messages"]
+
+Message = dict[str, str]
+FAILED = ("timeout", "error")
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+
+def fewshot_messages(
+    suite: Any, k: int, seed: int, solution: Callable[[Any, dict[str, Any]], str | None] | None = None
+) -> list[Message]:
+    """`k` solved train problems (seeded choice) as user/assistant turns: the prompt's user messages and
+    the suite's worked solution (`solution(suite, item)`, default `Suite.solution_text`)."""
+    if k <= 0:
+        return []
+    train = suite.items("train")
+    if len(train) < k:
+        raise ValueError(f"--fewshot {k}: suite {suite.id} has only {len(train)} train problems")
+    pick = np.random.default_rng([seed, 8]).choice(len(train), size=k, replace=False)
+    solve = solution or (lambda s, it: s.solution_text(it))
+    shots: list[Message] = []
+    for i in sorted(int(j) for j in pick):
+        item = train[i]
+        text = solve(suite, item)
+        if text is None:
+            raise ValueError(
+                f"--fewshot needs worked solutions: suite {suite.id} has no `solution` template "
+                "(add one to the suite YAML, e.g. solution: '{{ item.solution }}')"
+            )
+        shots += [m for m in suite.messages(item) if m["role"] != "system"]
+        shots.append({"role": "assistant", "content": text})
+    return shots
+
+
+class _FewShotEnv(SuiteEnv):
+    """A `SuiteEnv` whose prompts carry the few-shot turns after the system message."""
+
+    def __init__(self, suite: Any, split: str, shots: list[Message]) -> None:
+        super().__init__(suite, split=split)
+        self.shots = shots
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        obs, info = super().reset(seed=seed, options=options)
+        if self.shots:
+            system = [m for m in self._messages if m["role"] == "system"]
+            rest = [m for m in self._messages if m["role"] != "system"]
+            self._messages = [*system, *[dict(m) for m in self.shots], *rest]
+            obs = self._obs()
+        return obs, info
+
+
+def _engine(kind: str, model: str, options: dict[str, Any]) -> tuple[Any, Any]:
+    from .engines import make_engine
+
+    if kind == "openai":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(options.pop("tokenizer", model))
+        options.setdefault("model", model)
+        return make_engine("openai", None, tokenizer, **options), tokenizer  # type: ignore[arg-type]
+    from .models import load_policy
+
+    policy, tokenizer = load_policy(model)
+    return make_engine(kind, policy, tokenizer, **options), tokenizer
+
+
+def evaluate_suite(
+    model: str,
+    suite: str,
+    out: str | Path,
+    *,
+    split: Literal["train", "heldout"] = "heldout",
+    n: int = 1,
+    ks: Sequence[int] = (1,),
+    engine: Literal["hf", "vllm", "openai"] = "hf",
+    engine_options: dict[str, Any] | None = None,
+    fewshot: int = 0,
+    solution: Callable[[Any, dict[str, Any]], str | None] | None = None,
+    seed: int = 0,
+    temperature: float | None = None,
+    top_p: float = 1.0,
+    max_new_tokens: int = 256,
+    limit: int | None = None,
+    batch_prompts: int = 16,
+    grader_workers: int = 1,
+    torch_threads: int = 1,
+    n_boot: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Generate `n` graded samples of each of the first `limit` problems of `split`, score them (see
+    `score_samples`) and write the evaluation folder `out`. Greedy when n == 1 and no temperature is
+    given; temperature 1.0 by default when n > 1 (greedy samples would all be the same)."""
+    import torch
+
+    from rft.envs import get_suite
+    from rft.graders.executor import GraderPool
+
+    from .engines import Sampling
+    from .loop import suite_file
+    from .rollout import run_episodes
+    from .sample import sample_row
+
+    _check_ks(ks, n)
+    if engine not in ("hf", "vllm", "openai"):
+        raise ValueError(f"unknown engine {engine!r}; use hf, vllm or openai")
+    if temperature is None:
+        temperature = 0.0 if n == 1 else 1.0
+    if temperature == 0 and n > 1:
+        raise ValueError(f"temperature 0 (greedy) gives {n} identical samples; use temperature > 0 or n=1")
+    if fewshot and split == "train":
+        raise ValueError("--fewshot takes its examples from the train split; evaluate --split heldout")
+    torch.set_num_threads(torch_threads)
+    src = get_suite(suite_file(suite))
+    items = src.items(split)[:limit]
+    if not items:
+        raise ValueError(f"suite {src.id} has no {split} problems to evaluate (limit={limit})")
+    shots = fewshot_messages(src, fewshot, seed, solution)
+    eng, tokenizer = _engine(engine, model, dict(engine_options or {}))
+    envs = [_FewShotEnv(src, split, shots) for _ in range(batch_prompts * n)]
+    executor = GraderPool(workers=grader_workers) if grader_workers > 0 else None
+    rows: list[dict[str, Any]] = []
+    try:
+        for start in range(0, len(items), batch_prompts):
+            chunk = items[start : start + batch_prompts]
+            used = envs[: len(chunk) * n]
+            for j, env in enumerate(used):
+                env.reset(options={"split": split, "index": start + j // n})
+            prompt_len = [len(env.messages) for env in used]
+            sampling = Sampling(
+                temperature=temperature,
+                top_p=top_p,
+                max_new_tokens=max_new_tokens,
+                seed=seed * 1_000_003 + start,
+            )
+            trajs = run_episodes(
+                eng, tokenizer, used, [j // n for j in range(len(used))], sampling, executor=executor
+            )
+            for j, t in enumerate(trajs):
+                row = sample_row(t, split, start + j // n, j % n)
+                p = prompt_len[j]  # few-shot turns hold assistant messages: split at the prompt's end
+                row["messages"], row["completion"] = t.messages[:p], t.messages[p:]
+                rows.append({"suite": src.id, **row})
+            if progress is not None:
+                progress(min(start + batch_prompts, len(items)), len(items))
+    finally:
+        if executor is not None:
+            executor.close()
+        eng.close()
+    config = {
+        "model": model, "suite": src.id, "split": split, "n": n, "ks": list(ks), "engine": engine,
+        "fewshot": fewshot, "seed": seed, "temperature": temperature, "top_p": top_p,
+        "max_new_tokens": max_new_tokens, "limit": limit,
+    }  # fmt: skip
+    scored = score_samples(rows, ks, model=model, suite=src.id, split=split, n_boot=n_boot, seed=seed)
+    scored["config"] = config
+    write_eval(out, rows, scored)
+    return scored
+
+
+# ------------------------------------------------------------------------------------------------- scoring
+
+
+def _check_ks(ks: Sequence[int], n: int) -> None:
+    bad = [k for k in ks if not 1 <= k <= n]
+    if bad or not ks:
+        raise ValueError(f"--k values must be in 1..n (n={n} samples per problem), got {list(ks)}")
+
+
+def _answer_key(extracted: Any) -> Any:
+    if extracted is None:
+        return None
+    if isinstance(extracted, str):
+        return extracted.strip() or None
+    return json.dumps(extracted, sort_keys=True, default=str)
+
+
+def _sample(row: dict[str, Any], line: int) -> tuple[str, str | None, str | None, int | None, dict[str, Any]]:
+    """(problem id, suite, split, sample index, normalised sample) of an `rft grade` or `rft sample` row."""
+    grade = row.get("grade")
+    if isinstance(row.get("item"), dict):  # rft grade: {"item": {"id", ...}, "sample", "grade"}
+        item = row["item"]
+        if "id" not in item:
+            raise ValueError(f"line {line}: the row's item has no 'id'; samples are grouped by item id")
+        pid, suite, split, index = item["id"], row.get("suite") or item.get("suite"), row.get("split"), None
+    elif "id" in row:  # rft sample / rft eval: {"id", "split", "sample": int, "passed", "grade", ...}
+        pid, suite, split = row["id"], row.get("suite"), row.get("split")
+        index = row["sample"] if isinstance(row.get("sample"), int) else None
+    else:
+        raise ValueError(f"line {line}: expected an `rft grade` row (item with an id) or an `rft sample` row")
+    if not isinstance(grade, dict):
+        if "passed" not in row:
+            raise ValueError(
+                f"line {line}: the row has no grade; grade it first (rft grade ... -o GRADED.jsonl)"
+            )
+        grade = {"score": row.get("reward", float(row["passed"])), "status": row.get("status", "ok"),
+                 "passed": row["passed"], "extracted": None}  # fmt: skip
+    status = grade.get("status", "ok")
+    sample = {
+        "passed": bool(row.get("passed", grade.get("passed", False))) and status not in FAILED,
+        "score": float(grade.get("score", 0.0)) if status not in FAILED else 0.0,
+        "status": status,
+        "answer": _answer_key(grade.get("extracted")),
+    }
+    return str(pid), suite, split, index, sample
+
+
+def _group(rows: Iterable[dict[str, Any]], suite: str | None, split: str | None) -> dict[tuple, dict]:
+    """Samples grouped by (suite, split) then problem id, in sample order (index, else file order)."""
+    groups: dict[tuple, dict[str, list]] = {}
+    for line, row in enumerate(rows, start=1):
+        pid, s, sp, index, sample = _sample(row, line)
+        key = (s or suite or "samples", sp or split or "unknown")
+        groups.setdefault(key, {}).setdefault(pid, []).append(
+            (line if index is None else index, line, sample)
+        )
+    return {
+        key: {pid: [s for *_, s in sorted(v, key=lambda x: (x[0], x[1]))] for pid, v in probs.items()}
+        for key, probs in groups.items()
+    }
+
+
+def _problem(pid: str, samples: list[dict[str, Any]], ks: Sequence[int]) -> dict[str, Any]:
+    n, c = len(samples), sum(s["passed"] for s in samples)
+    passes = [s["passed"] for s in samples]
+    answers = [s["answer"] for s in samples]
+    rec: dict[str, Any] = {"id": pid, "n": n, "correct": c, "passes": passes}
+    for k in ks:
+        rec[f"pass@{k}"] = pass_at_k(n, c, k)
+    for k in ks:
+        rec[f"maj@{k}"] = maj_at_k(answers, passes, k)
+    rec["mean@n"] = mean_at_n([s["score"] for s in samples])
+    rec["first_pass"] = passes[0]
+    rec["timeouts"] = sum(s["status"] == "timeout" for s in samples)
+    rec["errors"] = sum(s["status"] == "error" for s in samples)
+    return rec
+
+
+def score_samples(
+    rows: Iterable[dict[str, Any]],
+    ks: Sequence[int] = (1,),
+    *,
+    model: str = "",
+    suite: str | None = None,
+    split: str | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score graded samples: `rft grade` output rows (`item` with an `id`, `sample`, `grade`) or `rft sample`
+    rows (`id`, `sample` index, `passed`, `grade`), several per problem id. Returns ``{"results": [...],
+    "problems": [...]}``: per (suite, split), pass@k and maj@k for each k, mean@n and the grader
+    timeout/error rates, each with a 95% percentile-bootstrap interval over problems. `suite` and `split`
+    label rows that do not name theirs."""
+    groups = _group(rows, suite, split)
+    if not groups:
+        raise ValueError("no samples to score")
+    results, problems = [], []
+    for (s, sp), probs in groups.items():
+        n_min = min(len(v) for v in probs.values())
+        short = min(probs, key=lambda p: len(probs[p]))
+        if max(ks) > n_min:
+            raise ValueError(
+                f"pass@{max(ks)} needs {max(ks)} samples of every problem; problem {short!r} of {s} has "
+                f"{n_min}: lower --k or sample more"
+            )
+        recs = [{"suite": s, "split": sp, **_problem(pid, v, ks)} for pid, v in probs.items()]
+        problems += recs
+        metrics = [*(f"pass@{k}" for k in ks), *(f"maj@{k}" for k in ks if k > 1), "mean@n"]
+        per: dict[str, list[float]] = {m: [r[m] for r in recs] for m in metrics}
+        per["grader/timeout_rate"] = [r["timeouts"] / r["n"] for r in recs]
+        per["grader/error_rate"] = [r["errors"] / r["n"] for r in recs]
+        for m, values in per.items():
+            lo, hi = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+            results.append({"model": model, "suite": s, "split": sp, "metric": m,
+                            "value": float(np.mean(values)), "ci95": [lo, hi], "n_problems": len(recs)})  # fmt: skip
+    return {"results": results, "problems": problems}
+
+
+# ---------------------------------------------------------------------------------------------- the folder
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_eval(out: str | Path, samples: list[dict[str, Any]] | None, scored: dict[str, Any]) -> Path:
+    """Write samples.jsonl (when given), problems.jsonl, results.json, report.md and plots to `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if samples is not None:
+        _write_jsonl(out / "samples.jsonl", samples)
+    _write_jsonl(out / "problems.jsonl", scored["problems"])
+    doc = {"results": scored["results"], **({"config": scored["config"]} if "config" in scored else {})}
+    (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
+    plots = _plot_eval(out, scored)
+    (out / "report.md").write_text(_report(scored, plots))
+    return out
+
+
+def load_eval(folder: str | Path) -> dict[str, Any]:
+    """An evaluation folder's results.json and problems.jsonl."""
+    folder = Path(folder)
+    res, probs = folder / "results.json", folder / "problems.jsonl"
+    if not res.is_file() or not probs.is_file():
+        raise ValueError(
+            f"{folder} is not an evaluation folder (no results.json/problems.jsonl); run rft eval"
+        )
+    return {**json.loads(res.read_text()), "problems": _read_jsonl(probs), "dir": str(folder)}
+
+
+def _fmt_ci(ci: Sequence[float]) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _report(scored: dict[str, Any], plots: list[str] | str) -> str:
+    cfg = scored.get("config", {})
+    lines = ["# Evaluation", ""]
+    if cfg:
+        lines += [", ".join(f"{k}: `{v}`" for k, v in cfg.items()), ""]
+    keyed: dict[tuple, list[dict[str, Any]]] = {}
+    for r in scored["results"]:
+        keyed.setdefault((r["model"], r["suite"], r["split"]), []).append(r)
+    for (model, suite, split), rs in keyed.items():
+        lines += [
+            f"## {suite} ({split}){f' — {model}' if model else ''}",
+            "",
+            f"{rs[0]['n_problems']} problems.",
+            "",
+        ]
+        lines += ["| metric | value | 95% CI |", "|---|---|---|"]
+        lines += [f"| {r['metric']} | {r['value']:.3f} | {_fmt_ci(r['ci95'])} |" for r in rs]
+        failed = {r["metric"]: r["value"] for r in rs if r["metric"].startswith("grader/")}
+        if any(failed.values()):
+            lines += ["", f"**Grader failures:** timeout rate {failed['grader/timeout_rate']:.3f}, error rate "
+                      f"{failed['grader/error_rate']:.3f}; failed samples count as not passed."]  # fmt: skip
+        lines.append("")
+    lines += ["Intervals: 95% percentile bootstrap over problems. pass@k: unbiased estimator (Chen et al. 2021). "
+              "maj@k: majority vote over the first k samples' extracted answers.", ""]  # fmt: skip
+    if isinstance(plots, str):
+        lines += [f"_Plots skipped: {plots}_", ""]
+    else:
+        lines += [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(lines)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def _plot_eval(out: Path, scored: dict[str, Any]) -> list[str] | str:
+    """pass@k curves (with intervals) and the histogram of per-problem pass rates, one PNG per suite."""
+    plt = _pyplot()
+    if plt is None:
+        return "matplotlib is not installed (pip install 'rft[plots]')"
+    names = []
+    keys = sorted({(r["suite"], r["split"]) for r in scored["results"]})
+    for suite, split in keys:
+        rs = [r for r in scored["results"] if (r["suite"], r["split"]) == (suite, split)]
+        curve = sorted((int(r["metric"][5:]), r) for r in rs if r["metric"].startswith("pass@"))
+        rates = [
+            p["correct"] / p["n"] for p in scored["problems"] if (p["suite"], p["split"]) == (suite, split)
+        ]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+        x = [k for k, _ in curve]
+        y = np.array([r["value"] for _, r in curve])
+        lo, hi = np.array([r["ci95"][0] for _, r in curve]), np.array([r["ci95"][1] for _, r in curve])
+        ax1.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3)
+        ax1.set(xscale="log", xlabel="k", ylabel="pass@k", ylim=(0, 1), title=f"{suite} {split}")
+        ax1.set_xticks(x, [str(k) for k in x])
+        ax1.minorticks_off()
+        ax2.hist(rates, bins=np.linspace(0, 1, 11))
+        ax2.set(xlabel="per-problem pass rate", ylabel="problems")
+        fig.tight_layout()
+        name = f"pass_at_k_{_slug(suite)}_{split}.png"
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        names.append(name)
+    return names
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)
+
+
+# ------------------------------------------------------------------------------------------------- compare
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}"
+
+
+def compare_runs(
+    a_dir: str | Path, b_dir: str | Path, out: str | Path | None = None, *, n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Paired comparison of two evaluation folders on the same problems: per-problem differences of pass@1
+    (the fraction of a problem's samples that pass), a paired bootstrap interval of the mean difference,
+    McNemar's test on each problem's first sample, and a verdict per (suite, split): B is better (or worse)
+    when the interval excludes 0. Writes compare.json, compare.md and a plot to `out` when given."""
+    a, b = load_eval(a_dir), load_eval(b_dir)
+    pa, pb = _by_problem(a), _by_problem(b)
+    if set(pa) != set(pb):
+        raise ValueError(
+            f"the runs cover different suites/splits: A has {sorted(pa)}, B has {sorted(pb)}; compare "
+            "evaluations of the same suite and split"
+        )
+    name_a, name_b = _model_name(a, "A"), _model_name(b, "B")
+    comparisons = []
+    for key in sorted(pa):
+        ra, rb = pa[key], pb[key]
+        if set(ra) != set(rb):
+            only_a, only_b = len(set(ra) - set(rb)), len(set(rb) - set(ra))
+            raise ValueError(
+                f"{key[0]} {key[1]}: the runs evaluated different problems ({only_a} only in A, {only_b} only "
+                "in B); rerun them with the same --limit and suite version"
+            )
+        ids = sorted(ra)
+        va = np.array([ra[i]["correct"] / ra[i]["n"] for i in ids])
+        vb = np.array([rb[i]["correct"] / rb[i]["n"] for i in ids])
+        diff = float(np.mean(vb - va))
+        lo, hi = paired_bootstrap_ci(va, vb, n_boot=n_boot, seed=seed)
+        mc = mcnemar([ra[i]["first_pass"] for i in ids], [rb[i]["first_pass"] for i in ids])
+        where = f"{key[0]} {key[1]}"
+        stats = f"{_signed(diff)} pass@1 (95% CI {_signed(lo)}..{_signed(hi)}; McNemar p={mc.p_value:.3g})"
+        if lo > 0:
+            verdict = f"B is better than A on {where}: {stats}"
+        elif hi < 0:
+            verdict = f"B is worse than A on {where}: {stats}"
+        else:
+            verdict = f"no significant difference on {where}: {stats}"
+        comparisons.append({
+            "suite": key[0], "split": key[1], "n_problems": len(ids), "a": name_a, "b": name_b,
+            "a_pass@1": float(va.mean()), "b_pass@1": float(vb.mean()), "diff": diff, "ci95": [lo, hi],
+            "mcnemar": {"a_only": mc.a_only, "b_only": mc.b_only, "statistic": mc.statistic,
+                        "p_value": mc.p_value, "method": mc.method},
+            "verdict": verdict,
+            "per_problem": [{"id": i, "a": float(x), "b": float(y), "diff": float(y - x)}
+                            for i, x, y in zip(ids, va, vb, strict=True)],
+        })  # fmt: skip
+    result = {"a": str(a_dir), "b": str(b_dir), "comparisons": comparisons}
+    if out is not None:
+        _write_compare(Path(out), result)
+    return result
+
+
+def _by_problem(ev: dict[str, Any]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    out: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for p in ev["problems"]:
+        out.setdefault((p["suite"], p["split"]), {})[p["id"]] = p
+    return out
+
+
+def _model_name(ev: dict[str, Any], default: str) -> str:
+    return next((r["model"] for r in ev["results"] if r.get("model")), "") or default
+
+
+def _write_compare(out: Path, result: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    plt = _pyplot()
+    lines = ["# Comparison", "", f"A: `{result['a']}`  ", f"B: `{result['b']}`", ""]
+    for c in result["comparisons"]:
+        mc = c["mcnemar"]
+        lines += [f"## {c['suite']} ({c['split']})", "", f"**{c['verdict']}**", "",
+                  "| | pass@1 |", "|---|---|", f"| A ({c['a']}) | {c['a_pass@1']:.3f} |",
+                  f"| B ({c['b']}) | {c['b_pass@1']:.3f} |",
+                  f"| B - A | {_signed(c['diff'])} (95% CI {_fmt_ci(c['ci95'])}) |", "",
+                  f"{c['n_problems']} problems; first sample: {mc['a_only']} only A passes, {mc['b_only']} only B "
+                  f"passes (McNemar {mc['method']}, p={mc['p_value']:.3g}).", ""]  # fmt: skip
+        if plt is None:
+            lines += ["_Plot skipped: matplotlib is not installed (pip install 'rft[plots]')._", ""]
+            continue
+        d = sorted(p["diff"] for p in c["per_problem"])
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.bar(range(len(d)), d, width=1.0, color=["tab:green" if x > 0 else "tab:red" for x in d])
+        ax.axhline(c["diff"], color="k", lw=1, label=f"mean {c['diff']:+.3f}")
+        ax.axhspan(c["ci95"][0], c["ci95"][1], color="k", alpha=0.15, label="95% CI")
+        ax.set(
+            xlabel="problems (sorted)",
+            ylabel="pass@1 B - A",
+            ylim=(-1.05, 1.05),
+            title=f"{c['suite']} {c['split']}",
+        )
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        name = f"compare_{_slug(c['suite'])}_{c['split']}.png"
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        lines += [f"![{name}]({name})", ""]
+    (out / "compare.md").write_text("\n".join(lines))
