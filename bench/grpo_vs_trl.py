@@ -358,7 +358,7 @@ def main() -> None:
         default=["0:64", "1:64", "0:64:async"],
         help="rft rows as GRADER_WORKERS:ROLLOUT_CHUNK[:async] (64 is rft's default chunk; async: async_rollout)",
     )
-    ap.add_argument("--rft-micro", type=int, default=16, help="rft micro_batch (its default)")
+    ap.add_argument("--rft-micro", type=int, default=64, help="rft micro_batch (as the TRL 64 x 1 row)")
     args = ap.parse_args()
     for m in args.trl_micro:
         if (PROMPTS * GROUP) % m:
