@@ -26,8 +26,8 @@ Semantic differences found between the two implementations (TRL 1.16 `trainer/gr
   call at the first micro-step, shuffled, split into micro-batches and buffered: one optimizer step per
   generation. rft samples ``group_size`` completions per prompt with ``n`` in chunks of ``rollout_chunk`` (64)
   rows, and grades each chunk (in a GraderPool, or inline) while the next one is generated.
-- The ``async`` row (rft's ``async_rollout``) samples the next step's batch in a thread, with a copy of the
-  weights one update behind, while this step trains: one step off-policy, the ratio taken against the sampler's
+- The ``async`` row (rft's ``async_rollout``) samples the next step's batch in a child process, with a copy
+  of the weights one update behind, while this step trains: one step off-policy, the ratio taken against the sampler's
   log-probs (so clipping binds). It overlaps generation with the update on the machine's second core; TRL has
   no such mode without vLLM. Same problems, sizes and optimiser; a different schedule of weights.
 - Old log-probs. With ``num_iterations=1`` and steps_per_generation == accumulation steps TRL skips the
