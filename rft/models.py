@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["LoraSpec", "load_policy", "trainable_parameters", "pick_dtype"]
+__all__ = ["LoraSpec", "load_policy", "resolve_model_path", "trainable_parameters", "pick_dtype"]
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -51,6 +51,7 @@ def load_policy(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model and tokenizer at `name_or_path`; with `lora` (r > 0) wrapped in a fresh trainable
     adapter, or with `adapter` (a saved peft folder, e.g. a checkpoint's) loaded trainable on top."""
+    name_or_path = resolve_model_path(name_or_path)
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )
@@ -79,6 +80,15 @@ def load_policy(
         )
         model = get_peft_model(model, config)
     return model, tokenizer
+
+
+def resolve_model_path(name_or_path: str | Path) -> str | Path:
+    """A stage's run folder (SFT/DPO write their model to ``out/model``) stands for that model, so the next
+    stage can take ``model: runs/sft``; anything else is passed on as given (a model folder or a hub id)."""
+    p = Path(name_or_path)
+    if not (p / "config.json").is_file() and (p / "model" / "config.json").is_file():
+        return p / "model"
+    return name_or_path
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -539,3 +539,15 @@ def test_async_rollout_is_off_policy_by_one_step_and_resumes_exactly(tmp_path):
         for k in x:
             if not k.startswith("time/"):
                 assert x[k] == pytest.approx(y[k], rel=1e-6, abs=1e-7), (x["step"], k)
+
+
+def test_a_stage_run_folder_stands_for_its_model(tmp_path):
+    from rft.models import load_policy, resolve_model_path
+
+    run = tmp_path / "runs" / "sft"
+    save_random_tiny(run / "model")
+    (run / "config.yaml").write_text("model: base\n")
+    assert resolve_model_path(run) == run / "model"
+    assert resolve_model_path("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
+    model, tok = load_policy(run)
+    assert model.config.vocab_size == len(tok)
