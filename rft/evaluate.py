@@ -125,7 +125,7 @@ def evaluate_suite(
 
     from .engines import Sampling
     from .loop import suite_file
-    from .rollout import run_episodes
+    from .rollout import sample_problems
     from .sample import sample_row
 
     _check_ks(ks, n)
@@ -148,28 +148,13 @@ def evaluate_suite(
     executor = GraderPool(workers=grader_workers) if grader_workers > 0 else None
     rows: list[dict[str, Any]] = []
     try:
-        for start in range(0, len(items), batch_prompts):
-            chunk = items[start : start + batch_prompts]
-            used = envs[: len(chunk) * n]
-            for j, env in enumerate(used):
-                env.reset(options={"split": split, "index": start + j // n})
-            prompt_len = [len(env.messages) for env in used]
-            sampling = Sampling(
-                temperature=temperature,
-                top_p=top_p,
-                max_new_tokens=max_new_tokens,
-                seed=seed * 1_000_003 + start,
-            )
-            trajs = run_episodes(
-                eng, tokenizer, used, [j // n for j in range(len(used))], sampling, executor=executor
-            )
-            for j, t in enumerate(trajs):
-                row = sample_row(t, split, start + j // n, j % n)
-                p = prompt_len[j]  # few-shot turns hold assistant messages: split at the prompt's end
-                row["messages"], row["completion"] = t.messages[:p], t.messages[p:]
-                rows.append({"suite": src.id, **row})
-            if progress is not None:
-                progress(min(start + batch_prompts, len(items)), len(items))
+        sampling = Sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+        batches = sample_problems(
+            eng, tokenizer, envs, split, len(items), n, sampling, executor=executor, progress=progress
+        )
+        for start, trajs in batches:
+            for j, t in enumerate(trajs):  # sample_row splits at the prompt's end (few-shot turns included)
+                rows.append({"suite": src.id, **sample_row(t, split, start + j // n, j % n)})
     finally:
         if executor is not None:
             executor.close()

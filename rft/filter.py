@@ -23,7 +23,7 @@ from rft.graders.executor import GraderPool
 from .engines import HFEngine, Sampling
 from .loop import suite_file
 from .models import load_policy
-from .rollout import run_episodes
+from .rollout import sample_problems
 
 __all__ = ["FilterResult", "filter_suite"]
 
@@ -72,22 +72,15 @@ def filter_suite(
     rates: dict[str, float] = {}
     executor = GraderPool(workers=grader_workers) if grader_workers > 0 else None
     try:
-        for start in range(0, len(items), batch_prompts):
-            chunk = items[start : start + batch_prompts]
-            used = envs[: len(chunk) * n]
-            for k, env in enumerate(used):
-                env.reset(options={"split": "train", "index": start + k // n})
-            sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed + start)
-            trajs = run_episodes(
-                engine, tokenizer, used, [k // n for k in range(len(used))], sampling, executor=executor
-            )
-            for j, item in enumerate(chunk):
+        sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+        batches = sample_problems(
+            engine, tokenizer, envs, "train", len(items), n, sampling, executor=executor, progress=progress
+        )
+        for start, trajs in batches:
+            for j in range(len(trajs) // n):
                 group = [t for t in trajs[j * n : (j + 1) * n] if not t.failed]
-                rates[item["id"]] = (
-                    sum(t.reward >= 1.0 for t in group) / len(group) if group else float("nan")
-                )
-            if progress is not None:
-                progress(min(start + batch_prompts, len(items)), len(items))
+                rate = sum(t.reward >= 1.0 for t in group) / len(group) if group else float("nan")
+                rates[items[start + j]["id"]] = rate
     finally:
         if executor is not None:
             executor.close()

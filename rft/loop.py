@@ -201,7 +201,7 @@ def reward_metrics(
 
 
 def rollout_row(t: Trajectory) -> dict[str, Any]:
-    first = next((i for i, m in enumerate(t.messages) if m["role"] == "assistant"), len(t.messages))
+    first = t.prompt_messages
     return {
         "group": t.group,
         "id": t.info.get("id"),

@@ -24,7 +24,14 @@ from rft.graders.executor import GraderPool
 
 from .engines import Completion, Engine, Sampling
 
-__all__ = ["Trajectory", "chat_prompt_ids", "turn_suffix_ids", "run_episodes", "TemplateMismatch"]
+__all__ = [
+    "Trajectory",
+    "chat_prompt_ids",
+    "turn_suffix_ids",
+    "run_episodes",
+    "sample_problems",
+    "TemplateMismatch",
+]
 
 
 class TemplateMismatch(ValueError):
@@ -46,6 +53,7 @@ class Trajectory:
     overlong: bool = False  # some turn stopped at max_new_tokens
     turns: int = 0
     messages: list[dict[str, str]] = field(default_factory=list)
+    prompt_messages: int = 0  # how many of `messages` were the prompt (few-shot turns included)
     info: dict[str, Any] = field(default_factory=dict)  # the last step's info (grade, reference, ...)
     logprobs: list[float] = field(default_factory=list)  # the sampler's, per token (0 off the model's);
     # filled when `Sampling.logprobs` is set (off-policy updates need the behaviour policy's)
@@ -124,9 +132,18 @@ def run_episodes(
         raise ValueError(f"groups ({len(groups)}) and envs ({len(envs)}) must have the same length")
     trajs: list[Trajectory] = []
     for env, g in zip(envs, groups, strict=True):
-        ids = chat_prompt_ids(tokenizer, env.messages)
+        msgs = env.messages
+        ids = chat_prompt_ids(tokenizer, msgs)
         trajs.append(
-            Trajectory(g, ids, [0] * len(ids), len(ids), messages=env.messages, logprobs=[0.0] * len(ids))
+            Trajectory(
+                g,
+                ids,
+                [0] * len(ids),
+                len(ids),
+                messages=msgs,
+                prompt_messages=len(msgs),
+                logprobs=[0.0] * len(ids),
+            )
         )
     active = list(range(len(envs)))
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="rft-tool") as tools:
@@ -210,3 +227,35 @@ def _generate(
         for k, comps in zip(these, engine.generate([list(k) for k in these], s), strict=True):
             results[k] = comps
     return [results[k] for k in keys]
+
+
+def sample_problems(
+    engine: Engine,
+    tokenizer: PreTrainedTokenizerBase,
+    envs: Sequence[SuiteEnv],
+    split: str,
+    n_problems: int,
+    n: int,
+    sampling: Sampling,
+    *,
+    executor: GradeExecutor = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[int, list[Trajectory]]]:
+    """`n` graded episodes of each of the first `n_problems` problems of `split`, as many problems at a time
+    as `envs` holds groups of `n`. Yields (index of the batch's first problem, its trajectories, problem by
+    problem). Batch b is sampled with seed ``sampling.seed * 1_000_003 + b's first index``: reproducible."""
+    per_batch = len(envs) // n
+    if per_batch < 1:
+        raise ValueError(f"need at least n={n} envs, got {len(envs)}")
+    for start in range(0, n_problems, per_batch):
+        used = envs[: min(per_batch, n_problems - start) * n]
+        for k, env in enumerate(used):
+            env.reset(options={"split": split, "index": start + k // n})
+        seed = None if sampling.seed is None else sampling.seed * 1_000_003 + start
+        groups = [k // n for k in range(len(used))]
+        yield (
+            start,
+            run_episodes(engine, tokenizer, used, groups, replace(sampling, seed=seed), executor=executor),
+        )
+        if progress is not None:
+            progress(start + len(used) // n, n_problems)

@@ -25,7 +25,7 @@ from rft.graders.executor import GraderPool
 from .engines import HFEngine, Sampling
 from .loop import suite_file
 from .models import load_policy
-from .rollout import Trajectory, run_episodes
+from .rollout import Trajectory, sample_problems
 
 __all__ = ["sample_suite", "sample_row"]
 
@@ -69,21 +69,14 @@ def sample_suite(
     executor = GraderPool(workers=grader_workers) if grader_workers > 0 else None
     try:
         with tmp.open("w") as f:
-            for start in range(0, len(items), batch_prompts):
-                chunk = items[start : start + batch_prompts]
-                used = envs[: len(chunk) * n]
-                for k, env in enumerate(used):
-                    env.reset(options={"split": split, "index": start + k // n})
-                sampling = Sampling(
-                    temperature=temperature,
-                    top_p=top_p,
-                    max_new_tokens=max_new_tokens,
-                    seed=seed * 1_000_003 + start,
-                )
-                trajs = run_episodes(
-                    engine, tokenizer, used, [k // n for k in range(len(used))], sampling, executor=executor
-                )
-                for j in range(len(chunk)):
+            sampling = Sampling(
+                temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
+            )
+            batches = sample_problems(
+                engine, tokenizer, envs, split, len(items), n, sampling, executor=executor, progress=progress
+            )
+            for start, trajs in batches:
+                for j in range(len(trajs) // n):
                     group = trajs[j * n : (j + 1) * n]
                     for k, t in enumerate(group):
                         row = sample_row(t, split, start + j, k)
@@ -93,8 +86,6 @@ def sample_suite(
                     ok = [t for t in group if not t.failed]
                     mixed += any(_passed(t) for t in ok) and not all(_passed(t) for t in ok)
                     rows += len(group)
-                if progress is not None:
-                    progress(min(start + batch_prompts, len(items)), len(items))
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -117,7 +108,7 @@ def _passed(t: Trajectory) -> bool:
 
 def sample_row(t: Trajectory, split: str, index: int, sample: int) -> dict[str, Any]:
     """One graded sample as a JSON-able row (prompt messages and completion messages kept apart)."""
-    first = next((i for i, m in enumerate(t.messages) if m["role"] == "assistant"), len(t.messages))
+    first = t.prompt_messages
     return {
         "id": t.info.get("id"),
         "split": split,
