@@ -40,7 +40,7 @@ from .loop import (
     stack_rows,
     suite_file,
 )
-from .losses import group_advantages, kl_penalty, masked_mean, policy_loss, zero_variance_groups
+from .losses import aggregate, group_advantages, kl_penalty, masked_mean, policy_loss, zero_variance_groups
 from .models import load_policy, trainable_parameters
 from .rollout import Trajectory, run_episodes
 from .runs import Run, rng_state, set_rng_state
@@ -346,7 +346,9 @@ def _update(
     # one on-policy pass: old logprobs = current, detached; async: the sampler's (one update behind)
     reuse_old = cfg.epochs == 1 and cfg.minibatches == 1 and not cfg.async_rollout
     behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if cfg.async_rollout else None
-    needs = [i for i in range(n) if valid[i] and (adv[i] != 0 or cfg.loss.beta > 0)]
+    ok, nonzero = valid.tolist(), (adv != 0).tolist()
+    needs = [i for i in range(n) if ok[i] and (nonzero[i] or cfg.loss.beta > 0)]
+    needed = set(needs)
     old_lp: dict[int, torch.Tensor] = {}
     ref_lp: dict[int, torch.Tensor] = {}
     with torch.no_grad():
@@ -367,13 +369,13 @@ def _update(
         order = torch.randperm(n, generator=gen).tolist()
         size = n // cfg.minibatches
         for m in range(cfg.minibatches):
-            mb = [i for i in order[m * size : (m + 1) * size] if valid[i]]
+            mb = [i for i in order[m * size : (m + 1) * size] if ok[i]]
             if not mb:
                 continue
             mb_mask = batch.mask[mb]
             num_items = len(mb) if cfg.loss.agg != "dapo" else float(mb_mask.sum())
             optimizer.zero_grad(set_to_none=True)
-            for rows in chunks([i for i in mb if i in set(needs)], cfg.micro_batch):
+            for rows in chunks([i for i in mb if i in needed], cfg.micro_batch):
                 sub = batch.rows(rows)
                 lp = logprobs(model, sub, rows)  # (b, T-1)
                 old = lp.detach() if reuse_old else stack_rows([old_lp[r] for r in rows], lp)
@@ -390,7 +392,9 @@ def _update(
                 )
                 if cfg.loss.beta > 0:
                     kl = kl_penalty(lp, stack_rows([ref_lp[r] for r in rows], lp))  # (b, T-1)
-                    kl_loss = _agg(kl, sub.mask, cfg.loss.agg, num_items, cfg.gen.max_new_tokens * max_turns)
+                    kl_loss = aggregate(
+                        kl, sub.mask, cfg.loss.agg, num_items, cfg.gen.max_new_tokens * max_turns
+                    )
                     loss = loss + cfg.loss.beta * kl_loss
                     sums["loss/kl"] = sums.get("loss/kl", 0.0) + float(masked_mean(kl.detach(), sub.mask))
                 loss.backward()
@@ -407,17 +411,6 @@ def _update(
     out |= {k: sums.get(k, 0.0) / steps for k in per_step}
     out["rollout/trained_rows"] = float(len(needs))
     return out
-
-
-def _agg(x: torch.Tensor, mask: torch.Tensor, agg: str, num_items: float, max_tokens: int) -> torch.Tensor:
-    """Sum of a per-token term aggregated like the policy loss (grpo: per-sequence means; dr_grpo: / max
-    tokens; dapo: per token), over the global normaliser."""
-    x = x * mask
-    if agg == "grpo":
-        return (x.sum(1) / mask.sum(1).clamp(min=1)).sum() / num_items
-    if agg == "dr_grpo":
-        return x.sum() / (num_items * max_tokens)
-    return x.sum() / num_items
 
 
 def _ref_logprobs(

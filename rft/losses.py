@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "aggregate",
     "entropy_from_logits",
     "gae",
     "group_advantages",
@@ -127,6 +128,34 @@ def zero_variance_groups(
     return (hi == lo) | (v.sum(1) < 2)
 
 
+def aggregate(
+    per_token: torch.Tensor,
+    mask: torch.Tensor,
+    agg: str = "grpo",
+    num_items: int | float | torch.Tensor | None = None,
+    max_tokens: int | None = None,
+) -> torch.Tensor:
+    """A (B, T) per-token loss to a scalar: "grpo" (mean over each sequence, then over sequences), "dr_grpo"
+    (sum / (B * max_tokens)), "dapo" (sum / number of tokens). `num_items` replaces the micro-batch
+    normaliser (B, or the token count for dapo) with the whole batch's."""
+    if agg not in _AGGS:
+        raise ValueError(f"agg must be one of {_AGGS}, got {agg!r}")
+    if agg == "dr_grpo" and max_tokens is None:
+        raise ValueError("agg='dr_grpo' needs max_tokens (the generation length limit)")
+    m = mask.bool()  # (B, T)
+    B = per_token.shape[0]
+    if agg == "grpo":
+        seq = masked_mean(per_token, m, dim=-1)  # (B,)
+        return seq.sum() / _norm(B if num_items is None else num_items, seq)
+    if agg == "dr_grpo":
+        assert max_tokens is not None
+        return masked_sum(per_token, m) / (
+            _norm(B if num_items is None else num_items, per_token) * max_tokens
+        )
+    n = m.sum() if num_items is None else num_items
+    return masked_sum(per_token, m) / _norm(n, per_token)
+
+
 def policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -146,10 +175,6 @@ def policy_loss(
     sum to the full-batch loss. Stats (detached, this micro-batch's token means): clip_frac (and _low, _high),
     ratio_mean, approx_kl = k3 of KL(old || new), i.e. (r - 1) - log r (cleanrl `ppo.py`), >= 0.
     """
-    if agg not in _AGGS:
-        raise ValueError(f"agg must be one of {_AGGS}, got {agg!r}")
-    if agg == "dr_grpo" and max_tokens is None:
-        raise ValueError("agg='dr_grpo' needs max_tokens (the generation length limit)")
     eps_high = eps_low if eps_high is None else eps_high
     m = mask.bool()  # (B, T)
     lp = _up(logprobs)
@@ -160,16 +185,7 @@ def policy_loss(
     clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high)  # (B, T)
     per_token = -torch.min(ratio * adv, clipped * adv)  # (B, T)
 
-    B = logprobs.shape[0]
-    if agg == "grpo":
-        seq = masked_mean(per_token, m, dim=-1)  # (B,)
-        loss = seq.sum() / _norm(B if num_items is None else num_items, seq)
-    elif agg == "dr_grpo":
-        n = _norm(B if num_items is None else num_items, per_token)
-        loss = masked_sum(per_token, m) / (n * max_tokens)
-    else:
-        n = m.sum() if num_items is None else num_items
-        loss = masked_sum(per_token, m) / _norm(n, per_token)
+    loss = aggregate(per_token, m, agg, num_items, max_tokens)
 
     with torch.no_grad():  # same regions as TRL's clip_ratio/* metrics (grpo_trainer.py L3274-3276)
         low = (ratio < 1 - eps_low) & (adv < 0)  # (B, T)

@@ -551,3 +551,30 @@ def test_a_stage_run_folder_stands_for_its_model(tmp_path):
     assert resolve_model_path("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
     model, tok = load_policy(run)
     assert model.config.vocab_size == len(tok)
+
+
+@pytest.mark.parametrize("lora", ["0", "4"])
+def test_kl_to_the_reference_is_logged_and_finite(tmp_path, lora):
+    model_dir = save_random_tiny(tmp_path / "m")
+    suite = like_suite(
+        tmp_path, '{type: string_check, operation: like, input: "{{ sample.output_text }}", reference: "a"}'
+    )
+    args = [
+        f"model={model_dir}",
+        f"suite={suite}",
+        f"out={tmp_path / 'run'}",
+        "steps=2",
+        "prompts_per_step=2",
+        "group_size=4",
+        "gen.max_new_tokens=10",
+        "eval.n=0",
+        "lr=1e-2",
+        "grader_workers=0",
+        "loss.beta=0.1",
+        f"lora.r={lora}",
+        "lora.target_modules=[q_proj, v_proj]",
+    ]
+    train(load_config(GRPOConfig, None, args))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["loss/kl"] == pytest.approx(0.0, abs=1e-6)  # first step: the policy is the reference
+    assert all(r["loss/kl"] >= 0 and r["loss/kl"] == r["loss/kl"] for r in rows)
