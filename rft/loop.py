@@ -201,18 +201,9 @@ def reward_metrics(
 
 
 def rollout_row(t: Trajectory) -> dict[str, Any]:
-    first = t.prompt_messages
-    return {
-        "group": t.group,
-        "id": t.info.get("id"),
-        "prompt": t.messages[first - 1]["content"] if first else "",
-        "completion": t.messages[first:],
-        "reward": t.reward,
-        "status": t.status,
-        "grade": t.info.get("grade"),
-        "reference": t.info.get("reference"),
-        "overlong": t.overlong,
-    }
+    row = t.record()
+    prompt = row.pop("messages")
+    return {"group": t.group, "prompt": prompt[-1]["content"] if prompt else "", **row}
 
 
 class HeldOut:

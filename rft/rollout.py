@@ -62,6 +62,19 @@ class Trajectory:
     def completion_tokens(self) -> int:
         return sum(self.mask)
 
+    def record(self) -> dict[str, Any]:
+        """The episode as a JSON-able row: prompt and completion messages apart, the grade, the reference."""
+        return {
+            "id": self.info.get("id"),
+            "messages": self.messages[: self.prompt_messages],
+            "completion": self.messages[self.prompt_messages :],
+            "reward": self.reward,
+            "status": self.status,
+            "grade": self.info.get("grade"),
+            "reference": self.info.get("reference"),
+            "overlong": self.overlong,
+        }
+
 
 def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
     """The token ids of a conversation rendered with the generation prompt."""

@@ -108,18 +108,12 @@ def _passed(t: Trajectory) -> bool:
 
 def sample_row(t: Trajectory, split: str, index: int, sample: int) -> dict[str, Any]:
     """One graded sample as a JSON-able row (prompt messages and completion messages kept apart)."""
-    first = t.prompt_messages
+    row = t.record()
     return {
-        "id": t.info.get("id"),
+        "id": row.pop("id"),
         "split": split,
         "index": index,
         "sample": sample,
-        "messages": t.messages[:first],
-        "completion": t.messages[first:],
-        "reward": t.reward,
+        **row,
         "passed": _passed(t),
-        "status": t.status,
-        "grade": t.info.get("grade"),
-        "reference": t.info.get("reference"),
-        "overlong": t.overlong,
     }
