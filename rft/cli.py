@@ -42,25 +42,6 @@ def _load(spec: str):
         raise typer.Exit(2) from None
 
 
-def _summary_table(summary: dict) -> Table:
-    table = Table(title="grades", show_header=False)
-    table.add_row("rows", str(summary["rows"]))
-    for status, count in summary["status"].items():
-        table.add_row(f"status {status}", str(count))
-    for key in (
-        "mean_score",
-        "pass_rate",
-        "grader/error_rate",
-        "grader/timeout_rate",
-        "seconds",
-        "rows_per_s",
-    ):
-        value = summary.get(key)
-        if value is not None:
-            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    return table
-
-
 @app.command()
 def grade(
     grader: Annotated[
@@ -110,7 +91,9 @@ def grade(
     if json_summary:
         print(json.dumps(summary))
     else:
-        out.print(_summary_table(summary))
+        from rft.console import grade_table
+
+        out.print(grade_table(summary))
         for g_ in grades:
             if g_.failed:
                 err.print(f"[yellow]{g_.status}:[/yellow] {g_.details.get('error')}")
@@ -200,14 +183,72 @@ def serve(
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="where the demo writes its files")] = Path(
-        "runs/demo"
-    ),
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="the demo's folder (default runs/demo)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: grpo.steps=100, eval.limit=100")
+    ] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="run this stage (base, sft, grpo) and the later ones again")
+    ] = None,
+    grading: Annotated[
+        bool, typer.Option("--grading", help="only the grading tour (seconds, no model)")
+    ] = False,
 ) -> None:
-    """The built-in demo; runs on a fresh machine with no downloads."""
-    from rft.demo import run_demo
+    """The main job on a fresh machine, no downloads: a tiny model, SFT on a few solved problems, GRPO against
+    the grader on problems without demonstrations, held-out evaluation of each, a report (rft run on
+    rft/pipelines/demo.yaml)."""
+    if grading:
+        from rft.grading_tour import run_tour
 
-    run_demo(out_dir, console=out)
+        run_tour(out_dir or Path("runs/grading-tour"), console=out)
+        return
+    from rft.console import quiet_libraries
+
+    quiet_libraries()
+    from rft.config import ConfigError
+    from rft.demo import run_demo
+    from rft.pipeline import PipelineError
+    from rft.runs import RunError
+
+    try:
+        summary = run_demo(out_dir, set_, console=out, restart_from=from_)
+    except (ConfigError, PipelineError, RunError) as e:
+        err.print(f"[red]{escape(str(e))}[/red]")
+        raise typer.Exit(2) from None
+    raise typer.Exit(0 if all(ok for _, ok in summary["goals"]) else 1)
+
+
+@app.command("run")
+def run_cmd(
+    pipeline: Annotated[Path, typer.Argument(help="pipeline YAML (stages sft, dpo, grpo, ppo, eval)")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: out=runs/x, grpo.steps=50")
+    ] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="run this stage and the ones after it again")
+    ] = None,
+) -> None:
+    """Run a pipeline: each stage's model is the next one's input, every model is evaluated, one report.
+    Run it again to continue: finished stages are skipped, a killed grpo/ppo stage resumes."""
+    from rft.console import quiet_libraries, rich_bars, summary_table
+
+    quiet_libraries()
+    from rft.config import ConfigError
+    from rft.pipeline import PipelineError, load_pipeline, run_pipeline
+    from rft.runs import RunError
+
+    try:
+        p = load_pipeline(pipeline, set_ or [])
+        summary = run_pipeline(p, bar=rich_bars(out), say=out.print, restart_from=from_)
+    except (ConfigError, PipelineError, RunError, FileNotFoundError) as e:
+        err.print(f"[red]{escape(str(e))}[/red]")
+        raise typer.Exit(2) from None
+    out.print(summary_table(summary))
+    for c in summary["comparisons"]:
+        out.print(c["verdict"], soft_wrap=True)
+    out.print(f"report: {summary['report']}", soft_wrap=True)
 
 
 def _env_id(task: str) -> str:
@@ -294,41 +335,18 @@ SetOption = Annotated[
 
 def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: bool) -> None:
     from rft.config import ConfigError, load_config
+    from rft.console import rich_bars
+    from rft.pipeline import stage_class, train_stage
     from rft.runs import RunError
 
-    if kind == "grpo":
-        from rft.grpo import GRPOConfig as cls
-        from rft.grpo import train
-    elif kind == "sft":
-        from rft.sft_dpo.sft import SFTConfig as cls  # type: ignore[assignment]
-        from rft.sft_dpo.sft import train  # type: ignore[assignment]
-    elif kind == "dpo":
-        from rft.sft_dpo.dpo import DPOConfig as cls  # type: ignore[assignment]
-        from rft.sft_dpo.dpo import train  # type: ignore[assignment]
-    else:
-        from rft.ppo import PPOConfig as cls  # type: ignore[assignment]
-        from rft.ppo import train  # type: ignore[assignment]
     try:
-        cfg = load_config(cls, config, overrides or [])
+        cfg = load_config(stage_class(kind), config, overrides or [])
     except ConfigError as e:
         err.print(f"[red]invalid config:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
-    keys = ("reward/mean", "eval/accuracy", "loss/policy", "loss/sft", "loss/dpo", "time/step_s")
-    with Progress(
-        TextColumn(f"{kind} [progress.description]{{task.description}}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=out,
-    ) as bar:
-        task = bar.add_task("", total=cfg.steps or None)  # sft/dpo: steps 0 runs `epochs` passes
-
-        def progress(step: int, metrics: dict[str, float]) -> None:
-            shown = " ".join(f"{k.split('/')[-1]}={metrics[k]:.3g}" for k in keys if k in metrics)
-            bar.update(task, completed=step, description=shown)
-
+    with rich_bars(out)(kind, cfg.steps or None) as tick:  # sft/dpo: steps 0 runs `epochs` passes
         try:
-            final = train(cfg, resume=resume, progress=progress)
+            final = train_stage(kind, cfg, resume, tick)
         except (RunError, ValueError) as e:
             err.print(f"[red]{escape(str(e))}[/red]")
             raise typer.Exit(2) from None
@@ -478,15 +496,6 @@ def task_filter(
     out.print(f"kept {res.kept} of {res.total} problems -> {res.suite_path}")
 
 
-def _eval_table(results: list[dict]) -> Table:
-    table = Table("suite", "split", "metric", "value", "95% CI", "problems")
-    for r in results:
-        lo, hi = r["ci95"]
-        table.add_row(r["suite"], r["split"], r["metric"], f"{r['value']:.3f}", f"[{lo:.3f}, {hi:.3f}]",
-                      str(r["n_problems"]))  # fmt: skip
-    return table
-
-
 @app.command("eval")
 def eval_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for samples, results.json, report, plots")],
@@ -556,7 +565,9 @@ def eval_cmd(
     except (SuiteError, ValueError, FileNotFoundError) as e:
         err.print(f"[red]{escape(str(e))}[/red]")
         raise typer.Exit(2) from None
-    out.print(_eval_table(scored["results"]))
+    from rft.console import eval_table
+
+    out.print(eval_table(scored["results"]))
     out.print(f"report: {out_dir / 'report.md'}", soft_wrap=True)
 
 

@@ -39,6 +39,7 @@ from .loop import (
     reward_metrics,
     stack_rows,
     suite_file,
+    train_items,
 )
 from .losses import aggregate, group_advantages, kl_penalty, masked_mean, policy_loss, zero_variance_groups
 from .models import load_policy, trainable_parameters
@@ -106,6 +107,8 @@ def train(
     """Run GRPO as configured; returns the last evaluation's metrics."""
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)  # a fresh LoRA adapter's initial weights
+    suite = get_suite(suite_file(cfg.suite))
+    items = train_items(suite, cfg.offset)  # fails here, not after loading the model
     run = Run.open(cfg.out, cfg, resume=resume)
     ckpt = run.latest_checkpoint() if resume else None
     model, tokenizer = load_policy(
@@ -154,8 +157,6 @@ def train(
     if ckpt is not None and cfg.async_rollout and state.get("next_rollout") is not None:
         pending = Future()  # the batch the killed run had sampled for this step, one update behind
         pending.set_result(state["next_rollout"])
-    suite = get_suite(suite_file(cfg.suite))
-    train_items = suite.items("train")
     envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step * cfg.group_size)]
     held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
     max_turns = suite.episode.max_turns
@@ -169,17 +170,17 @@ def train(
             t0 = time.perf_counter()
             # -- rollout: G samples of each prompt, graded behind generation
             if background is None:
-                trajs, stats = _rollout(cfg, step, engine, tokenizer, envs, train_items, executor)
+                trajs, stats = _rollout(cfg, step, engine, tokenizer, envs, items, executor)
             else:  # this step's batch was sampled by the weights before the last update
                 if pending is None:
                     pending = background.submit(
-                        _rollout, cfg, step, sampler, tokenizer, envs, train_items, executor
+                        _rollout, cfg, step, sampler, tokenizer, envs, items, executor
                     )
                 trajs, stats = pending.result()
                 sampler.update_weights(model)
                 pending = None
                 if step + 1 < cfg.steps:
-                    args = (cfg, step + 1, sampler, tokenizer, envs, train_items, executor)
+                    args = (cfg, step + 1, sampler, tokenizer, envs, items, executor)
                     pending = background.submit(_rollout, *args)
             t_rollout = time.perf_counter() - t0
             # -- advantages
@@ -280,7 +281,7 @@ def _rollout(
     for draw in range(1 + (cfg.max_refills if cfg.dynamic_sampling else 0)):
         indices = prompt_indices(len(items), p, step, cfg.seed, draw)
         for k, env in enumerate(envs):
-            env.reset(options={"split": "train", "index": indices[k // g]})
+            env.reset(options={"split": "train", "index": cfg.offset + indices[k // g]})
         trajs = run_episodes(
             engine,
             tokenizer,

@@ -23,6 +23,7 @@ __all__ = [
     "GenConfig",
     "EvalConfig",
     "suite_file",
+    "train_items",
     "prompt_indices",
     "overlong_penalty",
     "evaluate",
@@ -76,6 +77,9 @@ class RLConfig:
 
     model: str  # Hugging Face id or path
     suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML path; trains on its train split
+    offset: int = (
+        0  # train on the train problems from this index on (after those an SFT stage's `limit` took)
+    )
     out: str = "runs/rl"
     steps: int = 100
     prompts_per_step: int = 8
@@ -116,8 +120,19 @@ class RLConfig:
             raise ValueError(f"steps must be >= 0 and these >= 1: {', '.join(low) or 'ok'}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.save_every < 0 or self.grader_workers < 0:
-            raise ValueError("save_every and grader_workers must be >= 0")
+        if self.save_every < 0 or self.grader_workers < 0 or self.offset < 0:
+            raise ValueError("save_every, grader_workers and offset must be >= 0")
+
+
+def train_items(suite: Any, offset: int) -> list[dict[str, Any]]:
+    """The train problems an RL run draws from: the train split from `offset` on."""
+    items = suite.items("train")
+    if offset >= len(items):
+        raise ValueError(
+            f"offset {offset} leaves no train problems: {suite.id} has {len(items)}; lower offset "
+            "(it skips the problems an SFT stage's limit took)"
+        )
+    return items[offset:]
 
 
 def suite_file(name: str) -> Path:

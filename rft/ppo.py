@@ -39,6 +39,7 @@ from .loop import (
     prompt_indices,
     reward_metrics,
     suite_file,
+    train_items,
 )
 from .losses import (
     gae,
@@ -118,6 +119,8 @@ def train(
     """Run PPO as configured; returns the last evaluation's metrics."""
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)  # LoRA adapters are initialised from torch's global generator
+    suite = get_suite(suite_file(cfg.suite))
+    items = train_items(suite, cfg.offset)  # fails here, not after loading the model
     run = Run.open(cfg.out, cfg, resume=resume)
     ckpt = run.latest_checkpoint() if resume else None
     model, tokenizer = _load(cfg, cfg.model, None if ckpt is None else ckpt / "model")
@@ -170,8 +173,6 @@ def train(
         set_rng_state(state["rng"])
         start = state["step"]
     engine = make_engine(cfg.engine, model, tokenizer, **cfg.engine_options)
-    suite = get_suite(suite_file(cfg.suite))
-    train_items = suite.items("train")
     envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step * cfg.samples_per_prompt)]
     held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
     executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
@@ -184,9 +185,9 @@ def train(
             t0 = time.perf_counter()
             # -- rollout: samples_per_prompt episodes of each prompt, graded behind generation
             k = cfg.samples_per_prompt
-            indices = prompt_indices(len(train_items), cfg.prompts_per_step, step, cfg.seed)
+            indices = prompt_indices(len(items), cfg.prompts_per_step, step, cfg.seed)
             for i, env in enumerate(envs):
-                env.reset(options={"split": "train", "index": indices[i // k]})
+                env.reset(options={"split": "train", "index": cfg.offset + indices[i // k]})
             g = cfg.gen
             sampling = Sampling(
                 g.temperature, g.top_p, g.top_k, g.max_new_tokens, g.stop, seed=cfg.seed * 1_000_003 + step

@@ -328,6 +328,28 @@ def test_grpo_raises_heldout_accuracy(tmp_path, warm):
     assert final["eval/accuracy"] >= first["eval/accuracy"] + 0.08, (first, final)
 
 
+def test_in_training_eval_uses_the_eval_suites_grader(tmp_path, warm):
+    """Train reward from a format-only grader (any \\boxed{} answer scores 1), held-out accuracy from the
+    eval suite's math grader: the two curves differ as reward hacking would make them differ."""
+    model, suite = warm
+    lines = Path(suite).read_text().replace("id: add-v0", "id: boxed-v0").splitlines()
+    grader = 'grader: {type: string_check, operation: like, input: "{{ sample.output_text }}", reference: "boxed{"}'
+    lenient = tmp_path / "boxed-v0.yaml"
+    lenient.write_text("\n".join(grader if line.startswith("grader:") else line for line in lines) + "\n")
+    cfg = load_config(GRPOConfig, None, [
+        f"model={model}", f"suite={lenient}", f"out={tmp_path / 'run'}", "steps=2", "prompts_per_step=4",
+        "group_size=4", "gen.max_new_tokens=12", "grader_workers=0",
+        f"eval.suite={suite}", "eval.every=1", "eval.n=100",
+    ])  # fmt: skip
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in rows if "reward/mean" in r]
+    evals = [r["eval/accuracy"] for r in rows if "eval/accuracy" in r]
+    assert len(trained) == 2 and len(evals) == 3  # before training and after each step
+    assert all(r["reward/mean"] >= 0.9 for r in trained)  # the warm model always writes \\boxed{}
+    assert all(0.2 <= a <= 0.75 for a in evals)  # about half its sums are right
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_repeats_the_same_steps(tmp_path, warm):
     model, suite = warm

@@ -1,0 +1,97 @@
+"""What the command line shows: progress bars and tables (rich)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+__all__ = ["rich_bars", "summary_table", "eval_table", "grade_table", "quiet_libraries"]
+
+SHOWN = ("reward/mean", "eval/accuracy", "loss/sft", "loss/dpo")
+
+
+def quiet_libraries() -> None:
+    """Turn off the progress bars and advisory warnings of transformers, datasets and the hub (the pipeline
+    shows its own bars). Call it before they are imported; the environment carries it to child processes."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+
+
+def rich_bars(console: Console) -> Any:
+    """A `BarFactory` for `run_pipeline`: one rich bar per stage, with its latest metrics beside it."""
+
+    @contextmanager
+    def bar(label: str, total: int | None) -> Iterator[Any]:
+        with Progress(
+            TextColumn(f"{label:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            console=console,
+        ) as progress:
+            task = progress.add_task("", total=total)
+
+            def tick(done: int, total: int | None = None, metrics: Mapping[str, float] | None = None) -> None:
+                shown = " ".join(
+                    f"{k.split('/')[-1]}={metrics[k]:.3g}" for k in SHOWN if k in (metrics or {})
+                )
+                progress.update(task, completed=done, total=total, description=shown)
+
+            yield tick
+
+    return bar
+
+
+def summary_table(summary: Mapping[str, Any]) -> Table:
+    metric = summary["metric"]
+    table = Table("stage", metric, "95% CI", "vs base", "train time", title="held-out results")
+    for r in summary["rows"]:
+        lo, hi = r["ci95"]
+        table.add_row(r["stage"], f"{r['value']:.3f}", f"[{lo:.3f}, {hi:.3f}]", f"{100 * r['vs_base']:+.1f} pts",
+                      f"{r['seconds']:.0f} s")  # fmt: skip
+    return table
+
+
+def eval_table(results: list[dict[str, Any]]) -> Table:
+    table = Table("suite", "split", "metric", "value", "95% CI", "problems")
+    for r in results:
+        lo, hi = r["ci95"]
+        table.add_row(r["suite"], r["split"], r["metric"], f"{r['value']:.3f}", f"[{lo:.3f}, {hi:.3f}]",
+                      str(r["n_problems"]))  # fmt: skip
+    return table
+
+
+def grade_table(summary: Mapping[str, Any]) -> Table:
+    table = Table(title="grades", show_header=False)
+    table.add_row("rows", str(summary["rows"]))
+    for status, count in summary["status"].items():
+        table.add_row(f"status {status}", str(count))
+    for key in (
+        "mean_score",
+        "pass_rate",
+        "grader/error_rate",
+        "grader/timeout_rate",
+        "seconds",
+        "rows_per_s",
+    ):
+        value = summary.get(key)
+        if value is not None:
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return table
