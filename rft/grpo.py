@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -403,7 +404,9 @@ def _update(
                 for k in ("clip_frac", "approx_kl", "ratio_mean"):
                     sums[f"loss/{k}"] = sums.get(f"loss/{k}", 0.0) + float(st[k])
                 count += 1
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(model), cfg.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                trainable_parameters(model), cfg.max_grad_norm or math.inf
+            )
             sums["loss/grad_norm"] = sums.get("loss/grad_norm", 0.0) + float(grad_norm)
             optimizer.step()
     steps = cfg.epochs * cfg.minibatches

@@ -86,7 +86,7 @@ class RLConfig:
     lr: float = 1e-5
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0 = no clipping
     epochs: int = 1  # optimisation passes over each rollout batch
     minibatches: int = 1  # optimizer steps per pass
     micro_batch: int = 16  # rows per forward/backward (gradient accumulation up to a minibatch)
@@ -118,8 +118,10 @@ class RLConfig:
         low = [k for k, v in counts.items() if v < 1]
         if self.steps < 0 or low:
             raise ValueError(f"steps must be >= 0 and these >= 1: {', '.join(low) or 'ok'}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.lr <= 0 or self.max_grad_norm < 0:
+            raise ValueError(
+                f"need lr > 0 and max_grad_norm >= 0 (0: no clipping), got {self.lr}, {self.max_grad_norm}"
+            )
         if self.save_every < 0 or self.grader_workers < 0 or self.offset < 0:
             raise ValueError("save_every, grader_workers and offset must be >= 0")
 

@@ -15,6 +15,7 @@ resumed from its last checkpoint repeats the same steps.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -390,7 +391,7 @@ def _update(
                     sums[f"loss/{name}"] += float(p_st[name]) * k
                 sums["loss/vf_clip_frac"] += float(v_st["clip_frac"]) * k
                 tokens += k
-            norms = [torch.nn.utils.clip_grad_norm_(p, cfg.max_grad_norm) for p in param_sets]
+            norms = [torch.nn.utils.clip_grad_norm_(p, cfg.max_grad_norm or math.inf) for p in param_sets]
             sums["loss/grad_norm"] += float(norms[0]) * num_items
             if critic is not None:
                 sums["loss/critic_grad_norm"] += float(norms[1]) * num_items

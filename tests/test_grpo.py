@@ -328,6 +328,27 @@ def test_grpo_raises_heldout_accuracy(tmp_path, warm):
     assert final["eval/accuracy"] >= first["eval/accuracy"] + 0.08, (first, final)
 
 
+@pytest.mark.parametrize("kind", ["grpo", "ppo"])
+def test_max_grad_norm_0_means_no_clipping(tmp_path, warm, kind):
+    """0 turns clipping off (as in the SFT stage); it used to clip every gradient to norm 0: no update."""
+    from safetensors.torch import load_file
+
+    from rft.pipeline import stage_class, train_stage
+
+    model, suite = warm
+    cfg = load_config(stage_class(kind), None, [
+        f"model={model}", f"suite={suite}", f"out={tmp_path / kind}", "steps=1", "prompts_per_step=4",
+        "gen.max_new_tokens=12", "grader_workers=0", "eval.n=0", "max_grad_norm=0", "lr=1e-3",
+    ] + (["group_size=4"] if kind == "grpo" else []))  # fmt: skip
+    train_stage(kind, cfg, False, lambda *a, **k: None)
+    before = load_file(str(Path(model) / "model.safetensors"))
+    after = load_file(str(tmp_path / kind / "checkpoints" / "step-000001" / "model" / "model.safetensors"))
+    moved = [k for k in before if k in after and not torch.equal(before[k], after[k])]
+    assert len(moved) >= len(before) // 2, moved
+    rows = [json.loads(line) for line in (tmp_path / kind / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["loss/grad_norm"] > 0
+
+
 def test_in_training_eval_uses_the_eval_suites_grader(tmp_path, warm):
     """Train reward from a format-only grader (any \\boxed{} answer scores 1), held-out accuracy from the
     eval suite's math grader: the two curves differ as reward hacking would make them differ."""
