@@ -90,7 +90,7 @@ def train(cfg: DPOConfig, *, resume: bool = False, progress: Progress | None = N
             progress(0, start)
         # -- train
         args = trl_args(TRLDPOConfig, cfg, beta=cfg.beta, loss_type=[cfg.loss_type])
-        logger = RunLogger(run, "dpo", evaluator, cfg.eval.every, progress)
+        logger = RunLogger(run, "dpo", evaluator, cfg.eval.every, progress, cfg.stop_at)
         data = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
         trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer,
                              callbacks=[logger])  # fmt: skip

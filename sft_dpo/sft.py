@@ -95,7 +95,7 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: Progress | None = N
         # -- train
         args = trl_args(TRLSFTConfig, cfg, completion_only_loss=True, assistant_only_loss=markers,
                         packing=False)  # fmt: skip
-        logger = RunLogger(run, "sft", evaluator, cfg.eval.every, progress)
+        logger = RunLogger(run, "sft", evaluator, cfg.eval.every, progress, cfg.stop_at)
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(data),
                              processing_class=tokenizer, callbacks=[logger])  # fmt: skip
         trainer.remove_callback(PrinterCallback)  # the run logs TRL's numbers (metrics.jsonl, progress)

@@ -54,6 +54,8 @@ class StageConfig:
     lora: LoraSpec = field(default_factory=LoraSpec)
     qlora: bool = False  # 4-bit base + LoRA (needs bitsandbytes and a CUDA GPU)
     eval: EvalConfig = field(default_factory=EvalConfig)  # greedy held-out accuracy before and after
+    stop_at: float | None = None  # stop once an eval.every evaluation's accuracy reaches this (a warm start
+    # just good enough for RL: groups with mixed rewards); the steps are then a budget
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     gradient_checkpointing: bool = False
     grader_workers: int = 1  # grader processes for evaluation; 0 grades in this process
@@ -71,6 +73,13 @@ class StageConfig:
         if self.lr <= 0 or self.warmup_steps < 0 or self.max_length < 8:
             raise ValueError(f"need lr > 0, warmup_steps >= 0, max_length >= 8; got {self.lr}, "
                              f"{self.warmup_steps}, {self.max_length}")  # fmt: skip
+        if self.stop_at is not None and not (
+            0 < self.stop_at <= 1 and self.eval.every > 0 and self.eval.n > 0
+        ):
+            raise ValueError(
+                f"stop_at ({self.stop_at}) must be in (0, 1] and needs evaluations during training: set eval.every "
+                f"and eval.n (now {self.eval.every}, {self.eval.n})"
+            )
         if self.qlora:
             if self.lora.r == 0:
                 raise ValueError("qlora trains a LoRA adapter over a 4-bit base: set lora.r (e.g. 16)")
@@ -227,13 +236,21 @@ class Evaluator:
 
 class RunLogger(TrainerCallback):
     """TRL's logs into the run's metrics.jsonl (``loss/<stage>``, ``loss/grad_norm``, ``lr``, the rest under
-    ``<stage>/``), held-out evaluation every `eval.every` steps, and the progress callback."""
+    ``<stage>/``), held-out evaluation every `eval.every` steps (stopping training once its accuracy reaches
+    `stop_at`), and the progress callback."""
 
     def __init__(
-        self, run: Run, stage: str, evaluator: Evaluator, every: int, progress: Progress | None
+        self,
+        run: Run,
+        stage: str,
+        evaluator: Evaluator,
+        every: int,
+        progress: Progress | None,
+        stop_at: float | None = None,
     ) -> None:
         self.run, self.stage, self.evaluator = run, stage, evaluator
-        self.every, self.progress = every, progress
+        self.every, self.progress, self.stop_at = every, progress, stop_at
+        self.stopped_at: int | None = None  # the step `stop_at` ended training at
         self.summary: dict[str, float] = {}  # TRL's closing log (train_runtime), for the final metrics line
         self.t0 = time.perf_counter()
 
@@ -241,6 +258,10 @@ class RunLogger(TrainerCallback):
         step = state.global_step
         if self.every and step % self.every == 0 and step < state.max_steps:
             metrics = self.evaluator(kwargs["model"])
+            if self.stop_at is not None and metrics.get("eval/accuracy", 0.0) >= self.stop_at:
+                control.should_training_stop = True
+                self.stopped_at = step
+                metrics["stopped_at_step"] = step
             self.run.log(step, metrics)
             if self.progress is not None:
                 self.progress(step, metrics)

@@ -219,6 +219,8 @@ def test_configs_say_what_to_fix():
         load_config(SFTConfig, None, ["model=m", "suite=arithmetic-v0", "data=samples"])
     with pytest.raises(ConfigError, match="set lora.r"):
         load_config(SFTConfig, None, ["model=m", "suite=arithmetic-v0", "qlora=true"])
+    with pytest.raises(ConfigError, match="needs evaluations during training: set eval.every"):
+        load_config(SFTConfig, None, ["model=m", "suite=arithmetic-v0", "stop_at=0.3"])
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="qlora needs the bitsandbytes package and a CUDA GPU"):
             load_config(SFTConfig, None, ["model=m", "suite=arithmetic-v0", "qlora=true", "lora.r=8"])
@@ -297,6 +299,26 @@ def test_sft_raises_heldout_accuracy(warm):
     assert tok.chat_template == AutoTokenizer.from_pretrained(run.parent / "base").chat_template
     rows = [json.loads(line) for line in (run / "sft_rows.jsonl").read_text().splitlines()]
     assert len(rows) == len(load_suite(suite).items("train"))
+
+
+@pytest.mark.slow
+def test_sft_stops_once_heldout_accuracy_reaches_stop_at(tmp_path):
+    """The warm-start budget of the demo: stop when the evaluation every 10 steps reaches stop_at."""
+    from rft.sft_dpo import train_sft
+
+    suite = write_suite(tmp_path)
+    base = tiny_model(tmp_path / "base", suite)
+    cfg = sft_config(base, suite, tmp_path / "run", "steps=150", "batch_size=32", "lr=2e-3", "eval.n=100",
+                     "eval.every=10", "stop_at=0.1")  # fmt: skip
+    train_sft(cfg)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [(m["step"], m["eval/accuracy"]) for m in metrics if "eval/accuracy" in m and m["step"] > 0]
+    [stop] = [m["stopped_at_step"] for m in metrics if "stopped_at_step" in m]
+    assert stop < 150 and stop % 10 == 0
+    during = [a for step, a in evals if step < stop]
+    assert all(a < 0.1 for a in during) and dict(evals)[stop] >= 0.1
+    assert max(m["step"] for m in metrics if "loss/sft" in m) <= stop  # no step after the stop
+    assert (tmp_path / "run" / "model" / "config.json").is_file()
 
 
 @pytest.mark.slow
