@@ -267,7 +267,7 @@ def make_engine(
     kind: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **options: Any
 ) -> Engine:
     """An engine by name: ``hf`` (options: batch_size), ``vllm`` (see `rft.vllm_engine.VLLMEngine`),
-    ``openai`` (options: base_url, model)."""
+    ``vllm_server`` (options: base_url, weights_dir; see `rft.vllm_server`), ``openai`` (base_url, model)."""
     if kind == "hf":
         return HFEngine(model, tokenizer, **options)
     if kind == "vllm":
@@ -276,4 +276,10 @@ def make_engine(
         return VLLMEngine(model, tokenizer, **options)
     if kind == "openai":
         return OpenAIEngine(tokenizer=tokenizer, **options)
-    raise ValueError(f"unknown engine {kind!r}; use hf, vllm or openai")
+    if kind == "vllm_server":
+        from .vllm_server import VLLMServerEngine
+
+        engine = VLLMServerEngine(tokenizer=tokenizer, **options)
+        engine.update_weights(model)  # the server starts from the trainer's weights, whatever it loaded
+        return engine
+    raise ValueError(f"unknown engine {kind!r}; use hf, vllm, vllm_server or openai")

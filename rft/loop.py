@@ -93,7 +93,7 @@ class RLConfig:
     gen: GenConfig = field(default_factory=GenConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     lora: LoraSpec = field(default_factory=LoraSpec)
-    engine: Literal["hf", "vllm"] = "hf"
+    engine: Literal["hf", "vllm", "vllm_server"] = "hf"  # vllm_server: engine_options base_url, weights_dir
     engine_options: dict[str, Any] = field(default_factory=dict)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"

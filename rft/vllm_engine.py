@@ -108,6 +108,12 @@ class _WorkerExtension:
             ):
                 module.quant_method.process_weights_after_loading(module)
 
+    def rft_load_weights_from(self, path: str) -> None:
+        """`rft_load_weights` from a safetensors file (server mode: ``/collective_rpc`` takes strings)."""
+        from safetensors.torch import load_file
+
+        self.rft_load_weights(list(load_file(path).items()))
+
 
 _RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
 

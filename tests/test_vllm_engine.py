@@ -6,6 +6,7 @@ Skipped where vLLM is not installed (the default test venv)."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 import subprocess
 import sys
@@ -242,3 +243,77 @@ def test_grpo_with_the_vllm_engine(tmp_path, monkeypatch):
     final = train(cfg)
     assert len(pushes) == 2 and set(final) >= {"eval/accuracy", "eval/reward"}
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 3  # steps 0, 1, 2
+
+
+# ---- server mode ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(setup, tmp_path_factory):
+    """A `vllm serve` process of its own (dev mode, rft's worker extension) on the taught tiny model."""
+    import socket
+
+    from rft.vllm_server import VLLMServerEngine, launch_server
+
+    model, tok, _ = setup
+    root = tmp_path_factory.mktemp("vllm-server")
+    model.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    proc = launch_server(root / "model", port, "--max-model-len", "256", "--dtype", "float32",
+                         log=root / "server.log")  # fmt: skip
+    print(f"\nvllm server start-up: {time.perf_counter() - t0:.1f} s")
+    engine = VLLMServerEngine(f"http://127.0.0.1:{port}/v1", tok, weights_dir=str(root / "weights"))
+    engine.root = root  # type: ignore[attr-defined]  # for the GRPO test: the model folder, the server's url
+    yield engine
+    engine.close()
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+def test_server_mode_greedy_logprobs_and_weight_pushes(setup, server):
+    model, tok, _ = setup
+    prompts = prompts_of(tok, [p for p, _ in PAIRS] + OTHER)
+    before = greedy(server, prompts)
+    assert before == greedy(HFEngine(model, tok), prompts)
+    [[comp]] = server.generate(
+        prompts[:1], Sampling(temperature=1.0, max_new_tokens=8, seed=1, logprobs=True)
+    )
+    ids = torch.tensor([prompts[0] + comp.token_ids])  # (1, T)
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompts[0]) - 1 : -1].float()  # (t, V)
+    want = torch.log_softmax(logits, -1).gather(-1, torch.tensor(comp.token_ids)[:, None])[:, 0]
+    torch.testing.assert_close(torch.tensor(comp.logprobs), want, atol=1e-4, rtol=1e-4)
+    changed = copy.deepcopy(model)
+    fit_replies(changed, tok, [(p, "no") for p, _ in PAIRS], steps=30)
+    want_ids = greedy(HFEngine(changed, tok), prompts)
+    assert want_ids != before
+    t0 = time.perf_counter()
+    server.update_weights(changed)
+    print(f"\nvllm server update_weights: {time.perf_counter() - t0:.3f} s")
+    assert greedy(server, prompts) == want_ids
+    server.update_weights(model)  # and back
+    assert greedy(server, prompts) == before
+    assert len(list(server.weights_dir.glob("v*"))) == 1  # older pushes are removed
+
+
+def test_grpo_with_a_vllm_server(server, tmp_path, monkeypatch):
+    from rft.grpo import EvalConfig, GenConfig, GRPOConfig, train
+    from rft.vllm_server import VLLMServerEngine
+
+    pushes = []
+    push = VLLMServerEngine.update_weights
+    monkeypatch.setattr(VLLMServerEngine, "update_weights", lambda self, m: (pushes.append(1), push(self, m)))
+    cfg = GRPOConfig(
+        model=str(server.root / "model"), suite="arithmetic-v0", out=str(tmp_path / "run"), steps=2,
+        prompts_per_step=2, group_size=4, lr=1e-3, gen=GenConfig(max_new_tokens=8), eval=EvalConfig(n=2),
+        grader_workers=0, engine="vllm_server",
+        engine_options={"base_url": server.base_url, "weights_dir": str(tmp_path / "weights")},
+    )  # fmt: skip
+    final = train(cfg)
+    assert len(pushes) == 3 and set(final) >= {"eval/accuracy", "eval/reward"}  # at start, after each step
+    rows = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 4 and all(r["completion"] for r in rows)
