@@ -377,7 +377,7 @@ def _plot_eval(out: Path, scored: dict[str, Any]) -> list[str] | str:
     """pass@k curves (with intervals) and the histogram of per-problem pass rates, one PNG per suite."""
     plt = _pyplot()
     if plt is None:
-        return "matplotlib is not installed (pip install 'rft[plots]')"
+        return "matplotlib is not installed (pip install matplotlib)"
     names = []
     keys = sorted({(r["suite"], r["split"]) for r in scored["results"]})
     for suite, split in keys:
@@ -493,7 +493,7 @@ def _write_compare(out: Path, result: dict[str, Any]) -> None:
                   f"{c['n_problems']} problems; first sample: {mc['a_only']} only A passes, {mc['b_only']} only B "
                   f"passes (McNemar {mc['method']}, p={mc['p_value']:.3g}).", ""]  # fmt: skip
         if plt is None:
-            lines += ["_Plot skipped: matplotlib is not installed (pip install 'rft[plots]')._", ""]
+            lines += ["_Plot skipped: matplotlib is not installed (pip install matplotlib)._", ""]
             continue
         d = sorted(p["diff"] for p in c["per_problem"])
         fig, ax = plt.subplots(figsize=(6, 3.5))
