@@ -218,6 +218,7 @@ def run_trl(warm: Path, suite_file: Path, work: Path, steps: int, micro: int, n_
     from trl import GRPOConfig, GRPOTrainer
 
     from rft.envs import get_suite
+    from rft.integrations.trl import suite_reward_func
     from rft.loop import prompt_indices
     from rft.rollout import chat_prompt_ids
 
@@ -236,17 +237,14 @@ def run_trl(warm: Path, suite_file: Path, work: Path, steps: int, micro: int, n_
             for i in order
         ]
     )
-    grader = suite.load_grader()
+    grade = suite_reward_func(suite)  # the suite's grader, inline: max(0, score); None when it failed
     rewards: list[float] = []
     failures = [0]
     seen: list[list[str]] = []  # the problems TRL drew at each step
 
     def math_reward(completions: list, id: list, reference: list, **_: Any) -> list[float | None]:
-        out: list[float | None] = []
-        for comp, item_id, ref in zip(completions, id, reference, strict=True):
-            g = grader.grade({"output_text": comp[0]["content"]}, {"id": item_id, "reference": ref})
-            failures[0] += g.failed
-            out.append(None if g.failed else max(0.0, float(g.score)))  # None: TRL leaves it out
+        out = grade(completions=completions, id=id, reference=reference)  # None: TRL leaves it out
+        failures[0] += sum(r is None for r in out)
         ok = [r for r in out if r is not None]
         rewards.append(sum(ok) / max(1, len(ok)))
         seen.append(list(id))
