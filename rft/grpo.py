@@ -7,13 +7,17 @@ update -> push weights to the engine -> log, evaluate, checkpoint.
 Samples whose grade failed (grader timeout/error) are masked out of the loss and counted
 (``grader/error_rate``, ``grader/timeout_rate``), never rewarded 0. Every step's randomness comes from
 (seed, step), so a killed run resumed from its last checkpoint repeats the same steps.
+
+Under ``accelerate launch`` each process takes a contiguous share of the step's prompt groups, samples and
+grades them with its own engine and trains on them; loss normalisers are whole-batch counts and gradients
+add up over processes, so an update equals one process's on the whole batch (`rft.distributed`). Only
+rank 0 writes the run folder and evaluates.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +30,7 @@ from rft.envs import SuiteEnv, get_suite
 from rft.graders.executor import GraderPool
 
 from .batch import behaviour_logprobs, collate, shared_prefix_logprobs, token_logprobs
+from .distributed import Dist
 from .engines import Engine, HFEngine, Sampling, make_engine
 from .hf_worker import ProcessEngine
 from .loop import (
@@ -38,11 +43,18 @@ from .loop import (
     overlong_penalty,
     prompt_indices,
     reward_metrics,
-    stack_rows,
     suite_file,
     train_items,
 )
-from .losses import aggregate, group_advantages, kl_penalty, masked_mean, policy_loss, zero_variance_groups
+from .losses import (
+    aggregate,
+    group_advantages,
+    kl_penalty,
+    masked_mean,
+    masked_var,
+    policy_loss,
+    zero_variance_groups,
+)
 from .models import load_policy, trainable_parameters
 from .rollout import Trajectory, run_episodes
 from .runs import Run, rng_state, set_rng_state
@@ -105,32 +117,35 @@ class GRPOConfig(RLConfig):
 def train(
     cfg: GRPOConfig, *, resume: bool = False, progress: Callable[[int, dict[str, float]], None] | None = None
 ) -> dict[str, float]:
-    """Run GRPO as configured; returns the last evaluation's metrics."""
+    """Run GRPO as configured; returns the last evaluation's metrics (on rank 0; {} on the other ranks)."""
+    dist = Dist.from_env()  # one process unless launched with several (accelerate launch, torchrun)
+    dist.check(cfg, resume)
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)  # a fresh LoRA adapter's initial weights
     suite = get_suite(suite_file(cfg.suite))
     items = train_items(suite, cfg.offset)  # fails here, not after loading the model
-    run = Run.open(cfg.out, cfg, resume=resume)
-    ckpt = run.latest_checkpoint() if resume else None
+    run = Run.open(cfg.out, cfg, resume=resume) if dist.is_main else None
+    ckpt = dist.broadcast(run.latest_checkpoint() if run is not None and resume else None)
+    device_name = cfg.device if dist.device is None else str(dist.device)
     model, tokenizer = load_policy(
         cfg.model,
         lora=cfg.lora if ckpt is None else None,
         adapter=ckpt / "model" if ckpt is not None and cfg.lora.r > 0 else None,
         dtype=cfg.dtype,
-        device=cfg.device,
+        device=device_name,
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
     if ckpt is not None and cfg.lora.r == 0:  # full weights: the checkpoint's model folder
         model, tokenizer = load_policy(
             ckpt / "model",
             dtype=cfg.dtype,
-            device=cfg.device,
+            device=device_name,
             gradient_checkpointing=cfg.gradient_checkpointing,
         )
     device = next(model.parameters()).device
     ref_model = None
     if cfg.loss.beta > 0 and cfg.lora.r == 0:
-        ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=cfg.device)
+        ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=device_name)
         ref_model.requires_grad_(False).eval()
     params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -139,66 +154,58 @@ def train(
     )
     start = 0
     if ckpt is not None:
-        state = run.load_state(ckpt)
+        state = Run.load_state(ckpt)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         start = state["step"]
-    engine = make_engine(cfg.engine, model, tokenizer, **cfg.engine_options)
+    # several processes: `model` is what the update trains through (DDP/FSDP/DeepSpeed); `policy` holds the
+    # current full weights for sampling and checkpoints. One process: both are the model
+    model, (optimizer,), policy = dist.prepare(model, [optimizer], cfg.micro_batch, cfg.max_grad_norm)
+    engine = make_engine(cfg.engine, policy, tokenizer, **cfg.engine_options)
     # async: the sampler has its own copy of the weights, one update behind, in a child process (a LoRA
     # model: in a thread of this one); a background thread waits on it and grades
     sampler = engine
     if cfg.async_rollout:
         if cfg.lora.r > 0:
-            sampler = HFEngine(copy.deepcopy(model), tokenizer, **cfg.engine_options)
+            sampler = HFEngine(copy.deepcopy(policy), tokenizer, **cfg.engine_options)
         else:
-            sampler = ProcessEngine(model, tokenizer, **cfg.engine_options)
+            sampler = ProcessEngine(policy, tokenizer, **cfg.engine_options)
     background = ThreadPoolExecutor(1, thread_name_prefix="rft-rollout") if cfg.async_rollout else None
     pending: Future[tuple[list[Trajectory], dict[str, float]]] | None = None
     if ckpt is not None and cfg.async_rollout and state.get("next_rollout") is not None:
         pending = Future()  # the batch the killed run had sampled for this step, one update behind
         pending.set_result(state["next_rollout"])
-    envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step * cfg.group_size)]
+    n_envs = cfg.prompts_per_step // dist.world * cfg.group_size  # this rank's episodes per step
+    envs = [SuiteEnv(suite, split="train") for _ in range(n_envs)]
     held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
     max_turns = suite.episode.max_turns
     executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
     last_eval: dict[str, float] = {}
     try:
-        if start == 0 and held_out.due(0, cfg.steps):
+        if run is not None and start == 0 and held_out.due(0, cfg.steps):
             last_eval = held_out(engine, tokenizer, executor)
             run.log(0, last_eval)
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
-            # -- rollout: G samples of each prompt, graded behind generation
+            # -- rollout: G samples of each prompt (this rank's share of them), graded behind generation
             if background is None:
-                trajs, stats = _rollout(cfg, step, engine, tokenizer, envs, items, executor)
+                trajs, stats = _rollout(cfg, step, engine, tokenizer, envs, items, executor, dist)
             else:  # this step's batch was sampled by the weights before the last update
                 if pending is None:
                     pending = background.submit(
-                        _rollout, cfg, step, sampler, tokenizer, envs, items, executor
+                        _rollout, cfg, step, sampler, tokenizer, envs, items, executor, dist
                     )
                 trajs, stats = pending.result()
-                sampler.update_weights(model)
+                sampler.update_weights(policy)
                 pending = None
                 if step + 1 < cfg.steps:
-                    args = (cfg, step + 1, sampler, tokenizer, envs, items, executor)
+                    args = (cfg, step + 1, sampler, tokenizer, envs, items, executor, dist)
                     pending = background.submit(_rollout, *args)
             t_rollout = time.perf_counter() - t0
             # -- advantages
-            rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float32)  # (N,)
-            if cfg.loss.overlong == "penalty":
-                rewards += torch.tensor(
-                    [
-                        overlong_penalty(
-                            t.completion_tokens, cfg.gen.max_new_tokens * max_turns, cfg.loss.overlong_buffer
-                        )
-                        for t in trajs
-                    ]
-                )
-            valid = torch.tensor(
-                [not t.failed and not (cfg.loss.overlong == "mask" and t.overlong) for t in trajs]
-            )
-            adv = group_advantages(rewards, cfg.group_size, cfg.loss.scale_rewards, valid=valid)  # (N,)
+            rewards, valid = _rewards(cfg, trajs, max_turns)  # (N,), (N,)
+            adv = _advantages(cfg, rewards, valid, dist)  # (N,)
             # -- update
             t1 = time.perf_counter()
             loss_stats = _update(
@@ -213,15 +220,25 @@ def train(
                 device,
                 max_turns,
                 step,
+                dist,
+                policy,
             )
             scheduler.step()
+            dist.sync_policy(model, policy)
             if background is None:
-                engine.update_weights(model)
+                engine.update_weights(policy)
             t_update = time.perf_counter() - t1
-            # -- log
+            # -- log: rank 0 writes every rank's samples and the metrics over all of them
+            stats = dist.mean(stats)
+            everyone = dist.gather(trajs)
+            if run is None or everyone is None:
+                continue
+            for i, t in enumerate(everyone):
+                t.group = i // cfg.group_size
+            rewards, valid = _rewards(cfg, everyone, max_turns) if dist.world > 1 else (rewards, valid)
             metrics = {
                 **stats,
-                **reward_metrics(trajs, rewards, valid, suite.id),
+                **reward_metrics(everyone, rewards, valid, suite.id),
                 **loss_stats,
                 "lr": scheduler.get_last_lr()[0],
                 "time/rollout_s": t_rollout,
@@ -232,18 +249,18 @@ def train(
             if held_out.due(done, cfg.steps):
                 last_eval = held_out(engine, tokenizer, executor)
                 metrics |= last_eval
-            log_step(run, done, cfg.steps, cfg.log_every, metrics, trajs)
+            log_step(run, done, cfg.steps, cfg.log_every, metrics, everyone)
             if progress is not None:
                 progress(done, metrics)
             if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
                 state = {
-                    "optimizer": optimizer.state_dict(),
+                    "optimizer": dist.optimizer_state(optimizer),
                     "scheduler": scheduler.state_dict(),
                     "rng": rng_state(),
                     "step": done,
                     "next_rollout": pending.result() if pending is not None else None,
                 }
-                run.save_checkpoint(done, model=model, tokenizer=tokenizer, state=state)
+                run.save_checkpoint(done, model=policy, tokenizer=tokenizer, state=state)
     finally:
         if background is not None:
             background.shutdown(wait=True, cancel_futures=True)
@@ -252,8 +269,33 @@ def train(
         engine.close()
         if sampler is not engine:
             sampler.close()
-        run.close()
+        if run is not None:
+            run.close()
     return last_eval
+
+
+def _rewards(cfg: GRPOConfig, trajs: list[Trajectory], max_turns: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards (with the overlong penalty) and which samples enter the loss: (N,) float, (N,) bool."""
+    rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float32)  # (N,)
+    if cfg.loss.overlong == "penalty":
+        limit = cfg.gen.max_new_tokens * max_turns
+        rewards += torch.tensor(
+            [overlong_penalty(t.completion_tokens, limit, cfg.loss.overlong_buffer) for t in trajs]
+        )
+    valid = torch.tensor([not t.failed and not (cfg.loss.overlong == "mask" and t.overlong) for t in trajs])
+    return rewards, valid
+
+
+def _advantages(cfg: GRPOConfig, rewards: torch.Tensor, valid: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """Group advantages (N,). Groups never span ranks; `scale_rewards: batch` divides by the std of every
+    rank's rewards, as `group_advantages` does over one process's batch."""
+    if cfg.loss.scale_rewards != "batch" or dist.world == 1:
+        return group_advantages(rewards, cfg.group_size, cfg.loss.scale_rewards, valid=valid)
+    parts = dist.all_gather((rewards, valid))
+    r, v = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])  # (N * world,)
+    v = v & ~torch.isnan(r)
+    std = masked_var(torch.where(v, r, torch.zeros_like(r)), v, unbiased=True).sqrt()
+    return group_advantages(rewards, cfg.group_size, "none", valid=valid) / (std + 1e-4)
 
 
 def _rollout(
@@ -264,23 +306,26 @@ def _rollout(
     envs: list[SuiteEnv],
     items: list[dict[str, Any]],
     executor: GraderPool | None,
+    dist: Dist,
 ) -> tuple[list[Trajectory], dict[str, float]]:
-    """prompts_per_step groups of group_size episodes; with dynamic sampling, groups whose rewards are all
-    equal (no gradient) are replaced by fresh prompts, up to max_refills extra draws."""
-    g, p = cfg.group_size, cfg.prompts_per_step
+    """This rank's share of prompts_per_step groups of group_size episodes; with dynamic sampling, groups
+    whose rewards are all equal (no gradient) are replaced by fresh prompts, up to max_refills extra draws
+    (each rank refills its own share)."""
+    g, p = cfg.group_size, cfg.prompts_per_step // dist.world
+    share = dist.share(cfg.prompts_per_step, "prompts_per_step")
     sampling = Sampling(
         cfg.gen.temperature,
         cfg.gen.top_p,
         cfg.gen.top_k,
         cfg.gen.max_new_tokens,
         cfg.gen.stop,
-        seed=cfg.seed * 1_000_003 + step,
+        seed=cfg.seed * 1_000_003 + step + 100_003 * dist.rank,  # ranks sample differently
         logprobs=cfg.async_rollout,  # off-policy: the ratio is against the sampler's probabilities
     )
     kept: list[list[Trajectory]] = []
     first_zero_var = 0.0
     for draw in range(1 + (cfg.max_refills if cfg.dynamic_sampling else 0)):
-        indices = prompt_indices(len(items), p, step, cfg.seed, draw)
+        indices = prompt_indices(len(items), cfg.prompts_per_step, step, cfg.seed, draw)[share]
         for k, env in enumerate(envs):
             env.reset(options={"split": "train", "index": cfg.offset + indices[k // g]})
         trajs = run_episodes(
@@ -330,15 +375,25 @@ def _update(
     device: torch.device,
     max_turns: int,
     step: int,
+    dist: Dist | None = None,
+    policy: torch.nn.Module | None = None,
 ) -> dict[str, float]:
     """epochs x minibatches optimizer steps over the rollout batch. Rows with zero advantage (and no KL
     term) add no gradient, so they are not run through the model; they still count in the loss's
-    normaliser (num_items), which keeps the loss equal to the full-batch one."""
+    normaliser (num_items), which keeps the loss equal to the full-batch one.
+
+    Several processes: `trajs` are this rank's rows of the whole batch (rank r holds rows r*n..(r+1)*n-1);
+    minibatches are drawn from the whole batch's order, normalisers count the whole minibatch, and ranks
+    that run out of rows pad with zero-weighted passes (`Dist.minibatch`). `model` is what gradients flow
+    through (DDP/FSDP/DeepSpeed), `policy` the plain module with the same weights for no-grad passes."""
+    dist = dist or Dist()
+    policy = model if policy is None else policy
     batch = collate(trajs, pad_id).to(device)
     adv = adv.to(device)
     n = len(trajs)
     temp = cfg.gen.temperature
     share = cfg.shared_prefix and not cfg.gradient_checkpointing  # checkpointing turns the KV cache off
+    share = share and dist.kind != "FSDP"  # its two forwards per backward are tested under DDP only
 
     def logprobs(m: torch.nn.Module, sub: Any, rows: list[int]) -> torch.Tensor:
         if not share:
@@ -351,69 +406,77 @@ def _update(
     ok, nonzero = valid.tolist(), (adv != 0).tolist()
     needs = [i for i in range(n) if ok[i] and (nonzero[i] or cfg.loss.beta > 0)]
     needed = set(needs)
-    old_lp: dict[int, torch.Tensor] = {}
-    ref_lp: dict[int, torch.Tensor] = {}
+    # full-width (N, T-1): a row's training micro-batch may be wider than the chunk it was scored in
+    old_lp = behaviour if behaviour is not None else torch.zeros_like(batch.mask)
+    ref_lp = torch.zeros_like(batch.mask)
     with torch.no_grad():
         for rows in chunks(needs, cfg.micro_batch):
             sub = batch.rows(rows)
-            if behaviour is not None:
-                old_lp.update({r: behaviour[r] for r in rows})
-            elif not reuse_old:
-                lp = logprobs(model, sub, rows)
-                old_lp.update({r: lp[j] for j, r in enumerate(rows)})
+            w = sub.mask.shape[1]
+            if behaviour is None and not reuse_old:
+                old_lp[rows, :w] = logprobs(policy, sub, rows).float()
             if cfg.loss.beta > 0:
-                lp = _ref_logprobs(model, ref_model, sub, temp)
-                ref_lp.update({r: lp[j] for j, r in enumerate(rows)})
+                ref_lp[rows, :w] = _ref_logprobs(policy, ref_model, sub, temp).float()
     sums: dict[str, float] = {}
     count = 0
+    norms = 0.0
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    lo = dist.rank * n  # this rank's first row in the whole batch
     for _ in range(cfg.epochs):
-        order = torch.randperm(n, generator=gen).tolist()
-        size = n // cfg.minibatches
+        order = torch.randperm(n * dist.world, generator=gen).tolist()
+        size = n * dist.world // cfg.minibatches
         for m in range(cfg.minibatches):
-            mb = [i for i in order[m * size : (m + 1) * size] if ok[i]]
-            if not mb:
-                continue
+            mb = [i - lo for i in order[m * size : (m + 1) * size] if lo <= i < lo + n and ok[i - lo]]
             mb_mask = batch.mask[mb]
             num_items = len(mb) if cfg.loss.agg != "dapo" else float(mb_mask.sum())
+            micro = chunks([i for i in mb if i in needed], cfg.micro_batch)
+            rows_in_mb, num_items, padded = dist.minibatch(len(mb), num_items, micro)  # whole minibatch
+            if not rows_in_mb:
+                continue
             optimizer.zero_grad(set_to_none=True)
-            for rows in chunks([i for i in mb if i in needed], cfg.micro_batch):
-                sub = batch.rows(rows)
-                lp = logprobs(model, sub, rows)  # (b, T-1)
-                old = lp.detach() if reuse_old else stack_rows([old_lp[r] for r in rows], lp)
-                loss, st = policy_loss(
-                    lp,
-                    old,
-                    adv[rows],
-                    sub.mask,
-                    cfg.loss.eps_low,
-                    cfg.loss.eps_high,
-                    cfg.loss.agg,
-                    num_items=num_items,
-                    max_tokens=cfg.gen.max_new_tokens * max_turns,
-                )
-                if cfg.loss.beta > 0:
-                    kl = kl_penalty(lp, stack_rows([ref_lp[r] for r in rows], lp))  # (b, T-1)
-                    kl_loss = aggregate(
-                        kl, sub.mask, cfg.loss.agg, num_items, cfg.gen.max_new_tokens * max_turns
+            for k, rows in enumerate(padded):
+                with dist.micro_step(model, last=k == len(padded) - 1):
+                    if rows is None:  # this rank has no rows left: a zero-weighted pass, same collectives
+                        dist.backward(logprobs(model, batch.rows([0]), [0]).sum() * 0.0)
+                        continue
+                    sub = batch.rows(rows)
+                    lp = logprobs(model, sub, rows)  # (b, T-1)
+                    old = lp.detach() if reuse_old else old_lp[rows, : lp.shape[1]]
+                    loss, st = policy_loss(
+                        lp,
+                        old,
+                        adv[rows],
+                        sub.mask,
+                        cfg.loss.eps_low,
+                        cfg.loss.eps_high,
+                        cfg.loss.agg,
+                        num_items=num_items,
+                        max_tokens=cfg.gen.max_new_tokens * max_turns,
                     )
-                    loss = loss + cfg.loss.beta * kl_loss
-                    sums["loss/kl"] = sums.get("loss/kl", 0.0) + float(masked_mean(kl.detach(), sub.mask))
-                loss.backward()
+                    if cfg.loss.beta > 0:
+                        ref = torch.where(sub.mask.bool(), ref_lp[rows, : lp.shape[1]], lp.detach())
+                        kl = kl_penalty(lp, ref)  # (b, T-1); 0 off the model's tokens
+                        kl_loss = aggregate(
+                            kl, sub.mask, cfg.loss.agg, num_items, cfg.gen.max_new_tokens * max_turns
+                        )
+                        loss = loss + cfg.loss.beta * kl_loss
+                        sums["loss/kl"] = sums.get("loss/kl", 0.0) + float(masked_mean(kl.detach(), sub.mask))
+                    dist.backward(loss)
                 sums["loss/policy"] = sums.get("loss/policy", 0.0) + float(loss.detach())
-                for k in ("clip_frac", "approx_kl", "ratio_mean"):
-                    sums[f"loss/{k}"] = sums.get(f"loss/{k}", 0.0) + float(st[k])
+                for key in ("clip_frac", "approx_kl", "ratio_mean"):
+                    sums[f"loss/{key}"] = sums.get(f"loss/{key}", 0.0) + float(st[key])
                 count += 1
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                trainable_parameters(model), cfg.max_grad_norm or math.inf
-            )
-            sums["loss/grad_norm"] = sums.get("loss/grad_norm", 0.0) + float(grad_norm)
+            norms += dist.clip_grad_norm(model, cfg.max_grad_norm)
             optimizer.step()
+    if dist.world > 1:  # every rank's micro-batches (the gradient, so its norm, is the same on all ranks)
+        sums = dist.add_up(sums | {"count": count, "rows": len(needs)})
+        count, trained = int(sums.pop("count")), sums.pop("rows")
+    else:
+        trained = float(len(needs))
     steps = cfg.epochs * cfg.minibatches
-    per_step = ("loss/grad_norm", "loss/policy")  # micro-batch losses add up to their minibatch's loss
-    out = {k: v / max(1, count) for k, v in sums.items() if k not in per_step}
-    out |= {k: sums.get(k, 0.0) / steps for k in per_step}
-    out["rollout/trained_rows"] = float(len(needs))
+    out = {k: v / max(1, count) for k, v in sums.items() if k != "loss/policy"}
+    out |= {"loss/grad_norm": norms / steps, "loss/policy": sums.get("loss/policy", 0.0) / steps}
+    out["rollout/trained_rows"] = trained
     return out
 
 

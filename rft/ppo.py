@@ -11,6 +11,11 @@ Episodes come from `rft.envs`, so multi-turn and tool episodes train too: only t
 grade failed (grader timeout/error) are masked out and counted (``grader/error_rate``,
 ``grader/timeout_rate``), never rewarded 0. Every step's randomness comes from (seed, step), so a killed run
 resumed from its last checkpoint repeats the same steps.
+
+Under ``accelerate launch`` (DDP) each process rolls out and trains on a contiguous share of the step's prompts;
+returns, whitening and statistics are computed over every process's rows, loss normalisers count the whole
+minibatch and gradients add up over processes, so an update equals one process's on the whole batch
+(`rft.distributed`). Only rank 0 writes the run folder and evaluates.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from rft.envs import SuiteEnv, get_suite
 from rft.graders.executor import GraderPool
 
 from .batch import Batch, collate, token_logprobs
+from .distributed import Dist
 from .engines import Sampling, make_engine
 from .loop import (
     EvalConfig,
@@ -117,28 +123,34 @@ class PPOConfig(RLConfig):
 def train(
     cfg: PPOConfig, *, resume: bool = False, progress: Callable[[int, dict[str, float]], None] | None = None
 ) -> dict[str, float]:
-    """Run PPO as configured; returns the last evaluation's metrics."""
+    """Run PPO as configured; returns the last evaluation's metrics (on rank 0; {} on the other ranks)."""
+    dist = Dist.from_env()  # one process unless launched with several (accelerate launch, torchrun)
+    dist.check(cfg, resume, sharded=False)
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)  # LoRA adapters are initialised from torch's global generator
     suite = get_suite(suite_file(cfg.suite))
     items = train_items(suite, cfg.offset)  # fails here, not after loading the model
-    run = Run.open(cfg.out, cfg, resume=resume)
-    ckpt = run.latest_checkpoint() if resume else None
-    model, tokenizer = _load(cfg, cfg.model, None if ckpt is None else ckpt / "model")
+    run = Run.open(cfg.out, cfg, resume=resume) if dist.is_main else None
+    ckpt = dist.broadcast(run.latest_checkpoint() if run is not None and resume else None)
+    device_name = cfg.device if dist.device is None else str(dist.device)
+    model, tokenizer = _load(cfg, cfg.model, None if ckpt is None else ckpt / "model", device_name)
     device = next(model.parameters()).device
     ref_model = None
     if cfg.loss.kl_coef > 0 and cfg.lora.r == 0:
-        ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=cfg.device)
+        ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=device_name)
         ref_model.requires_grad_(False).eval()
     # -- value model: a head on the policy's last hidden state, or on a critic model of its own
     critic = None
     if cfg.critic == "separate":
-        critic, critic_tok = _load(cfg, cfg.critic_model or cfg.model, None)
+        critic, critic_tok = _load(cfg, cfg.critic_model or cfg.model, None, device_name)
         if critic_tok.get_vocab() != tokenizer.get_vocab():
             raise ValueError(
                 f"critic_model {cfg.critic_model!r} has another tokenizer than model {cfg.model!r}; "
                 "the critic reads the policy's token ids, so use a model of the same family"
             )
+        out_emb = critic.get_output_embeddings()
+        if dist.world > 1 and out_emb.weight is not critic.get_input_embeddings().weight:
+            out_emb.requires_grad_(False)  # unused (values read hidden states); DDP wants every weight used
     trunk = model if critic is None else critic
     head = torch.nn.Linear(trunk.get_input_embeddings().embedding_dim, 1).to(
         device=device, dtype=torch.float32
@@ -161,7 +173,7 @@ def train(
     ]
     start = 0
     if ckpt is not None:
-        state = run.load_state(ckpt)
+        state = Run.load_state(ckpt)
         head.load_state_dict(state["value_head"])
         if critic is not None:
             unexpected = critic.load_state_dict(state["critic"], strict=False).unexpected_keys
@@ -173,26 +185,31 @@ def train(
             sch.load_state_dict(s)
         set_rng_state(state["rng"])
         start = state["step"]
+    # what gradients flow through, wrapped in DDP with several processes (`model`, `critic`, `head` stay the
+    # plain modules: sampling, no-grad passes, checkpoints)
+    trained, optimizers, _ = dist.prepare(
+        _Trained(model, critic, head), optimizers, cfg.micro_batch, cfg.max_grad_norm
+    )
     engine = make_engine(cfg.engine, model, tokenizer, **cfg.engine_options)
-    envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step * cfg.samples_per_prompt)]
+    share = dist.share(cfg.prompts_per_step, "prompts_per_step")  # this rank's prompts of each step
+    k = cfg.samples_per_prompt
+    envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step // dist.world * k)]
     held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
     executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
     last_eval: dict[str, float] = {}
     try:
-        if start == 0 and held_out.due(0, cfg.steps):
+        if run is not None and start == 0 and held_out.due(0, cfg.steps):
             last_eval = held_out(engine, tokenizer, executor)
             run.log(0, last_eval)
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
-            # -- rollout: samples_per_prompt episodes of each prompt, graded behind generation
-            k = cfg.samples_per_prompt
-            indices = prompt_indices(len(items), cfg.prompts_per_step, step, cfg.seed)
+            # -- rollout: samples_per_prompt episodes of each prompt (this rank's share), graded behind generation
+            indices = prompt_indices(len(items), cfg.prompts_per_step, step, cfg.seed)[share]
             for i, env in enumerate(envs):
                 env.reset(options={"split": "train", "index": cfg.offset + indices[i // k]})
             g = cfg.gen
-            sampling = Sampling(
-                g.temperature, g.top_p, g.top_k, g.max_new_tokens, g.stop, seed=cfg.seed * 1_000_003 + step
-            )
+            seed = cfg.seed * 1_000_003 + step + 100_003 * dist.rank  # ranks sample differently
+            sampling = Sampling(g.temperature, g.top_p, g.top_k, g.max_new_tokens, g.stop, seed=seed)
             trajs = run_episodes(
                 engine,
                 tokenizer,
@@ -209,16 +226,24 @@ def train(
             scores = torch.tensor([t.reward for t in trajs], dtype=torch.float32)  # (N,)
             valid = torch.tensor([not t.failed for t in trajs])  # (N,)
             batch = collate(trajs, tokenizer.pad_token_id).to(device)
-            old, adv_stats = _advantages(cfg, model, critic, head, ref_model, batch, scores, valid)
+            old, adv_stats = _advantages(cfg, model, critic, head, ref_model, batch, scores, valid, dist)
             # -- update
-            loss_stats = _update(cfg, step, model, critic, head, optimizers, batch, old)
+            loss_stats = _update(cfg, step, model, critic, head, optimizers, batch, old, dist, trained)
             for sch in schedulers:
                 sch.step()
             engine.update_weights(model)
             t_update = time.perf_counter() - t1
-            # -- log
+            # -- log: rank 0 writes every rank's samples and the metrics over all of them
+            everyone = dist.gather(trajs)
+            if run is None or everyone is None:
+                continue
+            if dist.world > 1:
+                for i, t in enumerate(everyone):
+                    t.group = i // k
+                scores = torch.tensor([t.reward for t in everyone], dtype=torch.float32)  # (N * world,)
+                valid = torch.tensor([not t.failed for t in everyone])
             metrics = {
-                **reward_metrics(trajs, scores, valid, suite.id),
+                **reward_metrics(everyone, scores, valid, suite.id),
                 **adv_stats,
                 **loss_stats,
                 "lr": schedulers[0].get_last_lr()[0],
@@ -230,7 +255,7 @@ def train(
             if held_out.due(done, cfg.steps):
                 last_eval = held_out(engine, tokenizer, executor)
                 metrics |= last_eval
-            log_step(run, done, cfg.steps, cfg.log_every, metrics, trajs)
+            log_step(run, done, cfg.steps, cfg.log_every, metrics, everyone)
             if progress is not None:
                 progress(done, metrics)
             if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
@@ -247,11 +272,12 @@ def train(
         if executor is not None:
             executor.close()
         engine.close()
-        run.close()
+        if run is not None:
+            run.close()
     return last_eval
 
 
-def _load(cfg: PPOConfig, path: str, saved: Path | None) -> tuple[Any, Any]:
+def _load(cfg: PPOConfig, path: str, saved: Path | None, device: str) -> tuple[Any, Any]:
     """The model at `path` with a fresh adapter (when cfg.lora.r > 0), or as saved in a checkpoint's
     model folder `saved` (full weights, or an adapter over `path`)."""
     adapter = saved if saved is not None and cfg.lora.r > 0 else None
@@ -260,7 +286,7 @@ def _load(cfg: PPOConfig, path: str, saved: Path | None) -> tuple[Any, Any]:
         lora=cfg.lora if saved is None else None,
         adapter=adapter,
         dtype=cfg.dtype,
-        device=cfg.device,
+        device=device,
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
 
@@ -297,6 +323,18 @@ def forward(
     return logprobs, values
 
 
+class _Trained(torch.nn.Module):
+    """The policy, the value head and the critic (separate) as one module, so that DDP wraps (and
+    synchronises the gradients of) all that PPO trains at once; `forward` as above."""
+
+    def __init__(self, model: torch.nn.Module, critic: torch.nn.Module | None, head: torch.nn.Linear) -> None:
+        super().__init__()
+        self.model, self.critic, self.head = model, critic, head
+
+    def forward(self, batch: Batch, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        return forward(self.model, self.critic, self.head, batch, temperature)
+
+
 @torch.no_grad()
 def _advantages(
     cfg: PPOConfig,
@@ -307,10 +345,13 @@ def _advantages(
     batch: Batch,
     scores: torch.Tensor,
     valid: torch.Tensor,
+    dist: Dist | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """The rollout's old logprobs and values, the token rewards (score at the last model token, minus
     kl_coef * k1 KL to the reference per token), GAE advantages (whitened) and returns: (N, T-1) each,
-    with the loss mask (model tokens of rows whose grade did not fail)."""
+    with the loss mask (model tokens of rows whose grade did not fail). Several processes: returns,
+    whitening and stats are computed on every rank's rows (`Dist.cat_rows`), this rank's are returned."""
+    dist = dist or Dist()
     mask = batch.mask * valid.to(batch.mask)[:, None]  # (N, T-1)
     old_lp, old_v = torch.zeros_like(mask), torch.zeros_like(mask)  # (N, T-1)
     kl = torch.zeros_like(mask) if cfg.loss.kl_coef > 0 else None  # (N, T-1)
@@ -323,21 +364,26 @@ def _advantages(
             kl[rows, :w] = kl_penalty(
                 lp, _ref_logprobs(model, ref_model, sub, cfg.gen.temperature), "k1"
             ).float()
-    rewards = token_rewards(scores.to(mask.device), mask, kl, cfg.loss.kl_coef)  # (N, T-1)
-    adv, returns = gae(rewards, old_v, mask, cfg.loss.gamma, cfg.loss.lam)  # (N, T-1) each
+    n, w = mask.shape
+    mine = slice(dist.rank * n, (dist.rank + 1) * n)  # this rank's rows of the whole batch
+    mask_all, old_v_all = dist.cat_rows(mask), dist.cat_rows(old_v)  # (N * world, T') each
+    kl = None if kl is None else dist.cat_rows(kl)
+    rewards = token_rewards(dist.cat_rows(scores.to(mask.device)), mask_all, kl, cfg.loss.kl_coef)
+    adv, returns = gae(rewards, old_v_all, mask_all, cfg.loss.gamma, cfg.loss.lam)  # (N * world, T') each
     stats = {
-        "loss/value_mean": float(masked_mean(old_v, mask)),
-        "loss/return_mean": float(masked_mean(returns, mask)),
+        "loss/value_mean": float(masked_mean(old_v_all, mask_all)),
+        "loss/return_mean": float(masked_mean(returns, mask_all)),
         "loss/explained_var": float(
-            1 - masked_var(returns - old_v, mask) / masked_var(returns, mask).clamp(min=1e-8)
+            1 - masked_var(returns - old_v_all, mask_all) / masked_var(returns, mask_all).clamp(min=1e-8)
         ),
-        "loss/advantage_std": float(masked_var(adv, mask).sqrt()),
-        "rollout/trained_rows": float(mask.any(1).sum()),
+        "loss/advantage_std": float(masked_var(adv, mask_all).sqrt()),
+        "rollout/trained_rows": float(mask_all.any(1).sum()),
     }
     if kl is not None:
-        stats["loss/kl"] = float(masked_mean(kl, mask))
+        stats["loss/kl"] = float(masked_mean(kl, mask_all))
     if cfg.loss.whiten_advantages:
-        adv = masked_whiten(adv, mask)
+        adv = masked_whiten(adv, mask_all)
+    adv, returns = adv[mine, :w], returns[mine, :w]  # (N, T-1) each
     return {"mask": mask, "logprobs": old_lp, "values": old_v, "advantages": adv, "returns": returns}, stats
 
 
@@ -350,12 +396,20 @@ def _update(
     optimizers: list[torch.optim.Optimizer],
     batch: Batch,
     old: dict[str, torch.Tensor],
+    dist: Dist | None = None,
+    trained: torch.nn.Module | None = None,
 ) -> dict[str, float]:
     """epochs x minibatches optimizer steps over the rollout batch. Each minibatch's losses are token means
-    over its model tokens (num_items), summed over micro-batches, so accumulation equals one big batch."""
+    over its model tokens (num_items), summed over micro-batches, so accumulation equals one big batch.
+
+    Several processes: `batch` is this rank's rows of the whole batch; minibatches are drawn from the whole
+    batch's order, num_items counts the whole minibatch, ranks that run out of rows pad with zero-weighted
+    passes (`Dist.minibatch`), and `trained` (the DDP-wrapped `_Trained`) is what gradients flow through."""
+    dist = dist or Dist()
     mask = old["mask"]  # (N, T-1)
     n = len(batch)
-    size = n // cfg.minibatches
+    size = n * dist.world // cfg.minibatches
+    lo = dist.rank * n  # this rank's first row in the whole batch
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     param_sets = [trainable_parameters(model) + list(head.parameters())]  # shared: clipped together
     if critic is not None:
@@ -364,26 +418,36 @@ def _update(
     sums: defaultdict[str, float] = defaultdict(float)
     tokens, updates = 0.0, 0
     for _ in range(cfg.epochs):
-        order = torch.randperm(n, generator=gen).tolist()
+        order = torch.randperm(n * dist.world, generator=gen).tolist()
         for m in range(cfg.minibatches):
-            mb = [i for i in order[m * size : (m + 1) * size] if mask[i].any()]
-            if not mb:
+            mb = [i - lo for i in order[m * size : (m + 1) * size] if lo <= i < lo + n and mask[i - lo].any()]
+            rows_in_mb, num_items, padded = dist.minibatch(
+                len(mb), float(mask[mb].sum()), chunks(mb, cfg.micro_batch)
+            )
+            if not rows_in_mb:
                 continue
-            num_items = float(mask[mb].sum())
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            for rows in chunks(mb, cfg.micro_batch):
-                sub = batch.rows(rows)
-                o = {k: x[rows, : sub.mask.shape[1]] for k, x in old.items()}  # (b, w) each
-                lp, v = forward(model, critic, head, sub, cfg.gen.temperature)  # (b, w) each
-                eps = cfg.loss.clip_eps
-                p_loss, p_st = policy_loss(
-                    lp, o["logprobs"], o["advantages"], o["mask"], eps, eps, "dapo", num_items
-                )
-                v_loss, v_st = value_loss(
-                    v, o["values"], o["returns"], o["mask"], cfg.loss.value_clip, num_items
-                )
-                (p_loss + vf_coef * v_loss).backward()
+            for j, rows in enumerate(padded):
+                with dist.micro_step(trained, last=j == len(padded) - 1):
+                    if rows is None:  # this rank has no rows left: a zero-weighted pass, same collectives
+                        lp, v = trained(batch.rows([0]), cfg.gen.temperature)
+                        dist.backward((lp.sum() + v.sum()) * 0.0)
+                        continue
+                    sub = batch.rows(rows)
+                    o = {k: x[rows, : sub.mask.shape[1]] for k, x in old.items()}  # (b, w) each
+                    if trained is None:
+                        lp, v = forward(model, critic, head, sub, cfg.gen.temperature)  # (b, w) each
+                    else:
+                        lp, v = trained(sub, cfg.gen.temperature)
+                    eps = cfg.loss.clip_eps
+                    p_loss, p_st = policy_loss(
+                        lp, o["logprobs"], o["advantages"], o["mask"], eps, eps, "dapo", num_items
+                    )
+                    v_loss, v_st = value_loss(
+                        v, o["values"], o["returns"], o["mask"], cfg.loss.value_clip, num_items
+                    )
+                    dist.backward(p_loss + vf_coef * v_loss)
                 k = float(o["mask"].sum())
                 sums["loss/policy"] += float(p_loss.detach()) * num_items
                 sums["loss/value"] += float(v_loss.detach()) * num_items
@@ -391,6 +455,7 @@ def _update(
                     sums[f"loss/{name}"] += float(p_st[name]) * k
                 sums["loss/vf_clip_frac"] += float(v_st["clip_frac"]) * k
                 tokens += k
+            # DDP: the gradients are already summed over ranks, the same on every rank
             norms = [torch.nn.utils.clip_grad_norm_(p, cfg.max_grad_norm or math.inf) for p in param_sets]
             sums["loss/grad_norm"] += float(norms[0]) * num_items
             if critic is not None:
@@ -398,6 +463,11 @@ def _update(
             for opt in optimizers:
                 opt.step()
             updates += 1
+    if dist.world > 1:  # every rank's micro-batches; the grad norms (times whole-minibatch counts) are shared
+        shared = {k: v for k, v in sums.items() if k.endswith("grad_norm")}
+        summed = dist.add_up({k: v for k, v in sums.items() if k not in shared} | {"tokens": tokens})
+        tokens = summed.pop("tokens")
+        sums = defaultdict(float, summed | shared)
     return {k: v / max(1.0, tokens) for k, v in sums.items()} | {"loss/updates": float(updates)}
 
 
