@@ -103,42 +103,11 @@ class Result:
 
 
 def warm_start(suite: Any, out: Path, steps: int, seed: int = SEED) -> Path:
-    """A tiny Llama (character-level BPE, 128 tokens) taught the suite by SFT: batch 64, AdamW lr 1e-3, loss on
-    the answer ``\\boxed{ref}`` and eos only. Same seed, same weights (one torch thread)."""
-    import random
+    """A tiny Llama taught the suite by SFT on ``\\boxed{ref}`` replies (`rft.tiny.warm_start`: batch 64,
+    AdamW lr 1e-3). Same seed, same weights (one torch thread)."""
+    from rft.tiny import warm_start as tiny_warm_start
 
-    import torch
-
-    from rft.rollout import chat_prompt_ids
-    from rft.tiny import make_model, make_tokenizer
-
-    items = suite.items("train")
-    corpus = [m["content"] for it in items[:500] for m in suite.messages(it)] + ["\\boxed{123}"] * 50
-    tok = make_tokenizer(corpus, vocab_size=128)
-    model = make_model(tok, seed=seed)
-    rng = random.Random(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
-    model.train()
-    for _ in range(steps):
-        rows = []
-        for it in rng.sample(items, 64):
-            p = chat_prompt_ids(tok, suite.messages(it))
-            r = tok(f"\\boxed{{{it['reference']}}}", add_special_tokens=False)["input_ids"] + [
-                tok.eos_token_id
-            ]
-            rows.append((p + r, [-100] * len(p) + r))
-        w = max(len(a) for a, _ in rows)
-        ids = torch.tensor([a + [tok.pad_token_id] * (w - len(a)) for a, _ in rows])  # (B, T)
-        labels = torch.tensor([b + [-100] * (w - len(b)) for _, b in rows])  # (B, T)
-        attn = (torch.arange(w)[None] < torch.tensor([len(a) for a, _ in rows])[:, None]).long()  # (B, T)
-        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model.eval()
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return tiny_warm_start(suite, out, steps=steps, seed=seed)
 
 
 def heldout_accuracy(path: Path, suite_file: Path, n: int) -> float:

@@ -34,41 +34,10 @@ split: 0.1
 
 
 def warm_start(suite: Any, out: Path, steps: int, seed: int) -> Path:
-    """A tiny Llama taught the suite by SFT on ``\\boxed{reference}`` replies (batch 64, AdamW lr 1e-3)."""
-    import random
+    """A tiny Llama taught the suite by SFT on ``\\boxed{reference}`` replies (`rft.tiny.warm_start`)."""
+    from rft.tiny import warm_start as tiny_warm_start
 
-    import torch
-
-    from rft.rollout import chat_prompt_ids
-    from rft.tiny import make_model, make_tokenizer
-
-    items = suite.items("train")
-    corpus = [m["content"] for it in items[:500] for m in suite.messages(it)] + ["\\boxed{123}"] * 50
-    tok = make_tokenizer(corpus, vocab_size=128)
-    model = make_model(tok, seed=seed)
-    rng = random.Random(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
-    model.train()
-    for _ in range(steps):
-        rows = []
-        for it in rng.sample(items, 64):
-            prompt = chat_prompt_ids(tok, suite.messages(it))
-            reply = tok(f"\\boxed{{{it['reference']}}}", add_special_tokens=False)["input_ids"] + [
-                tok.eos_token_id
-            ]
-            rows.append((prompt + reply, [-100] * len(prompt) + reply))
-        width = max(len(a) for a, _ in rows)
-        ids = torch.tensor([a + [tok.pad_token_id] * (width - len(a)) for a, _ in rows])  # (B, T)
-        labels = torch.tensor([b + [-100] * (width - len(b)) for _, b in rows])  # (B, T)
-        attn = (torch.arange(width)[None] < torch.tensor([len(a) for a, _ in rows])[:, None]).long()  # (B, T)
-        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model.eval()
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return tiny_warm_start(suite, out, steps=steps, seed=seed)
 
 
 def heldout_accuracy(model: Any, tok: Any, suite: Any, n: int, max_new: int) -> float:

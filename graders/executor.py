@@ -40,7 +40,7 @@ from concurrent.futures import Future, InvalidStateError, as_completed
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Self
 
 from .base import Grader, GraderSpecError, as_sample, load_grader
 from .grade import Grade
@@ -84,50 +84,26 @@ def _check_items(samples: Sequence[Any], items: Sequence[Any] | None) -> Sequenc
     return items
 
 
-class GraderPool:
-    """Worker processes that grade with a hard per-sample deadline. Thread-safe; use as a context manager.
+class _PoolAPI:
+    """What every grading pool offers on top of its dispatcher: submit, grade (in order, with a callback
+    per grade), agrade (asyncio), a context manager, and grader spec keys. A pool sets `_dispatcher`
+    (`add_spec`, `submit(tasks)`), `_task` (its task type), `_keys`, `timeout`, `max_retries_on_contention`,
+    and defines `close`."""
 
-    `preload` names modules that the workers (and the fork server, if it is not running yet) import at
-    start, e.g. heavy dependencies of a grader, so that replacement workers start fast.
-    """
+    _dispatcher: Any
+    _task: Callable[..., Any]
+    _keys: dict[int, tuple[Grader, str]]
+    timeout: float
+    max_retries_on_contention: int
 
-    def __init__(
-        self,
-        workers: int | None = None,
-        timeout: float = 30.0,
-        max_retries_on_contention: int = 1,
-        preload: Sequence[str] = (),
-    ) -> None:
-        workers = (os.cpu_count() or 1) if workers is None else workers
-        if workers < 1:
-            raise ValueError(
-                f"workers ({workers}) must be at least 1; grade_batch(..., workers=0) grades inline"
-            )
-        if timeout <= 0:
-            raise ValueError(f"timeout ({timeout}) must be a positive number of seconds")
-        if max_retries_on_contention < 0:
-            raise ValueError(f"max_retries_on_contention ({max_retries_on_contention}) must be >= 0")
-        for name in preload:  # an import error shows here, not as a crash in every worker
-            importlib.import_module(name)
-        self.workers = workers
-        self.timeout = timeout
-        self.max_retries_on_contention = max_retries_on_contention
-        self._keys: dict[int, tuple[Grader, str]] = {}  # id(grader) -> (grader, spec key)
-        self._dispatcher = _Dispatcher(workers, tuple(preload))
-        # Also runs at interpreter exit: kills the workers rather than waiting for them.
-        self._finalizer = weakref.finalize(self, self._dispatcher.stop, False)
+    def close(self, cancel: bool = False) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> GraderPool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.close(cancel=exc_type is not None)  # after Ctrl-C, say, do not grade the rest first
-
-    def close(self, cancel: bool = False) -> None:
-        """Finish the submitted samples, then stop the workers (killing any that do not exit).
-        ``cancel=True`` kills them now; the futures of samples not yet graded raise RuntimeError."""
-        self._dispatcher.stop(wait=not cancel)
-        self._finalizer.detach()
 
     def submit(
         self, grader: Grader, sample: dict[str, Any] | str, item: dict[str, Any] | None = None
@@ -168,7 +144,7 @@ class GraderPool:
         deadline = grader.timeout or self.timeout
         # Pickled here, in the caller's thread: an unpicklable sample fails at submit, not in the pool.
         payloads = [pickle.dumps((as_sample(s), i), -1) for s, i in zip(samples, items, strict=True)]
-        tasks = [_Task(Future(), key, p, deadline, self.max_retries_on_contention) for p in payloads]
+        tasks = [self._task(Future(), key, p, deadline, self.max_retries_on_contention) for p in payloads]
         self._dispatcher.submit(tasks)
         return [t.future for t in tasks]
 
@@ -184,6 +160,47 @@ class GraderPool:
             self._keys.clear()
         self._keys[id(grader)] = (grader, key)  # holding the grader keeps its id from being reused
         return key
+
+
+class GraderPool(_PoolAPI):
+    """Worker processes that grade with a hard per-sample deadline. Thread-safe; use as a context manager.
+
+    `preload` names modules that the workers (and the fork server, if it is not running yet) import at
+    start, e.g. heavy dependencies of a grader, so that replacement workers start fast.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        timeout: float = 30.0,
+        max_retries_on_contention: int = 1,
+        preload: Sequence[str] = (),
+    ) -> None:
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        if workers < 1:
+            raise ValueError(
+                f"workers ({workers}) must be at least 1; grade_batch(..., workers=0) grades inline"
+            )
+        if timeout <= 0:
+            raise ValueError(f"timeout ({timeout}) must be a positive number of seconds")
+        if max_retries_on_contention < 0:
+            raise ValueError(f"max_retries_on_contention ({max_retries_on_contention}) must be >= 0")
+        for name in preload:  # an import error shows here, not as a crash in every worker
+            importlib.import_module(name)
+        self.workers = workers
+        self.timeout = timeout
+        self.max_retries_on_contention = max_retries_on_contention
+        self._keys: dict[int, tuple[Grader, str]] = {}  # id(grader) -> (grader, spec key)
+        self._task = _Task
+        self._dispatcher = _Dispatcher(workers, tuple(preload))
+        # Also runs at interpreter exit: kills the workers rather than waiting for them.
+        self._finalizer = weakref.finalize(self, self._dispatcher.stop, False)
+
+    def close(self, cancel: bool = False) -> None:
+        """Finish the submitted samples, then stop the workers (killing any that do not exit).
+        ``cancel=True`` kills them now; the futures of samples not yet graded raise RuntimeError."""
+        self._dispatcher.stop(wait=not cancel)
+        self._finalizer.detach()
 
 
 @dataclass(eq=False, slots=True)

@@ -42,11 +42,8 @@ for a remote one pass a ``runtime_env`` in `init_kwargs`. Ray is imported only w
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import importlib
-import json
 import os
 import pickle
 import signal
@@ -54,14 +51,13 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, InvalidStateError, as_completed
-from concurrent.futures import wait as wait_all
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from .base import Grader, as_sample
-from .executor import GraderPool, _build, _check_items, _own_usage
+from .base import Grader
+from .executor import GraderPool, _build, _own_usage, _PoolAPI
 from .grade import Grade
 from .procstat import HAVE_SCHEDSTAT, usage
 
@@ -103,7 +99,7 @@ def _import_ray() -> Any:
     return ray
 
 
-class RayGraderPool:
+class RayGraderPool(_PoolAPI):
     """Grade on a Ray cluster with a hard per-sample deadline. Thread-safe; use as a context manager.
 
     `address`: where Ray runs when it is not initialized in this process yet: None is Ray's default
@@ -149,18 +145,13 @@ class RayGraderPool:
         self.timeout = timeout
         self.max_retries_on_contention = max_retries_on_contention
         self._keys: dict[int, tuple[Grader, str]] = {}  # id(grader) -> (grader, spec key)
+        self._task = _Task
         options = {"num_returns": "streaming", "max_retries": 0, "num_cpus": cpus_per_task}
         remote = ray.remote(**options)(_grade_chunk)
         # The worker of an exact chunk waits after each grade until this process has read it.
         remote_exact = ray.remote(**options, _generator_backpressure_num_objects=1)(_grade_chunk)
         self._dispatcher = _Dispatcher(ray, remote, remote_exact, workers, tuple(preload), startup_timeout)
         self._finalizer = weakref.finalize(self, self._dispatcher.stop, False)
-
-    def __enter__(self) -> RayGraderPool:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        self.close(cancel=exc_type is not None)
 
     def close(self, cancel: bool = False) -> None:
         """Finish the submitted samples, then stop (and shut Ray down if this pool started it).
@@ -171,60 +162,6 @@ class RayGraderPool:
         if self._owns_ray:
             self._owns_ray = False
             self._dispatcher.ray.shutdown()
-
-    def submit(
-        self, grader: Grader, sample: dict[str, Any] | str, item: dict[str, Any] | None = None
-    ) -> Future[Grade]:
-        """Queue one sample; the future's result is its `Grade` (a failure is a grade, never an exception)."""
-        return self._submit(grader, [sample], [item])[0]
-
-    def grade(
-        self,
-        grader: Grader,
-        samples: Sequence[dict[str, Any] | str],
-        items: Sequence[dict[str, Any] | None] | None = None,
-        on_result: Callable[[int, Grade], None] | None = None,
-    ) -> list[Grade]:
-        """Grade a batch; results in input order. `on_result(index, grade)` is called in this thread
-        as each grade arrives (in completion order)."""
-        futures = self._submit(grader, samples, _check_items(samples, items))
-        if on_result is None:
-            wait_all(futures)
-        else:
-            index = {f: i for i, f in enumerate(futures)}
-            for f in as_completed(futures):
-                on_result(index[f], f.result())
-        return [f.result() for f in futures]
-
-    async def agrade(
-        self,
-        grader: Grader,
-        samples: Sequence[dict[str, Any] | str],
-        items: Sequence[dict[str, Any] | None] | None = None,
-    ) -> list[Grade]:
-        """`grade` for asyncio: awaits the batch without blocking the event loop."""
-        futures = self._submit(grader, samples, _check_items(samples, items))
-        return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
-
-    def _submit(self, grader: Grader, samples: Sequence[Any], items: Sequence[Any]) -> list[Future[Grade]]:
-        key = self._key(grader)
-        deadline = grader.timeout or self.timeout
-        payloads = [pickle.dumps((as_sample(s), i), -1) for s, i in zip(samples, items, strict=True)]
-        tasks = [_Task(Future(), key, p, deadline, self.max_retries_on_contention) for p in payloads]
-        self._dispatcher.submit(tasks)
-        return [t.future for t in tasks]
-
-    def _key(self, grader: Grader) -> str:
-        hit = self._keys.get(id(grader))
-        if hit is not None and hit[0] is grader:
-            return hit[1]
-        spec = grader.spec()
-        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
-        self._dispatcher.add_spec(key, type(grader).__module__, spec)
-        if len(self._keys) >= 1024:
-            self._keys.clear()
-        self._keys[id(grader)] = (grader, key)
-        return key
 
 
 @dataclass(eq=False, slots=True)

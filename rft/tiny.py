@@ -9,6 +9,7 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -30,6 +31,7 @@ __all__ = [
     "save_tiny",
     "load_tiny",
     "fit_replies",
+    "warm_start",
 ]
 
 PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
@@ -165,3 +167,45 @@ def fit_replies(
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+def warm_start(suite: Any, folder: str | Path, *, steps: int = 250, lr: float = 1e-3, batch: int = 64,
+               seed: int = 0) -> Path:  # fmt: skip
+    """A fresh tiny model taught a suite (`rft.envs.Suite`) by SFT on ``\\boxed{reference}`` replies to its
+    train problems, saved to `folder`: tokenizer trained on the first 500 prompts, AdamW at `lr`, `batch`
+    random problems per step, loss on the reply and eos only. Same seed, same weights (one torch thread).
+    Tests, benchmarks and examples start RL from it (2-digit addition, 250 steps: about half right)."""
+    import random
+
+    from .rollout import chat_prompt_ids
+
+    items = suite.items("train")
+    corpus = [m["content"] for it in items[:500] for m in suite.messages(it)] + ["\\boxed{123}"] * 50
+    tok = make_tokenizer(corpus, vocab_size=128)
+    model = make_model(tok, seed=seed)
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(steps):
+            rows = []
+            for it in rng.sample(items, batch):
+                prompt = chat_prompt_ids(tok, suite.messages(it))
+                reply = tok(f"\\boxed{{{it['reference']}}}", add_special_tokens=False)["input_ids"]
+                reply.append(tok.eos_token_id)
+                rows.append((prompt + reply, [-100] * len(prompt) + reply))
+            width = max(len(a) for a, _ in rows)
+            ids = torch.tensor([a + [tok.pad_token_id] * (width - len(a)) for a, _ in rows])  # (B, T)
+            labels = torch.tensor([b + [-100] * (width - len(b)) for _, b in rows])  # (B, T)
+            attn = (
+                torch.arange(width)[None] < torch.tensor([len(a) for a, _ in rows])[:, None]
+            ).long()  # (B, T)
+            loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return Path(folder)
