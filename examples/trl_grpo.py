@@ -23,15 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-ADD_SUITE = """\
-id: add-v0
-source: {type: generator, name: arithmetic, params: {digits: 2, operands: 2, ops: "+"}, size: 3000, seed: 0}
-fields: {id: id, reference: answer}
-prompt: {user: "{{ item.question }}"}
-grader: {type: math, input: "{{ sample.output_text }}", reference: "{{ item.reference }}", form: number}
-split: 0.1
-"""
-
 
 def warm_start(suite: Any, out: Path, steps: int, seed: int) -> Path:
     """A tiny Llama taught the suite by SFT on ``\\boxed{reference}`` replies (`rft.tiny.warm_start`)."""
@@ -54,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="HF model id or folder (default: a tiny model warm-started here)")
     ap.add_argument(
-        "--suite", help="registered suite id (rft/gsm8k-v0) or suite YAML (default: 2-digit addition)"
+        "--suite", default="rft/addition-v0", help="registered suite id (rft/gsm8k-v0) or suite YAML"
     )
     ap.add_argument("--steps", type=int, default=150, help="GRPO steps (one generation batch each)")
     ap.add_argument("--prompts", type=int, default=8, help="prompts per step")
@@ -97,12 +88,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="trl-grpo-") as tmp:
         out = Path(args.out or tmp)
         out.mkdir(parents=True, exist_ok=True)
-        if args.suite is None:
-            (out / "add-v0.yaml").write_text(ADD_SUITE)
-            suite = get_suite(out / "add-v0.yaml")
-        else:
-            p = Path(args.suite)
-            suite = get_suite(p if p.suffix in (".yaml", ".yml") else suite_path(args.suite))
+        p = Path(args.suite)
+        suite = get_suite(p if p.suffix in (".yaml", ".yml") else suite_path(args.suite))
         model_path: str | Path | None = args.model
         if model_path is None:
             t0 = time.perf_counter()

@@ -313,5 +313,8 @@ def test_the_example_runs_with_grader_workers_and_an_async_reward(tmp_path):
         [sys.executable, str(script), *args, "--out", str(tmp_path)], capture_output=True, text=True, env=env
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "add-v0: 2 TRL GRPO steps" in res.stdout and "held-out accuracy (greedy, 4 problems)" in res.stdout
+    assert (
+        "addition-v0: 2 TRL GRPO steps" in res.stdout
+        and "held-out accuracy (greedy, 4 problems)" in res.stdout
+    )
     assert (tmp_path / "model" / "config.json").is_file()
