@@ -205,3 +205,10 @@ def test_dpo_samples_its_input_model_and_ppo_follows(tmp_path, warm):
     assert (out / "ppo" / "model" / "config.json").is_file()
     doc = json.loads((out / "results.json").read_text())
     assert {r["model"] for r in doc["results"]} == {"base", "dpo", "ppo"}
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples" / "pipelines").glob("*.yaml"))
+                         + [Path(__file__).resolve().parents[1] / "rft" / "pipelines" / "demo.yaml"])  # fmt: skip
+def test_shipped_pipelines_load(path):
+    p = load_pipeline(path)
+    assert p.stages and all(p.stage_config(s, "m") is not None for s in p.stages)
