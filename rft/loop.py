@@ -170,7 +170,9 @@ def evaluate(
     max_new_tokens: int,
     executor: GraderPool | None,
 ) -> dict[str, float]:
-    """Greedy pass@1 on the first len(envs) problems of `split`."""
+    """Greedy pass@1 on the first len(envs) problems of `split`. As in `rft eval`, a failed grade (timeout,
+    error) counts as not passed in `eval/accuracy` and is shown in `eval/failed_rate`; `eval/reward` is the
+    mean over the graded samples."""
     for i, env in enumerate(envs):
         env.reset(options={"split": split, "index": i})
     trajs = run_episodes(
@@ -183,7 +185,7 @@ def evaluate(
     )
     ok = [t for t in trajs if not t.failed]
     return {
-        "eval/accuracy": sum(t.reward >= 1.0 for t in ok) / max(1, len(ok)),
+        "eval/accuracy": sum(t.reward >= 1.0 for t in ok) / max(1, len(trajs)),
         "eval/reward": sum(t.reward for t in ok) / max(1, len(ok)),
         "eval/failed_rate": 1 - len(ok) / max(1, len(trajs)),
     }

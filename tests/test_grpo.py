@@ -328,6 +328,28 @@ def test_grpo_raises_heldout_accuracy(tmp_path, warm):
     assert final["eval/accuracy"] >= first["eval/accuracy"] + 0.08, (first, final)
 
 
+def test_heldout_accuracy_counts_failed_grades_as_not_passed(tmp_path, warm):
+    """As in `rft eval`: a timed-out grade is not a pass (it used to leave the denominator, raising accuracy)."""
+    from rft.graders.executor import GraderPool
+    from rft.loop import evaluate
+    from rft.models import load_policy
+
+    model, suite = warm
+    slow = (
+        'grader: {type: python, timeout: 0.5, source: "import time\\ndef grade(sample, item):\\n'
+        "    if '7' in sample['output_text']:\\n        time.sleep(5)\\n    return 1.0\\n\"}"
+    )
+    lines = Path(suite).read_text().replace("id: add-v0", "id: slow7-v0").splitlines()
+    path = tmp_path / "slow7-v0.yaml"
+    path.write_text("\n".join(slow if line.startswith("grader:") else line for line in lines) + "\n")
+    policy, tok = load_policy(model)
+    envs = [SuiteEnv(load_suite(path)) for _ in range(40)]
+    with GraderPool(workers=2) as pool:
+        m = evaluate(HFEngine(policy, tok), tok, envs, "heldout", 12, pool)
+    assert 0 < m["eval/failed_rate"] < 1  # answers with a 7 timed out, the others passed
+    assert m["eval/accuracy"] == pytest.approx(1 - m["eval/failed_rate"]) and m["eval/reward"] == 1.0
+
+
 @pytest.mark.parametrize("kind", ["grpo", "ppo"])
 def test_max_grad_norm_0_means_no_clipping(tmp_path, warm, kind):
     """0 turns clipping off (as in the SFT stage); it used to clip every gradient to norm 0: no update."""
