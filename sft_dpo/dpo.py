@@ -27,8 +27,8 @@ from .stage import (
     RunLogger,
     StageConfig,
     check_template,
+    fit,
     load_model,
-    save_model,
     trl_args,
 )
 
@@ -59,7 +59,6 @@ class DPOConfig(StageConfig):
 def train(cfg: DPOConfig, *, resume: bool = False, progress: Progress | None = None) -> dict[str, float]:
     """Run DPO as configured; returns the held-out metrics after training (and their ``_start`` values)."""
     from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig as TRLDPOConfig
     from trl import DPOTrainer
 
@@ -94,14 +93,7 @@ def train(cfg: DPOConfig, *, resume: bool = False, progress: Progress | None = N
         data = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
         trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer,
                              callbacks=[logger])  # fmt: skip
-        trainer.remove_callback(PrinterCallback)  # the run logs TRL's numbers (metrics.jsonl, progress)
-        trainer.train()
-        steps = trainer.state.global_step
-        # -- after
-        final = _measure(evaluator, trainer.model, tokenizer, held)
-        summary = logger.summary | {"time/step_s": logger.summary.get("time/train_s", 0.0) / max(1, steps)}
-        run.log(steps, final | summary)
-        save_model(trainer.model, tokenizer, cfg)
+        final = fit(trainer, run, logger, lambda m: _measure(evaluator, m, tokenizer, held), tokenizer, cfg)
     finally:
         if evaluator is not None:
             evaluator.close()

@@ -21,9 +21,9 @@ from .stage import (
     RunLogger,
     StageConfig,
     check_template,
+    fit,
     has_generation_markers,
     load_model,
-    save_model,
     trl_args,
 )
 
@@ -61,7 +61,6 @@ def prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
 def train(cfg: SFTConfig, *, resume: bool = False, progress: Progress | None = None) -> dict[str, float]:
     """Run SFT as configured; returns the held-out metrics after training (and ``eval/accuracy_start``)."""
     from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
@@ -98,14 +97,7 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: Progress | None = N
         logger = RunLogger(run, "sft", evaluator, cfg.eval.every, progress, cfg.stop_at)
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(data),
                              processing_class=tokenizer, callbacks=[logger])  # fmt: skip
-        trainer.remove_callback(PrinterCallback)  # the run logs TRL's numbers (metrics.jsonl, progress)
-        trainer.train()
-        steps = trainer.state.global_step
-        # -- after
-        final = evaluator(trainer.model)
-        summary = logger.summary | {"time/step_s": logger.summary.get("time/train_s", 0.0) / max(1, steps)}
-        run.log(steps, final | summary)
-        save_model(trainer.model, tokenizer, cfg)
+        final = fit(trainer, run, logger, evaluator, tokenizer, cfg)
     finally:
         if evaluator is not None:
             evaluator.close()

@@ -28,7 +28,7 @@ from rft.rollout import TemplateMismatch, turn_suffix_ids
 from rft.runs import Run, export_model
 
 __all__ = ["StageConfig", "check_template", "has_generation_markers", "load_model", "trl_args", "Evaluator",
-           "RunLogger", "save_model", "EVAL_MAX_NEW_TOKENS"]  # fmt: skip
+           "RunLogger", "fit", "save_model", "EVAL_MAX_NEW_TOKENS"]  # fmt: skip
 
 log = logging.getLogger("rft.sft_dpo")
 
@@ -232,6 +232,22 @@ class Evaluator:
     def close(self) -> None:
         if self.executor is not None:
             self.executor.close()
+
+
+def fit(trainer: Any, run: Run, logger: RunLogger, final: Callable[[Any], dict[str, float]],
+        tokenizer: PreTrainedTokenizerBase, cfg: StageConfig) -> dict[str, float]:  # fmt: skip
+    """Train with TRL's trainer (its printer off: the run logs its numbers), then log `final(model)` with the
+    time per step at the last step and save the model to `cfg.out/model`; returns the final metrics."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    steps = trainer.state.global_step
+    metrics = final(trainer.model)
+    summary = logger.summary | {"time/step_s": logger.summary.get("time/train_s", 0.0) / max(1, steps)}
+    run.log(steps, metrics | summary)
+    save_model(trainer.model, tokenizer, cfg)
+    return metrics
 
 
 class RunLogger(TrainerCallback):
