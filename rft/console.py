@@ -20,7 +20,12 @@ from rich.table import Table
 
 __all__ = ["rich_bars", "summary_table", "eval_table", "grade_table", "quiet_libraries"]
 
-SHOWN = ("reward/mean", "eval/accuracy", "loss/sft", "loss/dpo")
+SHOWN = {
+    "reward/mean": "reward",
+    "eval/accuracy": "held-out",
+    "loss/sft": "loss",
+    "loss/dpo": "loss",
+}  # beside a bar
 
 
 def quiet_libraries() -> None:
@@ -50,7 +55,7 @@ def rich_bars(console: Console) -> Any:
 
             def tick(done: int, total: int | None = None, metrics: Mapping[str, float] | None = None) -> None:
                 shown = " ".join(
-                    f"{k.split('/')[-1]}={metrics[k]:.3g}" for k in SHOWN if k in (metrics or {})
+                    f"{name} {metrics[k]:.2f}" for k, name in SHOWN.items() if k in (metrics or {})
                 )
                 progress.update(task, completed=done, total=total, description=shown)
 

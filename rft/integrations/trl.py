@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from rft.envs import Suite, SuiteEnv, get_suite, suite_path
 from rft.graders import Grade, Grader, load_grader
-from rft.graders.executor import GraderPool
+from rft.graders.executor import GraderPool, grade_batch
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -115,7 +115,7 @@ class GraderReward:
         if self.pool is not None:
             grades = self.pool.grade(self.grader, samples, items)
         else:
-            grades = self._grade_inline(samples, items)
+            grades = grade_batch(self.grader, samples, items, workers=0)
         return self._rewards(grades, columns)
 
     def _inputs(
@@ -123,9 +123,6 @@ class GraderReward:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         samples = [{"output_text": completion_text(c)} for c in completions]
         return samples, _items(columns, len(samples))
-
-    def _grade_inline(self, samples: list[dict[str, Any]], items: list[dict[str, Any]]) -> list[Grade]:
-        return [self.grader.grade(s, i) for s, i in zip(samples, items, strict=True)]
 
     def _rewards(self, grades: list[Grade], columns: dict[str, Any]) -> list[float | None]:
         log = columns.get("log_metric")
@@ -160,7 +157,7 @@ class AsyncGraderReward(GraderReward):
         if self.pool is not None:
             grades = await self.pool.agrade(self.grader, samples, items)
         else:
-            grades = await asyncio.to_thread(self._grade_inline, samples, items)
+            grades = await asyncio.to_thread(grade_batch, self.grader, samples, items, workers=0)
         return self._rewards(grades, columns)
 
 
