@@ -89,19 +89,25 @@ class HFEngine:
     """Sample with transformers ``generate`` from `model` itself: the trainer's updates are seen at once.
 
     Prompts are left-padded into batches of at most `batch_size` rows (a prompt's `n` samples count as
-    `n` rows). The model is put in eval mode while generating and restored after.
+    `n` rows). The model is put in eval mode while generating and restored after. `autocast` (a dtype):
+    generate under `torch.autocast` in it (a model training in bf16 mixed precision).
     """
 
     name = "hf"
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int = 64,
+        autocast: torch.dtype | None = None,
     ) -> None:
         if tokenizer.pad_token_id is None:
             raise ValueError(
                 "the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token)"
             )
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.autocast = autocast
 
     def update_weights(self, model: torch.nn.Module) -> None:
         if model is not self.model:
@@ -118,8 +124,9 @@ class HFEngine:
         out: list[Completion] = []
         was_training = self.model.training
         self.model.eval()
+        amp = torch.autocast(self.model.device.type, dtype=self.autocast, enabled=self.autocast is not None)
         try:
-            with torch.random.fork_rng(devices=[], enabled=sampling.seed is not None):
+            with amp, torch.random.fork_rng(devices=[], enabled=sampling.seed is not None):
                 if sampling.seed is not None:
                     torch.manual_seed(sampling.seed)
                 for start in range(0, len(rows), self.batch_size):

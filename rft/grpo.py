@@ -55,7 +55,7 @@ from .losses import (
     policy_loss,
     zero_variance_groups,
 )
-from .models import load_policy, trainable_parameters
+from .models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from .rollout import Trajectory, run_episodes
 from .runs import Run, rng_state, set_rng_state
 
@@ -118,6 +118,13 @@ def train(
     cfg: GRPOConfig, *, resume: bool = False, progress: Callable[[int, dict[str, float]], None] | None = None
 ) -> dict[str, float]:
     """Run GRPO as configured; returns the last evaluation's metrics (on rank 0; {} on the other ranks)."""
+    with fast_attention(cfg.device):  # a GPU: no cuDNN attention (an execution plan per new shape)
+        return _train(cfg, resume, progress)
+
+
+def _train(
+    cfg: GRPOConfig, resume: bool, progress: Callable[[int, dict[str, float]], None] | None
+) -> dict[str, float]:
     dist = Dist.from_env()  # one process unless launched with several (accelerate launch, torchrun)
     dist.check(cfg, resume)
     torch.set_num_threads(cfg.torch_threads)
@@ -127,18 +134,20 @@ def train(
     run = Run.open(cfg.out, cfg, resume=resume) if dist.is_main else None
     ckpt = dist.broadcast(run.latest_checkpoint() if run is not None and resume else None)
     device_name = cfg.device if dist.device is None else str(dist.device)
+    # auto on a GPU: full weights in float32 with bf16 forward passes (`compute`), a LoRA base in bf16
+    weights, compute = training_precision(cfg.dtype, device_name, cfg.lora.r > 0)
     model, tokenizer = load_policy(
         cfg.model,
         lora=cfg.lora if ckpt is None else None,
         adapter=ckpt / "model" if ckpt is not None and cfg.lora.r > 0 else None,
-        dtype=cfg.dtype,
+        dtype=weights,
         device=device_name,
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
     if ckpt is not None and cfg.lora.r == 0:  # full weights: the checkpoint's model folder
         model, tokenizer = load_policy(
             ckpt / "model",
-            dtype=cfg.dtype,
+            dtype=weights,
             device=device_name,
             gradient_checkpointing=cfg.gradient_checkpointing,
         )
@@ -162,15 +171,16 @@ def train(
     # several processes: `model` is what the update trains through (DDP/FSDP/DeepSpeed); `policy` holds the
     # current full weights for sampling and checkpoints. One process: both are the model
     model, (optimizer,), policy = dist.prepare(model, [optimizer], cfg.micro_batch, cfg.max_grad_norm)
-    engine = make_engine(cfg.engine, policy, tokenizer, **cfg.engine_options)
+    options = cfg.engine_options | ({"autocast": compute} if compute and cfg.engine == "hf" else {})
+    engine = make_engine(cfg.engine, policy, tokenizer, **options)
     # async: the sampler has its own copy of the weights, one update behind, in a child process (a LoRA
     # model: in a thread of this one); a background thread waits on it and grades
     sampler = engine
     if cfg.async_rollout:
         if cfg.lora.r > 0:
-            sampler = HFEngine(copy.deepcopy(policy), tokenizer, **cfg.engine_options)
+            sampler = HFEngine(copy.deepcopy(policy), tokenizer, **options)
         else:
-            sampler = ProcessEngine(policy, tokenizer, **cfg.engine_options)
+            sampler = ProcessEngine(policy, tokenizer, **options)
     background = ThreadPoolExecutor(1, thread_name_prefix="rft-rollout") if cfg.async_rollout else None
     pending: Future[tuple[list[Trajectory], dict[str, float]]] | None = None
     if ckpt is not None and cfg.async_rollout and state.get("next_rollout") is not None:
@@ -395,10 +405,13 @@ def _update(
     share = cfg.shared_prefix and not cfg.gradient_checkpointing  # checkpointing turns the KV cache off
     share = share and dist.kind != "FSDP"  # its two forwards per backward are tested under DDP only
 
+    _, compute = training_precision(cfg.dtype, str(device), cfg.lora.r > 0)
+
     def logprobs(m: torch.nn.Module, sub: Any, rows: list[int]) -> torch.Tensor:
-        if not share:
-            return token_logprobs(m, sub, temp)
-        return shared_prefix_logprobs(m, sub, [trajs[r].prompt_len for r in rows], temp)
+        with autocast(compute, device):  # bf16 mixed precision, else a no-op
+            if not share:
+                return token_logprobs(m, sub, temp)
+            return shared_prefix_logprobs(m, sub, [trajs[r].prompt_len for r in rows], temp)
 
     # one on-policy pass: old logprobs = current, detached; async: the sampler's (one update behind)
     reuse_old = cfg.epochs == 1 and cfg.minibatches == 1 and not cfg.async_rollout
@@ -416,7 +429,8 @@ def _update(
             if behaviour is None and not reuse_old:
                 old_lp[rows, :w] = logprobs(policy, sub, rows).float()
             if cfg.loss.beta > 0:
-                ref_lp[rows, :w] = _ref_logprobs(policy, ref_model, sub, temp).float()
+                with autocast(compute, device):
+                    ref_lp[rows, :w] = _ref_logprobs(policy, ref_model, sub, temp).float()
     sums: dict[str, float] = {}
     count = 0
     norms = 0.0

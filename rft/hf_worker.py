@@ -17,6 +17,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .engines import Completion, HFEngine, Sampling
+from .models import fast_attention
 
 __all__ = ["ProcessEngine"]
 
@@ -24,8 +25,10 @@ _CONTEXT = mp.get_context("spawn")  # a fresh interpreter: never fork a trainer 
 
 
 class ProcessEngine:
-    """An `HFEngine` in a child process. The child loads a copy of `model` (saved to a temporary folder) and
-    samples on `threads` torch threads; `generate` blocks the calling thread only (waiting on a pipe)."""
+    """An `HFEngine` in a child process. The child loads a copy of `model` (saved to a temporary folder) on
+    the model's device and samples on `threads` torch threads; `generate` blocks the calling thread only
+    (waiting on a pipe). `autocast` (a model training in bf16 mixed precision): the copy, which never
+    trains, holds its weights in that dtype."""
 
     name = "hf-process"
 
@@ -35,6 +38,7 @@ class ProcessEngine:
         tokenizer: PreTrainedTokenizerBase,
         batch_size: int = 64,
         threads: int = 1,
+        autocast: torch.dtype | None = None,
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="rft-sampler-")
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -46,7 +50,16 @@ class ProcessEngine:
         tokenizer.save_pretrained(self._tmp.name)
         self._conn, child = _CONTEXT.Pipe()
         self._proc = _CONTEXT.Process(
-            target=_serve, args=(child, self._tmp.name, str(model.dtype), batch_size, threads), daemon=True
+            target=_serve,
+            args=(
+                child,
+                self._tmp.name,
+                str(autocast or model.dtype),
+                str(model.device),
+                batch_size,
+                threads,
+            ),
+            daemon=True,
         )
         self._proc.start()
         child.close()
@@ -85,12 +98,18 @@ class ProcessEngine:
         self._tmp.cleanup()
 
 
-def _serve(conn: Connection, folder: str, dtype: str, batch_size: int, threads: int) -> None:
+def _serve(conn: Connection, folder: str, dtype: str, device: str, batch_size: int, threads: int) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype.removeprefix("torch.")))
+    model = model.to(device)
     engine = HFEngine(model, AutoTokenizer.from_pretrained(folder), batch_size=batch_size)
+    with fast_attention(device):  # this process's whole life (a GPU: no cuDNN attention)
+        _loop(conn, engine, model)
+
+
+def _loop(conn: Connection, engine: HFEngine, model: torch.nn.Module) -> None:
     parent = os.getppid()
     while True:
         try:

@@ -95,7 +95,7 @@ class RLConfig:
     lora: LoraSpec = field(default_factory=LoraSpec)
     engine: Literal["hf", "vllm", "vllm_server"] = "hf"  # vllm_server: engine_options base_url, weights_dir
     engine_options: dict[str, Any] = field(default_factory=dict)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "bf16-mixed"] = "auto"
     device: str = "auto"
     gradient_checkpointing: bool = False
     grader_workers: int = 1  # grader processes; 0 grades in the trainer's thread

@@ -59,7 +59,7 @@ from .losses import (
     token_rewards,
     value_loss,
 )
-from .models import load_policy, trainable_parameters
+from .models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from .rollout import run_episodes
 from .runs import Run, rng_state, set_rng_state
 
@@ -124,6 +124,13 @@ def train(
     cfg: PPOConfig, *, resume: bool = False, progress: Callable[[int, dict[str, float]], None] | None = None
 ) -> dict[str, float]:
     """Run PPO as configured; returns the last evaluation's metrics (on rank 0; {} on the other ranks)."""
+    with fast_attention(cfg.device):  # a GPU: no cuDNN attention (an execution plan per new shape)
+        return _train(cfg, resume, progress)
+
+
+def _train(
+    cfg: PPOConfig, resume: bool, progress: Callable[[int, dict[str, float]], None] | None
+) -> dict[str, float]:
     dist = Dist.from_env()  # one process unless launched with several (accelerate launch, torchrun)
     dist.check(cfg, resume, sharded=False)
     torch.set_num_threads(cfg.torch_threads)
@@ -135,6 +142,7 @@ def train(
     device_name = cfg.device if dist.device is None else str(dist.device)
     model, tokenizer = _load(cfg, cfg.model, None if ckpt is None else ckpt / "model", device_name)
     device = next(model.parameters()).device
+    compute = training_precision(cfg.dtype, device_name, cfg.lora.r > 0)[1]  # bf16 mixed precision, or None
     ref_model = None
     if cfg.loss.kl_coef > 0 and cfg.lora.r == 0:
         ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=device_name)
@@ -188,9 +196,10 @@ def train(
     # what gradients flow through, wrapped in DDP with several processes (`model`, `critic`, `head` stay the
     # plain modules: sampling, no-grad passes, checkpoints)
     trained, optimizers, _ = dist.prepare(
-        _Trained(model, critic, head), optimizers, cfg.micro_batch, cfg.max_grad_norm
+        _Trained(model, critic, head, compute), optimizers, cfg.micro_batch, cfg.max_grad_norm
     )
-    engine = make_engine(cfg.engine, model, tokenizer, **cfg.engine_options)
+    options = cfg.engine_options | ({"autocast": compute} if compute and cfg.engine == "hf" else {})
+    engine = make_engine(cfg.engine, model, tokenizer, **options)
     share = dist.share(cfg.prompts_per_step, "prompts_per_step")  # this rank's prompts of each step
     k = cfg.samples_per_prompt
     envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step // dist.world * k)]
@@ -285,7 +294,7 @@ def _load(cfg: PPOConfig, path: str, saved: Path | None, device: str) -> tuple[A
         saved if saved is not None and adapter is None else path,
         lora=cfg.lora if saved is None else None,
         adapter=adapter,
-        dtype=cfg.dtype,
+        dtype=training_precision(cfg.dtype, device, cfg.lora.r > 0)[0],
         device=device,
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
@@ -302,22 +311,27 @@ def forward(
     head: torch.nn.Linear,
     batch: Batch,
     temperature: float = 1.0,
+    compute: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of the batch's next tokens and the values of the states that emit them, (B, T-1)
     each, aligned with `batch.mask`: both at position t are read from the last hidden state at t, from
     which token t+1 is sampled. The values come from the policy's hidden states (critic None: shared
-    trunk) or from the critic's."""
-    out = model(
-        input_ids=batch.ids, attention_mask=batch.attn, output_hidden_states=critic is None, use_cache=False
-    )
-    logits = out.logits[:, :-1, :]  # (B, T-1, V)
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
-    logprobs = selective_log_softmax(logits, batch.ids[:, 1:])  # (B, T-1)
-    if critic is not None:
-        out = critic(
-            input_ids=batch.ids, attention_mask=batch.attn, output_hidden_states=True, use_cache=False
+    trunk) or from the critic's. `compute`: the models run under autocast in it (the head never does)."""
+    with autocast(compute, batch.ids.device):
+        out = model(
+            input_ids=batch.ids,
+            attention_mask=batch.attn,
+            output_hidden_states=critic is None,
+            use_cache=False,
         )
+        logits = out.logits[:, :-1, :]  # (B, T-1, V)
+        if temperature > 0 and temperature != 1.0:
+            logits = logits / temperature
+        logprobs = selective_log_softmax(logits, batch.ids[:, 1:])  # (B, T-1)
+        if critic is not None:
+            out = critic(
+                input_ids=batch.ids, attention_mask=batch.attn, output_hidden_states=True, use_cache=False
+            )
     hidden = out.hidden_states[-1][:, :-1, :]  # (B, T-1, H): the final layer, after its norm
     values = head(hidden.to(head.weight.dtype)).squeeze(-1)  # (B, T-1)
     return logprobs, values
@@ -327,12 +341,18 @@ class _Trained(torch.nn.Module):
     """The policy, the value head and the critic (separate) as one module, so that DDP wraps (and
     synchronises the gradients of) all that PPO trains at once; `forward` as above."""
 
-    def __init__(self, model: torch.nn.Module, critic: torch.nn.Module | None, head: torch.nn.Linear) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        critic: torch.nn.Module | None,
+        head: torch.nn.Linear,
+        compute: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
-        self.model, self.critic, self.head = model, critic, head
+        self.model, self.critic, self.head, self.compute = model, critic, head, compute
 
     def forward(self, batch: Batch, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        return forward(self.model, self.critic, self.head, batch, temperature)
+        return forward(self.model, self.critic, self.head, batch, temperature, self.compute)
 
 
 @torch.no_grad()
@@ -355,15 +375,16 @@ def _advantages(
     mask = batch.mask * valid.to(batch.mask)[:, None]  # (N, T-1)
     old_lp, old_v = torch.zeros_like(mask), torch.zeros_like(mask)  # (N, T-1)
     kl = torch.zeros_like(mask) if cfg.loss.kl_coef > 0 else None  # (N, T-1)
+    compute = training_precision(cfg.dtype, str(batch.ids.device), cfg.lora.r > 0)[1]  # bf16 mixed, or None
     for rows in chunks([i for i in range(len(batch)) if mask[i].any()], cfg.micro_batch):
         sub = batch.rows(rows)
         w = sub.mask.shape[1]
-        lp, v = forward(model, critic, head, sub, cfg.gen.temperature)  # (b, w) each
+        lp, v = forward(model, critic, head, sub, cfg.gen.temperature, compute)  # (b, w) each
         old_lp[rows, :w], old_v[rows, :w] = lp.float(), v.float()
         if kl is not None:
-            kl[rows, :w] = kl_penalty(
-                lp, _ref_logprobs(model, ref_model, sub, cfg.gen.temperature), "k1"
-            ).float()
+            with autocast(compute, batch.ids.device):
+                ref = _ref_logprobs(model, ref_model, sub, cfg.gen.temperature)  # (b, w)
+            kl[rows, :w] = kl_penalty(lp, ref, "k1").float()
     n, w = mask.shape
     mine = slice(dist.rank * n, (dist.rank + 1) * n)  # this rank's rows of the whole batch
     mask_all, old_v_all = dist.cat_rows(mask), dist.cat_rows(old_v)  # (N * world, T') each
@@ -408,6 +429,7 @@ def _update(
     dist = dist or Dist()
     mask = old["mask"]  # (N, T-1)
     n = len(batch)
+    compute = training_precision(cfg.dtype, str(batch.ids.device), cfg.lora.r > 0)[1]  # bf16 mixed, or None
     size = n * dist.world // cfg.minibatches
     lo = dist.rank * n  # this rank's first row in the whole batch
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -437,7 +459,7 @@ def _update(
                     sub = batch.rows(rows)
                     o = {k: x[rows, : sub.mask.shape[1]] for k, x in old.items()}  # (b, w) each
                     if trained is None:
-                        lp, v = forward(model, critic, head, sub, cfg.gen.temperature)  # (b, w) each
+                        lp, v = forward(model, critic, head, sub, cfg.gen.temperature, compute)
                     else:
                         lp, v = trained(sub, cfg.gen.temperature)
                     eps = cfg.loss.clip_eps

@@ -23,7 +23,7 @@ from rft.engines import Completion, HFEngine
 from rft.envs import SuiteEnv, get_suite
 from rft.graders.executor import GraderPool
 from rft.loop import EvalConfig, evaluate, suite_file
-from rft.models import LoraSpec, load_policy
+from rft.models import LoraSpec, fast_attention, load_policy, training_precision
 from rft.rollout import TemplateMismatch, turn_suffix_ids
 from rft.runs import Run, export_model
 
@@ -56,7 +56,7 @@ class StageConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)  # greedy held-out accuracy before and after
     stop_at: float | None = None  # stop once an eval.every evaluation's accuracy reaches this (a warm start
     # just good enough for RL: groups with mixed rewards); the steps are then a budget
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "bf16-mixed"] = "auto"
     gradient_checkpointing: bool = False
     grader_workers: int = 1  # grader processes for evaluation; 0 grades in this process
     torch_threads: int = 1  # 1 for tiny models on CPU
@@ -133,8 +133,9 @@ def check_template(tokenizer: PreTrainedTokenizerBase) -> bool:
 def load_model(cfg: StageConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model to train: full weights, a fresh LoRA adapter (`lora.r` > 0), or QLoRA (a 4-bit base)."""
     if not cfg.qlora:
+        weights, _ = training_precision(cfg.dtype, "auto", cfg.lora.r > 0)  # auto on a GPU: float32 weights
         return load_policy(
-            cfg.model, lora=cfg.lora, dtype=cfg.dtype, gradient_checkpointing=cfg.gradient_checkpointing
+            cfg.model, lora=cfg.lora, dtype=weights, gradient_checkpointing=cfg.gradient_checkpointing
         )
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -181,7 +182,9 @@ def trl_args(cls: type, cfg: StageConfig, **extra: Any) -> Any:
         seed=cfg.seed,
         data_seed=cfg.seed,
         use_cpu=not cuda,
-        bf16=cuda and cfg.dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported(),  # as load_policy
+        # bf16 autocast: float32 weights (bf16-mixed, auto for full weights on a GPU) or a bf16 LoRA base
+        bf16=cfg.dtype == "bf16-mixed"
+        or (cuda and cfg.dtype in ("auto", "bfloat16") and torch.cuda.is_bf16_supported()),
         fp16=False,
         dataloader_num_workers=0,
         gradient_checkpointing=cfg.gradient_checkpointing,  # TRL's default is True: ~20% slower
@@ -241,9 +244,10 @@ def fit(trainer: Any, run: Run, logger: RunLogger, final: Callable[[Any], dict[s
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
-    trainer.train()
-    steps = trainer.state.global_step
-    metrics = final(trainer.model)
+    with fast_attention(trainer.args.device):  # a GPU: no cuDNN attention (an execution plan per new shape)
+        trainer.train()
+        steps = trainer.state.global_step
+        metrics = final(trainer.model)
     summary = logger.summary | {"time/step_s": logger.summary.get("time/train_s", 0.0) / max(1, steps)}
     run.log(steps, metrics | summary)
     save_model(trainer.model, tokenizer, cfg)
