@@ -61,7 +61,7 @@ Prints a table (trainer; median and mean s/step; median wall, cpu and generation
 to the faster TRL row; mean train reward of the last 10 steps; held-out accuracy start -> end) and, last,
 ``step_time_ratio_vs_trl=`` (median s/step of the fastest rft row over that of the faster TRL row; the line
 above it names both) and ``heldout_acc_rft= heldout_acc_trl=`` of those two rows.
-Run: python bench/grpo_vs_trl.py [--steps 60] [--warm-steps 250] [--eval-n 200] [--rft 0:64 1:64 0:64:async]
+Run: python bench/grpo_vs_trl.py [--steps 60] [--warm-steps 250] [--eval-n 200] [--rft 0:64 1:64 0:64:async] [--device cuda]
 """
 
 from __future__ import annotations
@@ -134,10 +134,12 @@ def run_rft(
     micro: int,
     n_eval: int,
     async_rollout: bool = False,
+    device: str = "cpu",
+    shared_prefix: bool = True,
 ) -> Result:
     from rft.grpo import EvalConfig, GenConfig, GRPOConfig, LossConfig, train
 
-    out = work / f"rft-w{workers}-c{chunk}-a{int(async_rollout)}"
+    out = work / f"rft-w{workers}-c{chunk}-a{int(async_rollout)}-s{int(shared_prefix)}"
     cfg = GRPOConfig(
         model=str(warm),
         suite=str(suite_file),
@@ -156,9 +158,11 @@ def run_rft(
         grader_workers=workers,
         rollout_chunk=chunk,
         async_rollout=async_rollout,
+        shared_prefix=shared_prefix,
         torch_threads=1,
         seed=SEED,
-        device="cpu",
+        device=device,
+        dtype="float32",  # as TRL's row (bf16=False)
     )
     ends: list[tuple[float, float]] = []  # (wall, cpu) at each step's end
     train(cfg, progress=lambda step, metrics: ends.append((time.perf_counter(), time.process_time())))
@@ -170,7 +174,8 @@ def run_rft(
     ckpt = max((out / "checkpoints").glob("step-*")) / "model"
     return Result(
         f"rft GRPO, grader_workers={workers}, micro {micro}, chunk {chunk}"
-        + (", async" if async_rollout else ""),
+        + (", async" if async_rollout else "")
+        + ("" if shared_prefix else ", no shared prefix"),
         [r["time/step_s"] for r in rows],
         [b[0] - a[0] for a, b in zip(ends, ends[1:], strict=False)],
         [b[1] - a[1] for a, b in zip(ends, ends[1:], strict=False)],  # step end to step end: adds logging
@@ -180,7 +185,9 @@ def run_rft(
     )
 
 
-def run_trl(warm: Path, suite_file: Path, work: Path, steps: int, micro: int, n_eval: int) -> Result:
+def run_trl(
+    warm: Path, suite_file: Path, work: Path, steps: int, micro: int, n_eval: int, device: str = "cpu"
+) -> Result:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
@@ -257,7 +264,7 @@ def run_trl(warm: Path, suite_file: Path, work: Path, steps: int, micro: int, n_
         gradient_checkpointing=False,
         shuffle_dataset=False,
         max_steps=steps,
-        use_cpu=True,
+        use_cpu=device == "cpu",
         bf16=False,
         report_to="none",
         logging_steps=10**6,
@@ -323,9 +330,11 @@ def main() -> None:
         "--rft",
         nargs="+",
         default=["0:64", "1:64", "0:64:async"],
-        help="rft rows as GRADER_WORKERS:ROLLOUT_CHUNK[:async] (64 is rft's default chunk; async: async_rollout)",
+        help="rft rows as GRADER_WORKERS:ROLLOUT_CHUNK[:async][:noshare] (64 is rft's default chunk; async: "
+        "async_rollout; noshare: shared_prefix false)",
     )
     ap.add_argument("--rft-micro", type=int, default=64, help="rft micro_batch (as the TRL 64 x 1 row)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both trainers; float32 weights)")
     args = ap.parse_args()
     for m in args.trl_micro:
         if (PROMPTS * GROUP) % m:
@@ -333,9 +342,11 @@ def main() -> None:
     rft_rows = []
     for spec in args.rft:
         parts = spec.split(":")
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "async"):
-            raise SystemExit("--rft takes GRADER_WORKERS:ROLLOUT_CHUNK[:async], e.g. 0:64 0:64:async")
-        rft_rows.append((int(parts[0]), int(parts[1]), len(parts) == 3))
+        if len(parts) < 2 or not set(parts[2:]) <= {"async", "noshare"}:
+            raise SystemExit(
+                "--rft takes GRADER_WORKERS:ROLLOUT_CHUNK[:async][:noshare], e.g. 0:64 0:64:async"
+            )
+        rft_rows.append((int(parts[0]), int(parts[1]), "async" in parts[2:], "noshare" not in parts[2:]))
 
     import logging
     import warnings
@@ -367,9 +378,9 @@ def main() -> None:
         results: list[Result] = []
         for kind, spec in runs:
             if kind == "trl":
-                results.append(run_trl(warm, suite_file, work, args.steps, spec, args.eval_n))
+                results.append(run_trl(warm, suite_file, work, args.steps, spec, args.eval_n, args.device))
             else:
-                workers, chunk, is_async = spec
+                workers, chunk, is_async, share = spec
                 results.append(
                     run_rft(
                         warm,
@@ -381,6 +392,8 @@ def main() -> None:
                         args.rft_micro,
                         args.eval_n,
                         is_async,
+                        args.device,
+                        share,
                     )
                 )
             load.append(os.getloadavg()[0])
@@ -397,19 +410,21 @@ def main() -> None:
     best = min(rft or results, key=lambda r: med(r.step_s))
     print(
         f"{args.steps} steps each, 8 prompts x 8 samples, max {MAX_NEW} new tokens; held-out: greedy, first "
-        f"{args.eval_n}; load average (1 min, 2 cores here) {' -> '.join(f'{x:.2f}' for x in load)}"
+        f"{args.eval_n}; device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+        + f"; load average (1 min) {' -> '.join(f'{x:.2f}' for x in load)}"
     )
     print(
         f"ratio = median s/step over that of the faster TRL row ({anchor.name}); cpu = CPU s/step of this process"
         " (rft grader_workers=1: without its grader worker); gen = generation, grading and advantages"
     )
     print(
-        f"{'trainer':50} {'s/step med':>10} {'mean':>6} {'wall':>6} {'cpu':>6} {'gen':>6} {'ratio':>6}"
+        f"{'trainer':66} {'s/step med':>10} {'mean':>6} {'wall':>6} {'cpu':>6} {'gen':>6} {'ratio':>6}"
         f" {'cpu ratio':>9} {'reward last10':>13} {'held-out start -> end':>22}"
     )
     for r in results:
         print(
-            f"{r.name:50} {med(r.step_s):10.3f} {mean(r.step_s):6.3f} {med(r.wall_s):6.3f} {med(r.cpu_s):6.3f}"
+            f"{r.name:66} {med(r.step_s):10.3f} {mean(r.step_s):6.3f} {med(r.wall_s):6.3f} {med(r.cpu_s):6.3f}"
             f" {med(r.gen_s):6.3f} {med(r.step_s) / med(anchor.step_s):6.2f}"
             f" {med(r.cpu_s) / med(anchor.cpu_s):9.2f} {statistics.fmean(r.rewards[-10:]):13.3f}"
             f" {start_acc:>13.3f} -> {r.acc:.3f}"

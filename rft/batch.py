@@ -77,8 +77,11 @@ def shared_prefix_logprobs(
     lens = [int(n) for n in prompt_lens]
     if min(lens) < 1:
         raise ValueError("every row needs a prompt of at least one token")
+    # the bookkeeping runs on host copies: one transfer instead of a sync or a launch per row on a GPU
+    host_ids = batch.ids.cpu()  # (B, T)
+    lengths = batch.attn.sum(1).tolist()
     keys: dict[tuple[int, ...], int] = {}
-    owner = [keys.setdefault(tuple(batch.ids[i, : lens[i]].tolist()), len(keys)) for i in range(B)]
+    owner = [keys.setdefault(tuple(host_ids[i, : lens[i]].tolist()), len(keys)) for i in range(B)]
     prompts = list(keys)
     width = max(len(p) for p in prompts)
     # the distinct prompts, left-padded: (U, P)
@@ -94,14 +97,14 @@ def shared_prefix_logprobs(
     for layer, kv in enumerate(out.past_key_values.layers):
         cache.update(kv.keys[rows], kv.values[rows], layer)  # (B, heads, P, d): shared, differentiable
     # the rest of each row, right-padded: (B, C)
-    lengths = batch.attn.sum(1).tolist()
     c_len = [int(lengths[i]) - lens[i] for i in range(B)]
     cw = max(1, max(c_len))
-    c_ids = torch.zeros((B, cw), dtype=torch.long, device=device)
-    c_attn = torch.zeros((B, cw), dtype=torch.long, device=device)
+    c_ids = torch.zeros((B, cw), dtype=torch.long)
+    c_attn = torch.zeros((B, cw), dtype=torch.long)
     for i in range(B):
-        c_ids[i, : c_len[i]] = batch.ids[i, lens[i] : lens[i] + c_len[i]]
+        c_ids[i, : c_len[i]] = host_ids[i, lens[i] : lens[i] + c_len[i]]
         c_attn[i, : c_len[i]] = 1
+    c_ids, c_attn = c_ids.to(device), c_attn.to(device)
     c_pos = torch.tensor(lens, device=device)[:, None] + torch.arange(cw, device=device)[None]  # (B, C)
     attn = torch.cat([p_attn[rows], c_attn], dim=1)  # (B, P + C)
     with warnings.catch_warnings():
