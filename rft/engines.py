@@ -21,6 +21,8 @@ from typing import Any, Literal, Protocol
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
+from .models import autocast, fast_attention
+
 __all__ = ["Sampling", "Completion", "Engine", "HFEngine", "OpenAIEngine", "make_engine"]
 
 FinishReason = Literal["stop", "length"]
@@ -124,9 +126,13 @@ class HFEngine:
         out: list[Completion] = []
         was_training = self.model.training
         self.model.eval()
-        amp = torch.autocast(self.model.device.type, dtype=self.autocast, enabled=self.autocast is not None)
-        try:
-            with amp, torch.random.fork_rng(devices=[], enabled=sampling.seed is not None):
+        amp = autocast(self.autocast, self.model.device)
+        try:  # a GPU: no cuDNN attention (an execution plan for every new shape; see `fast_attention`)
+            with (
+                amp,
+                fast_attention(self.model.device),
+                torch.random.fork_rng(devices=[], enabled=sampling.seed is not None),
+            ):
                 if sampling.seed is not None:
                     torch.manual_seed(sampling.seed)
                 for start in range(0, len(rows), self.batch_size):

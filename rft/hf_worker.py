@@ -17,7 +17,6 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .engines import Completion, HFEngine, Sampling
-from .models import fast_attention
 
 __all__ = ["ProcessEngine"]
 
@@ -105,11 +104,6 @@ def _serve(conn: Connection, folder: str, dtype: str, device: str, batch_size: i
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype.removeprefix("torch.")))
     model = model.to(device)
     engine = HFEngine(model, AutoTokenizer.from_pretrained(folder), batch_size=batch_size)
-    with fast_attention(device):  # this process's whole life (a GPU: no cuDNN attention)
-        _loop(conn, engine, model)
-
-
-def _loop(conn: Connection, engine: HFEngine, model: torch.nn.Module) -> None:
     parent = os.getppid()
     while True:
         try:
