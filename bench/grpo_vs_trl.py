@@ -61,7 +61,9 @@ Prints a table (trainer; median and mean s/step; median wall, cpu and generation
 to the faster TRL row; mean train reward of the last 10 steps; held-out accuracy start -> end) and, last,
 ``step_time_ratio_vs_trl=`` (median s/step of the fastest rft row over that of the faster TRL row; the line
 above it names both) and ``heldout_acc_rft= heldout_acc_trl=`` of those two rows.
-Run: python bench/grpo_vs_trl.py [--steps 60] [--warm-steps 250] [--eval-n 200] [--rft 0:64 1:64 0:64:async] [--device cuda]
+Run: python bench/grpo_vs_trl.py [--steps 60] [--warm-steps 250] [--eval-n 200] [--rft 0:64 1:64 0:64:async]
+[--device cuda] [--seeds 0 1 2] (several seeds: per-seed tables, the paired held-out difference with a 95% CI,
+and means in the machine-readable lines)
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ def run_rft(
     async_rollout: bool = False,
     device: str = "cpu",
     shared_prefix: bool = True,
+    seed: int = SEED,
 ) -> Result:
     from rft.grpo import EvalConfig, GenConfig, GRPOConfig, LossConfig, train
 
@@ -160,7 +163,7 @@ def run_rft(
         async_rollout=async_rollout,
         shared_prefix=shared_prefix,
         torch_threads=1,
-        seed=SEED,
+        seed=seed,
         device=device,
         dtype="float32",  # as TRL's row (bf16=False)
     )
@@ -186,7 +189,14 @@ def run_rft(
 
 
 def run_trl(
-    warm: Path, suite_file: Path, work: Path, steps: int, micro: int, n_eval: int, device: str = "cpu"
+    warm: Path,
+    suite_file: Path,
+    work: Path,
+    steps: int,
+    micro: int,
+    n_eval: int,
+    device: str = "cpu",
+    seed: int = SEED,
 ) -> Result:
     import torch
     from datasets import Dataset
@@ -206,7 +216,7 @@ def run_trl(
     trl_ids = tok.apply_chat_template([msgs], add_generation_prompt=True, tokenize=True, return_dict=True)
     if trl_ids["input_ids"][0] != chat_prompt_ids(tok, msgs):
         raise RuntimeError("TRL and rft tokenize the prompt differently; the comparison would not be fair")
-    order = [i for s in range(steps) for i in prompt_indices(len(items), PROMPTS, s, SEED)]  # rft's prompts
+    order = [i for s in range(steps) for i in prompt_indices(len(items), PROMPTS, s, seed)]  # rft's prompts
     data = Dataset.from_list(
         [
             {"prompt": suite.messages(items[i]), "id": items[i]["id"], "reference": items[i]["reference"]}
@@ -270,7 +280,7 @@ def run_trl(
         logging_steps=10**6,
         save_strategy="no",
         disable_tqdm=True,
-        seed=SEED,
+        seed=seed,
     )
     model = AutoModelForCausalLM.from_pretrained(warm, dtype=torch.float32)
     timer = Timer()
@@ -298,7 +308,7 @@ def run_trl(
     trainer.train()
     for step, ids in enumerate(seen):
         expected = sorted(
-            items[i]["id"] for i in prompt_indices(len(items), PROMPTS, step, SEED) for _ in range(GROUP)
+            items[i]["id"] for i in prompt_indices(len(items), PROMPTS, step, seed) for _ in range(GROUP)
         )
         if sorted(ids) != expected:
             raise RuntimeError(f"TRL step {step} drew other problems than rft's step {step}")
@@ -335,6 +345,9 @@ def main() -> None:
     )
     ap.add_argument("--rft-micro", type=int, default=64, help="rft micro_batch (as the TRL 64 x 1 row)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (both trainers; float32 weights)")
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=[SEED], help="model, prompt order and sampling seeds"
+    )
     args = ap.parse_args()
     for m in args.trl_micro:
         if (PROMPTS * GROUP) % m:
@@ -360,6 +373,41 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+    by_seed = [run_seed(args, rft_rows, seed) for seed in args.seeds]
+    ratios = [med(best.step_s) / med(anchor.step_s) for anchor, best in by_seed]
+    acc_trl, acc_rft = [a.acc for a, _ in by_seed], [b.acc for _, b in by_seed]
+    if len(by_seed) > 1:  # the paired held-out difference over seeds, with a 95% t-interval
+        diffs = [b - a for a, b in zip(acc_trl, acc_rft, strict=True)]
+        m = statistics.fmean(diffs)
+        half = T95.get(len(diffs) - 1, 1.96) * statistics.stdev(diffs) / len(diffs) ** 0.5
+        print(
+            f"{len(by_seed)} seeds {args.seeds}: step time ratio per seed {', '.join(f'{r:.3f}' for r in ratios)};"
+            f" held-out rft - TRL per seed {', '.join(f'{d:+.3f}' for d in diffs)}: mean {m:+.3f}"
+            f" [95% CI {m - half:+.3f}, {m + half:+.3f}]"
+        )
+    anchor, best = by_seed[0]
+    print(
+        f"machine-readable: the fastest rft row, {best.name}, against {anchor.name}"
+        + (f" (means over {len(by_seed)} seeds)" if len(by_seed) > 1 else "")
+    )
+    print(f"step_time_ratio_vs_trl={statistics.fmean(ratios):.3f}")
+    print(f"heldout_acc_rft={statistics.fmean(acc_rft):.3f} heldout_acc_trl={statistics.fmean(acc_trl):.3f}")
+
+
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}  # t(0.975, df)
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def run_seed(
+    args: argparse.Namespace, rft_rows: list[tuple[int, int, bool, bool]], seed: int
+) -> tuple[Result, Result]:
+    """One seed's warm start, TRL and rft rows, and table; returns (the faster TRL row, the fastest rft row)."""
+    import torch
+
     from rft.envs import get_suite
 
     load = [os.getloadavg()[0]]
@@ -368,17 +416,21 @@ def main() -> None:
         suite_file = work / "add-v0.yaml"
         suite_file.write_text(SUITE_YAML)
         t0 = time.perf_counter()
-        warm = warm_start(get_suite(suite_file), work / "warm", args.warm_steps)
+        warm = warm_start(get_suite(suite_file), work / "warm", args.warm_steps, seed)
         warm_s = time.perf_counter() - t0
         start_acc = heldout_accuracy(warm, suite_file, args.eval_n)
-        print(f"warm start: {args.warm_steps} SFT steps in {warm_s:.0f} s, held-out accuracy {start_acc:.3f}")
+        print(
+            f"seed {seed}: warm start: {args.warm_steps} SFT steps in {warm_s:.0f} s, held-out accuracy {start_acc:.3f}"
+        )
         # TRL rows before and after the rft rows, so a change of load on the machine hits both trainers
         runs = [("trl", m) for m in args.trl_micro[:1]] + [("rft", r) for r in rft_rows]
         runs += [("trl", m) for m in args.trl_micro[1:]]
         results: list[Result] = []
         for kind, spec in runs:
             if kind == "trl":
-                results.append(run_trl(warm, suite_file, work, args.steps, spec, args.eval_n, args.device))
+                results.append(
+                    run_trl(warm, suite_file, work, args.steps, spec, args.eval_n, args.device, seed)
+                )
             else:
                 workers, chunk, is_async, share = spec
                 results.append(
@@ -394,12 +446,10 @@ def main() -> None:
                         is_async,
                         args.device,
                         share,
+                        seed,
                     )
                 )
             load.append(os.getloadavg()[0])
-
-    def med(xs: list[float]) -> float:
-        return statistics.median(xs) if xs else float("nan")
 
     def mean(xs: list[float]) -> float:
         return statistics.fmean(xs[1:]) if len(xs) > 1 else float("nan")  # first step: warm-up
@@ -429,9 +479,7 @@ def main() -> None:
             f" {med(r.cpu_s) / med(anchor.cpu_s):9.2f} {statistics.fmean(r.rewards[-10:]):13.3f}"
             f" {start_acc:>13.3f} -> {r.acc:.3f}"
         )
-    print(f"machine-readable: the fastest rft row, {best.name}, against {anchor.name}")
-    print(f"step_time_ratio_vs_trl={med(best.step_s) / med(anchor.step_s):.3f}")
-    print(f"heldout_acc_rft={best.acc:.3f} heldout_acc_trl={anchor.acc:.3f}")
+    return anchor, best
 
 
 if __name__ == "__main__":
