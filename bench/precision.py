@@ -18,17 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-SUITE_YAML = """\
-id: add-v0
-source: {type: generator, name: arithmetic, params: {digits: 2, operands: 2, ops: "+"}, size: 3000, seed: 0}
-fields: {id: id, reference: answer}
-prompt: {user: "{{ item.question }}"}
-grader: {type: math, input: "{{ sample.output_text }}", reference: "{{ item.reference }}", form: number}
-split: 0.1
-"""
+SUITE = "rft/addition-v0"  # 2-digit addition: the tests' and the demo's task
 
 
-def run(model: Path, suite: Path, out: Path, dtype: str, lr: str, steps: int, device: str) -> dict:
+def run(model: Path, suite: str, out: Path, dtype: str, lr: str, steps: int, device: str) -> dict:
     from safetensors.torch import load_file
 
     from rft.config import load_config
@@ -79,16 +72,16 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    from rft.envs import load_suite
+    from rft.envs import get_suite
+    from rft.loop import suite_file
     from rft.tiny import warm_start
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     with tempfile.TemporaryDirectory(prefix="rft-precision-") as tmp:
         work = Path(tmp)
-        suite = work / "add-v0.yaml"
-        suite.write_text(SUITE_YAML)
-        model = warm_start(load_suite(suite), work / "warm")
+        suite = SUITE
+        model = warm_start(get_suite(suite_file(suite)), work / "warm")
         results = {
             (lr, d): run(model, suite, work / f"{d}-{lr}", d, lr, args.steps, device)
             for lr in args.lr

@@ -16,14 +16,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-SUITE_YAML = """\
-id: add-v0
-source: {type: generator, name: arithmetic, params: {digits: 2, operands: 2, ops: "+"}, size: 3000, seed: 0}
-fields: {id: id, reference: answer}
-prompt: {user: "{{ item.question }}"}
-grader: {type: math, input: "{{ sample.output_text }}", reference: "{{ item.reference }}", form: number}
-split: 0.1
-"""
+SUITE = "rft/addition-v0"  # 2-digit addition: the tests' and the demo's task
 
 
 def main() -> None:
@@ -61,17 +54,17 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     from rft.config import load_config
-    from rft.envs import load_suite
+    from rft.envs import get_suite
     from rft.grpo import GRPOConfig, train
+    from rft.loop import suite_file
     from rft.tiny import warm_start
 
     with tempfile.TemporaryDirectory(prefix="rft-profile-") as tmp:
         work = Path(tmp)
-        suite = work / "add-v0.yaml"
-        suite.write_text(SUITE_YAML)
+        suite = SUITE
         model = Path(args.warm or work / "warm")
         if not (model / "config.json").is_file():
-            warm_start(load_suite(suite), model)
+            warm_start(get_suite(suite_file(suite)), model)
         cfg = load_config(
             GRPOConfig,
             None,
