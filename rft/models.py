@@ -68,7 +68,8 @@ def training_precision(dtype: Dtype, device: str, lora: bool) -> tuple[Dtype, to
     full weights train in mixed precision (``bf16-mixed``: float32 weights and Adam state, bf16 matrix
     products); a LoRA model's frozen base loads in bf16 (peft keeps the adapter in float32); elsewhere
     float32. Pure ``bfloat16`` weights halve the memory, but AdamW drops every update smaller than half a
-    weight's bf16 spacing (|w| / 256): at lr 1e-5 that is 91% of a tiny model's weights, at 1e-6, 99%."""
+    weight's bf16 spacing (|w| / 256): two GRPO steps of a tiny model left 88% of its weights unchanged at
+    lr 1e-5 and 98% at lr 1e-6 (tests/test_precision.py)."""
     mixed = dtype == "bf16-mixed" or (dtype == "auto" and not lora and _gpu_bf16(_device(device)))
     return ("bf16-mixed", torch.bfloat16) if mixed else (dtype, None)
 
