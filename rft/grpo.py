@@ -39,6 +39,7 @@ from .loop import (
     HeldOut,
     RLConfig,
     chunks,
+    engine_options,
     log_step,
     overlong_penalty,
     prompt_indices,
@@ -171,7 +172,7 @@ def _train(
     # several processes: `model` is what the update trains through (DDP/FSDP/DeepSpeed); `policy` holds the
     # current full weights for sampling and checkpoints. One process: both are the model
     model, (optimizer,), policy = dist.prepare(model, [optimizer], cfg.micro_batch, cfg.max_grad_norm)
-    options = cfg.engine_options | ({"autocast": compute} if compute and cfg.engine == "hf" else {})
+    options = engine_options(cfg, compute)  # bf16 mixed precision: the sampler computes in bf16 too
     engine = make_engine(cfg.engine, policy, tokenizer, **options)
     # async: the sampler has its own copy of the weights, one update behind, in a child process (a LoRA
     # model: in a thread of this one); a background thread waits on it and grades

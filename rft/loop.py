@@ -126,6 +126,18 @@ class RLConfig:
             raise ValueError("save_every, grader_workers and offset must be >= 0")
 
 
+def engine_options(cfg: RLConfig, compute: torch.dtype | None) -> dict[str, Any]:
+    """The recipe's `engine_options`, plus, when the policy trains in bf16 mixed precision (`compute`), what
+    makes the sampler compute in bf16 too: autocast for ``hf``, a bf16 engine for ``vllm`` (unless the
+    recipe sets its `dtype`; it would follow the float32 weights)."""
+    options = dict(cfg.engine_options)
+    if compute is not None and cfg.engine == "hf":
+        options["autocast"] = compute
+    elif compute is not None and cfg.engine == "vllm":
+        options.setdefault("dtype", str(compute).removeprefix("torch."))
+    return options
+
+
 def train_items(suite: Any, offset: int) -> list[dict[str, Any]]:
     """The train problems an RL run draws from: the train split from `offset` on."""
     items = suite.items("train")

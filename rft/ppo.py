@@ -42,6 +42,7 @@ from .loop import (
     HeldOut,
     RLConfig,
     chunks,
+    engine_options,
     log_step,
     prompt_indices,
     reward_metrics,
@@ -198,7 +199,7 @@ def _train(
     trained, optimizers, _ = dist.prepare(
         _Trained(model, critic, head, compute), optimizers, cfg.micro_batch, cfg.max_grad_norm
     )
-    options = cfg.engine_options | ({"autocast": compute} if compute and cfg.engine == "hf" else {})
+    options = engine_options(cfg, compute)  # bf16 mixed precision: the sampler computes in bf16 too
     engine = make_engine(cfg.engine, model, tokenizer, **options)
     share = dist.share(cfg.prompts_per_step, "prompts_per_step")  # this rank's prompts of each step
     k = cfg.samples_per_prompt

@@ -101,3 +101,18 @@ def test_ppo_trains_in_bf16_mixed(tmp_path, warm):
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r[k] for r in rows for k in ("loss/policy", "loss/value") if k in r]
     assert losses and all(torch.isfinite(torch.tensor(x)) for x in losses)
+
+
+def test_a_mixed_precision_policy_samples_in_bf16():
+    """The sampler follows the policy's compute dtype, not its float32 weights: hf autocasts, vllm runs in
+    bf16 unless the recipe names its dtype."""
+    from rft.grpo import GRPOConfig
+    from rft.loop import engine_options
+
+    cfg = GRPOConfig(model="m", suite="rft/addition-v0", engine_options={"batch_size": 8})
+    assert engine_options(cfg, torch.bfloat16) == {"batch_size": 8, "autocast": torch.bfloat16}
+    assert engine_options(cfg, None) == {"batch_size": 8}
+    vllm = GRPOConfig(model="m", suite="rft/addition-v0", engine="vllm")
+    assert engine_options(vllm, torch.bfloat16) == {"dtype": "bfloat16"}
+    named = GRPOConfig(model="m", suite="rft/addition-v0", engine="vllm", engine_options={"dtype": "float16"})
+    assert engine_options(named, torch.bfloat16) == {"dtype": "float16"}
