@@ -96,8 +96,9 @@ def main() -> None:
             model_path = warm_start(suite, out / "warm", args.warm_steps, args.seed)
             print(f"warm start: {args.warm_steps} SFT steps in {time.perf_counter() - t0:.0f} s")
         tok = AutoTokenizer.from_pretrained(model_path)
-        dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        # float32 weights; on a GPU TRL's bf16 autocasts the forwards (pure bf16 weights would lose AdamW's
+        # small updates: rft.models.training_precision)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         if cuda:
             model.to("cuda")
         before = heldout_accuracy(model, tok, suite, args.eval_n, args.max_new) if args.eval_n else None
@@ -126,7 +127,7 @@ def main() -> None:
             loss_type="dapo",
             gradient_checkpointing=False,
             use_cpu=not cuda,
-            bf16=dtype == torch.bfloat16,
+            bf16=cuda and torch.cuda.is_bf16_supported(),
             report_to=[],
             logging_steps=1,
             save_strategy="no",

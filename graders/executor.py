@@ -84,6 +84,21 @@ def _check_items(samples: Sequence[Any], items: Sequence[Any] | None) -> Sequenc
     return items
 
 
+def _check_pool_options(
+    workers: int | None, timeout: float, max_retries_on_contention: int, preload: Sequence[str]
+) -> None:
+    """The options every pool takes; `preload` is imported here, so an import error shows at once, not as a
+    crash or an error grade in every worker."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers ({workers}) must be at least 1; grade_batch(..., workers=0) grades inline")
+    if timeout <= 0:
+        raise ValueError(f"timeout ({timeout}) must be a positive number of seconds")
+    if max_retries_on_contention < 0:
+        raise ValueError(f"max_retries_on_contention ({max_retries_on_contention}) must be >= 0")
+    for name in preload:
+        importlib.import_module(name)
+
+
 class _PoolAPI:
     """What every grading pool offers on top of its dispatcher: submit, grade (in order, with a callback
     per grade), agrade (asyncio), a context manager, and grader spec keys. A pool sets `_dispatcher`
@@ -177,16 +192,7 @@ class GraderPool(_PoolAPI):
         preload: Sequence[str] = (),
     ) -> None:
         workers = (os.cpu_count() or 1) if workers is None else workers
-        if workers < 1:
-            raise ValueError(
-                f"workers ({workers}) must be at least 1; grade_batch(..., workers=0) grades inline"
-            )
-        if timeout <= 0:
-            raise ValueError(f"timeout ({timeout}) must be a positive number of seconds")
-        if max_retries_on_contention < 0:
-            raise ValueError(f"max_retries_on_contention ({max_retries_on_contention}) must be >= 0")
-        for name in preload:  # an import error shows here, not as a crash in every worker
-            importlib.import_module(name)
+        _check_pool_options(workers, timeout, max_retries_on_contention, preload)
         self.workers = workers
         self.timeout = timeout
         self.max_retries_on_contention = max_retries_on_contention
@@ -248,12 +254,17 @@ class _Worker:
         return self.process.exitcode
 
 
-class _Dispatcher:
-    """Runs the pool in one thread. `submit`, `add_spec` and `stop` may be called from any thread."""
+class _DispatcherBase:
+    """The front of a pool's dispatcher, which runs in one thread started by the first `submit`; `submit`,
+    `add_spec` and `stop` may be called from any thread. A subclass defines `_loop` (returns once closed
+    and done, or aborted), `_wake` (under `lock`: rouse the loop), `_inflight` (tasks handed to workers)
+    and `_release` (after the loop: stop the workers); `_close` (under `lock`, at the end or when the
+    thread never started), `_before_start` and `_why` may be extended."""
 
-    def __init__(self, max_workers: int, preload: tuple[str, ...]) -> None:
-        self.max_workers = max_workers
-        self.preload = preload
+    pool = "GraderPool"  # the class named in messages
+    thread_name = "rft-grader-pool"
+
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         # Shared with callers, under `lock`:
         self.incoming: list[_Task] = []
@@ -262,14 +273,8 @@ class _Dispatcher:
         self.aborting = False  # stop now; queued tasks fail
         self.crashed: BaseException | None = None
         self.thread: threading.Thread | None = None
-        self.wake_r, self.wake_w = os.pipe()  # a byte here wakes the dispatcher
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
         # The dispatcher thread's own:
         self.pending: deque[_Task] = deque()
-        self.workers: list[_Worker] = []
-        self.selector = selectors.DefaultSelector()  # the wake pipe and every worker's pipe
-        self.selector.register(self.wake_r, selectors.EVENT_READ)
 
     def add_spec(self, key: str, module: str, spec: dict[str, Any]) -> None:
         with self.lock:
@@ -278,13 +283,13 @@ class _Dispatcher:
     def submit(self, tasks: list[_Task]) -> None:
         with self.lock:
             if self.crashed is not None:
-                raise RuntimeError(f"the grader pool's dispatcher crashed: {self.crashed!r}")
+                raise RuntimeError(f"the {self.pool}'s dispatcher crashed: {self.crashed!r}")
             if self.closing:
-                raise RuntimeError("this GraderPool is closed; make a new one")
+                raise RuntimeError(f"this {self.pool} is closed; make a new one")
             self.incoming.extend(tasks)
             if self.thread is None:
-                _CONTEXT.set_forkserver_preload(["__main__", __package__, *self.preload])
-                self.thread = threading.Thread(target=self.run, name="rft-grader-pool", daemon=True)
+                self._before_start()
+                self.thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
                 self.thread.start()
             self._wake()
 
@@ -294,22 +299,11 @@ class _Dispatcher:
             self.aborting = self.aborting or not wait
             thread = self.thread
             if thread is None:
-                self._close_wake_pipe()
+                self._close()
                 return
             self._wake()
         if thread is not threading.current_thread():
             thread.join(None if wait else 10.0)
-
-    def _wake(self) -> None:  # under lock
-        if self.wake_w >= 0:
-            with contextlib.suppress(BlockingIOError):  # the pipe is full: it will wake anyway
-                os.write(self.wake_w, b"x")
-
-    def _close_wake_pipe(self) -> None:  # under lock
-        if self.wake_w >= 0:
-            os.close(self.wake_w)
-            os.close(self.wake_r)
-            self.wake_w = self.wake_r = -1
 
     def run(self) -> None:
         try:
@@ -320,14 +314,71 @@ class _Dispatcher:
             raise
         finally:
             with self.lock:
-                leftovers = self.incoming + list(self.pending) + [t for w in self.workers for t in w.inflight]
+                leftovers = self.incoming + list(self.pending) + self._inflight()
                 self.incoming.clear()
-                self._close_wake_pipe()
-            self._stop_workers()
-            why = f"its dispatcher crashed: {self.crashed!r}" if self.crashed else "it was closed"
+                self._close()
+            self._release()
+            why = self._why()
             for t in leftovers:
                 with contextlib.suppress(InvalidStateError):
-                    t.future.set_exception(RuntimeError(f"GraderPool: {why} before this sample was graded"))
+                    t.future.set_exception(RuntimeError(f"{self.pool}: {why} before this sample was graded"))
+
+    def _why(self) -> str:
+        return f"its dispatcher crashed: {self.crashed!r}" if self.crashed else "it was closed"
+
+    def _before_start(self) -> None:  # under lock
+        pass
+
+    def _close(self) -> None:  # under lock
+        pass
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    def _wake(self) -> None:  # under lock
+        raise NotImplementedError
+
+    def _inflight(self) -> list[_Task]:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+
+class _Dispatcher(_DispatcherBase):
+    """Worker processes fed through pipes, watched with a selector (which a byte on the wake pipe wakes)."""
+
+    def __init__(self, max_workers: int, preload: tuple[str, ...]) -> None:
+        super().__init__()
+        self.max_workers = max_workers
+        self.preload = preload
+        self.wake_r, self.wake_w = os.pipe()  # a byte here wakes the dispatcher
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        # The dispatcher thread's own:
+        self.workers: list[_Worker] = []
+        self.selector = selectors.DefaultSelector()  # the wake pipe and every worker's pipe
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+
+    def _before_start(self) -> None:  # under lock
+        _CONTEXT.set_forkserver_preload(["__main__", __package__, *self.preload])
+
+    def _wake(self) -> None:  # under lock
+        if self.wake_w >= 0:
+            with contextlib.suppress(BlockingIOError):  # the pipe is full: it will wake anyway
+                os.write(self.wake_w, b"x")
+
+    def _close(self) -> None:  # under lock: the wake pipe
+        if self.wake_w >= 0:
+            os.close(self.wake_w)
+            os.close(self.wake_r)
+            self.wake_w = self.wake_r = -1
+
+    def _inflight(self) -> list[_Task]:
+        return [t for w in self.workers for t in w.inflight]
+
+    def _release(self) -> None:
+        self._stop_workers()
 
     def _loop(self) -> None:
         while True:

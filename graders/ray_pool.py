@@ -57,7 +57,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .base import Grader
-from .executor import GraderPool, _build, _own_usage, _PoolAPI
+from .executor import GraderPool, _build, _check_pool_options, _DispatcherBase, _own_usage, _PoolAPI
 from .grade import Grade
 from .procstat import HAVE_SCHEDSTAT, usage
 
@@ -121,21 +121,12 @@ class RayGraderPool(_PoolAPI):
         startup_timeout: float = STARTUP_TIMEOUT,
         init_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if workers is not None and workers < 1:
-            raise ValueError(
-                f"workers ({workers}) must be at least 1; grade_batch(..., workers=0) grades inline"
-            )
-        if timeout <= 0:
-            raise ValueError(f"timeout ({timeout}) must be a positive number of seconds")
-        if max_retries_on_contention < 0:
-            raise ValueError(f"max_retries_on_contention ({max_retries_on_contention}) must be >= 0")
+        _check_pool_options(workers, timeout, max_retries_on_contention, preload)
         if cpus_per_task <= 0:
             raise ValueError(f"cpus_per_task ({cpus_per_task}) must be positive")
         if startup_timeout <= 0:
             raise ValueError(f"startup_timeout ({startup_timeout}) must be a positive number of seconds")
         ray = _import_ray()
-        for name in preload:  # an import error shows here, not as an error grade for every sample
-            importlib.import_module(name)
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             ray.init(address=address, **(init_kwargs or {}))
@@ -208,78 +199,41 @@ class _Run:
         pending.extendleft(reversed(self.tasks))
 
 
-class _Dispatcher:
-    """Runs the pool in one thread. `submit`, `add_spec` and `stop` may be called from any thread."""
+class _Dispatcher(_DispatcherBase):
+    """Chunks of tasks run as streaming Ray tasks, `slots` at a time, polled with `ray.wait`."""
+
+    pool = "RayGraderPool"
+    thread_name = "rft-ray-grader-pool"
 
     def __init__(
         self, ray: Any, remote: Any, remote_exact: Any, slots: int, preload: tuple[str, ...], startup: float
     ) -> None:
+        super().__init__()
         self.ray = ray
         self.remote = remote
         self.remote_exact = remote_exact
         self.slots = slots
         self.preload = preload
         self.startup = startup
-        self.lock = threading.Lock()
         self.wakeup = threading.Condition(self.lock)
-        # Shared with callers, under `lock`:
-        self.incoming: list[_Task] = []
-        self.specs: dict[str, tuple[str, dict[str, Any]]] = {}  # key -> (module, spec)
-        self.closing = False
-        self.aborting = False
-        self.crashed: BaseException | None = None
-        self.thread: threading.Thread | None = None
         # The dispatcher thread's own:
-        self.pending: deque[_Task] = deque()
         self.runs: list[_Run] = []
 
-    def add_spec(self, key: str, module: str, spec: dict[str, Any]) -> None:
-        with self.lock:
-            self.specs.setdefault(key, (module, spec))
+    def _wake(self) -> None:  # under lock
+        self.wakeup.notify()
 
-    def submit(self, tasks: list[_Task]) -> None:
-        with self.lock:
-            if self.crashed is not None:
-                raise RuntimeError(f"the Ray grader pool's dispatcher crashed: {self.crashed!r}")
-            if self.closing:
-                raise RuntimeError("this RayGraderPool is closed; make a new one")
-            self.incoming.extend(tasks)
-            if self.thread is None:
-                self.thread = threading.Thread(target=self.run, name="rft-ray-grader-pool", daemon=True)
-                self.thread.start()
-            self.wakeup.notify()
+    def _inflight(self) -> list[_Task]:
+        return [t for r in self.runs for t in r.tasks]
 
-    def stop(self, wait: bool) -> None:
-        with self.lock:
-            self.closing = True
-            self.aborting = self.aborting or not wait
-            thread = self.thread
-            self.wakeup.notify()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(None if wait else 10.0)
+    def _release(self) -> None:
+        if self.ray.is_initialized():  # else its workers went with it
+            for r in list(self.runs):
+                self._kill(r)
 
-    def run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as e:
-            with self.lock:
-                self.crashed = e
-            raise
-        finally:
-            with self.lock:
-                leftovers = self.incoming + list(self.pending) + [t for r in self.runs for t in r.tasks]
-                self.incoming.clear()
-            why = f"its dispatcher crashed: {self.crashed!r}" if self.crashed else "it was closed"
-            if not self.ray.is_initialized():
-                why = "Ray was shut down under it (close the pool first)"
-            for t in leftovers:
-                with contextlib.suppress(InvalidStateError):
-                    t.future.set_exception(
-                        RuntimeError(f"RayGraderPool: {why} before this sample was graded")
-                    )
-            if self.ray.is_initialized():  # else its workers went with it
-                for r in list(self.runs):
-                    self._kill(r)
+    def _why(self) -> str:
+        if not self.ray.is_initialized():
+            return "Ray was shut down under it (close the pool first)"
+        return super()._why()
 
     def _loop(self) -> None:
         while True:
