@@ -52,7 +52,6 @@ from .losses import (
     group_advantages,
     kl_penalty,
     masked_mean,
-    masked_var,
     policy_loss,
     zero_variance_groups,
 )
@@ -298,15 +297,14 @@ def _rewards(cfg: GRPOConfig, trajs: list[Trajectory], max_turns: int) -> tuple[
 
 
 def _advantages(cfg: GRPOConfig, rewards: torch.Tensor, valid: torch.Tensor, dist: Dist) -> torch.Tensor:
-    """Group advantages (N,). Groups never span ranks; `scale_rewards: batch` divides by the std of every
-    rank's rewards, as `group_advantages` does over one process's batch."""
+    """Group advantages (N,). Groups never span ranks; with `scale_rewards: batch` the std is every rank's
+    rewards', so the whole batch's advantages are computed and this rank's rows taken."""
     if cfg.loss.scale_rewards != "batch" or dist.world == 1:
         return group_advantages(rewards, cfg.group_size, cfg.loss.scale_rewards, valid=valid)
-    parts = dist.all_gather((rewards, valid))
+    parts = dist.all_gather((rewards, valid))  # the whole batch; this rank's rows are a slice of it
     r, v = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])  # (N * world,)
-    v = v & ~torch.isnan(r)
-    std = masked_var(torch.where(v, r, torch.zeros_like(r)), v, unbiased=True).sqrt()
-    return group_advantages(rewards, cfg.group_size, "none", valid=valid) / (std + 1e-4)
+    lo = sum(len(p[0]) for p in parts[: dist.rank])
+    return group_advantages(r, cfg.group_size, "batch", valid=v)[lo : lo + len(rewards)]
 
 
 def _rollout(
