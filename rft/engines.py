@@ -234,24 +234,24 @@ class OpenAIEngine:
     def close(self) -> None:
         pass
 
+    def _body(self, prompt: Sequence[int], s: Sampling) -> dict[str, Any]:
+        """The `/v1/completions` request for `prompt`'s `s.n` samples."""
+        body: dict[str, Any] = {
+            "model": self.model, "prompt": list(prompt), "n": s.n, "max_tokens": s.max_new_tokens,
+            "temperature": s.temperature, "top_p": s.top_p,
+        }  # fmt: skip
+        if s.top_k:
+            body["top_k"] = s.top_k
+        if s.stop:
+            body["stop"] = list(s.stop)
+        if s.seed is not None:
+            body["seed"] = s.seed
+        return body
+
     def generate(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[list[Completion]]:
         results = []
         for prompt in prompts:
-            body: dict[str, Any] = {
-                "model": self.model,
-                "prompt": list(prompt),
-                "n": sampling.n,
-                "max_tokens": sampling.max_new_tokens,
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-            }
-            if sampling.top_k:
-                body["top_k"] = sampling.top_k
-            if sampling.stop:
-                body["stop"] = list(sampling.stop)
-            if sampling.seed is not None:
-                body["seed"] = sampling.seed
-            reply = self._post("/completions", body)
+            reply = self._post("/completions", self._body(prompt, sampling))
             comps = []
             for choice in sorted(reply["choices"], key=lambda c: c["index"]):
                 text = choice["text"]

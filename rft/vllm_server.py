@@ -67,17 +67,9 @@ class VLLMServerEngine(OpenAIEngine):
         return list(self._pool.map(lambda p: self._one(p, sampling), prompts))
 
     def _one(self, prompt: Sequence[int], s: Sampling) -> list[Completion]:
-        body: dict[str, Any] = {
-            "model": self.model, "prompt": list(prompt), "n": s.n, "max_tokens": s.max_new_tokens,
-            "temperature": s.temperature, "top_p": s.top_p, "return_token_ids": True,
-            "skip_special_tokens": True, "include_stop_str_in_output": False,
+        body = self._body(prompt, s) | {
+            "return_token_ids": True, "skip_special_tokens": True, "include_stop_str_in_output": False,
         }  # fmt: skip
-        if s.top_k:
-            body["top_k"] = s.top_k
-        if s.stop:
-            body["stop"] = list(s.stop)
-        if s.seed is not None:
-            body["seed"] = s.seed
         if s.logprobs:
             body["logprobs"] = 0  # the sampled token's own log-probability
         reply = self._post("/completions", body)
