@@ -210,8 +210,8 @@ def _trim_to_text(tokenizer: PreTrainedTokenizerBase, ids: list[int], stop: str)
 
 class OpenAIEngine:
     """Sample from an OpenAI-compatible server's ``/v1/completions`` with token-id prompts (vLLM's server
-    accepts them, as does ``rft serve``). Weights live in the server: `update_weights` is not supported
-    here (vLLM server mode pushes them separately)."""
+    accepts them; ``rft serve`` takes text prompts only, so it cannot back this engine). Weights live in
+    the server: `update_weights` is not supported here (vLLM server mode pushes them separately)."""
 
     name = "openai"
 
