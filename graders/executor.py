@@ -40,7 +40,7 @@ from concurrent.futures import Future, InvalidStateError, as_completed
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
-from typing import Any, Self
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from .base import Grader, GraderSpecError, as_sample, load_grader
 from .grade import Grade
@@ -254,7 +254,14 @@ class _Worker:
         return self.process.exitcode
 
 
-class _DispatcherBase:
+class _Queued(Protocol):
+    future: Future[Grade]
+
+
+TaskT = TypeVar("TaskT", bound=_Queued)  # a pool's task type: what it queues carries its future
+
+
+class _DispatcherBase(Generic[TaskT]):
     """The front of a pool's dispatcher, which runs in one thread started by the first `submit`; `submit`,
     `add_spec` and `stop` may be called from any thread. A subclass defines `_loop` (returns once closed
     and done, or aborted), `_wake` (under `lock`: rouse the loop), `_inflight` (tasks handed to workers)
@@ -267,20 +274,20 @@ class _DispatcherBase:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         # Shared with callers, under `lock`:
-        self.incoming: list[_Task] = []
+        self.incoming: list[TaskT] = []
         self.specs: dict[str, tuple[str, dict[str, Any]]] = {}  # key -> (module, spec)
         self.closing = False  # no new tasks; finish the queued ones, then stop
         self.aborting = False  # stop now; queued tasks fail
         self.crashed: BaseException | None = None
         self.thread: threading.Thread | None = None
         # The dispatcher thread's own:
-        self.pending: deque[_Task] = deque()
+        self.pending: deque[TaskT] = deque()
 
     def add_spec(self, key: str, module: str, spec: dict[str, Any]) -> None:
         with self.lock:
             self.specs.setdefault(key, (module, spec))
 
-    def submit(self, tasks: list[_Task]) -> None:
+    def submit(self, tasks: list[TaskT]) -> None:
         with self.lock:
             if self.crashed is not None:
                 raise RuntimeError(f"the {self.pool}'s dispatcher crashed: {self.crashed!r}")
@@ -338,14 +345,14 @@ class _DispatcherBase:
     def _wake(self) -> None:  # under lock
         raise NotImplementedError
 
-    def _inflight(self) -> list[_Task]:
+    def _inflight(self) -> list[TaskT]:
         raise NotImplementedError
 
     def _release(self) -> None:
         raise NotImplementedError
 
 
-class _Dispatcher(_DispatcherBase):
+class _Dispatcher(_DispatcherBase[_Task]):
     """Worker processes fed through pipes, watched with a selector (which a byte on the wake pipe wakes)."""
 
     def __init__(self, max_workers: int, preload: tuple[str, ...]) -> None:

@@ -199,7 +199,7 @@ class _Run:
         pending.extendleft(reversed(self.tasks))
 
 
-class _Dispatcher(_DispatcherBase):
+class _Dispatcher(_DispatcherBase[_Task]):
     """Chunks of tasks run as streaming Ray tasks, `slots` at a time, polled with `ray.wait`."""
 
     pool = "RayGraderPool"
