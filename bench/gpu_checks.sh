@@ -17,7 +17,7 @@ if [ -d .whl ]; then pip_target .whl/*.whl || exit 1; fi
 pip_target --no-build-isolation . || exit 1
 export PYTHONPATH=/tmp/site
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -P -c "import torch, transformers, trl, peft, rft.grpo, rft.sft_dpo; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, torch.cuda.get_device_name())" || exit 1
+python3 -P -c "import torch, transformers, trl, peft, rft.rl.grpo, rft.sft_dpo; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, torch.cuda.get_device_name())" || exit 1
 # -P: not the checkout's rft/ folder (the installed package maps rft.graders, rft.envs, ...)
 timeout "${T_TESTS:-220}" python3 -P -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/test_gpu.log" | tail -12
 timeout "${T_PRECISION:-170}" python3 bench/precision.py --device cuda 2>&1 | tee "$OUT/precision.log" | tail -6

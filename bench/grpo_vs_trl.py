@@ -5,7 +5,7 @@ start from the same saved warm start (a tiny Llama taught 2-digit addition by SF
 built here, seeded) and train with the same task, prompts, group size, lengths, batch and optimiser:
 8 prompts x 8 samples per step, max 12 new tokens, temperature 1.0, AdamW lr 1e-4 (weight decay 0, constant, no
 warm-up), grad-norm clip 1.0, loss "dapo", eps 0.2 / 0.28, beta 0, advantages scaled by the group std, one
-optimisation pass per batch, torch on one thread. TRL is fed rft's prompt order (`rft.loop.prompt_indices`,
+optimisation pass per batch, torch on one thread. TRL is fed rft's prompt order (`rft.rl.common.prompt_indices`,
 ``shuffle_dataset=False``; checked after training), so at every step both see the same 8 problems; the samples
 differ (separate RNG streams), so the held-out accuracies differ by sampling noise (about +-0.035 at n=200).
 
@@ -16,7 +16,7 @@ weight push). "wall" is the time between consecutive step ends (adds data loadin
 process's CPU seconds per step, which other load on a shared machine barely changes (for rft with
 grader_workers=1 it leaves the grader worker out). Means leave the first step (warm-up, grader workers starting)
 out. The rft rows run between two TRL rows, so a drift of the machine's load hits both trainers. Afterwards both
-final models are saved, reloaded the same way and scored with `rft.loop.evaluate` (greedy, first 200 held-out).
+final models are saved, reloaded the same way and scored with `rft.eval.heldout.evaluate` (greedy, first 200 held-out).
 
 Semantic differences found between the two implementations (TRL 1.16 `trainer/grpo_trainer.py`,
 `grpo_config.py`; rft `rft/grpo.py`):
@@ -113,10 +113,10 @@ def warm_start(suite: Any, out: Path, steps: int, seed: int = SEED) -> Path:
 
 
 def heldout_accuracy(path: Path, suite_file: Path, n: int) -> float:
-    """Greedy accuracy of the model saved at `path` on the first `n` held-out problems (`rft.loop.evaluate`)."""
+    """Greedy accuracy of the model saved at `path` on the first `n` held-out problems (`rft.eval.heldout.evaluate`)."""
     from rft.engines import HFEngine
     from rft.envs import SuiteEnv, get_suite
-    from rft.loop import evaluate
+    from rft.eval.heldout import evaluate
     from rft.models import load_policy
 
     model, tok = load_policy(path, device="cpu")
@@ -140,7 +140,7 @@ def run_rft(
     shared_prefix: bool = True,
     seed: int = SEED,
 ) -> Result:
-    from rft.grpo import EvalConfig, GenConfig, GRPOConfig, LossConfig, train
+    from rft.rl.grpo import EvalConfig, GenConfig, GRPOConfig, LossConfig, train
 
     out = work / f"rft-w{workers}-c{chunk}-a{int(async_rollout)}-s{int(shared_prefix)}"
     cfg = GRPOConfig(
@@ -205,7 +205,7 @@ def run_trl(
 
     from rft.envs import get_suite
     from rft.integrations.trl import suite_reward_func
-    from rft.loop import prompt_indices
+    from rft.rl.common import prompt_indices
     from rft.rollout import chat_prompt_ids
 
     suite = get_suite(suite_file)
@@ -368,7 +368,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    logging.getLogger("rft.grpo").setLevel(logging.ERROR)  # "groups have equal rewards" warnings
+    logging.getLogger("rft.rl.grpo").setLevel(logging.ERROR)  # "groups have equal rewards" warnings
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -436,7 +436,6 @@ def run_seed(
                 results.append(
                     run_rft(
                         warm,
-                        suite_file,
                         work,
                         args.steps,
                         workers,

@@ -24,12 +24,11 @@ from typing import Any
 
 import torch
 
-from rft import grpo, ppo
 from rft.config import from_dict
 from rft.engines import HFEngine, Sampling
 from rft.envs import SuiteEnv, get_suite
-from rft.loop import suite_file
-from rft.metrics import bootstrap_ci, mcnemar, paired_bootstrap_ci
+from rft.eval.metrics import bootstrap_ci, mcnemar, paired_bootstrap_ci
+from rft.rl import grpo, ppo
 from rft.rollout import chat_prompt_ids, run_episodes
 from rft.tiny import load_tiny, make_model, make_tokenizer
 
@@ -42,7 +41,7 @@ def reply_text(item: dict[str, Any], form: str) -> str:
 
 def sft(items: list[dict[str, Any]], args: argparse.Namespace, folder: Path) -> tuple[Path, float]:
     """Fresh tokenizer + tiny Llama, AdamW on reply tokens only (no grad clipping); saved to `folder`."""
-    suite = get_suite(suite_file(SUITE))
+    suite = get_suite(SUITE)
     corpus = [m["content"] for it in items[:500] for m in suite.messages(it)]
     corpus += [reply_text(it, args.form) for it in items[:500]]
     tok = make_tokenizer(corpus, vocab_size=args.vocab)
@@ -95,7 +94,7 @@ def generated(suite: Any, n: int, seed: int) -> list[dict[str, Any]]:
 def heldout_pass(model_dir: Path, max_new_tokens: int) -> list[float]:
     """Greedy pass@1 (1.0/0.0) on every held-out problem of the suite, graded by its own grader."""
     model, tok = load_tiny(model_dir)
-    suite = get_suite(suite_file(SUITE))
+    suite = get_suite(SUITE)
     envs = [SuiteEnv(suite) for _ in suite.items("heldout")]
     for i, env in enumerate(envs):
         env.reset(options={"split": "heldout", "index": i})
@@ -156,7 +155,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    suite = get_suite(suite_file(SUITE))
+    suite = get_suite(SUITE)
     train = suite.items("train")
     if args.sft_source == "generated":
         sft_items, rl_items = generated(suite, args.sft_items, 1000 + args.seed), train

@@ -25,7 +25,7 @@ def run(model: Path, suite: str, out: Path, dtype: str, lr: str, steps: int, dev
     from safetensors.torch import load_file
 
     from rft.config import load_config
-    from rft.grpo import GRPOConfig, train
+    from rft.rl.grpo import GRPOConfig, train
 
     cfg = load_config(
         GRPOConfig,
@@ -67,13 +67,12 @@ def main() -> None:
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    logging.getLogger("rft.grpo").setLevel(logging.ERROR)
+    logging.getLogger("rft.rl.grpo").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     from rft.envs import get_suite
-    from rft.loop import suite_file
     from rft.tiny import warm_start
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -81,7 +80,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rft-precision-") as tmp:
         work = Path(tmp)
         suite = SUITE
-        model = warm_start(get_suite(suite_file(suite)), work / "warm")
+        model = warm_start(get_suite(suite), work / "warm")
         results = {
             (lr, d): run(model, suite, work / f"{d}-{lr}", d, lr, args.steps, device)
             for lr in args.lr

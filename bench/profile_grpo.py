@@ -48,15 +48,14 @@ def main() -> None:
             torch.backends.cuda.enable_mem_efficient_sdp(args.sdp == "efficient")
             torch.backends.cuda.enable_math_sdp(args.sdp == "math")
     warnings.filterwarnings("ignore")
-    logging.getLogger("rft.grpo").setLevel(logging.ERROR)
+    logging.getLogger("rft.rl.grpo").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     from rft.config import load_config
     from rft.envs import get_suite
-    from rft.grpo import GRPOConfig, train
-    from rft.loop import suite_file
+    from rft.rl.grpo import GRPOConfig, train
     from rft.tiny import warm_start
 
     with tempfile.TemporaryDirectory(prefix="rft-profile-") as tmp:
@@ -64,7 +63,7 @@ def main() -> None:
         suite = SUITE
         model = Path(args.warm or work / "warm")
         if not (model / "config.json").is_file():
-            warm_start(get_suite(suite_file(suite)), model)
+            warm_start(get_suite(suite), model)
         cfg = load_config(
             GRPOConfig,
             None,

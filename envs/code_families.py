@@ -42,11 +42,11 @@ _WORDS = ["apple", "river", "stone", "level", "tree", "moon", "sun", "noon", "ca
           "wow", "yes", "night", "pencil", "house", "eye"]  # fmt: skip
 
 
-def _ints(rng: random.Random, lo: int = -10, hi: int = 20, n: int = 8) -> list[int]:
+def ints(rng: random.Random, lo: int = -10, hi: int = 20, n: int = 8) -> list[int]:
     return [rng.randint(lo, hi) for _ in range(rng.randint(1, n))]
 
 
-def _words(rng: random.Random, n: int = 5) -> list[str]:
+def words(rng: random.Random, n: int = 5) -> list[str]:
     return [_case(rng, rng.choice(_WORDS)) for _ in range(rng.randint(1, n))]
 
 
@@ -56,7 +56,7 @@ def _case(rng: random.Random, w: str) -> str:
 
 
 def _text(rng: random.Random) -> str:
-    return " ".join(_words(rng))
+    return " ".join(words(rng))
 
 
 def _ordinal(k: int) -> str:
@@ -66,7 +66,7 @@ def _ordinal(k: int) -> str:
 # -- level 1 families
 
 
-def _sum_where(rng: random.Random) -> Task:
+def sum_where(rng: random.Random) -> Task:
     k, t = rng.randint(3, 9), rng.randint(-5, 12)
     cond, desc, pred = rng.choice(
         [
@@ -84,12 +84,12 @@ def _sum_where(rng: random.Random) -> Task:
         f"returns the sum of the elements of `xs` that are {desc} (0 when there are none)",
         f"    return sum(x for x in xs if {cond})\n",
         lambda xs: sum(x for x in xs if pred(x)),
-        lambda r: (_ints(r),),
+        lambda r: (ints(r),),
         (([],),),
     )
 
 
-def _count_chars(rng: random.Random) -> Task:
+def count_chars(rng: random.Random) -> Task:
     chars = (
         "aeiou"
         if rng.random() < 0.3
@@ -116,7 +116,7 @@ def _count_chars(rng: random.Random) -> Task:
 _SEPS = [" ", ",", "-", "_", ";", "|", "/", ", "]
 
 
-def _split_join(rng: random.Random) -> Task:
+def split_join(rng: random.Random) -> Task:
     sep, joiner = rng.choice(_SEPS), rng.choice(_SEPS)
     return Task(
         rng.choice(["reverse_pieces", "flip_parts", "reverse_fields"]),
@@ -125,11 +125,11 @@ def _split_join(rng: random.Random) -> Task:
         f"splits `s` on {sep!r} (with `str.split`), reverses the order of the pieces and joins them with {joiner!r}",
         f"    return {joiner!r}.join(reversed(s.split({sep!r})))\n",
         lambda s: joiner.join(reversed(s.split(sep))),
-        lambda r: (sep.join(_words(r)),),
+        lambda r: (sep.join(words(r)),),
     )
 
 
-def _running(rng: random.Random) -> Task:
+def running(rng: random.Random) -> Task:
     ops: list[tuple[str, str, Callable[[int, int], int]]] = [
         ("max", "max(out[-1], x)", max),
         ("min", "min(out[-1], x)", min),
@@ -151,12 +151,12 @@ def _running(rng: random.Random) -> Task:
         f"returns a list of the same length whose i-th element is the {op} of `xs[0]` through `xs[i]`",
         f"    out: list[int] = []\n    for x in xs:\n        out.append(x if not out else {expr})\n    return out\n",
         ref,
-        lambda r: (_ints(r, -6, 9, 7) if op == "product" else _ints(r),),
+        lambda r: (ints(r, -6, 9, 7) if op == "product" else ints(r),),
         (([],),),
     )
 
 
-def _dedupe(rng: random.Random) -> Task:
+def dedupe(rng: random.Random) -> Task:
     name = rng.choice(["dedupe", "unique_in_order", "remove_duplicates", "distinct_items"])
     variant, m = rng.choice(["first", "last", "at_most", "casefold"]), rng.randint(2, 3)
     if variant == "casefold":
@@ -179,7 +179,7 @@ def _dedupe(rng: random.Random) -> Task:
             "it keeps the first occurrence of each word, as spelled there, in the original order"
         )
         return Task(
-            name, "words: list[str]", "list[str]", does, body, fold_ref, lambda r: (_words(r, 7),), (([],),)
+            name, "words: list[str]", "list[str]", does, body, fold_ref, lambda r: (words(r, 7),), (([],),)
         )
     if variant == "last":
         body = "    return [x for i, x in enumerate(xs) if x not in xs[i + 1 :]]\n"
@@ -193,7 +193,7 @@ def _dedupe(rng: random.Random) -> Task:
             does,
             body,
             lambda xs: [x for i, x in enumerate(xs) if x not in xs[i + 1 :]],
-            lambda r: (_ints(r, 0, 6),),
+            lambda r: (ints(r, 0, 6),),
             (([],),),
         )
     keep = 1 if variant == "first" else m
@@ -217,12 +217,10 @@ def _dedupe(rng: random.Random) -> Task:
         if keep == 1
         else f"returns `xs` keeping only the first {keep} occurrences of each value (later ones are dropped), in the original order"
     )
-    return Task(
-        name, "xs: list[int]", "list[int]", does, body, ref, lambda r: (_ints(r, 0, 6, 10),), (([],),)
-    )
+    return Task(name, "xs: list[int]", "list[int]", does, body, ref, lambda r: (ints(r, 0, 6, 10),), (([],),))
 
 
-def _rotate(rng: random.Random) -> Task:
+def rotate(rng: random.Random) -> Task:
     k, left = rng.randint(1, 7), rng.random() < 0.5
     if left:
         body = f"    if not xs:\n        return []\n    k = {k} % len(xs)\n    return xs[k:] + xs[:k]\n"
@@ -246,12 +244,12 @@ def _rotate(rng: random.Random) -> Task:
         f"[1, 2, 3] {side} by 1 gives {example}; an empty list stays empty)",
         body,
         ref,
-        lambda r: (_ints(r),),
+        lambda r: (ints(r),),
         (([],),),
     )
 
 
-def _palindrome(rng: random.Random) -> Task:
+def palindrome(rng: random.Random) -> Task:
     c = rng.choice("bcdkqvxyz")
     keep, extra, pred = rng.choice(
         [
@@ -291,7 +289,7 @@ def _palindrome(rng: random.Random) -> Task:
     )
 
 
-def _kth_distinct(rng: random.Random) -> Task:
+def kth_distinct(rng: random.Random) -> Task:
     k, largest = rng.randint(2, 4), rng.random() < 0.5
     word = "largest" if largest else "smallest"
     return Task(
@@ -303,12 +301,12 @@ def _kth_distinct(rng: random.Random) -> Task:
         f"    values = sorted(set(xs){', reverse=True' if largest else ''})\n"
         f"    return values[{k - 1}] if len(values) >= {k} else None\n",
         lambda xs: sorted(set(xs), reverse=largest)[k - 1] if len(set(xs)) >= k else None,
-        lambda r: (_ints(r, -5, 10, 9),),
+        lambda r: (ints(r, -5, 10, 9),),
         (([],), ([3, 3, 3],)),
     )
 
 
-def _flatten(rng: random.Random) -> Task:
+def flatten(rng: random.Random) -> Task:
     t = rng.randint(1, 8)
     posts: list[tuple[str, str, Callable[[list[int]], list[int]]]] = [
         ("out", "", lambda out: out),
@@ -334,12 +332,12 @@ def _flatten(rng: random.Random) -> Task:
         f"then the second's, and so on){desc}",
         f"    out = [x for sub in xss for x in sub]\n    return {post}\n",
         lambda xss: fn([x for sub in xss for x in sub]),
-        lambda r: ([_ints(r, 0, 9, 4) if r.random() < 0.8 else [] for _ in range(r.randint(1, 4))],),
+        lambda r: ([ints(r, 0, 9, 4) if r.random() < 0.8 else [] for _ in range(r.randint(1, 4))],),
         (([],),),
     )
 
 
-def _char_freq(rng: random.Random) -> Task:
+def char_freq(rng: random.Random) -> Task:
     letters, fold, m = rng.random() < 0.5, rng.random() < 0.5, rng.randint(1, 3)
     body = "    counts: dict[str, int] = {}\n" + f"    for c in s{'.lower()' if fold else ''}:\n"
     body += "        if c.isalpha():\n    " if letters else ""
@@ -371,7 +369,7 @@ def _char_freq(rng: random.Random) -> Task:
     )
 
 
-def _clamp(rng: random.Random) -> Task:
+def clamp(rng: random.Random) -> Task:
     lo, hi = rng.randint(-10, 0), rng.randint(1, 15)
     return Task(
         rng.choice(["clamp", "clamp_values", "clip_all"]),
@@ -380,12 +378,12 @@ def _clamp(rng: random.Random) -> Task:
         f"returns `xs` with every value below {lo} replaced by {lo} and every value above {hi} replaced by {hi}",
         f"    return [min(max(x, {lo}), {hi}) for x in xs]\n",
         lambda xs: [min(max(x, lo), hi) for x in xs],
-        lambda r: (_ints(r, -20, 25),),
+        lambda r: (ints(r, -20, 25),),
         (([],),),
     )
 
 
-def _capitalize(rng: random.Random) -> Task:
+def capitalize(rng: random.Random) -> Task:
     n, sep = rng.randint(1, 5), rng.choice([" ", "-", "_", "/"])
     return Task(
         rng.choice(["capitalize_words", "title_long_words", "format_title"]),
@@ -396,12 +394,12 @@ def _capitalize(rng: random.Random) -> Task:
         f"joined back with {sep!r}",
         f"    return {sep!r}.join(w.capitalize() if len(w) >= {n} else w.lower() for w in s.split({sep!r}))\n",
         lambda s: sep.join(w.capitalize() if len(w) >= n else w.lower() for w in s.split(sep)),
-        lambda r: (sep.join(_words(r)),),
+        lambda r: (sep.join(words(r)),),
         (("",),),
     )
 
 
-def _caesar(rng: random.Random) -> Task:
+def caesar(rng: random.Random) -> Task:
     k = rng.randint(1, 25)
     return Task(
         rng.choice(["caesar", "shift_letters", "encode_shift"]),
@@ -416,7 +414,7 @@ def _caesar(rng: random.Random) -> Task:
     )
 
 
-def _chunks(rng: random.Random) -> Task:
+def chunks(rng: random.Random) -> Task:
     k, sums = rng.randint(2, 5), rng.random() < 0.5
     if sums:
         return Task(
@@ -427,7 +425,7 @@ def _chunks(rng: random.Random) -> Task:
             "sum of each group",
             f"    return [sum(xs[i : i + {k}]) for i in range(0, len(xs), {k})]\n",
             lambda xs: [sum(xs[i : i + k]) for i in range(0, len(xs), k)],
-            lambda r: (_ints(r, -5, 15, 11),),
+            lambda r: (ints(r, -5, 15, 11),),
             (([],),),
         )
     return Task(
@@ -438,12 +436,12 @@ def _chunks(rng: random.Random) -> Task:
         "list of groups",
         f"    return [xs[i : i + {k}] for i in range(0, len(xs), {k})]\n",
         lambda xs: [xs[i : i + k] for i in range(0, len(xs), k)],
-        lambda r: (_ints(r, -5, 15, 11),),
+        lambda r: (ints(r, -5, 15, 11),),
         (([],),),
     )
 
 
-def _window(rng: random.Random) -> Task:
+def window(rng: random.Random) -> Task:
     k = rng.randint(2, 4)
     ops: list[tuple[str, Callable[[list[int]], int]]] = [("sum", sum), ("max", max), ("min", min)]
     op, fn = rng.choice(ops)
@@ -455,7 +453,7 @@ def _window(rng: random.Random) -> Task:
         f"list when `xs` has fewer than {k} elements)",
         f"    return [{op}(xs[i : i + {k}]) for i in range(len(xs) - {k} + 1)]\n",
         lambda xs: [fn(xs[i : i + k]) for i in range(len(xs) - k + 1)],
-        lambda r: (_ints(r, -5, 15, 9),),
+        lambda r: (ints(r, -5, 15, 9),),
         (([],),),
     )
 
@@ -476,7 +474,7 @@ def _runs(s: str) -> list[tuple[str, int]]:
     return out
 
 
-def _rle(rng: random.Random) -> Task:
+def rle(rng: random.Random) -> Task:
     form = rng.choice(["pairs", "char_count", "count_char"])
     name = rng.choice(["run_lengths", "rle", "encode_runs"])
     draw: Callable[[random.Random], Args] = lambda r: (  # noqa: E731

@@ -20,24 +20,24 @@ from typing import Any
 from .code_families import (
     Args,
     Task,
-    _caesar,
-    _capitalize,
-    _char_freq,
-    _chunks,
-    _clamp,
-    _count_chars,
-    _dedupe,
-    _flatten,
-    _ints,
-    _kth_distinct,
-    _palindrome,
-    _rle,
-    _rotate,
-    _running,
-    _split_join,
-    _sum_where,
-    _window,
-    _words,
+    caesar,
+    capitalize,
+    char_freq,
+    chunks,
+    clamp,
+    count_chars,
+    dedupe,
+    flatten,
+    ints,
+    kth_distinct,
+    palindrome,
+    rle,
+    rotate,
+    running,
+    split_join,
+    sum_where,
+    window,
+    words,
 )
 
 __all__ = ["Task", "FAMILIES", "code_functions"]
@@ -109,7 +109,7 @@ def _pipeline(rng: random.Random, steps: int) -> Task:
         "takes `xs`, " + ", then ".join(descs) + f", and {fdesc}",
         "\n".join([*lines, f"    return {final}"]) + "\n",
         ref,
-        lambda r: (_ints(r, -10, 15, 9),),
+        lambda r: (ints(r, -10, 15, 9),),
         (([],),),
     )
 
@@ -170,7 +170,7 @@ def _pair_sums(rng: random.Random) -> Task:
         f"returns the number of index pairs (i, j) with i < j and xs[i] + xs[j] == {t}",
         f"    return sum(1 for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[i] + xs[j] == {t})\n",
         lambda xs: sum(1 for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[i] + xs[j] == t),
-        lambda r: (_ints(r, -5, 12, 9),),
+        lambda r: (ints(r, -5, 12, 9),),
         (([],),),
     )
 
@@ -206,7 +206,7 @@ def _longest_run(rng: random.Random) -> Task:
         "    best = run = 0\n    for i, x in enumerate(xs):\n"
         f"        run = run + 1 if i > 0 and {cond} else 1\n        best = max(best, run)\n    return best\n",
         ref,
-        lambda r: (_ints(r, 0, 5, 10),),
+        lambda r: (ints(r, 0, 5, 10),),
         (([],),),
     )
 
@@ -244,7 +244,7 @@ def _group_words(rng: random.Random) -> Task:
         f"    groups: dict[{ktype}, list[str]] = {{}}\n    for w in words:\n"
         f"        groups.setdefault({key}, []).append(w)\n    return groups\n",
         ref,
-        lambda r: (_words(r, 7),),
+        lambda r: (words(r, 7),),
         (([],),),
     )
 
@@ -270,28 +270,28 @@ def _interleave(rng: random.Random) -> Task:
         f"    out = []\n    for i in range(0, max(len({first}), len({second})), {k}):\n"
         f"        out += {first}[i : i + {k}] + {second}[i : i + {k}]\n    return out\n",
         ref,
-        lambda r: (_ints(r, 0, 9, 5), _ints(r, 10, 30, 5)),
+        lambda r: (ints(r, 0, 9, 5), ints(r, 10, 30, 5)),
         (([], []), ([1, 2], [])),
     )
 
 
 FAMILIES: dict[str, tuple[int, Callable[[random.Random], Task]]] = {
-    "sum_where": (1, _sum_where),
-    "count_chars": (1, _count_chars),
-    "split_join": (1, _split_join),
-    "running": (1, _running),
-    "dedupe": (1, _dedupe),
-    "rotate": (1, _rotate),
-    "palindrome": (1, _palindrome),
-    "kth_distinct": (1, _kth_distinct),
-    "flatten": (1, _flatten),
-    "char_freq": (1, _char_freq),
-    "clamp": (1, _clamp),
-    "capitalize": (1, _capitalize),
-    "caesar": (1, _caesar),
-    "chunks": (1, _chunks),
-    "window": (1, _window),
-    "rle": (1, _rle),
+    "sum_where": (1, sum_where),
+    "count_chars": (1, count_chars),
+    "split_join": (1, split_join),
+    "running": (1, running),
+    "dedupe": (1, dedupe),
+    "rotate": (1, rotate),
+    "palindrome": (1, palindrome),
+    "kth_distinct": (1, kth_distinct),
+    "flatten": (1, flatten),
+    "char_freq": (1, char_freq),
+    "clamp": (1, clamp),
+    "capitalize": (1, capitalize),
+    "caesar": (1, caesar),
+    "chunks": (1, chunks),
+    "window": (1, window),
+    "rle": (1, rle),
     "balanced": (2, _balanced),
     "pair_sums": (2, _pair_sums),
     "longest_run": (2, _longest_run),

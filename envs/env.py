@@ -20,24 +20,13 @@ from gymnasium import spaces
 from rft.graders import Grade
 
 from .episode import GradeJob, ToolJob, ToolResult, feedback_text, find_tool_call
-from .suite import SPLITS, Suite, SuiteError, load_suite
+from .registry import get_suite
+from .suite import SPLITS, Suite, SuiteError
 
-__all__ = ["SuiteEnv", "get_suite", "MAX_OBS_CHARS", "MAX_ACTION_CHARS"]
+__all__ = ["SuiteEnv", "MAX_OBS_CHARS", "MAX_ACTION_CHARS"]
 
 MAX_OBS_CHARS = 1 << 16
 MAX_ACTION_CHARS = 1 << 12
-
-_SUITES: dict[str, Suite] = {}
-
-
-def get_suite(suite: str | Path | Suite) -> Suite:
-    """A suite from a path (loaded once per process, so its rows are read once) or as given."""
-    if isinstance(suite, Suite):
-        return suite
-    key = str(Path(suite).resolve())
-    if key not in _SUITES:
-        _SUITES[key] = load_suite(key)
-    return _SUITES[key]
 
 
 class SuiteEnv(gym.Env[str, str]):

@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 from rft.graders.executor import GraderPool
 
-from .env import SuiteEnv, get_suite
+from .env import SuiteEnv
 from .episode import GradeJob, ToolJob
+from .registry import get_suite
 from .suite import Suite
 
 __all__ = ["EnvPool", "PoolStep"]
@@ -188,10 +189,6 @@ def _make_envs(
     if isinstance(env, str | Path | Suite):
         if num_envs is None or num_envs < 1:
             raise ValueError(f"num_envs ({num_envs}) must be >= 1: how many copies of the suite's env to run")
-        if isinstance(env, str) and not Path(env).is_file():
-            from . import suite_path  # here: the package imports this module
-
-            env = suite_path(env)
         suite = get_suite(env)
         return [SuiteEnv(suite, split) for _ in range(num_envs)]
     envs = list(env)

@@ -35,7 +35,7 @@ def heldout_accuracy(model: Any, tok: Any, suite: Any, n: int, max_new: int) -> 
     """Greedy accuracy on the first `n` held-out problems (whole episodes for multi-turn suites)."""
     from rft.engines import HFEngine
     from rft.envs import SuiteEnv
-    from rft.loop import evaluate
+    from rft.eval.heldout import evaluate
 
     envs = [SuiteEnv(suite) for _ in range(min(n, len(suite.items("heldout"))))]
     return evaluate(HFEngine(model, tok), tok, envs, "heldout", max_new, None)["eval/accuracy"]

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from .base import Grader, register
 from .grade import Grade
-from .template import _sample_json
+from .template import sample_json
 
 __all__ = ["PythonGrader", "DEFAULT_TIMEOUT"]
 
@@ -305,7 +305,7 @@ class PythonGrader(Grader):
         sample = dict(ctx["sample"])
         if "output_json" not in sample:  # as in templates: parsed from output_text when that is JSON
             try:
-                sample["output_json"] = _sample_json(sample)
+                sample["output_json"] = sample_json(sample)
             except LookupError:
                 sample["output_json"] = None
         try:

@@ -59,7 +59,7 @@ def placeholders(template: Any) -> list[str]:
     return []
 
 
-def _sample_json(sample: dict[str, Any]) -> Any:
+def sample_json(sample: dict[str, Any]) -> Any:
     """`sample.output_json`: given, or parsed from `output_text` when that is JSON."""
     if "output_json" in sample and sample["output_json"] is not None:
         return sample["output_json"]
@@ -82,7 +82,7 @@ def resolve(path: str, context: dict[str, Any]) -> Any:
     for i, step in enumerate(steps[1:], start=1):
         if namespace == "sample" and i == 1 and step == "output_json" and isinstance(value, dict):
             try:
-                value = _sample_json(value)
+                value = sample_json(value)
             except LookupError as e:
                 raise TemplateError(path, namespace, str(e)) from None
             continue

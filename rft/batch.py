@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .losses import selective_log_softmax
-from .rollout import Trajectory
+from rft.losses import selective_log_softmax
+from rft.rollout import Trajectory
 
 __all__ = ["Batch", "collate", "token_logprobs", "behaviour_logprobs", "shared_prefix_logprobs"]
 

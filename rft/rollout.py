@@ -17,12 +17,11 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from rft.engines import Completion, Engine, Sampling
 from rft.envs import SuiteEnv
 from rft.envs.episode import GradeJob, ToolJob
 from rft.graders import Grade
 from rft.graders.executor import GraderPool
-
-from .engines import Completion, Engine, Sampling
 
 __all__ = [
     "Trajectory",

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import yaml
 
-from .config import config_diff, save_config, to_dict
+from rft.config import config_diff, save_config, to_dict
 
 __all__ = ["Run", "RunError", "rng_state", "set_rng_state", "export_model"]
 
@@ -81,7 +81,7 @@ def _complete_checkpoints(ckdir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _latest(ckdir: Path) -> Path | None:
+def latest_checkpoint(ckdir: Path) -> Path | None:
     pointer = ckdir / "latest"
     if pointer.is_file():
         name = pointer.read_text().strip()
@@ -178,7 +178,7 @@ class Run:
         if ckdir.is_dir():
             for tmp in ckdir.glob(".tmp-*"):  # left by a run killed while saving
                 shutil.rmtree(tmp, ignore_errors=True)
-        ckpt = _latest(ckdir) if resume else None
+        ckpt = latest_checkpoint(ckdir) if resume else None
         step = int(_STEP_DIR.fullmatch(ckpt.name).group(1)) if ckpt else None  # type: ignore[union-attr]
         for name in ("metrics.jsonl", "rollouts.jsonl"):
             _truncate_jsonl(out / name, step)  # steps after the checkpoint will be run (and logged) again
@@ -239,7 +239,7 @@ class Run:
 
     def latest_checkpoint(self) -> Path | None:
         """The checkpoint ``latest`` names, else the highest complete one; None when there is none."""
-        return _latest(self.dir / "checkpoints")
+        return latest_checkpoint(self.dir / "checkpoints")
 
     @staticmethod
     def load_state(ckpt: str | Path) -> dict[str, Any]:
@@ -283,7 +283,7 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 def _model_dir(path: Path) -> Path:
     """The model folder inside a run folder (its latest checkpoint), a checkpoint, or a model folder."""
     if (path / "config.yaml").is_file() or (path / "checkpoints").is_dir():
-        ckpt = _latest(path / "checkpoints")
+        ckpt = latest_checkpoint(path / "checkpoints")
         if ckpt is None:
             raise RunError(f"run {path} has no checkpoint yet; pass a checkpoint folder or train longer")
         return ckpt / "model"

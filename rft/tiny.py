@@ -177,7 +177,7 @@ def warm_start(suite: Any, folder: str | Path, *, steps: int = 250, lr: float = 
     Tests, benchmarks and examples start RL from it (2-digit addition, 250 steps: about half right)."""
     import random
 
-    from .rollout import chat_prompt_ids
+    from rft.rollout import chat_prompt_ids
 
     items = suite.items("train")
     corpus = [m["content"] for it in items[:500] for m in suite.messages(it)] + ["\\boxed{123}"] * 50

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rft.envs import Suite, get_suite
-from rft.loop import suite_file
 
 __all__ = ["sft_rows", "dpo_pairs", "read_samples", "solution_text", "write_jsonl", "SAMPLE_KEYS"]
 
@@ -31,10 +30,6 @@ SAMPLE_KEYS = ("id", "messages", "completion", "reward", "passed", "status")  # 
 
 _FINAL = re.compile(r"^####\s*(.+?)\s*$", re.M)  # GSM8K's closing answer line
 _CALC = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations: 48/2 = <<48/2=24>>24
-
-
-def _suite(suite: Suite | str | Path) -> Suite:
-    return suite if isinstance(suite, Suite) else get_suite(suite_file(str(suite)))
 
 
 def solution_text(suite: Suite, item: dict[str, Any]) -> str | None:
@@ -74,7 +69,7 @@ def sft_rows(
         return [{"messages": [*r["messages"], *r["completion"]]} for r in kept]
     if source != "solutions":
         raise ValueError(f"source must be 'solutions' or 'samples', got {source!r}")
-    s = _suite(suite)
+    s = get_suite(suite)
     if s.solution is None:
         raise ValueError(
             f"suite {s.id} has no worked solutions (no `solution:` template in its YAML); add one, e.g. "

@@ -21,8 +21,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 from rft.engines import Completion, HFEngine
 from rft.envs import SuiteEnv, get_suite
+from rft.eval.heldout import EvalConfig, evaluate
 from rft.graders.executor import GraderPool
-from rft.loop import EvalConfig, evaluate, suite_file
 from rft.models import LoraSpec, fast_attention, load_policy, training_precision
 from rft.rollout import TemplateMismatch, turn_suffix_ids
 from rft.runs import Run, export_model
@@ -214,10 +214,10 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: 
 
 
 class Evaluator:
-    """Greedy pass@1 on the first `eval.n` problems of the eval suite's held-out split (`rft.loop.evaluate`)."""
+    """Greedy pass@1 on the first `eval.n` problems of the eval suite's held-out split (`rft.eval.heldout.evaluate`)."""
 
     def __init__(self, cfg: StageConfig, tokenizer: PreTrainedTokenizerBase) -> None:
-        suite = get_suite(suite_file(cfg.eval.suite or cfg.suite))
+        suite = get_suite(cfg.eval.suite or cfg.suite)
         n = min(cfg.eval.n, len(suite.items(cfg.eval.split)))
         if cfg.eval.n and not n:
             log.warning("%s has no %s items: no evaluation", suite.id, cfg.eval.split)

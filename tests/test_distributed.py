@@ -18,11 +18,11 @@ import torch
 import torch.multiprocessing as mp
 
 from rft.batch import collate
-from rft.distributed import Dist
-from rft.grpo import GenConfig, GRPOConfig, LossConfig, _advantages, _rewards, _update
-from rft.ppo import PPOConfig, PPOLossConfig, _Trained
-from rft.ppo import _advantages as ppo_advantages
-from rft.ppo import _update as ppo_update
+from rft.rl.distributed import Dist
+from rft.rl.grpo import GenConfig, GRPOConfig, LossConfig, _advantages, _rewards, _update
+from rft.rl.ppo import PPOConfig, PPOLossConfig, _Trained
+from rft.rl.ppo import _advantages as ppo_advantages
+from rft.rl.ppo import _update as ppo_update
 from rft.rollout import Trajectory, chat_prompt_ids
 from rft.tiny import make_model, make_tokenizer
 
@@ -265,7 +265,7 @@ def test_accelerate_launch_trains_on_two_processes(tmp_path, kind, recipe):
     env = os.environ | {"OMP_NUM_THREADS": "1", "MASTER_PORT": str(free_port())}
     res = subprocess.run(
         [ACCELERATE, "launch", "--config_file", str(DDP_CONFIG), "--num_processes", "2", "--cpu",
-         "--main_process_port", env["MASTER_PORT"], "-m", "rft.cli", "train", kind, "--config", "r.yaml"],
+         "--main_process_port", env["MASTER_PORT"], "-m", "rft.app.cli", "train", kind, "--config", "r.yaml"],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]

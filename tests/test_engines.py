@@ -9,7 +9,7 @@ import torch
 from rft.batch import collate, token_logprobs
 from rft.engines import Completion, HFEngine, Sampling
 from rft.envs import SuiteEnv, load_suite
-from rft.loop import prompt_indices
+from rft.rl.common import prompt_indices
 from rft.rollout import TemplateMismatch, Trajectory, chat_prompt_ids, run_episodes, turn_suffix_ids
 from rft.tiny import make_model, make_tokenizer
 
@@ -214,7 +214,7 @@ def test_shared_prefix_logprobs_equal_the_plain_ones(tiny):
 
 
 def test_process_engine_samples_like_the_in_process_one_and_takes_new_weights(tiny):
-    from rft.hf_worker import ProcessEngine
+    from rft.engines.process import ProcessEngine
 
     model, tok = tiny
     prompts = [ids_of(tok, [{"role": "user", "content": q}]) for q in ("What is 1 + 2?", "Hi")]

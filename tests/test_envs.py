@@ -180,7 +180,7 @@ def test_user_suite_registers_without_editing_rft(tmp_path, monkeypatch):
             register_suite(other)
     finally:  # keep the registration local to this test
         gym.registry.pop(env_id, None)
-        rft.envs._REGISTERED.pop(env_id, None)
+        rft.envs.registry._REGISTERED.pop(env_id, None)
 
 
 @pytest.mark.parametrize("env_id", [_param(i) for i in rft.envs.registered_ids()])  # $RFT_TASKS too

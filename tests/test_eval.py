@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rft.evaluate import compare_runs, fewshot_messages, load_eval, score_samples, write_eval
-from rft.metrics import (
+from rft.eval.evaluate import compare_runs, fewshot_messages, load_eval, score_samples, write_eval
+from rft.eval.metrics import (
     bootstrap_ci,
     ci_coverage,
     maj_at_k,
@@ -229,7 +229,7 @@ def test_fewshot_prompts_come_from_train():
 
 
 def test_rft_eval_and_compare_end_to_end(tmp_path, tiny_model):
-    from rft.evaluate import evaluate_suite
+    from rft.eval.evaluate import evaluate_suite
 
     args = ["--model", str(tiny_model), "--suite", "rft/arithmetic-v0", "--limit", "8", "--n", "4",
             "--k", "1,2", "--max-new-tokens", "8", "--workers", "0"]  # fmt: skip
@@ -273,9 +273,9 @@ def test_rft_eval_and_compare_end_to_end(tmp_path, tiny_model):
 
 
 def test_without_matplotlib_plots_are_skipped_with_a_note(tmp_path, monkeypatch):
-    import rft.evaluate
+    import rft.eval.evaluate
 
-    monkeypatch.setattr(rft.evaluate, "_pyplot", lambda: None)
+    monkeypatch.setattr(rft.eval.evaluate, "pyplot", lambda: None)
     _synthetic_run(tmp_path / "a", {"p1": [True, False]}, "m")
     assert "Plots skipped: matplotlib is not installed" in (tmp_path / "a" / "report.md").read_text()
     assert not list((tmp_path / "a").glob("*.png"))

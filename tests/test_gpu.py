@@ -39,7 +39,7 @@ def test_auto_is_bf16_mixed_on_this_gpu():
 
 def test_grpo_learns_on_the_gpu_in_bf16_mixed(tmp_path, warm):
     """tests/test_grpo.py's learning test on the GPU with dtype auto: +0.08 held-out in 120 steps."""
-    from rft.grpo import GRPOConfig, train
+    from rft.rl.grpo import GRPOConfig, train
 
     model, suite = warm
     cfg = load_config(
@@ -58,7 +58,7 @@ def test_grpo_learns_on_the_gpu_in_bf16_mixed(tmp_path, warm):
 
 def test_ppo_learns_on_the_gpu_in_bf16_mixed(tmp_path, warm):
     """tests/test_ppo.py's learning test on the GPU with dtype auto: +0.06 held-out in 40 steps."""
-    from rft.ppo import PPOConfig, train
+    from rft.rl.ppo import PPOConfig, train
 
     model, suite = warm
     cfg = from_dict(
@@ -73,8 +73,8 @@ def test_ppo_learns_on_the_gpu_in_bf16_mixed(tmp_path, warm):
 
 
 def test_lora_on_the_gpu_keeps_a_bf16_base_and_a_float32_adapter(tmp_path, warm):
-    from rft.grpo import GRPOConfig, train
     from rft.models import load_policy
+    from rft.rl.grpo import GRPOConfig, train
 
     model, suite = warm
     cfg = load_config(
@@ -99,7 +99,7 @@ def test_lora_on_the_gpu_keeps_a_bf16_base_and_a_float32_adapter(tmp_path, warm)
 
 def test_async_rollout_samples_on_the_gpu(tmp_path, warm):
     """The async sampler's child process loads its copy on the trainer's device, in bf16 (it never trains)."""
-    from rft.grpo import GRPOConfig, train
+    from rft.rl.grpo import GRPOConfig, train
 
     model, suite = warm
     cfg = load_config(

@@ -18,7 +18,7 @@ import torch
 from rft.config import load_config
 from rft.engines import HFEngine
 from rft.envs import SuiteEnv, load_suite
-from rft.grpo import GRPOConfig, train
+from rft.rl.grpo import GRPOConfig, train
 from rft.tiny import make_model, make_tokenizer
 
 RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
@@ -161,8 +161,8 @@ def test_grpo_raises_heldout_accuracy(tmp_path, warm):
 
 def test_heldout_accuracy_counts_failed_grades_as_not_passed(tmp_path, warm):
     """As in `rft eval`: a timed-out grade is not a pass (it used to leave the denominator, raising accuracy)."""
+    from rft.eval.heldout import evaluate
     from rft.graders.executor import GraderPool
-    from rft.loop import evaluate
     from rft.models import load_policy
 
     model, suite = warm
@@ -186,7 +186,7 @@ def test_max_grad_norm_0_means_no_clipping(tmp_path, warm, kind):
     """0 turns clipping off (as in the SFT stage); it used to clip every gradient to norm 0: no update."""
     from safetensors.torch import load_file
 
-    from rft.pipeline import stage_class, train_stage
+    from rft.app.pipeline import stage_class, train_stage
 
     model, suite = warm
     cfg = load_config(stage_class(kind), None, [

@@ -1,7 +1,7 @@
-"""LLM-judge graders (`score_model`, `label_model`) and `rft.serve`, against a real local server.
+"""LLM-judge graders (`score_model`, `label_model`) and `rft.app.serve`, against a real local server.
 
 The slow tests fine-tune a tiny Llama (once per session) to answer the exact prompts that
-`judge_messages` builds for a few (grader, sample, item) triples, serve it with `rft.serve`, and
+`judge_messages` builds for a few (grader, sample, item) triples, serve it with `rft.app.serve`, and
 grade through the OpenAI client with greedy decoding: no mocks.
 """
 
@@ -177,7 +177,7 @@ def test_silent_judge_is_a_timeout():
 
 
 def test_graders_import_neither_torch_nor_openai():
-    code = "import sys, rft.graders.judge; print(sorted({'torch', 'openai', 'rft.tiny', 'rft.serve'} & set(sys.modules)))"  # fmt: skip
+    code = "import sys, rft.graders.judge; print(sorted({'torch', 'openai', 'rft.tiny', 'rft.app.serve'} & set(sys.modules)))"  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -236,7 +236,7 @@ def tiny_judge_path(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_judge(tiny_judge_path):
-    from rft.serve import serve
+    from rft.app.serve import serve
 
     with serve(tiny_judge_path, name="tiny-judge") as server:
         yield server
@@ -376,7 +376,7 @@ def test_serve_entry_point(tiny_judge_path):
     cmd = [
         sys.executable,
         "-m",
-        "rft.serve",
+        "rft.app.serve",
         "--model",
         str(tiny_judge_path),
         "--port",

@@ -1,5 +1,10 @@
-"""The import arrows: graders <- envs <- rft, sft_dpo; only the command layer (the CLI and the pipeline
-runner behind `rft run`, whose stages are both rft's RL loops and rft.sft_dpo's trainers) imports everything."""
+"""The import arrows, as rules without exceptions: the folder tree is the layer diagram.
+
+graders, tasks  <-  envs  <-  rft base (config, models, losses, runs)  <-  engines  <-  rollout, batch, tiny
+<-  eval  <-  rl | sft_dpo | integrations  <-  app. An import may only point to a lower layer or stay in its
+own package; nothing imports rft.app; no import cycle among the project's modules (imports inside functions
+count); no private name imported from another module; no module over 600 lines but the fork server, which
+is copied whole into sandboxes."""
 
 from __future__ import annotations
 
@@ -8,76 +13,175 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"graders": "rft.graders", "envs": "rft.envs", "sft_dpo": "rft.sft_dpo", "rft": "rft"}
-WIRING = {"cli.py", "pipeline.py"}  # rft/ modules that may import rft.sft_dpo
+FOLDERS = {
+    "graders": "rft.graders",
+    "tasks": "rft.tasks",
+    "envs": "rft.envs",
+    "sft_dpo": "rft.sft_dpo",
+    "rft": "rft",
+}
+# Layer of each package or module, by longest prefix; a lower number is further down.
+LAYERS = {
+    "rft.graders": 0, "rft.tasks": 0,
+    "rft.envs": 1,
+    "rft.config": 2, "rft.models": 2, "rft.losses": 2,
+    "rft.runs": 3, "rft.engines": 3,
+    "rft.rollout": 4,
+    "rft.batch": 5, "rft.tiny": 5,
+    "rft.eval": 6,
+    "rft.rl": 7, "rft.sft_dpo": 7, "rft.integrations": 7,
+    "rft.app": 8,
+}  # fmt: skip
 LAZY_HEAVY = {"graders/ray_pool.py": {"ray"}}  # optional dependencies imported inside functions only
 HEAVY = {"torch", "transformers", "trl", "peft", "vllm", "accelerate", "datasets", "ray", "docker"}
+LONG_FILES = {"graders/sandbox/forkserver.py"}  # self-contained: copied into sandboxes as one file
 
 
-def _imports(path: Path, package: str) -> list[str]:
-    """Absolute module names imported by a file (relative imports resolved against `package`)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    names = []
-    for node in ast.walk(tree):
+def _module(path: Path) -> str:
+    """The import name of a project file: graders/math/x.py is rft.graders.math.x."""
+    folder, *rest = path.relative_to(ROOT).with_suffix("").parts
+    parts = [FOLDERS[folder], *rest]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _sources() -> dict[str, Path]:
+    return {_module(p): p for f in FOLDERS for p in sorted((ROOT / f).rglob("*.py"))}
+
+
+def _imports(path: Path, module: str, text: str | None = None) -> list[tuple[str, list[str]]]:
+    """(module imported from, names imported) for each import in a file, relative ones resolved."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text() if text is None else text, filename=str(path))):
         if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
+            out += [(a.name, []) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            names.append(mod)
-            names += [f"{mod}.{a.name}" for a in node.names]
-    return names
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            out.append((mod, [a.name for a in node.names]))
+    return out
 
 
-def _package(path: Path, folder: str) -> str:
-    """The package a file belongs to: graders/math/x.py is in rft.graders.math."""
-    sub = path.parent.relative_to(ROOT / folder).parts
-    return ".".join([PACKAGES[folder], *sub])
+def _edges(path: Path, module: str, modules: set[str], text: str | None = None) -> set[str]:
+    """The project modules a file imports: `from pkg import sub` names the submodule pkg.sub."""
+    found = set()
+    for mod, names in _imports(path, module, text):
+        subs = [f"{mod}.{n}" for n in names if f"{mod}.{n}" in modules]
+        found |= set(subs) or {mod}
+        if len(subs) < len(names):
+            found.add(mod)
+    return {m for m in found if m in modules and m != module}
 
 
-def _violations(folder: str, allowed_rft: tuple[str, ...], forbid_heavy: bool) -> list[str]:
+def _layer(module: str) -> tuple[str, int]:
+    key = max((k for k in LAYERS if module == k or module.startswith(k + ".")), key=len)
+    return key, LAYERS[key]
+
+
+def _graph() -> dict[str, set[str]]:
+    sources = _sources()
+    return {m: _edges(p, m, set(sources)) for m, p in sources.items() if m != "rft"}
+
+
+def _arrow_violations(graph: dict[str, set[str]]) -> list[str]:
     bad = []
-    for path in sorted((ROOT / folder).rglob("*.py")):
-        for name in _imports(path, _package(path, folder)):
-            top = name.split(".")[0]
-            if top == "rft" and name != "rft" and not name.startswith(allowed_rft):
-                bad.append(f"{path.relative_to(ROOT)} imports {name}")
-            if forbid_heavy and top in HEAVY and top not in LAZY_HEAVY.get(str(path.relative_to(ROOT)), ()):
-                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    for module, targets in sorted(graph.items()):
+        home, level = _layer(module)
+        for t in sorted(targets):
+            there, their_level = _layer(t)
+            if there != home and their_level >= level:
+                bad.append(f"{module} (layer {level}) imports {t} (layer {their_level})")
     return bad
 
 
-def test_graders_import_nothing_else_of_rft_and_no_torch():
-    assert _violations("graders", ("rft.graders",), forbid_heavy=True) == []
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
 
 
-def test_envs_import_only_graders():
-    assert _violations("envs", ("rft.graders", "rft.envs"), forbid_heavy=False) == []
+def test_every_module_has_a_layer():
+    assert [m for m in _graph() if not any(m == k or m.startswith(k + ".") for k in LAYERS)] == []
 
 
-@pytest.mark.parametrize("folder", ["rft", "sft_dpo", "envs", "graders"])
-def test_only_the_cli_imports_the_cli(folder):
-    offenders = [
-        f"{p.relative_to(ROOT)}"
-        for p in (ROOT / folder).rglob("*.py")
-        if p.name != "cli.py" and any(n.startswith("rft.cli") for n in _imports(p, _package(p, folder)))
+def test_imports_point_down_only():
+    assert _arrow_violations(_graph()) == []
+
+
+def test_nothing_imports_the_app_layer():
+    graph = _graph()
+    assert [f"{m} imports {t}" for m, ts in graph.items() if not m.startswith("rft.app") for t in ts
+            if t.startswith("rft.app")] == []  # fmt: skip
+
+
+def test_sft_dpo_never_imports_rl():
+    assert [f"{m} -> {t}" for m, ts in _graph().items() if m.startswith("rft.sft_dpo") for t in ts
+            if t.startswith(("rft.rl", "rft.app"))] == []  # fmt: skip
+
+
+def test_no_import_cycles():
+    assert _cycles(_graph()) == []
+
+
+def test_no_private_name_imported_from_another_module():
+    sources = _sources()
+    bad = []
+    for module, path in sources.items():
+        for mod, names in _imports(path, module):
+            if mod.split(".")[0] != "rft" or mod == module:
+                continue
+            bad += [
+                f"{module} imports {mod}.{n}" for n in names if n.startswith("_") and not n.startswith("__")
+            ]
+    assert bad == []
+
+
+def test_no_module_over_600_lines():
+    long = [
+        f"{p.relative_to(ROOT)} ({n} lines)"
+        for p in _sources().values()
+        if (n := len(p.read_text().splitlines())) > 600 and str(p.relative_to(ROOT)) not in LONG_FILES
     ]
-    assert offenders == []
+    assert long == []
 
 
-def test_rft_core_does_not_import_sft_dpo():
-    bad = [
-        str(p.relative_to(ROOT))
-        for p in (ROOT / "rft").rglob("*.py")
-        if p.name not in WIRING and any(n.startswith("rft.sft_dpo") for n in _imports(p, _package(p, "rft")))
-    ]
+def test_graders_import_no_heavy_dependency():
+    bad = []
+    for module, path in _sources().items():
+        if not module.startswith("rft.graders"):
+            continue
+        lazy = LAZY_HEAVY.get(str(path.relative_to(ROOT)), set())
+        bad += [f"{module} imports {m}" for m, _ in _imports(path, module) if m.split(".")[0] in HEAVY - lazy]
     assert bad == []
 
 
@@ -88,10 +192,14 @@ def test_importing_graders_loads_no_torch():
     assert res.stdout.strip() == "[]"
 
 
-def test_checker_sees_a_wrong_arrow(tmp_path):
-    bad = tmp_path / "x.py"
-    bad.write_text("from rft.envs import make\nimport torch\nfrom ..rft import cli\n")
-    names = _imports(bad, "rft.graders")
-    assert "rft.envs" in names and "torch" in names and "rft.rft.cli" in names
-    nested = ROOT / "graders" / "math" / "x.py"
-    assert _package(nested, "graders") == "rft.graders.math"
+def test_checker_sees_a_wrong_arrow_a_cycle_and_a_private_import():
+    bad = ROOT / "graders" / "math" / "x.py"
+    text = "from rft.envs import make\nimport torch\nfrom ...rft import cli\nfrom rft.runs import _latest\n"
+    assert [m for m, _ in _imports(bad, _module(bad), text)] == ["rft.envs", "torch", "rft.rft", "rft.runs"]
+    assert _module(bad) == "rft.graders.math.x"
+    graph = {"rft.graders.a": {"rft.envs.b"}, "rft.envs.b": {"rft.graders.a"}, "rft.app.c": set()}
+    assert _arrow_violations(graph) == ["rft.graders.a (layer 0) imports rft.envs.b (layer 1)"]
+    assert _cycles(graph) == [["rft.envs.b", "rft.graders.a"]]
+    modules = {"rft.engines", "rft.engines.hf"}
+    text = "def f():\n    from rft.engines import hf, Sampling\n"
+    assert _edges(ROOT / "rft" / "x.py", "rft.x", modules, text) == modules

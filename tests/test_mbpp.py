@@ -17,12 +17,13 @@ import pytest
 from gymnasium.utils.env_checker import check_env, check_returned_data_not_reused
 
 import rft.envs
+import rft.tasks
 from rft.envs import SuiteEnv, SuiteError, load_suite
 from rft.envs.check import check_task
 from rft.envs.suite import Source, Sources
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "mbpp_sample.jsonl"
-MBPP = Path(rft.envs.__file__).resolve().parent / "suites" / "mbpp-v0.yaml"
+MBPP = Path(rft.tasks.__file__).resolve().parent / "mbpp-v0.yaml"
 ROWS = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
 RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
 WRONG = "```python\ndef {name}(*args):\n    return 12345\n```"
@@ -32,7 +33,7 @@ GENERATED = {"type": "generator", "name": "arithmetic", "size": 20, "seed": 0}
 
 
 def _forget_mbpp() -> None:
-    rft.envs.env._SUITES.pop(str(MBPP), None)  # get_suite caches by path; its items are cached per suite
+    rft.envs.registry._SUITES.pop(str(MBPP), None)  # get_suite caches by path; its items are cached per suite
 
 
 @pytest.fixture

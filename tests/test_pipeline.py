@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rft.app.pipeline import PipelineError, load_pipeline, run_pipeline
 from rft.config import ConfigError
-from rft.pipeline import PipelineError, load_pipeline, run_pipeline
 
 RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
 
@@ -107,7 +107,7 @@ def test_pipeline_runs_reports_skips_and_reruns_from_a_stage(tmp_path):
         out / "compare" / "grpo-vs-base" / "compare.json"
     ).is_file()
     # curves: held-out accuracy during SFT (steps 0, 10, 20, 30) and GRPO (0, 2, 4), steps counted on
-    from rft.report import training_curves
+    from rft.app.report import training_curves
 
     curves = training_curves(load_pipeline(small(out)), state)
     assert [pt[0] for pt in curves[0]["accuracy"]] == [0, 10, 20, 30]
@@ -208,7 +208,7 @@ def test_dpo_samples_its_input_model_and_ppo_follows(tmp_path, warm):
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples" / "pipelines").glob("*.yaml"))
-                         + [Path(__file__).resolve().parents[1] / "rft" / "pipelines" / "demo.yaml"])  # fmt: skip
+                         + [Path(__file__).resolve().parents[1] / "rft" / "app" / "pipelines" / "demo.yaml"])  # fmt: skip
 def test_shipped_pipelines_load(path):
     p = load_pipeline(path)
     assert p.stages and all(p.stage_config(s, "m") is not None for s in p.stages)

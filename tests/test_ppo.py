@@ -1,4 +1,4 @@
-"""rft.ppo: tiny-model smoke runs (both critic kinds), value alignment and masking, exact resume."""
+"""rft.rl.ppo: tiny-model smoke runs (both critic kinds), value alignment and masking, exact resume."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from rft.batch import Batch, collate
 from rft.config import from_dict
-from rft.ppo import PPOConfig, _advantages, _update, forward, train
+from rft.rl.ppo import PPOConfig, _advantages, _update, forward, train
 from rft.rollout import Trajectory
 from rft.runs import Run
 from rft.tiny import make_model, make_tokenizer
@@ -238,7 +238,7 @@ def test_ppo_raises_heldout_accuracy(tmp_path, warm):
     """From the half-right warm start, 40 PPO steps of 64 prompts (shared value head) raise greedy held-out
     accuracy by 0.06 or more (measured: +0.10 to +0.17 over seeds 0-3, about 15 s each)."""
     from rft.config import from_dict
-    from rft.ppo import PPOConfig, train
+    from rft.rl.ppo import PPOConfig, train
 
     model, suite = warm
     cfg = from_dict(

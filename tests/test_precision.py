@@ -41,7 +41,7 @@ def test_fast_attention_keeps_cudnn_out_on_a_gpu_only():
 
 
 def _grpo(model: Path, suite: Path, out: Path, *extra: str) -> dict:
-    from rft.grpo import GRPOConfig, train
+    from rft.rl.grpo import GRPOConfig, train
 
     cfg = load_config(
         GRPOConfig,
@@ -84,7 +84,7 @@ def test_pure_bf16_loses_small_updates_and_bf16_mixed_keeps_them(tmp_path, warm)
 @pytest.mark.slow
 def test_ppo_trains_in_bf16_mixed(tmp_path, warm):
     """PPO under bf16 autocast: float32 policy and value head, finite losses, every weight moves."""
-    from rft.ppo import PPOConfig, train
+    from rft.rl.ppo import PPOConfig, train
 
     model, suite = warm
     cfg = load_config(
@@ -106,8 +106,8 @@ def test_ppo_trains_in_bf16_mixed(tmp_path, warm):
 def test_a_mixed_precision_policy_samples_in_bf16():
     """The sampler follows the policy's compute dtype, not its float32 weights: hf autocasts, vllm runs in
     bf16 unless the recipe names its dtype."""
-    from rft.grpo import GRPOConfig
-    from rft.loop import engine_options
+    from rft.rl.common import engine_options
+    from rft.rl.grpo import GRPOConfig
 
     cfg = GRPOConfig(model="m", suite="rft/addition-v0", engine_options={"batch_size": 8})
     assert engine_options(cfg, torch.bfloat16) == {"batch_size": 8, "autocast": torch.bfloat16}

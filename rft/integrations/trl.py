@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rft.envs import Suite, SuiteEnv, get_suite, suite_path
+from rft.envs import Suite, SuiteEnv, get_suite
 from rft.graders import Grade, Grader, load_grader
 from rft.graders.executor import GraderPool, grade_batch
 
@@ -174,21 +174,13 @@ def reward_func(
     return cls(spec, pool=pool, name=name)
 
 
-def _suite(suite: Suite | str | Path) -> Suite:
-    """A suite object, a suite file, or a registered id (``rft/gsm8k-v0``)."""
-    if isinstance(suite, Suite):
-        return suite
-    p = Path(suite)
-    return get_suite(p if p.suffix in (".yaml", ".yml") and p.is_file() else suite_path(str(suite)))
-
-
 def suite_reward_func(
     suite: Suite | str | Path, *, pool: GraderPool | None = None, asynchronous: bool = False
 ) -> GraderReward:
     """The suite's grader as a TRL reward function named after the suite, rewarding as a single-turn
     `SuiteEnv` episode does: ``max(0, score)``, None for a failed grade. Multi-turn suites (feedback, tool)
     are refused: train them with `SuiteRollout`."""
-    s = _suite(suite)
+    s = get_suite(suite)
     if s.episode.type != "single":
         raise ValueError(
             f"suite {s.id} has {s.episode.type} episodes ({s.episode.max_turns} turns): pass "
@@ -206,7 +198,7 @@ def suite_dataset(suite: Suite | str | Path, split: str = "train", *, limit: int
     functions here read."""
     from datasets import Dataset
 
-    s = _suite(suite)
+    s = get_suite(suite)
     items = s.items(split)[:limit]
     if not items:
         raise ValueError(f"suite {s.id} has no {split!r} items")
@@ -265,7 +257,7 @@ class SuiteRollout:
     """
 
     def __init__(self, suite: Suite | str | Path, *, pool: GraderPool | None = None) -> None:
-        self.suite, self.pool = _suite(suite), pool
+        self.suite, self.pool = get_suite(suite), pool
         self.__name__ = f"rollout_{self.suite.id}"
         self._index: dict[str, tuple[str, int]] = {}  # prompt -> (split, index)
         self._ambiguous: set[str] = set()

@@ -222,7 +222,7 @@ def _suite_for(data_source: str) -> Any:
 
     name = DATA_SOURCE_ALIASES.get(data_source, data_source)
     try:
-        return rft.envs.get_suite(rft.envs.suite_path(name))
+        return rft.envs.get_suite(name)
     except rft.envs.SuiteError as e:
         raise ValueError(
             f"verl data_source {data_source!r} names no rft suite ({e}). Write the parquet files with "
@@ -241,7 +241,7 @@ def suite_rows(suite: Any, split: str, *, limit: int | None = None) -> list[dict
     path): ``data_source``, ``prompt`` (chat messages), ``ability`` (the grader type), ``reward_model``
     (``{"style": "rule", "ground_truth": reference}``) and ``extra_info`` (split, index, id, the item as
     JSON without its reference, and whether `ground_truth` is JSON because the reference is not a str)."""
-    s = _as_suite(suite)
+    s = _envs().get_suite(suite)
     rows = []
     for index, item in enumerate(s.items(split)[:limit]):
         reference = item["reference"]
@@ -281,7 +281,7 @@ def suite_to_parquet(
     unknown = [s for s in splits if s not in PARQUET_FILES]
     if unknown:
         raise ValueError(f"splits {unknown} unknown; choose from {sorted(PARQUET_FILES)}")
-    s = _as_suite(suite)
+    s = _envs().get_suite(suite)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -322,16 +322,6 @@ def _schema(pa: Any) -> Any:
     )
 
 
-def _as_suite(suite: Any) -> Any:
-    import rft.envs
-
-    if isinstance(suite, rft.envs.Suite):
-        return suite
-    if isinstance(suite, Path) or (isinstance(suite, str) and suite.endswith((".yaml", ".yml"))):
-        return rft.envs.get_suite(suite)
-    return rft.envs.get_suite(rft.envs.suite_path(str(suite)))
-
-
 def _pyarrow() -> tuple[Any, Any]:
     try:
         import pyarrow as pa
@@ -339,3 +329,10 @@ def _pyarrow() -> tuple[Any, Any]:
     except ModuleNotFoundError as e:
         raise ImportError(f"writing verl parquet files needs pyarrow: pip install pyarrow ({e})") from None
     return pa, pq
+
+
+def _envs() -> Any:
+    """`rft.envs`, imported when first needed (it registers the built-in suites and those in $RFT_TASKS)."""
+    import rft.envs
+
+    return rft.envs

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from rft.app.graded_rows import Row, grade_rows, read_rows
 from rft.graders import Grade, Grader, load_grader
 from rft.graders.base import register
 from rft.graders.template import as_text
-from rft.rows import Row, grade_rows, read_rows
 
 __all__ = ["MathVerifyGrader", "COMPARE", "load_labelled", "run_audit", "report_renderables"]
 

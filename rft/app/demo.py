@@ -1,5 +1,5 @@
 """`rft demo`: the main job on a fresh machine, with no downloads. It runs the built-in pipeline
-`rft/pipelines/demo.yaml` (a tiny model, SFT on a few solved problems, then GRPO against the grader on
+`rft/app/pipelines/demo.yaml` (a tiny model, SFT on a few solved problems, then GRPO against the grader on
 problems without demonstrations, every model evaluated on held-out problems) and checks its goals."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 from rich.console import Console
 
-from .console import rich_bars, summary_table
-from .pipeline import load_pipeline, run_pipeline
+from rft.app.console import rich_bars, summary_table
+from rft.app.pipeline import load_pipeline, run_pipeline
 
 __all__ = ["DEMO_PIPELINE", "GOALS", "run_demo", "check_goals"]
 

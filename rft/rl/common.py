@@ -1,41 +1,33 @@
-"""What the RL loops share: sampling and evaluation configs, prompt order, held-out evaluation, metrics
-and rollout records. The loops themselves (`rft.grpo`, `rft.ppo`) read top to bottom."""
+"""What the RL loops share: the sampling and RL configs, prompt order, metrics and rollout records. The loops themselves (`rft.rl.grpo`, `rft.rl.ppo`) read top to bottom."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from rft.envs import SuiteEnv, suite_path
-from rft.graders.executor import GraderPool
-
-from .engines import Engine, Sampling
-from .models import LoraSpec
-from .rollout import Trajectory, run_episodes
+from rft.engines import Sampling
+from rft.eval.heldout import EvalConfig
+from rft.models import LoraSpec
+from rft.rollout import Trajectory
 
 __all__ = [
     "RLConfig",
     "GenConfig",
-    "EvalConfig",
-    "suite_file",
     "train_items",
     "prompt_indices",
     "overlong_penalty",
-    "evaluate",
     "reward_metrics",
     "rollout_row",
     "stack_rows",
     "chunks",
-    "HeldOut",
     "log_step",
 ]
 
-log = logging.getLogger("rft.loop")
+log = logging.getLogger("rft.rl.common")
 
 
 @dataclass
@@ -54,21 +46,6 @@ class GenConfig:
             raise ValueError(
                 "gen.temperature must be > 0: RL needs varied samples (greedy ones of a prompt are all the same)"
             )
-
-
-@dataclass
-class EvalConfig:
-    """Held-out accuracy during training: greedy, one sample per problem."""
-
-    every: int = 0  # steps; 0 = only before and after training
-    suite: str | None = None  # default: the training suite (its held-out split)
-    split: Literal["train", "heldout"] = "heldout"
-    n: int = 64  # problems (the first n of the split)
-    max_new_tokens: int | None = None  # default: gen.max_new_tokens
-
-    def __post_init__(self) -> None:
-        if self.every < 0 or self.n < 0:
-            raise ValueError("eval.every and eval.n must be >= 0 (n = 0 turns evaluation off)")
 
 
 @dataclass
@@ -149,11 +126,6 @@ def train_items(suite: Any, offset: int) -> list[dict[str, Any]]:
     return items[offset:]
 
 
-def suite_file(name: str) -> Path:
-    p = Path(name)
-    return p if p.suffix in (".yaml", ".yml") and p.is_file() else suite_path(name)
-
-
 def prompt_indices(n_items: int, per_step: int, step: int, seed: int, draw: int = 0) -> list[int]:
     """The train problems of a step: consecutive slices of per-epoch permutations (seeded by epoch), so
     each problem comes once per epoch and any step's prompts follow from (seed, step) alone. Draws > 0
@@ -172,35 +144,6 @@ def overlong_penalty(length: int, max_new_tokens: int, buffer: int) -> float:
     """DAPO's soft overlong punishment: 0 up to max - buffer tokens, then linear down to -1 at max."""
     start = max_new_tokens - buffer
     return 0.0 if length <= start else max(-1.0, (start - length) / buffer)
-
-
-def evaluate(
-    engine: Engine,
-    tokenizer: Any,
-    envs: list[SuiteEnv],
-    split: str,
-    max_new_tokens: int,
-    executor: GraderPool | None,
-) -> dict[str, float]:
-    """Greedy pass@1 on the first len(envs) problems of `split`. As in `rft eval`, a failed grade (timeout,
-    error) counts as not passed in `eval/accuracy` and is shown in `eval/failed_rate`; `eval/reward` is the
-    mean over the graded samples."""
-    for i, env in enumerate(envs):
-        env.reset(options={"split": split, "index": i})
-    trajs = run_episodes(
-        engine,
-        tokenizer,
-        envs,
-        list(range(len(envs))),
-        Sampling(temperature=0.0, max_new_tokens=max_new_tokens),
-        executor=executor,
-    )
-    ok = [t for t in trajs if not t.failed]
-    return {
-        "eval/accuracy": sum(t.reward >= 1.0 for t in ok) / max(1, len(trajs)),
-        "eval/reward": sum(t.reward for t in ok) / max(1, len(ok)),
-        "eval/failed_rate": 1 - len(ok) / max(1, len(trajs)),
-    }
 
 
 def stack_rows(rows: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
@@ -235,34 +178,6 @@ def rollout_row(t: Trajectory) -> dict[str, Any]:
     row = t.record()
     prompt = row.pop("messages")
     return {"group": t.group, "prompt": prompt[-1]["content"] if prompt else "", **row}
-
-
-class HeldOut:
-    """In-training evaluation: greedy pass@1 on the first `eval.n` problems of the evaluation suite's split
-    (the training suite's held-out split by default), before training, every `eval.every` steps, at the end."""
-
-    def __init__(self, cfg: EvalConfig, train_suite: str, max_new_tokens: int) -> None:
-        from rft.envs import get_suite
-
-        suite = get_suite(suite_file(cfg.suite or train_suite))
-        n = min(cfg.n, len(suite.items(cfg.split)))
-        if cfg.n and not n:
-            log.warning(
-                "%s has no %s items: no evaluation (set eval.suite, e.g. to the unfiltered suite)",
-                suite.id,
-                cfg.split,
-            )
-        self.cfg, self.envs = cfg, [SuiteEnv(suite) for _ in range(n)]
-        self.max_new_tokens = cfg.max_new_tokens or max_new_tokens
-
-    def due(self, done: int, steps: int) -> bool:
-        """Whether to evaluate after `done` steps of `steps` (step 0: before training)."""
-        if not self.envs:
-            return False
-        return done == 0 or done == steps or bool(self.cfg.every and done % self.cfg.every == 0)
-
-    def __call__(self, engine: Engine, tokenizer: Any, executor: GraderPool | None) -> dict[str, float]:
-        return evaluate(engine, tokenizer, self.envs, self.cfg.split, self.max_new_tokens, executor)
 
 
 def log_step(

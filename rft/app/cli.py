@@ -62,7 +62,7 @@ def grade(
     ] = False,
 ) -> None:
     """Grade model samples with a grader spec."""
-    from rft.rows import grade_rows, read_rows, summarize, write_rows
+    from rft.app.graded_rows import grade_rows, read_rows, summarize, write_rows
 
     if unsafe_local_exec:
         os.environ["RFT_UNSAFE_LOCAL_EXEC"] = "1"  # read by the code grader, in the grading workers too
@@ -91,7 +91,7 @@ def grade(
     if json_summary:
         print(json.dumps(summary))
     else:
-        from rft.console import grade_table
+        from rft.app.console import grade_table
 
         out.print(grade_table(summary))
         for g_ in grades:
@@ -131,7 +131,7 @@ def grader_audit(
     json_report: Annotated[bool, typer.Option("--json", help="print the whole report as JSON")] = False,
 ) -> None:
     """Count a grader's false negatives and false positives on labelled rows (and compare two graders)."""
-    from rft.audit import load_compare, load_labelled, report_renderables, run_audit
+    from rft.app.audit import load_compare, load_labelled, report_renderables, run_audit
 
     g = _load(grader)
     if not input.is_file():
@@ -176,7 +176,7 @@ def serve(
     port: Annotated[int, typer.Option()] = 8000,
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings)."""
-    from rft.serve import run_server
+    from rft.app.serve import run_server
 
     run_server(model, host, port)
 
@@ -198,18 +198,18 @@ def demo(
 ) -> None:
     """The main job on a fresh machine, no downloads: a tiny model, SFT on a few solved problems, GRPO against
     the grader on problems without demonstrations, held-out evaluation of each, a report (rft run on
-    rft/pipelines/demo.yaml)."""
+    rft/app/pipelines/demo.yaml)."""
     if grading:
-        from rft.grading_tour import run_tour
+        from rft.app.grading_tour import run_tour
 
         run_tour(out_dir or Path("runs/grading-tour"), console=out)
         return
-    from rft.console import quiet_libraries
+    from rft.app.console import quiet_libraries
 
     quiet_libraries()
+    from rft.app.demo import run_demo
+    from rft.app.pipeline import PipelineError
     from rft.config import ConfigError
-    from rft.demo import run_demo
-    from rft.pipeline import PipelineError
     from rft.runs import RunError
 
     try:
@@ -232,11 +232,11 @@ def run_cmd(
 ) -> None:
     """Run a pipeline: each stage's model is the next one's input, every model is evaluated, one report.
     Run it again to continue: finished stages are skipped, a killed grpo/ppo stage resumes."""
-    from rft.console import quiet_libraries, rich_bars, summary_table
+    from rft.app.console import quiet_libraries, rich_bars, summary_table
 
     quiet_libraries()
+    from rft.app.pipeline import PipelineError, load_pipeline, run_pipeline
     from rft.config import ConfigError
-    from rft.pipeline import PipelineError, load_pipeline, run_pipeline
     from rft.runs import RunError
 
     try:
@@ -334,9 +334,9 @@ SetOption = Annotated[
 
 
 def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: bool) -> None:
+    from rft.app.console import rich_bars
+    from rft.app.pipeline import stage_class, train_stage
     from rft.config import ConfigError, load_config
-    from rft.console import rich_bars
-    from rft.pipeline import stage_class, train_stage
     from rft.runs import RunError
 
     try:
@@ -428,7 +428,7 @@ def sample(
 ) -> None:
     """Write n graded samples per problem: rejection-sampled SFT data and DPO pairs are built from them."""
     from rft.envs import SuiteError
-    from rft.sample import sample_suite
+    from rft.eval.samples import sample_suite
 
     if split not in ("train", "heldout"):
         err.print(f"[red]--split must be train or heldout, got {split!r}[/red]")
@@ -466,7 +466,7 @@ def task_filter(
 ) -> None:
     """Keep the train problems the model solves sometimes but not always (the ones GRPO learns from)."""
     from rft.envs import SuiteError
-    from rft.filter import filter_suite
+    from rft.eval.difficulty import filter_suite
 
     try:
         lo, hi = (float(x) for x in band.split(","))
@@ -525,7 +525,7 @@ def eval_cmd(
 ) -> None:
     """Sample, grade and report unbiased pass@k, maj@k, mean@n with 95% bootstrap intervals over problems."""
     from rft.envs import SuiteError
-    from rft.evaluate import evaluate_suite, score_samples, write_eval
+    from rft.eval.evaluate import evaluate_suite, score_samples, write_eval
 
     try:
         ks = [int(x) for x in k.split(",") if x.strip()]
@@ -536,7 +536,7 @@ def eval_cmd(
         if samples is not None:
             if fewshot:
                 raise ValueError("--samples scores existing rows: --fewshot does not apply")
-            from rft.rows import read_rows
+            from rft.app.graded_rows import read_rows
 
             rows = []
             for r in read_rows(samples):
@@ -565,7 +565,7 @@ def eval_cmd(
     except (SuiteError, ValueError, FileNotFoundError) as e:
         err.print(f"[red]{escape(str(e))}[/red]")
         raise typer.Exit(2) from None
-    from rft.console import eval_table
+    from rft.app.console import eval_table
 
     out.print(eval_table(scored["results"]))
     out.print(f"report: {out_dir / 'report.md'}", soft_wrap=True)
@@ -581,7 +581,7 @@ def compare_cmd(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Paired comparison of two `rft eval` runs on the same problems: bootstrap CI, McNemar, a verdict."""
-    from rft.evaluate import compare_runs
+    from rft.eval.evaluate import compare_runs
 
     try:
         res = compare_runs(a, b, out_dir or b / "compare", seed=seed)

@@ -1,12 +1,12 @@
 """vLLM server mode: rollouts from a `vllm serve` process of its own (another GPU, or another machine that
 shares a filesystem), weights pushed after every update.
 
-    python -m rft.vllm_server MODEL_DIR --port 8000          # starts the server the way this engine needs
+    python -m rft.engines.vllm_server MODEL_DIR --port 8000          # starts the server the way this engine needs
     engine: vllm_server
     engine_options: {base_url: http://localhost:8000/v1, weights_dir: /shared/rft-weights}
 
 The server runs with ``VLLM_SERVER_DEV_MODE=1`` (its ``/collective_rpc`` endpoint) and rft's worker
-extension (``--worker-extension-cls rft.vllm_engine._WorkerExtension``). `update_weights` writes the model
+extension (``--worker-extension-cls rft.engines.vllm._WorkerExtension``). `update_weights` writes the model
 (LoRA merged) as safetensors into `weights_dir`, asks every worker to load that file in place (the same
 reload as the colocated engine, tied LM head included) and drops the prefix cache. Completions come back
 with their token ids (``return_token_ids``) and, when asked, the sampled tokens' log-probabilities.
@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .engines import Completion, FinishReason, OpenAIEngine, Sampling
+from rft.engines.base import Completion, FinishReason, Sampling
+from rft.engines.openai import OpenAIEngine
 
 __all__ = ["VLLMServerEngine", "launch_server", "server_command"]
 
@@ -87,7 +88,7 @@ class VLLMServerEngine(OpenAIEngine):
         """Write `model`'s weights (LoRA merged) to `weights_dir` and load them into every server worker."""
         from safetensors.torch import save_file
 
-        from .vllm_engine import named_weights
+        from rft.engines.vllm import named_weights
 
         self.version += 1
         folder = self.weights_dir / f"v{self.version:06d}"
@@ -135,7 +136,7 @@ def server_command(model_dir: str | Path, port: int, *extra: str, python: str = 
     """The command line of a vLLM server this engine can drive."""
     return [
         python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--port", str(port),
-        "--worker-extension-cls", "rft.vllm_engine._WorkerExtension",
+        "--worker-extension-cls", "rft.engines.vllm._WorkerExtension",
         "--logprobs-mode", "processed_logprobs",  # log-probabilities under temperature, like the hf engine
         "--generation-config", "vllm",  # sampling comes from the request only, not the model's defaults
         *extra,
@@ -168,10 +169,10 @@ def launch_server(
     raise TimeoutError(f"the vLLM server did not answer within {timeout:.0f} s (log: {log})")
 
 
-if __name__ == "__main__":  # python -m rft.vllm_server MODEL_DIR --port 8000 [vllm serve options]
+if __name__ == "__main__":  # python -m rft.engines.vllm_server MODEL_DIR --port 8000 [vllm serve options]
     args = sys.argv[1:]
     if not args or args[0].startswith("-"):
-        sys.exit("usage: python -m rft.vllm_server MODEL_DIR [--port 8000] [vllm options]")
+        sys.exit("usage: python -m rft.engines.vllm_server MODEL_DIR [--port 8000] [vllm options]")
     os.environ["VLLM_SERVER_DEV_MODE"] = "1"
     port = 8000
     if "--port" in args:

@@ -10,7 +10,7 @@ Samples whose grade failed (grader timeout/error) are masked out of the loss and
 
 Under ``accelerate launch`` each process takes a contiguous share of the step's prompt groups, samples and
 grades them with its own engine and trains on them; loss normalisers are whole-batch counts and gradients
-add up over processes, so an update equals one process's on the whole batch (`rft.distributed`). Only
+add up over processes, so an update equals one process's on the whole batch (`rft.rl.distributed`). Only
 rank 0 writes the run folder and evaluates.
 """
 
@@ -26,28 +26,13 @@ from typing import Any, Literal
 
 import torch
 
+from rft.batch import behaviour_logprobs, collate, shared_prefix_logprobs, token_logprobs
+from rft.engines import Engine, HFEngine, Sampling, make_engine
+from rft.engines.process import ProcessEngine
 from rft.envs import SuiteEnv, get_suite
+from rft.eval.heldout import EvalConfig, HeldOut
 from rft.graders.executor import GraderPool
-
-from .batch import behaviour_logprobs, collate, shared_prefix_logprobs, token_logprobs
-from .distributed import Dist
-from .engines import Engine, HFEngine, Sampling, make_engine
-from .hf_worker import ProcessEngine
-from .loop import (
-    EvalConfig,
-    GenConfig,
-    HeldOut,
-    RLConfig,
-    chunks,
-    engine_options,
-    log_step,
-    overlong_penalty,
-    prompt_indices,
-    reward_metrics,
-    suite_file,
-    train_items,
-)
-from .losses import (
+from rft.losses import (
     aggregate,
     group_advantages,
     kl_penalty,
@@ -55,13 +40,25 @@ from .losses import (
     policy_loss,
     zero_variance_groups,
 )
-from .models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
-from .rollout import Trajectory, run_episodes
-from .runs import Run, rng_state, set_rng_state
+from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
+from rft.rl.common import (
+    GenConfig,
+    RLConfig,
+    chunks,
+    engine_options,
+    log_step,
+    overlong_penalty,
+    prompt_indices,
+    reward_metrics,
+    train_items,
+)
+from rft.rl.distributed import Dist
+from rft.rollout import Trajectory, run_episodes
+from rft.runs import Run, rng_state, set_rng_state
 
 __all__ = ["GRPOConfig", "GenConfig", "LossConfig", "EvalConfig", "train"]
 
-log = logging.getLogger("rft.grpo")
+log = logging.getLogger("rft.rl.grpo")
 
 
 # ---- config ------------------------------------------------------------------------------------------
@@ -129,7 +126,7 @@ def _train(
     dist.check(cfg, resume)
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)  # a fresh LoRA adapter's initial weights
-    suite = get_suite(suite_file(cfg.suite))
+    suite = get_suite(cfg.suite)
     items = train_items(suite, cfg.offset)  # fails here, not after loading the model
     run = Run.open(cfg.out, cfg, resume=resume) if dist.is_main else None
     ckpt = dist.broadcast(run.latest_checkpoint() if run is not None and resume else None)

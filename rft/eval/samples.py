@@ -19,13 +19,11 @@ from typing import Any, Literal
 
 import torch
 
+from rft.engines import HFEngine, Sampling
 from rft.envs import SuiteEnv, get_suite
 from rft.graders.executor import GraderPool
-
-from .engines import HFEngine, Sampling
-from .loop import suite_file
-from .models import load_policy
-from .rollout import Trajectory, sample_problems
+from rft.models import load_policy
+from rft.rollout import Trajectory, sample_problems
 
 __all__ = ["sample_suite", "sample_row"]
 
@@ -55,7 +53,7 @@ def sample_suite(
     if temperature == 0 and n > 1:
         raise ValueError("temperature 0 (greedy) gives n identical samples; use temperature > 0 or n=1")
     torch.set_num_threads(torch_threads)  # 1 for tiny models on CPU: a second thread slows them down
-    src = get_suite(suite_file(suite))
+    src = get_suite(suite)
     items = src.items(split)[:limit]
     if not items:
         raise ValueError(f"suite {src.id} has no {split} problems to sample (limit={limit})")

@@ -15,8 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from rft.app.graded_rows import grade_rows, read_rows, summarize, write_rows
 from rft.graders import load_grader
-from rft.rows import grade_rows, read_rows, summarize, write_rows
 
 # The correctness check a user might write: it supports `a^b` naively, so `9^9^9` never finishes.
 CHECK_SOURCE = """

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from .models import trainable_parameters
+from rft.models import trainable_parameters
 
 __all__ = ["Dist"]
 

@@ -15,7 +15,7 @@ resumed from its last checkpoint repeats the same steps.
 Under ``accelerate launch`` (DDP) each process rolls out and trains on a contiguous share of the step's prompts;
 returns, whitening and statistics are computed over every process's rows, loss normalisers count the whole
 minibatch and gradients add up over processes, so an update equals one process's on the whole batch
-(`rft.distributed`). Only rank 0 writes the run folder and evaluates.
+(`rft.rl.distributed`). Only rank 0 writes the run folder and evaluates.
 """
 
 from __future__ import annotations
@@ -30,26 +30,12 @@ from typing import Any, Literal
 
 import torch
 
+from rft.batch import Batch, collate, token_logprobs
+from rft.engines import Sampling, make_engine
 from rft.envs import SuiteEnv, get_suite
+from rft.eval.heldout import EvalConfig, HeldOut
 from rft.graders.executor import GraderPool
-
-from .batch import Batch, collate, token_logprobs
-from .distributed import Dist
-from .engines import Sampling, make_engine
-from .loop import (
-    EvalConfig,
-    GenConfig,
-    HeldOut,
-    RLConfig,
-    chunks,
-    engine_options,
-    log_step,
-    prompt_indices,
-    reward_metrics,
-    suite_file,
-    train_items,
-)
-from .losses import (
+from rft.losses import (
     gae,
     kl_penalty,
     masked_mean,
@@ -60,9 +46,20 @@ from .losses import (
     token_rewards,
     value_loss,
 )
-from .models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
-from .rollout import run_episodes
-from .runs import Run, rng_state, set_rng_state
+from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
+from rft.rl.common import (
+    GenConfig,
+    RLConfig,
+    chunks,
+    engine_options,
+    log_step,
+    prompt_indices,
+    reward_metrics,
+    train_items,
+)
+from rft.rl.distributed import Dist
+from rft.rollout import run_episodes
+from rft.runs import Run, rng_state, set_rng_state
 
 __all__ = ["PPOConfig", "PPOLossConfig", "GenConfig", "EvalConfig", "train"]
 
@@ -136,7 +133,7 @@ def _train(
     dist.check(cfg, resume, sharded=False)
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)  # LoRA adapters are initialised from torch's global generator
-    suite = get_suite(suite_file(cfg.suite))
+    suite = get_suite(cfg.suite)
     items = train_items(suite, cfg.offset)  # fails here, not after loading the model
     run = Run.open(cfg.out, cfg, resume=resume) if dist.is_main else None
     ckpt = dist.broadcast(run.latest_checkpoint() if run is not None and resume else None)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .engines import Completion, FinishReason, Sampling
+from rft.engines.base import Completion, FinishReason, Sampling
 
 __all__ = ["VLLMEngine", "named_weights"]
 

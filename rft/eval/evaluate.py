@@ -22,8 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rft.envs import SuiteEnv
-
-from .metrics import bootstrap_ci, maj_at_k, mcnemar, mean_at_n, paired_bootstrap_ci, pass_at_k
+from rft.eval.metrics import bootstrap_ci, maj_at_k, mcnemar, mean_at_n, paired_bootstrap_ci, pass_at_k
 
 __all__ = ["evaluate_suite", "score_samples", "write_eval", "load_eval", "compare_runs", "fewshot_messages"]
 
@@ -78,7 +77,7 @@ class _FewShotEnv(SuiteEnv):
 
 
 def _engine(kind: str, model: str, options: dict[str, Any]) -> tuple[Any, Any]:
-    from .engines import make_engine
+    from rft.engines import make_engine
 
     if kind == "openai":
         from transformers import AutoTokenizer
@@ -86,7 +85,7 @@ def _engine(kind: str, model: str, options: dict[str, Any]) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(options.pop("tokenizer", model))
         options.setdefault("model", model)
         return make_engine("openai", None, tokenizer, **options), tokenizer  # type: ignore[arg-type]
-    from .models import load_policy
+    from rft.models import load_policy
 
     policy, tokenizer = load_policy(model)
     return make_engine(kind, policy, tokenizer, **options), tokenizer
@@ -120,13 +119,11 @@ def evaluate_suite(
     given; temperature 1.0 by default when n > 1 (greedy samples would all be the same)."""
     import torch
 
+    from rft.engines import Sampling
     from rft.envs import get_suite
+    from rft.eval.samples import sample_row
     from rft.graders.executor import GraderPool
-
-    from .engines import Sampling
-    from .loop import suite_file
-    from .rollout import sample_problems
-    from .sample import sample_row
+    from rft.rollout import sample_problems
 
     _check_ks(ks, n)
     if engine not in ("hf", "vllm", "openai"):
@@ -138,7 +135,7 @@ def evaluate_suite(
     if fewshot and split == "train":
         raise ValueError("--fewshot takes its examples from the train split; evaluate --split heldout")
     torch.set_num_threads(torch_threads)
-    src = get_suite(suite_file(suite))
+    src = get_suite(suite)
     items = src.items(split)[:limit]
     if not items:
         raise ValueError(f"suite {src.id} has no {split} problems to evaluate (limit={limit})")
@@ -327,7 +324,7 @@ def load_eval(folder: str | Path) -> dict[str, Any]:
     return {**json.loads(res.read_text()), "problems": _read_jsonl(probs), "dir": str(folder)}
 
 
-def _fmt_ci(ci: Sequence[float]) -> str:
+def fmt_ci(ci: Sequence[float]) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
@@ -347,7 +344,7 @@ def _report(scored: dict[str, Any], plots: list[str] | str) -> str:
             "",
         ]
         lines += ["| metric | value | 95% CI |", "|---|---|---|"]
-        lines += [f"| {r['metric']} | {r['value']:.3f} | {_fmt_ci(r['ci95'])} |" for r in rs]
+        lines += [f"| {r['metric']} | {r['value']:.3f} | {fmt_ci(r['ci95'])} |" for r in rs]
         failed = {r["metric"]: r["value"] for r in rs if r["metric"].startswith("grader/")}
         if any(failed.values()):
             lines += ["", f"**Grader failures:** timeout rate {failed['grader/timeout_rate']:.3f}, error rate "
@@ -362,7 +359,7 @@ def _report(scored: dict[str, Any], plots: list[str] | str) -> str:
     return "\n".join(lines)
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     try:
         import matplotlib
 
@@ -375,7 +372,7 @@ def _pyplot() -> Any:
 
 def _plot_eval(out: Path, scored: dict[str, Any]) -> list[str] | str:
     """pass@k curves (with intervals) and the histogram of per-problem pass rates, one PNG per suite."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return "matplotlib is not installed (pip install matplotlib)"
     names = []
@@ -482,14 +479,14 @@ def _model_name(ev: dict[str, Any], default: str) -> str:
 def _write_compare(out: Path, result: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
-    plt = _pyplot()
+    plt = pyplot()
     lines = ["# Comparison", "", f"A: `{result['a']}`  ", f"B: `{result['b']}`", ""]
     for c in result["comparisons"]:
         mc = c["mcnemar"]
         lines += [f"## {c['suite']} ({c['split']})", "", f"**{c['verdict']}**", "",
                   "| | pass@1 |", "|---|---|", f"| A ({c['a']}) | {c['a_pass@1']:.3f} |",
                   f"| B ({c['b']}) | {c['b_pass@1']:.3f} |",
-                  f"| B - A | {_signed(c['diff'])} (95% CI {_fmt_ci(c['ci95'])}) |", "",
+                  f"| B - A | {_signed(c['diff'])} (95% CI {fmt_ci(c['ci95'])}) |", "",
                   f"{c['n_problems']} problems; first sample: {mc['a_only']} only A passes, {mc['b_only']} only B "
                   f"passes (McNemar {mc['method']}, p={mc['p_value']:.3g}).", ""]  # fmt: skip
         if plt is None:

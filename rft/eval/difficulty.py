@@ -17,13 +17,11 @@ from typing import Any
 import torch
 import yaml
 
-from rft.envs import SuiteEnv, get_suite
+from rft.engines import HFEngine, Sampling
+from rft.envs import SuiteEnv, get_suite, suite_path
 from rft.graders.executor import GraderPool
-
-from .engines import HFEngine, Sampling
-from .loop import suite_file
-from .models import load_policy
-from .rollout import sample_problems
+from rft.models import load_policy
+from rft.rollout import sample_problems
 
 __all__ = ["FilterResult", "filter_suite"]
 
@@ -61,7 +59,7 @@ def filter_suite(
     if n < 1:
         raise ValueError(f"n must be >= 1 samples per problem, got {n}")
     torch.set_num_threads(torch_threads)  # 1 for tiny models on CPU: a second thread slows them down
-    src_path = suite_file(suite)
+    src_path = suite_path(suite)
     src = get_suite(src_path)
     items = src.items("train")[:limit]
     if not items:

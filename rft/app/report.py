@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .evaluate import _fmt_ci, _pyplot, compare_runs, load_eval
+from rft.eval.evaluate import compare_runs, fmt_ci, load_eval, pyplot
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline
+    from rft.app.pipeline_config import Pipeline
 
 __all__ = ["write_report", "training_curves"]
 
@@ -46,7 +46,7 @@ def training_curves(p: Pipeline, stages: dict[str, dict[str, Any]]) -> list[dict
 
 
 def _plot_curves(out: Path, curves: list[dict[str, Any]], n_eval: str) -> str | None:
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None or not curves:
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -73,7 +73,7 @@ def _plot_curves(out: Path, curves: list[dict[str, Any]], n_eval: str) -> str | 
 
 
 def _plot_stages(out: Path, rows: list[dict[str, Any]], metric: str) -> str | None:
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None or not rows:
         return None
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(rows), 3.5))
@@ -164,7 +164,7 @@ def _markdown(
              f"problems. Pipeline time {_fmt_s(wall_s)}.", "",
              f"| stage | {metric} | 95% CI | vs base | train time |", "|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['stage']} | {r['value']:.3f} | {_fmt_ci(r['ci95'])} | {100 * r['vs_base']:+.1f} pts | "
+        lines.append(f"| {r['stage']} | {r['value']:.3f} | {fmt_ci(r['ci95'])} | {100 * r['vs_base']:+.1f} pts | "
                      f"{_fmt_s(r['seconds'])} |")  # fmt: skip
     if comparisons:
         lines += ["", "## Paired comparisons", ""]

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .engines import Completion, HFEngine, Sampling
+from rft.engines.base import Completion, Sampling
+from rft.engines.hf import HFEngine
 
 __all__ = ["ProcessEngine"]
 

@@ -1,0 +1,236 @@
+"""A pipeline's config: `load_pipeline(yaml, overrides)` -> `Pipeline` (stages, the tiny model spec, the
+evaluation after every stage), every stage's config validated before the first one runs. The format is in
+`rft.app.pipeline`'s docstring."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rft.config import ConfigError, from_dict, to_dict
+
+__all__ = ["Pipeline", "Stage", "TinySpec", "PipelineEval", "PipelineError", "load_pipeline", "stage_class",
+           "plain_pipeline", "TRAINING"]  # fmt: skip
+
+StageType = Literal["sft", "dpo", "grpo", "ppo", "eval"]
+TRAINING = ("sft", "dpo", "grpo", "ppo")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_TOP_KEYS = ("out", "model", "suite", "eval", "stages", "seed")
+
+
+class PipelineError(RuntimeError):
+    """A pipeline cannot run as configured (the message says what to change)."""
+
+
+# ---- config ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TinySpec:
+    """A tiny Llama built from a config, with a tokenizer trained on the suite's train text (no downloads)."""
+
+    vocab_size: int = 128
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    corpus: int = 1000  # train problems whose prompts and solutions train the tokenizer
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.vocab_size, self.hidden, self.layers, self.heads, self.corpus) < 1:
+            raise ValueError("tiny: vocab_size, hidden, layers, heads and corpus must be >= 1")
+        if self.hidden % self.heads:
+            raise ValueError(f"tiny: hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+
+
+@dataclass
+class PipelineEval:
+    """The evaluation of every stage's model (`rft eval` settings)."""
+
+    suite: str | None = None  # default: the pipeline's suite
+    split: Literal["train", "heldout"] = "heldout"
+    limit: int | None = 200  # the first `limit` problems of the split (None: all)
+    n: int = 1  # samples per problem (1: greedy)
+    ks: tuple[int, ...] = (1,)
+    temperature: float | None = None  # None: greedy for n=1, else 1.0
+    max_new_tokens: int = 256
+    batch_prompts: int = 64
+    grader_workers: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or not self.ks or not all(1 <= k <= self.n for k in self.ks):
+            raise ValueError(f"eval: need n >= 1 and every k in 1..n, got n={self.n}, ks={list(self.ks)}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"eval.limit must be >= 1 (or null: all), got {self.limit}")
+
+    def kwargs(self) -> dict[str, Any]:
+        """`evaluate_suite` keywords (less the suite)."""
+        d = to_dict(self)
+        d.pop("suite")
+        return d
+
+
+@dataclass
+class Stage:
+    name: str
+    type: StageType
+    config: dict[str, Any] = field(default_factory=dict)  # the stage's recipe keys
+
+
+@dataclass
+class Pipeline:
+    stages: list[Stage]
+    out: str = "runs/pipeline"
+    model: str | None = None  # Hugging Face id or path of the input model
+    tiny: TinySpec | None = None  # or: build a tiny model
+    suite: str | None = None  # the default suite of stages and evaluation
+    eval: PipelineEval = field(default_factory=PipelineEval)
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.tiny is None):
+            raise ValueError(
+                "give the input model: `model: <id or path>` or `model: {tiny: {...}}`, not both"
+            )
+        if not self.stages:
+            raise ValueError("stages is empty: list at least one stage ({name: sft, type: sft, ...})")
+        names = [s.name for s in self.stages]
+        for s in self.stages:
+            if not _NAME.fullmatch(s.name) or s.name in ("base", "compare", "eval", *_TOP_KEYS):
+                raise ValueError(
+                    f"stage name {s.name!r}: use letters, digits, '-', '_' (not base/eval/compare)"
+                )
+            if s.type not in (*TRAINING, "eval"):
+                raise ValueError(
+                    f"stage {s.name}: type must be one of sft, dpo, grpo, ppo, eval; got {s.type!r}"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        if self.eval.suite is None and self.suite is None:
+            raise ValueError(
+                "set `suite:` (the stages' default) or `eval.suite:` (what every stage is evaluated on)"
+            )
+
+    @property
+    def eval_suite(self) -> str:
+        return self.eval.suite or self.suite  # type: ignore[return-value]
+
+    def stage_config(self, stage: Stage, model: str) -> Any:
+        """The stage's config dataclass with its input model, its folder and the default suite filled in."""
+        data = {k: v for k, v in stage.config.items() if k != "sample"}
+        data.setdefault("suite", self.suite)
+        if stage.type == "eval":
+            return data  # evaluate_suite keywords, checked in `_check_eval`
+        data = {**data, "model": model, "out": str(Path(self.out) / stage.name)}
+        if stage.type == "dpo":
+            data.setdefault("samples", str(Path(self.out) / stage.name / "samples.jsonl"))
+        return from_dict(stage_class(stage.type), data, where=f"stages.{stage.name}")
+
+
+def stage_class(kind: str) -> type:
+    """The config dataclass of a training stage type (sft, dpo, grpo, ppo)."""
+    if kind == "sft":
+        from rft.sft_dpo.sft import SFTConfig
+
+        return SFTConfig
+    if kind == "dpo":
+        from rft.sft_dpo.dpo import DPOConfig
+
+        return DPOConfig
+    if kind == "grpo":
+        from rft.rl.grpo import GRPOConfig
+
+        return GRPOConfig
+    from rft.rl.ppo import PPOConfig
+
+    return PPOConfig
+
+
+_EVAL_KEYS = ("suite", "split", "limit", "n", "ks", "temperature", "max_new_tokens", "batch_prompts",
+              "grader_workers", "seed", "fewshot", "top_p")  # fmt: skip
+
+
+def _check_eval(stage: Stage, data: Mapping[str, Any]) -> None:
+    bad = sorted(set(data) - set(_EVAL_KEYS))
+    if bad:
+        raise ConfigError(f"stages.{stage.name}: unknown eval keys {bad}; known: {', '.join(_EVAL_KEYS)}")
+    if not data.get("suite"):
+        raise ConfigError(f"stages.{stage.name}: an eval stage needs a suite (or set the pipeline's suite)")
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *path, last = dotted.split(".")
+    for key in path:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"--set {dotted}: {key} is not a mapping")
+    data[last] = value
+
+
+def load_pipeline(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> Pipeline:
+    """A pipeline from a YAML file (or a mapping) with `key=value` overrides: a top-level key
+    (`out=runs/x`, `eval.limit=100`) or a stage's (`grpo.steps=50`, `sft.eval.every=10`)."""
+    raw = dict(source) if isinstance(source, Mapping) else yaml.safe_load(Path(source).read_text()) or {}
+    raw = json.loads(json.dumps(raw))  # a deep copy
+    stages = raw.get("stages") or []
+    if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
+        raise ConfigError("stages must be a list of mappings: - {name: sft, type: sft, steps: 100}")
+    by_name = {s.get("name"): s for s in stages}
+    for o in overrides:
+        key, sep, text = o.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {o!r}: write key=value (grpo.steps=50, eval.limit=100)")
+        value = yaml.safe_load(text)
+        head = key.split(".")[0]
+        if head in by_name and "." in key:
+            _set(by_name[head], key.split(".", 1)[1], value)
+        elif head in _TOP_KEYS:
+            _set(raw, key, value)
+        else:
+            raise ConfigError(
+                f"--set {key}: not a pipeline key ({', '.join(_TOP_KEYS)}) or stage ({', '.join(map(str, by_name))})"
+            )
+    unknown = sorted(set(raw) - set(_TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown pipeline keys {unknown}; known: {', '.join(_TOP_KEYS)}")
+    model = raw.pop("model", None)
+    tiny = None
+    if isinstance(model, dict):
+        if set(model) != {"tiny"}:
+            raise ConfigError("model: give an id/path, or {tiny: {vocab_size: 128, hidden: 128, ...}}")
+        tiny, model = from_dict(TinySpec, model["tiny"] or {}, where="model.tiny"), None
+    parsed = [
+        Stage(name=str(s.get("name")), type=s.get("type"),  # type: ignore[arg-type]
+              config={k: v for k, v in s.items() if k not in ("name", "type")})
+        for s in stages
+    ]  # fmt: skip
+    try:
+        p = Pipeline(
+            stages=parsed,
+            out=raw.get("out", "runs/pipeline"),
+            model=model,
+            tiny=tiny,
+            suite=raw.get("suite"),
+            eval=from_dict(PipelineEval, raw.get("eval") or {}, where="eval"),
+        )
+        for s in p.stages:  # every stage's config checked now, not after hours of the ones before it
+            data = p.stage_config(s, "-")
+            if s.type == "eval":
+                _check_eval(s, data)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return p
+
+
+def plain_pipeline(p: Pipeline) -> dict[str, Any]:
+    d: dict[str, Any] = {"out": p.out}
+    d["model"] = {"tiny": to_dict(p.tiny)} if p.tiny else p.model
+    d |= {"suite": p.suite, "eval": to_dict(p.eval)}
+    d["stages"] = [{"name": s.name, "type": s.type, **s.config} for s in p.stages]
+    return d

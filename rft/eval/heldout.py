@@ -1,0 +1,87 @@
+"""Held-out accuracy during training: greedy pass@1 on the first `n` problems of a suite's split, before
+training, every `every` steps, and at the end. The RL loops and the SFT/DPO stages use it alike."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rft.engines import Engine, Sampling
+from rft.envs import SuiteEnv, get_suite
+from rft.graders.executor import GraderPool
+from rft.rollout import run_episodes
+
+__all__ = ["EvalConfig", "evaluate", "HeldOut"]
+
+log = logging.getLogger("rft.eval.heldout")
+
+
+@dataclass
+class EvalConfig:
+    """Held-out accuracy during training: greedy, one sample per problem."""
+
+    every: int = 0  # steps; 0 = only before and after training
+    suite: str | None = None  # default: the training suite (its held-out split)
+    split: Literal["train", "heldout"] = "heldout"
+    n: int = 64  # problems (the first n of the split)
+    max_new_tokens: int | None = None  # default: gen.max_new_tokens
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.n < 0:
+            raise ValueError("eval.every and eval.n must be >= 0 (n = 0 turns evaluation off)")
+
+
+def evaluate(
+    engine: Engine,
+    tokenizer: Any,
+    envs: list[SuiteEnv],
+    split: str,
+    max_new_tokens: int,
+    executor: GraderPool | None,
+) -> dict[str, float]:
+    """Greedy pass@1 on the first len(envs) problems of `split`. As in `rft eval`, a failed grade (timeout,
+    error) counts as not passed in `eval/accuracy` and is shown in `eval/failed_rate`; `eval/reward` is the
+    mean over the graded samples."""
+    for i, env in enumerate(envs):
+        env.reset(options={"split": split, "index": i})
+    trajs = run_episodes(
+        engine,
+        tokenizer,
+        envs,
+        list(range(len(envs))),
+        Sampling(temperature=0.0, max_new_tokens=max_new_tokens),
+        executor=executor,
+    )
+    ok = [t for t in trajs if not t.failed]
+    return {
+        "eval/accuracy": sum(t.reward >= 1.0 for t in ok) / max(1, len(trajs)),
+        "eval/reward": sum(t.reward for t in ok) / max(1, len(ok)),
+        "eval/failed_rate": 1 - len(ok) / max(1, len(trajs)),
+    }
+
+
+class HeldOut:
+    """In-training evaluation: greedy pass@1 on the first `eval.n` problems of the evaluation suite's split
+    (the training suite's held-out split by default), before training, every `eval.every` steps, at the end."""
+
+    def __init__(self, cfg: EvalConfig, train_suite: str, max_new_tokens: int) -> None:
+        suite = get_suite(cfg.suite or train_suite)
+        n = min(cfg.n, len(suite.items(cfg.split)))
+        if cfg.n and not n:
+            log.warning(
+                "%s has no %s items: no evaluation (set eval.suite, e.g. to the unfiltered suite)",
+                suite.id,
+                cfg.split,
+            )
+        self.cfg, self.envs = cfg, [SuiteEnv(suite) for _ in range(n)]
+        self.max_new_tokens = cfg.max_new_tokens or max_new_tokens
+
+    def due(self, done: int, steps: int) -> bool:
+        """Whether to evaluate after `done` steps of `steps` (step 0: before training)."""
+        if not self.envs:
+            return False
+        return done == 0 or done == steps or bool(self.cfg.every and done % self.cfg.every == 0)
+
+    def __call__(self, engine: Engine, tokenizer: Any, executor: GraderPool | None) -> dict[str, float]:
+        return evaluate(engine, tokenizer, self.envs, self.cfg.split, self.max_new_tokens, executor)
