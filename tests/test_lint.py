@@ -1,4 +1,4 @@
-"""House checks: ruff over the tree, a type checker over graders/ and envs/."""
+"""House checks: ruff over the tree, a type checker over every package."""
 
 from __future__ import annotations
 
@@ -24,6 +24,6 @@ def test_ruff_check():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_mypy_graders_and_envs():
-    res = subprocess.run([_tool("mypy"), "graders", "envs"], cwd=ROOT, capture_output=True, text=True)
+def test_mypy_all_packages():
+    res = subprocess.run([_tool("mypy"), "graders", "envs", "tasks", "rft", "sft_dpo"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -59,7 +59,7 @@ def named_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
         return
     from peft.tuners.lora import LoraLayer
 
-    base = model.get_base_model()
+    base = model.get_base_model()  # type: ignore[operator]  # a peft model (nn.Module's attributes type as Tensor)
     prefix = getattr(model, "prefix", "lora_")
     lora_layers = {name: m for name, m in base.named_modules() if isinstance(m, LoraLayer)}
     for layer in lora_layers.values():
@@ -215,7 +215,7 @@ class VLLMEngine:
     @staticmethod
     def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
         """The policy as a Hugging Face folder: config, weights (LoRA merged in), tokenizer."""
-        base = model.get_base_model() if hasattr(model, "peft_config") else model
+        base = model.get_base_model() if hasattr(model, "peft_config") else model  # type: ignore[operator]
         state = {name: t.contiguous() for name, t in named_weights(model)}
         base.save_pretrained(folder, state_dict=state)  # type: ignore[operator]
         tokenizer.save_pretrained(folder)

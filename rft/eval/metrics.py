@@ -74,7 +74,7 @@ def _resample_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -
 
 
 def bootstrap_ci(
-    values: Sequence[float],
+    values: Sequence[float] | np.ndarray,
     stat: Callable[[np.ndarray], float] | None = None,
     *,
     n_boot: int = 2000,
