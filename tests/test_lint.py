@@ -25,5 +25,10 @@ def test_ruff_check():
 
 
 def test_mypy_all_packages():
-    res = subprocess.run([_tool("mypy"), "graders", "envs", "tasks", "rft", "sft_dpo"], cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run(
+        [_tool("mypy"), "graders", "envs", "tasks", "rft", "sft_dpo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
