@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeAlias
 
 from transformers import PreTrainedTokenizerBase
 
@@ -109,7 +109,7 @@ def turn_suffix_ids(
     return tokenizer(closing + full[len(with_reply) :], add_special_tokens=False)["input_ids"]
 
 
-GradeExecutor = GradingPool | None  # None: grade in this thread
+GradeExecutor: TypeAlias = GradingPool | None  # None: grade in this thread
 
 
 def _submit(job: GradeJob | ToolJob, executor: GradeExecutor, tools: ThreadPoolExecutor) -> Future[Any]:
