@@ -1,4 +1,4 @@
-"""`EnvPool`: step many `SuiteEnv`s at once, grading in a `GraderPool` while the caller does other work.
+"""`EnvPool`: step many `SuiteEnv`s at once, grading in a `GradingPool` while the caller does other work.
 
     with EnvPool("rft/arithmetic-v0", 256) as pool:
         obs, infos = pool.reset(seed=0)  # env i gets seed 0 + i
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rft.graders.executor import GraderPool
+from rft.graders.executor import GraderPool, GradingPool
 
 from .env import SuiteEnv
 from .episode import GradeJob, ToolJob
@@ -42,12 +42,13 @@ class PoolStep:
 
 
 class EnvPool:
-    """`num_envs` envs stepped together; grades run in a `GraderPool`, tool calls in threads.
+    """`num_envs` envs stepped together; grades run in a `GradingPool`, tool calls in threads.
 
     `env`: a registered id (``"rft/arithmetic-v0"``), a suite file or `Suite` (then `num_envs` copies on
     `split`), or a list of `SuiteEnv` (suites may differ). `executor`: None makes a `GraderPool(workers)`
-    that `close` closes; a `GraderPool` given is shared and left open; ``"inline"`` grades in `step_wait`'s
-    thread (cheap graders, debugging; no deadlines). Tool calls run in `tool_threads` threads.
+    that `close` closes; a `GradingPool` given (a `GraderPool`, a `RayGraderPool`) is shared and left open;
+    ``"inline"`` grades in `step_wait`'s thread (cheap graders, debugging; no deadlines). Tool calls run in
+    `tool_threads` threads.
     """
 
     def __init__(
@@ -56,17 +57,19 @@ class EnvPool:
         num_envs: int | None = None,
         *,
         split: str = "train",
-        executor: GraderPool | Literal["inline"] | None = None,
+        executor: GradingPool | Literal["inline"] | None = None,
         workers: int | None = None,
         tool_threads: int = 4,
     ) -> None:
         self.envs: list[SuiteEnv] = _make_envs(env, num_envs, split)
         if workers is not None and executor is not None:
             raise ValueError("workers sizes the pool's own GraderPool; with executor= given, leave it out")
-        if executor is not None and executor != "inline" and not isinstance(executor, GraderPool):
-            raise TypeError(f"executor must be a GraderPool, 'inline' or None, got {executor!r}")
+        if executor is not None and executor != "inline" and not isinstance(executor, GradingPool):
+            raise TypeError(
+                f"executor must be a GradingPool (GraderPool, RayGraderPool), 'inline' or None, got {executor!r}"
+            )
         self._own_executor = executor is None
-        self._executor: GraderPool | Literal["inline"] = (
+        self._executor: GradingPool | Literal["inline"] = (
             GraderPool(workers=workers) if executor is None else executor
         )
         self._tools = ThreadPoolExecutor(tool_threads, thread_name_prefix="rft-tool")
@@ -167,7 +170,7 @@ class EnvPool:
             return
         self._closed = True
         self._tools.shutdown(wait=True, cancel_futures=True)
-        if self._own_executor and isinstance(self._executor, GraderPool):
+        if self._own_executor and isinstance(self._executor, GradingPool):
             self._executor.close(cancel=True)
         for env in self.envs:
             env.close()

@@ -15,6 +15,7 @@ from . import similarity as _similarity  # noqa: F401  (registers text_similarit
 from . import string as _string  # noqa: F401  (registers string_check, regex, format)
 from .base import Grader, GraderSpecError, grader_types, load_grader
 from .grade import STATUSES, Grade, Status
+from .pool_base import GradingPool
 from .template import TemplateError, render
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "STATUSES",
     "Grader",
     "GraderSpecError",
+    "GradingPool",
     "TemplateError",
     "load_grader",
     "grader_types",

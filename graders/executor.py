@@ -14,39 +14,36 @@ deadline, then starts a replacement. The sample gets ``status="timeout"``; the b
 - A sample's deadline (`grader.timeout`, else the pool's `timeout`) starts when its worker begins it.
 - A timed-out sample is retried (once, by default) when its processes used under half the deadline in
   CPU *and* spent at least a quarter of it waiting for a CPU (``/proc/<pid>/schedstat``): the machine
-  was busy, the grader was not slow. A grader that sleeps or blocks wanted no CPU: not retried.
+  was busy, the grader was not slow (`rft.graders.procstat.busy_machine`). A grader that sleeps or
+  blocks wanted no CPU: not retried. Without schedstat the wait is unknown and no timeout is retried.
 - A worker that dies (segfault, ``os._exit``, OOM kill) gives its current sample an ``error`` grade;
   the samples queued behind it go to other workers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import importlib
-import json
 import multiprocessing as mp
 import os
 import pickle
 import selectors
 import signal
-import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, InvalidStateError, as_completed
-from concurrent.futures import wait as wait_all
+from collections.abc import Sequence
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any
 
-from .base import Grader, GraderSpecError, as_sample, load_grader
+from .base import Grader
 from .grade import Grade
-from .procstat import HAVE_SCHEDSTAT, usage
+from .pool_base import DispatcherBase, GradingPool, PoolBase, build_grader, check_items, check_pool_options
+from .procstat import HAVE_SCHEDSTAT, busy_machine, own_usage, usage
 
-__all__ = ["GraderPool", "grade_batch"]
+__all__ = ["GraderPool", "GradingPool", "grade_batch"]
 
 MAX_CHUNK = 32  # tasks per message to a worker; fewer when few are pending, so every worker gets some
 STARTUP_TIMEOUT = 60.0  # seconds a new worker may take to import what it needs
@@ -66,7 +63,7 @@ def grade_batch(
     `workers` defaults to the number of CPUs. ``workers=0`` grades in the calling thread: no processes,
     and no deadline is enforced (a grader that hangs hangs the caller).
     """
-    items = _check_items(samples, items)
+    items = check_items(samples, items)
     if workers == 0:
         return [grader.grade(s, i) for s, i in zip(samples, items, strict=True)]
     if not samples:
@@ -76,108 +73,7 @@ def grade_batch(
         return pool.grade(grader, samples, items)
 
 
-def _check_items(samples: Sequence[Any], items: Sequence[Any] | None) -> Sequence[Any]:
-    if items is None:
-        return [None] * len(samples)
-    if len(items) != len(samples):
-        raise ValueError(f"items ({len(items)}) must match samples ({len(samples)}) one to one, or be None")
-    return items
-
-
-def _check_pool_options(
-    workers: int | None, timeout: float, max_retries_on_contention: int, preload: Sequence[str]
-) -> None:
-    """The options every pool takes; `preload` is imported here, so an import error shows at once, not as a
-    crash or an error grade in every worker."""
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers ({workers}) must be at least 1; grade_batch(..., workers=0) grades inline")
-    if timeout <= 0:
-        raise ValueError(f"timeout ({timeout}) must be a positive number of seconds")
-    if max_retries_on_contention < 0:
-        raise ValueError(f"max_retries_on_contention ({max_retries_on_contention}) must be >= 0")
-    for name in preload:
-        importlib.import_module(name)
-
-
-class _PoolAPI:
-    """What every grading pool offers on top of its dispatcher: submit, grade (in order, with a callback
-    per grade), agrade (asyncio), a context manager, and grader spec keys. A pool sets `_dispatcher`
-    (`add_spec`, `submit(tasks)`), `_task` (its task type), `_keys`, `timeout`, `max_retries_on_contention`,
-    and defines `close`."""
-
-    _dispatcher: Any
-    _task: Callable[..., Any]
-    _keys: dict[int, tuple[Grader, str]]
-    timeout: float
-    max_retries_on_contention: int
-
-    def close(self, cancel: bool = False) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        self.close(cancel=exc_type is not None)  # after Ctrl-C, say, do not grade the rest first
-
-    def submit(
-        self, grader: Grader, sample: dict[str, Any] | str, item: dict[str, Any] | None = None
-    ) -> Future[Grade]:
-        """Queue one sample; the future's result is its `Grade` (a failure is a grade, never an exception)."""
-        return self._submit(grader, [sample], [item])[0]
-
-    def grade(
-        self,
-        grader: Grader,
-        samples: Sequence[dict[str, Any] | str],
-        items: Sequence[dict[str, Any] | None] | None = None,
-        on_result: Callable[[int, Grade], None] | None = None,
-    ) -> list[Grade]:
-        """Grade a batch; results in input order. `on_result(index, grade)` is called in this thread
-        as each grade arrives (in completion order), e.g. to advance a progress bar."""
-        futures = self._submit(grader, samples, _check_items(samples, items))
-        if on_result is None:
-            wait_all(futures)  # one wake-up for the batch, not one per grade
-        else:
-            index = {f: i for i, f in enumerate(futures)}
-            for f in as_completed(futures):
-                on_result(index[f], f.result())
-        return [f.result() for f in futures]
-
-    async def agrade(
-        self,
-        grader: Grader,
-        samples: Sequence[dict[str, Any] | str],
-        items: Sequence[dict[str, Any] | None] | None = None,
-    ) -> list[Grade]:
-        """`grade` for asyncio: awaits the batch without blocking the event loop."""
-        futures = self._submit(grader, samples, _check_items(samples, items))
-        return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
-
-    def _submit(self, grader: Grader, samples: Sequence[Any], items: Sequence[Any]) -> list[Future[Grade]]:
-        key = self._key(grader)
-        deadline = grader.timeout or self.timeout
-        # Pickled here, in the caller's thread: an unpicklable sample fails at submit, not in the pool.
-        payloads = [pickle.dumps((as_sample(s), i), -1) for s, i in zip(samples, items, strict=True)]
-        tasks = [self._task(Future(), key, p, deadline, self.max_retries_on_contention) for p in payloads]
-        self._dispatcher.submit(tasks)
-        return [t.future for t in tasks]
-
-    def _key(self, grader: Grader) -> str:
-        """The hash of the grader's canonical spec, computed once per grader object (graders are frozen)."""
-        hit = self._keys.get(id(grader))
-        if hit is not None and hit[0] is grader:
-            return hit[1]
-        spec = grader.spec()
-        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
-        self._dispatcher.add_spec(key, type(grader).__module__, spec)
-        if len(self._keys) >= 1024:
-            self._keys.clear()
-        self._keys[id(grader)] = (grader, key)  # holding the grader keeps its id from being reused
-        return key
-
-
-class GraderPool(_PoolAPI):
+class GraderPool(PoolBase):
     """Worker processes that grade with a hard per-sample deadline. Thread-safe; use as a context manager.
 
     `preload` names modules that the workers (and the fork server, if it is not running yet) import at
@@ -192,7 +88,7 @@ class GraderPool(_PoolAPI):
         preload: Sequence[str] = (),
     ) -> None:
         workers = (os.cpu_count() or 1) if workers is None else workers
-        _check_pool_options(workers, timeout, max_retries_on_contention, preload)
+        check_pool_options(workers, timeout, max_retries_on_contention, preload)
         self.workers = workers
         self.timeout = timeout
         self.max_retries_on_contention = max_retries_on_contention
@@ -254,105 +150,7 @@ class _Worker:
         return self.process.exitcode
 
 
-class _Queued(Protocol):
-    future: Future[Grade]
-
-
-TaskT = TypeVar("TaskT", bound=_Queued)  # a pool's task type: what it queues carries its future
-
-
-class _DispatcherBase(Generic[TaskT]):
-    """The front of a pool's dispatcher, which runs in one thread started by the first `submit`; `submit`,
-    `add_spec` and `stop` may be called from any thread. A subclass defines `_loop` (returns once closed
-    and done, or aborted), `_wake` (under `lock`: rouse the loop), `_inflight` (tasks handed to workers)
-    and `_release` (after the loop: stop the workers); `_close` (under `lock`, at the end or when the
-    thread never started), `_before_start` and `_why` may be extended."""
-
-    pool = "GraderPool"  # the class named in messages
-    thread_name = "rft-grader-pool"
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        # Shared with callers, under `lock`:
-        self.incoming: list[TaskT] = []
-        self.specs: dict[str, tuple[str, dict[str, Any]]] = {}  # key -> (module, spec)
-        self.closing = False  # no new tasks; finish the queued ones, then stop
-        self.aborting = False  # stop now; queued tasks fail
-        self.crashed: BaseException | None = None
-        self.thread: threading.Thread | None = None
-        # The dispatcher thread's own:
-        self.pending: deque[TaskT] = deque()
-
-    def add_spec(self, key: str, module: str, spec: dict[str, Any]) -> None:
-        with self.lock:
-            self.specs.setdefault(key, (module, spec))
-
-    def submit(self, tasks: list[TaskT]) -> None:
-        with self.lock:
-            if self.crashed is not None:
-                raise RuntimeError(f"the {self.pool}'s dispatcher crashed: {self.crashed!r}")
-            if self.closing:
-                raise RuntimeError(f"this {self.pool} is closed; make a new one")
-            self.incoming.extend(tasks)
-            if self.thread is None:
-                self._before_start()
-                self.thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
-                self.thread.start()
-            self._wake()
-
-    def stop(self, wait: bool) -> None:
-        with self.lock:
-            self.closing = True
-            self.aborting = self.aborting or not wait
-            thread = self.thread
-            if thread is None:
-                self._close()
-                return
-            self._wake()
-        if thread is not threading.current_thread():
-            thread.join(None if wait else 10.0)
-
-    def run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as e:
-            with self.lock:
-                self.crashed = e
-            raise
-        finally:
-            with self.lock:
-                leftovers = self.incoming + list(self.pending) + self._inflight()
-                self.incoming.clear()
-                self._close()
-            self._release()
-            why = self._why()
-            for t in leftovers:
-                with contextlib.suppress(InvalidStateError):
-                    t.future.set_exception(RuntimeError(f"{self.pool}: {why} before this sample was graded"))
-
-    def _why(self) -> str:
-        return f"its dispatcher crashed: {self.crashed!r}" if self.crashed else "it was closed"
-
-    def _before_start(self) -> None:  # under lock
-        pass
-
-    def _close(self) -> None:  # under lock
-        pass
-
-    def _loop(self) -> None:
-        raise NotImplementedError
-
-    def _wake(self) -> None:  # under lock
-        raise NotImplementedError
-
-    def _inflight(self) -> list[TaskT]:
-        raise NotImplementedError
-
-    def _release(self) -> None:
-        raise NotImplementedError
-
-
-class _Dispatcher(_DispatcherBase[_Task]):
+class _Dispatcher(DispatcherBase[_Task]):
     """Worker processes fed through pipes, watched with a selector (which a byte on the wake pipe wakes)."""
 
     def __init__(self, max_workers: int, preload: tuple[str, ...]) -> None:
@@ -486,8 +284,7 @@ class _Dispatcher(_DispatcherBase[_Task]):
             self._retire(worker)
             worker.inflight.popleft()
             self.pending.extendleft(reversed(worker.inflight))
-            starved = cpu < task.deadline / 2 and (cpu_wait is None or cpu_wait >= task.deadline / 4)
-            if starved and task.retries_left > 0:
+            if busy_machine(cpu_s=cpu, cpu_wait_s=cpu_wait, limit_s=task.deadline) and task.retries_left > 0:
                 task.retries_left -= 1
                 task.retried = True
                 self.pending.appendleft(task)
@@ -532,7 +329,7 @@ def _worker_main(conn: Connection, preload: tuple[str, ...]) -> None:
         importlib.import_module(name)
     graders: dict[str, Grader | str] = {}  # spec key -> grader, or why it could not be built
     schedstat = os.open("/proc/self/schedstat", os.O_RDONLY) if HAVE_SCHEDSTAT else None
-    conn.send((None, *_own_usage(schedstat)))  # ready
+    conn.send((None, *own_usage(schedstat)))  # ready
     while True:
         try:
             message = conn.recv()
@@ -542,7 +339,7 @@ def _worker_main(conn: Connection, preload: tuple[str, ...]) -> None:
             return
         specs, tasks = message
         for key, (module, spec) in specs.items():
-            graders[key] = _build(module, spec)
+            graders[key] = build_grader(module, spec)
         for key, payload in tasks:
             grader = graders[key]
             if isinstance(grader, str):
@@ -550,25 +347,7 @@ def _worker_main(conn: Connection, preload: tuple[str, ...]) -> None:
             else:
                 sample, item = pickle.loads(payload)
                 grade = grader.grade(sample, item)
-            conn.send((grade.to_dict(), *_own_usage(schedstat)))
-
-
-def _build(module: str, spec: dict[str, Any]) -> Grader | str:
-    try:
-        importlib.import_module(module)  # registers the grader type (a test or plugin module, say)
-        return load_grader(spec)
-    except ImportError as e:
-        return (
-            f"grader worker could not import {module!r}, which defines grader type {spec.get('type')!r}: {e}"
-        )
-    except GraderSpecError as e:
-        return f"grader worker could not build the grader: {e}"
-
-
-def _own_usage(schedstat: int | None) -> tuple[float, float]:
-    t = os.times()
-    cpu_wait = int(os.pread(schedstat, 128, 0).split()[1]) / 1e9 if schedstat is not None else 0.0
-    return t.user + t.system + t.children_user + t.children_system, cpu_wait
+            conn.send((grade.to_dict(), *own_usage(schedstat)))
 
 
 def _die_with_parent() -> None:

@@ -30,7 +30,7 @@ How the deadlines stay per sample while tasks go in chunks:
   grader spawned dies too; elsewhere the graders' own children die with their parent
   (``PR_SET_PDEATHSIG``, as the python grader and the sandboxes set). On this machine the CPU use is
   read too, and a timed-out sample that was starved of CPU by a busy machine is retried once, as
-  `GraderPool` does.
+  `GraderPool` does (`rft.graders.procstat.busy_machine`: never elsewhere, nor without schedstat).
 - A task that Ray has not started within `startup_timeout` (no CPU free in the cluster, say) is
   cancelled and its first sample gets ``error``, so a cluster that cannot run graders fails loudly.
 
@@ -57,9 +57,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .base import Grader
-from .executor import GraderPool, _build, _check_pool_options, _DispatcherBase, _own_usage, _PoolAPI
+from .executor import GraderPool
 from .grade import Grade
-from .procstat import HAVE_SCHEDSTAT, usage
+from .pool_base import DispatcherBase, PoolBase, build_grader, check_pool_options
+from .procstat import HAVE_SCHEDSTAT, busy_machine, own_usage, usage
 
 __all__ = ["RayGraderPool", "make_pool"]
 
@@ -99,7 +100,7 @@ def _import_ray() -> Any:
     return ray
 
 
-class RayGraderPool(_PoolAPI):
+class RayGraderPool(PoolBase):
     """Grade on a Ray cluster with a hard per-sample deadline. Thread-safe; use as a context manager.
 
     `address`: where Ray runs when it is not initialized in this process yet: None is Ray's default
@@ -121,7 +122,7 @@ class RayGraderPool(_PoolAPI):
         startup_timeout: float = STARTUP_TIMEOUT,
         init_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        _check_pool_options(workers, timeout, max_retries_on_contention, preload)
+        check_pool_options(workers, timeout, max_retries_on_contention, preload)
         if cpus_per_task <= 0:
             raise ValueError(f"cpus_per_task ({cpus_per_task}) must be positive")
         if startup_timeout <= 0:
@@ -199,7 +200,7 @@ class _Run:
         pending.extendleft(reversed(self.tasks))
 
 
-class _Dispatcher(_DispatcherBase[_Task]):
+class _Dispatcher(DispatcherBase[_Task]):
     """Chunks of tasks run as streaming Ray tasks, `slots` at a time, polled with `ray.wait`."""
 
     pool = "RayGraderPool"
@@ -373,12 +374,7 @@ class _Dispatcher(_DispatcherBase[_Task]):
             self._kill(run)
             run.tasks.popleft()
             run.requeue(self.pending, exact=False)
-            starved = (
-                cpu is not None
-                and cpu < task.deadline / 2
-                and (cpu_wait is None or cpu_wait >= task.deadline / 4)
-            )
-            if starved and task.retries_left > 0:
+            if busy_machine(cpu_s=cpu, cpu_wait_s=cpu_wait, limit_s=task.deadline) and task.retries_left > 0:
                 task.retries_left -= 1
                 task.retried = True
                 self.pending.appendleft(task)
@@ -417,12 +413,12 @@ def _grade_chunk(
         importlib.import_module(name)
     for key, (module, spec) in specs.items():
         if key not in _GRADERS:
-            _GRADERS[key] = _build(module, spec)
+            _GRADERS[key] = build_grader(module, spec)
     if HAVE_SCHEDSTAT and not _SCHEDSTAT:
         _SCHEDSTAT.append(os.open("/proc/self/schedstat", os.O_RDONLY))
     schedstat = _SCHEDSTAT[0] if _SCHEDSTAT else None
     pid = os.getpid()
-    yield (None, pid if os.getpgid(0) == pid else None, _start_time(pid), *_own_usage(schedstat))
+    yield (None, pid if os.getpgid(0) == pid else None, _start_time(pid), *own_usage(schedstat))
     done: list[dict[str, Any]] = []
     last = time.monotonic()
     for n, (key, payload) in enumerate(tasks, 1):
@@ -435,7 +431,7 @@ def _grade_chunk(
         done.append(grade.to_dict())
         now = time.monotonic()
         if now - last >= flush_s or n == len(tasks):
-            yield (done, *_own_usage(schedstat))
+            yield (done, *own_usage(schedstat))
             done, last = [], now
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeAlias
 
 from transformers import PreTrainedTokenizerBase
 
@@ -21,7 +21,7 @@ from rft.engines import Completion, Engine, Sampling
 from rft.envs import SuiteEnv
 from rft.envs.episode import GradeJob, ToolJob
 from rft.graders import Grade
-from rft.graders.executor import GraderPool
+from rft.graders.executor import GradingPool
 
 __all__ = [
     "Trajectory",
@@ -109,7 +109,7 @@ def turn_suffix_ids(
     return tokenizer(closing + full[len(with_reply) :], add_special_tokens=False)["input_ids"]
 
 
-GradeExecutor = GraderPool | None  # None: grade in this thread
+GradeExecutor: TypeAlias = GradingPool | None  # None: grade in this thread
 
 
 def _submit(job: GradeJob | ToolJob, executor: GradeExecutor, tools: ThreadPoolExecutor) -> Future[Any]:

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ..procstat import busy_machine
+
 __all__ = [
     "Limits",
     "ExecResult",
@@ -132,13 +134,11 @@ class ExecResult:
         return self.outcome == "exited" and self.exit_code == 0
 
     def contention(self, limit_s: float) -> bool:
-        """A wall-clock timeout that looks like a busy machine: under half the time in CPU, at least a
-        quarter of it waiting for one. Worth a retry; not the program's fault."""
-        return (
-            self.outcome == "timeout"
-            and self.cpu_s < limit_s / 2
-            and self.cpu_wait_s is not None
-            and self.cpu_wait_s >= limit_s / 4
+        """A wall-clock timeout that looks like a busy machine (`rft.graders.procstat.busy_machine`: under
+        half the time in CPU, at least a quarter of it waiting for one; never without `cpu_wait_s`).
+        Worth a retry; not the program's fault."""
+        return self.outcome == "timeout" and busy_machine(
+            cpu_s=self.cpu_s, cpu_wait_s=self.cpu_wait_s, limit_s=limit_s
         )
 
 

@@ -19,7 +19,7 @@ import yaml
 
 from rft.engines import HFEngine, Sampling
 from rft.envs import SuiteEnv, get_suite, suite_path
-from rft.graders.executor import GraderPool
+from rft.graders.executor import GraderPool, GradingPool
 from rft.models import load_policy
 from rft.rollout import sample_problems
 
@@ -68,7 +68,7 @@ def filter_suite(
     engine = HFEngine(policy, tokenizer)
     envs = [SuiteEnv(src) for _ in range(batch_prompts * n)]
     rates: dict[str, float] = {}
-    executor = GraderPool(workers=grader_workers) if grader_workers > 0 else None
+    executor: GradingPool | None = GraderPool(workers=grader_workers) if grader_workers > 0 else None
     try:
         sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
         batches = sample_problems(

@@ -122,7 +122,7 @@ def evaluate_suite(
     from rft.engines import Sampling
     from rft.envs import get_suite
     from rft.eval.samples import sample_row
-    from rft.graders.executor import GraderPool
+    from rft.graders.executor import GraderPool, GradingPool
     from rft.rollout import sample_problems
 
     _check_ks(ks, n)
@@ -142,7 +142,7 @@ def evaluate_suite(
     shots = fewshot_messages(src, fewshot, seed, solution)
     eng, tokenizer = _engine(engine, model, dict(engine_options or {}))
     envs = [_FewShotEnv(src, split, shots) for _ in range(batch_prompts * n)]
-    executor = GraderPool(workers=grader_workers) if grader_workers > 0 else None
+    executor: GradingPool | None = GraderPool(workers=grader_workers) if grader_workers > 0 else None
     rows: list[dict[str, Any]] = []
     try:
         sampling = Sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from rft.engines import Engine, Sampling
 from rft.envs import SuiteEnv, get_suite
-from rft.graders.executor import GraderPool
+from rft.graders.executor import GradingPool
 from rft.rollout import run_episodes
 
 __all__ = ["EvalConfig", "evaluate", "HeldOut"]
@@ -38,7 +38,7 @@ def evaluate(
     envs: list[SuiteEnv],
     split: str,
     max_new_tokens: int,
-    executor: GraderPool | None,
+    executor: GradingPool | None,
 ) -> dict[str, float]:
     """Greedy pass@1 on the first len(envs) problems of `split`. As in `rft eval`, a failed grade (timeout,
     error) counts as not passed in `eval/accuracy` and is shown in `eval/failed_rate`; `eval/reward` is the
@@ -83,5 +83,5 @@ class HeldOut:
             return False
         return done == 0 or done == steps or bool(self.cfg.every and done % self.cfg.every == 0)
 
-    def __call__(self, engine: Engine, tokenizer: Any, executor: GraderPool | None) -> dict[str, float]:
+    def __call__(self, engine: Engine, tokenizer: Any, executor: GradingPool | None) -> dict[str, float]:
         return evaluate(engine, tokenizer, self.envs, self.cfg.split, self.max_new_tokens, executor)

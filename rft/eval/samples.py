@@ -21,7 +21,7 @@ import torch
 
 from rft.engines import HFEngine, Sampling
 from rft.envs import SuiteEnv, get_suite
-from rft.graders.executor import GraderPool
+from rft.graders.executor import GraderPool, GradingPool
 from rft.models import load_policy
 from rft.rollout import Trajectory, sample_problems
 
@@ -64,7 +64,7 @@ def sample_suite(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     rows = passed = failed = mixed = 0
-    executor = GraderPool(workers=grader_workers) if grader_workers > 0 else None
+    executor: GradingPool | None = GraderPool(workers=grader_workers) if grader_workers > 0 else None
     try:
         with tmp.open("w") as f:
             sampling = Sampling(

@@ -6,8 +6,9 @@
   text is graded against it, and the reward is the grade's score, or ``None`` when the grader failed
   (timeout/error): TRL turns None into NaN and leaves the sample out of its group's statistics (advantage
   0). With ``asynchronous=True`` it is a coroutine function, which TRL awaits on its event loop beside
-  the other async reward functions. With a `GraderPool` the grades run in worker processes under hard
-  per-sample deadlines; without one they run in the trainer's thread (no deadline).
+  the other async reward functions. With a `GradingPool` (`GraderPool`, `RayGraderPool`) the grades run
+  in worker processes under hard per-sample deadlines; without one they run in the trainer's thread (no
+  deadline).
 - `suite_dataset(suite)`: the suite's problems as a `datasets.Dataset` with a conversational ``prompt``
   column, the items' fields as columns, and the exact item as JSON (``rft_item``).
 - `suite_reward_func(suite)`: the suite's grader, rewarded as `rft.envs.SuiteEnv` rewards a single-turn
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from rft.envs import Suite, SuiteEnv, get_suite
 from rft.graders import Grade, Grader, load_grader
-from rft.graders.executor import GraderPool, grade_batch
+from rft.graders.executor import GradingPool, grade_batch
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -95,7 +96,7 @@ class GraderReward:
         self,
         grader: Grader | dict[str, Any] | str | Path,
         *,
-        pool: GraderPool | None = None,
+        pool: GradingPool | None = None,
         name: str | None = None,
         floor: float | None = None,
     ) -> None:
@@ -143,7 +144,7 @@ class GraderReward:
 
 class AsyncGraderReward(GraderReward):
     """`GraderReward` as a coroutine function: TRL 1.16 awaits it on its event loop, concurrently with its
-    other async reward functions. With a pool it awaits `GraderPool.agrade`; without one it grades in a
+    other async reward functions. With a pool it awaits `GradingPool.agrade`; without one it grades in a
     thread."""
 
     async def __call__(  # type: ignore[override]
@@ -164,7 +165,7 @@ class AsyncGraderReward(GraderReward):
 def reward_func(
     spec: Grader | dict[str, Any] | str | Path,
     *,
-    pool: GraderPool | None = None,
+    pool: GradingPool | None = None,
     name: str | None = None,
     asynchronous: bool = False,
 ) -> GraderReward:
@@ -175,7 +176,7 @@ def reward_func(
 
 
 def suite_reward_func(
-    suite: Suite | str | Path, *, pool: GraderPool | None = None, asynchronous: bool = False
+    suite: Suite | str | Path, *, pool: GradingPool | None = None, asynchronous: bool = False
 ) -> GraderReward:
     """The suite's grader as a TRL reward function named after the suite, rewarding as a single-turn
     `SuiteEnv` episode does: ``max(0, score)``, None for a failed grade. Multi-turn suites (feedback, tool)
@@ -256,7 +257,7 @@ class SuiteRollout:
     hard deadlines) when given, else run in this process.
     """
 
-    def __init__(self, suite: Suite | str | Path, *, pool: GraderPool | None = None) -> None:
+    def __init__(self, suite: Suite | str | Path, *, pool: GradingPool | None = None) -> None:
         self.suite, self.pool = get_suite(suite), pool
         self.__name__ = f"rollout_{self.suite.id}"
         self._index: dict[str, tuple[str, int]] = {}  # prompt -> (split, index)

@@ -25,9 +25,9 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from rft.graders import Grade, Grader, load_grader
+from rft.graders import Grade, Grader, GradingPool, load_grader
 
 __all__ = [
     "compute_score",
@@ -51,14 +51,6 @@ PARQUET_FILES: dict[str, str] = {"train": "train.parquet", "heldout": "test.parq
 ERROR_CHARS = 300  # of a failed grade's message, in ``grader_error``
 
 
-class _Executor(Protocol):  # rft.graders.executor.GraderPool, rft.graders.ray_pool.RayGraderPool
-    def submit(self, grader: Grader, sample: dict[str, Any], item: dict[str, Any] | None = None) -> Any: ...
-
-    def grade(
-        self, grader: Grader, samples: Sequence[dict[str, Any]], items: Sequence[dict[str, Any] | None]
-    ) -> list[Grade]: ...
-
-
 class VerlScorer:
     """verl's reward function over rft graders. Thread-safe (verl's reward loop calls it from threads).
 
@@ -73,7 +65,7 @@ class VerlScorer:
         spec: dict[str, Any] | str | Path | None = None,
         *,
         reference_field: str = "reference",
-        executor: _Executor | Callable[[], _Executor] | None = None,
+        executor: GradingPool | Callable[[], GradingPool] | None = None,
         failed_score: float = 0.0,
     ) -> None:
         self._grader = load_grader(spec) if spec is not None else None
@@ -176,7 +168,7 @@ class VerlScorer:
                 self._suites[data_source] = (load_grader(suite.grader), raw)
             return self._suites[data_source]
 
-    def _pool(self) -> _Executor | None:
+    def _pool(self) -> GradingPool | None:
         executor = self._executor
         if executor is None or hasattr(executor, "submit"):
             return executor  # type: ignore[return-value]
@@ -190,7 +182,7 @@ def make_compute_score(
     spec: dict[str, Any] | str | Path | None = None,
     *,
     reference_field: str = "reference",
-    executor: _Executor | Callable[[], _Executor] | None = None,
+    executor: GradingPool | Callable[[], GradingPool] | None = None,
     failed_score: float = 0.0,
 ) -> VerlScorer:
     """A verl reward function: ``make_compute_score({"type": "math", ...})`` grades every data source
