@@ -64,9 +64,14 @@ class EnvPool:
         self.envs: list[SuiteEnv] = _make_envs(env, num_envs, split)
         if workers is not None and executor is not None:
             raise ValueError("workers sizes the pool's own GraderPool; with executor= given, leave it out")
-        if executor is not None and executor != "inline" and not isinstance(executor, GradingPool):
+        if (
+            executor is not None
+            and executor != "inline"
+            and (isinstance(executor, type) or not isinstance(executor, GradingPool))
+        ):
             raise TypeError(
-                f"executor must be a GradingPool (GraderPool, RayGraderPool), 'inline' or None, got {executor!r}"
+                f"executor must be a GradingPool instance (GraderPool(), RayGraderPool()), 'inline' or None, "
+                f"got {executor!r}"
             )
         self._own_executor = executor is None
         self._executor: GradingPool | Literal["inline"] = (

@@ -54,6 +54,8 @@ def test_runtime_check_accepts_a_pool_and_refuses_a_partial_one():
     assert not isinstance(NoAgrade(), GradingPool)
     with pytest.raises(TypeError, match="executor must be a GradingPool"):
         EnvPool(ARITH, 2, executor=NoAgrade())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="GradingPool instance"):
+        EnvPool(ARITH, 2, executor=GraderPool)  # type: ignore[arg-type]  # the class, not a pool
 
 
 def test_env_pool_grades_with_a_ray_pool():
