@@ -5,7 +5,7 @@ start from the same saved warm start (a tiny Llama taught 2-digit addition by SF
 built here, seeded) and train with the same task, prompts, group size, lengths, batch and optimiser:
 8 prompts x 8 samples per step, max 12 new tokens, temperature 1.0, AdamW lr 1e-4 (weight decay 0, constant, no
 warm-up), grad-norm clip 1.0, loss "dapo", eps 0.2 / 0.28, beta 0, advantages scaled by the group std, one
-optimisation pass per batch, torch on one thread. TRL is fed rft's prompt order (`rft.rl.common.prompt_indices`,
+optimisation pass per batch, torch on one thread. TRL is fed rft's prompt order (`rft.rl.harness.prompt_indices`,
 ``shuffle_dataset=False``; checked after training), so at every step both see the same 8 problems; the samples
 differ (separate RNG streams), so the held-out accuracies differ by sampling noise (about +-0.035 at n=200).
 
@@ -205,7 +205,7 @@ def run_trl(
 
     from rft.envs import get_suite
     from rft.integrations.trl import suite_reward_func
-    from rft.rl.common import prompt_indices
+    from rft.rl.harness import prompt_indices
     from rft.rollout import chat_prompt_ids
 
     suite = get_suite(suite_file)

@@ -9,7 +9,7 @@ import torch
 from rft.batch import collate, token_logprobs
 from rft.engines import Completion, HFEngine, Sampling
 from rft.envs import SuiteEnv, load_suite
-from rft.rl.common import prompt_indices
+from rft.rl.harness import prompt_indices
 from rft.rollout import TemplateMismatch, Trajectory, chat_prompt_ids, run_episodes, turn_suffix_ids
 from rft.tiny import make_model, make_tokenizer
 

@@ -106,8 +106,8 @@ def test_ppo_trains_in_bf16_mixed(tmp_path, warm):
 def test_a_mixed_precision_policy_samples_in_bf16():
     """The sampler follows the policy's compute dtype, not its float32 weights: hf autocasts, vllm runs in
     bf16 unless the recipe names its dtype."""
-    from rft.rl.common import engine_options
     from rft.rl.grpo import GRPOConfig
+    from rft.rl.harness import engine_options
 
     cfg = GRPOConfig(model="m", suite="rft/addition-v0", engine_options={"batch_size": 8})
     assert engine_options(cfg, torch.bfloat16) == {"batch_size": 8, "autocast": torch.bfloat16}

@@ -16,45 +16,26 @@ rank 0 writes the run folder and evaluates.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
 
 from rft.batch import behaviour_logprobs, collate, shared_prefix_logprobs, token_logprobs
-from rft.engines import Engine, HFEngine, Sampling, make_engine
-from rft.engines.process import ProcessEngine
-from rft.envs import SuiteEnv, get_suite
-from rft.eval.heldout import EvalConfig, HeldOut
+from rft.engines import Engine, Sampling
+from rft.envs import SuiteEnv
+from rft.eval.heldout import EvalConfig
 from rft.graders.executor import GraderPool
-from rft.losses import (
-    aggregate,
-    group_advantages,
-    kl_penalty,
-    masked_mean,
-    policy_loss,
-    zero_variance_groups,
-)
+from rft.losses import aggregate, group_advantages, kl_penalty, policy_loss, zero_variance_groups
 from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
-from rft.rl.common import (
-    GenConfig,
-    RLConfig,
-    chunks,
-    engine_options,
-    log_step,
-    overlong_penalty,
-    prompt_indices,
-    reward_metrics,
-    train_items,
-)
+from rft.rl.config import GenConfig, RLConfig
 from rft.rl.distributed import Dist
+from rft.rl.harness import Harness, chunks, prompt_indices
+from rft.rl.metrics import UpdateMetrics, reward_metrics
 from rft.rollout import Trajectory, run_episodes
-from rft.runs import Run, rng_state, set_rng_state
 
 __all__ = ["GRPOConfig", "GenConfig", "LossConfig", "EvalConfig", "train"]
 
@@ -122,98 +103,57 @@ def train(
 def _train(
     cfg: GRPOConfig, resume: bool, progress: Callable[[int, dict[str, float]], None] | None
 ) -> dict[str, float]:
-    dist = Dist.from_env()  # one process unless launched with several (accelerate launch, torchrun)
-    dist.check(cfg, resume)
-    torch.set_num_threads(cfg.torch_threads)
-    torch.manual_seed(cfg.seed)  # a fresh LoRA adapter's initial weights
-    suite = get_suite(cfg.suite)
-    items = train_items(suite, cfg.offset)  # fails here, not after loading the model
-    run = Run.open(cfg.out, cfg, resume=resume) if dist.is_main else None
-    ckpt = dist.broadcast(run.latest_checkpoint() if run is not None and resume else None)
-    device_name = cfg.device if dist.device is None else str(dist.device)
-    # auto on a GPU: full weights in float32 with bf16 forward passes (`compute`), a LoRA base in bf16
-    weights, compute = training_precision(cfg.dtype, device_name, cfg.lora.r > 0)
-    model, tokenizer = load_policy(
-        cfg.model,
-        lora=cfg.lora if ckpt is None else None,
-        adapter=ckpt / "model" if ckpt is not None and cfg.lora.r > 0 else None,
-        dtype=weights,
-        device=device_name,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-    )
-    if ckpt is not None and cfg.lora.r == 0:  # full weights: the checkpoint's model folder
+    # distributed setup, suite and train problems, run folder, the checkpoint to resume from (`Harness`)
+    with Harness(cfg, resume) as h:
+        dist = h.dist
+        # -- the policy (and a reference model for the KL term), optimizer, learning-rate warmup
+        # auto on a GPU: full weights in float32 with bf16 forward passes (`compute`), a LoRA base in bf16
+        weights, compute = training_precision(cfg.dtype, h.device, cfg.lora.r > 0)
         model, tokenizer = load_policy(
-            ckpt / "model",
+            cfg.model,
+            lora=cfg.lora if h.ckpt is None else None,
+            adapter=h.ckpt / "model" if h.ckpt is not None and cfg.lora.r > 0 else None,
             dtype=weights,
-            device=device_name,
+            device=h.device,
             gradient_checkpointing=cfg.gradient_checkpointing,
         )
-    device = next(model.parameters()).device
-    ref_model = None
-    if cfg.loss.beta > 0 and cfg.lora.r == 0:
-        ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=device_name)
-        ref_model.requires_grad_(False).eval()
-    params = trainable_parameters(model)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
-    )
-    start = 0
-    if ckpt is not None:
-        state = Run.load_state(ckpt)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        start = state["step"]
-    # several processes: `model` is what the update trains through (DDP/FSDP/DeepSpeed); `policy` holds the
-    # current full weights for sampling and checkpoints. One process: both are the model
-    model, (optimizer,), policy = dist.prepare(model, [optimizer], cfg.micro_batch, cfg.max_grad_norm)
-    options = engine_options(cfg, compute)  # bf16 mixed precision: the sampler computes in bf16 too
-    engine = make_engine(cfg.engine, policy, tokenizer, **options)
-    # async: the sampler has its own copy of the weights, one update behind, in a child process (a LoRA
-    # model: in a thread of this one); a background thread waits on it and grades
-    sampler = engine
-    if cfg.async_rollout:
-        if cfg.lora.r > 0:
-            sampler = HFEngine(copy.deepcopy(policy), tokenizer, **options)
-        else:
-            sampler = ProcessEngine(policy, tokenizer, **options)
-    background = ThreadPoolExecutor(1, thread_name_prefix="rft-rollout") if cfg.async_rollout else None
-    pending: Future[tuple[list[Trajectory], dict[str, float]]] | None = None
-    if ckpt is not None and cfg.async_rollout and state.get("next_rollout") is not None:
-        pending = Future()  # the batch the killed run had sampled for this step, one update behind
-        pending.set_result(state["next_rollout"])
-    n_envs = cfg.prompts_per_step // dist.world * cfg.group_size  # this rank's episodes per step
-    envs = [SuiteEnv(suite, split="train") for _ in range(n_envs)]
-    held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
-    max_turns = suite.episode.max_turns
-    executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
-    last_eval: dict[str, float] = {}
-    try:
-        if run is not None and start == 0 and held_out.due(0, cfg.steps):
-            last_eval = held_out(engine, tokenizer, executor)
-            run.log(0, last_eval)
-        for step in range(start, cfg.steps):
+        if h.ckpt is not None and cfg.lora.r == 0:  # full weights: the checkpoint's model folder
+            model, tokenizer = load_policy(
+                h.ckpt / "model",
+                dtype=weights,
+                device=h.device,
+                gradient_checkpointing=cfg.gradient_checkpointing,
+            )
+        device = next(model.parameters()).device
+        ref_model = None
+        if cfg.loss.beta > 0 and cfg.lora.r == 0:
+            ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=h.device)
+            ref_model.requires_grad_(False).eval()
+        params = trainable_parameters(model)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
+        )
+        h.restore([optimizer], [scheduler])
+        # several processes: `model` is what the update trains through (DDP/FSDP/DeepSpeed); `policy` holds
+        # the current full weights for sampling and checkpoints. One process: both are the model
+        model, (optimizer,), policy = dist.prepare(model, [optimizer], cfg.micro_batch, cfg.max_grad_norm)
+        h.start_engine(policy, tokenizer, compute, cfg.group_size, async_rollout=cfg.async_rollout)
+        max_turns = h.suite.episode.max_turns
+
+        def sample(step: int, engine: Engine) -> tuple[list[Trajectory], dict[str, float]]:
+            return _rollout(cfg, step, engine, tokenizer, h.envs, h.items, h.executor, dist)
+
+        for step in h.steps():
             t0 = time.perf_counter()
-            # -- rollout: G samples of each prompt (this rank's share of them), graded behind generation
-            if background is None:
-                trajs, stats = _rollout(cfg, step, engine, tokenizer, envs, items, executor, dist)
-            else:  # this step's batch was sampled by the weights before the last update
-                if pending is None:
-                    pending = background.submit(
-                        _rollout, cfg, step, sampler, tokenizer, envs, items, executor, dist
-                    )
-                trajs, stats = pending.result()
-                sampler.update_weights(policy)
-                pending = None
-                if step + 1 < cfg.steps:
-                    args = (cfg, step + 1, sampler, tokenizer, envs, items, executor, dist)
-                    pending = background.submit(_rollout, *args)
+            # -- rollout: G samples of each prompt (this rank's share of them), graded behind generation;
+            # async: sampled by the weights before the last update
+            trajs, stats = h.rollout(step, sample)
             t_rollout = time.perf_counter() - t0
             # -- advantages
             rewards, valid = _rewards(cfg, trajs, max_turns)  # (N,), (N,)
             adv = _advantages(cfg, rewards, valid, dist)  # (N,)
-            # -- update
+            # -- loss and update
             t1 = time.perf_counter()
             loss_stats = _update(
                 cfg,
@@ -232,53 +172,32 @@ def _train(
             )
             scheduler.step()
             dist.sync_policy(model, policy)
-            if background is None:
-                engine.update_weights(policy)
+            h.push_weights()
             t_update = time.perf_counter() - t1
             # -- log: rank 0 writes every rank's samples and the metrics over all of them
             stats = dist.mean(stats)
-            everyone = dist.gather(trajs)
-            if run is None or everyone is None:
+            everyone = h.gather(trajs, cfg.group_size)
+            if everyone is None:
                 continue
-            for i, t in enumerate(everyone):
-                t.group = i // cfg.group_size
             rewards, valid = _rewards(cfg, everyone, max_turns) if dist.world > 1 else (rewards, valid)
             metrics = {
                 **stats,
-                **reward_metrics(everyone, rewards, valid, suite.id),
+                **reward_metrics(everyone, rewards, valid, h.suite.id),
                 **loss_stats,
                 "lr": scheduler.get_last_lr()[0],
                 "time/rollout_s": t_rollout,
                 "time/update_s": t_update,
                 "time/step_s": time.perf_counter() - t0,
             }
-            done = step + 1
-            if held_out.due(done, cfg.steps):
-                last_eval = held_out(engine, tokenizer, executor)
-                metrics |= last_eval
-            log_step(run, done, cfg.steps, cfg.log_every, metrics, everyone)
-            if progress is not None:
-                progress(done, metrics)
-            if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
-                state = {
-                    "optimizer": dist.optimizer_state(optimizer),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(),
-                    "step": done,
-                    "next_rollout": pending.result() if pending is not None else None,
-                }
-                run.save_checkpoint(done, model=policy, tokenizer=tokenizer, state=state)
-    finally:
-        if background is not None:
-            background.shutdown(wait=True, cancel_futures=True)
-        if executor is not None:
-            executor.close()
-        engine.close()
-        if sampler is not engine:
-            sampler.close()
-        if run is not None:
-            run.close()
-    return last_eval
+            h.log(step, metrics, everyone, progress)  # evaluates when due
+            h.save(step, policy, [optimizer], [scheduler])  # every save_every steps and at the end
+    return h.last_eval
+
+
+def overlong_penalty(length: int, max_new_tokens: int, buffer: int) -> float:
+    """DAPO's soft overlong punishment: 0 up to max - buffer tokens, then linear down to -1 at max."""
+    start = max_new_tokens - buffer
+    return 0.0 if length <= start else max(-1.0, (start - length) / buffer)
 
 
 def _rewards(cfg: GRPOConfig, trajs: list[Trajectory], max_turns: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -427,9 +346,7 @@ def _update(
             if cfg.loss.beta > 0:
                 with autocast(compute, device):
                     ref_lp[rows, :w] = _ref_logprobs(policy, ref_model, sub, temp).float()
-    sums: dict[str, float] = {}
-    count = 0
-    norms = 0.0
+    metrics = UpdateMetrics()
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     lo = dist.rank * n  # this rank's first row in the whole batch
     for _ in range(cfg.epochs):
@@ -463,6 +380,7 @@ def _update(
                         num_items=num_items,
                         max_tokens=cfg.gen.max_new_tokens * max_turns,
                     )
+                    terms = {"policy": float(loss.detach())}
                     if cfg.loss.beta > 0:
                         ref = torch.where(sub.mask.bool(), ref_lp[rows, : lp.shape[1]], lp.detach())
                         kl = kl_penalty(lp, ref)  # (b, T-1); 0 off the model's tokens
@@ -470,24 +388,15 @@ def _update(
                             kl, sub.mask, cfg.loss.agg, num_items, cfg.gen.max_new_tokens * max_turns
                         )
                         loss = loss + cfg.loss.beta * kl_loss
-                        sums["loss/kl"] = sums.get("loss/kl", 0.0) + float(masked_mean(kl.detach(), sub.mask))
+                        terms["kl"] = float(kl_loss.detach())
                     dist.backward(loss)
-                sums["loss/policy"] = sums.get("loss/policy", 0.0) + float(loss.detach())
-                for key in ("clip_frac", "approx_kl", "ratio_mean"):
-                    sums[f"loss/{key}"] = sums.get(f"loss/{key}", 0.0) + float(st[key])
-                count += 1
-            norms += dist.clip_grad_norm(model, cfg.max_grad_norm)
+                diagnostics = {k: float(st[k]) for k in ("clip_frac", "approx_kl", "ratio_mean")}
+                metrics.micro(float(sub.mask.sum()), terms, diagnostics)
+            # the gradient (so its norm) is the same on every rank
+            metrics.update({"grad_norm": dist.clip_grad_norm(model, cfg.max_grad_norm)})
             optimizer.step()
-    if dist.world > 1:  # every rank's micro-batches (the gradient, so its norm, is the same on all ranks)
-        sums = dist.add_up(sums | {"count": count, "rows": len(needs)})
-        count, trained = int(sums.pop("count")), sums.pop("rows")
-    else:
-        trained = float(len(needs))
-    steps = cfg.epochs * cfg.minibatches
-    out = {k: v / max(1, count) for k, v in sums.items() if k != "loss/policy"}
-    out |= {"loss/grad_norm": norms / steps, "loss/policy": sums.get("loss/policy", 0.0) / steps}
-    out["rollout/trained_rows"] = trained
-    return out
+    trained = float(len(needs)) if dist.world == 1 else dist.add_up({"rows": len(needs)})["rows"]
+    return metrics.result(dist) | {"rollout/trained_rows": trained}
 
 
 def _ref_logprobs(

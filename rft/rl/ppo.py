@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +30,8 @@ from typing import Any, Literal
 import torch
 
 from rft.batch import Batch, collate, token_logprobs
-from rft.engines import Sampling, make_engine
-from rft.envs import SuiteEnv, get_suite
-from rft.eval.heldout import EvalConfig, HeldOut
-from rft.graders.executor import GraderPool
+from rft.engines import Engine, Sampling
+from rft.eval.heldout import EvalConfig
 from rft.losses import (
     gae,
     kl_penalty,
@@ -47,19 +44,11 @@ from rft.losses import (
     value_loss,
 )
 from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
-from rft.rl.common import (
-    GenConfig,
-    RLConfig,
-    chunks,
-    engine_options,
-    log_step,
-    prompt_indices,
-    reward_metrics,
-    train_items,
-)
+from rft.rl.config import GenConfig, RLConfig
 from rft.rl.distributed import Dist
-from rft.rollout import run_episodes
-from rft.runs import Run, rng_state, set_rng_state
+from rft.rl.harness import Harness, chunks, prompt_indices
+from rft.rl.metrics import UpdateMetrics, reward_metrics
+from rft.rollout import Trajectory, run_episodes
 
 __all__ = ["PPOConfig", "PPOLossConfig", "GenConfig", "EvalConfig", "train"]
 
@@ -129,104 +118,94 @@ def train(
 def _train(
     cfg: PPOConfig, resume: bool, progress: Callable[[int, dict[str, float]], None] | None
 ) -> dict[str, float]:
-    dist = Dist.from_env()  # one process unless launched with several (accelerate launch, torchrun)
-    dist.check(cfg, resume, sharded=False)
-    torch.set_num_threads(cfg.torch_threads)
-    torch.manual_seed(cfg.seed)  # LoRA adapters are initialised from torch's global generator
-    suite = get_suite(cfg.suite)
-    items = train_items(suite, cfg.offset)  # fails here, not after loading the model
-    run = Run.open(cfg.out, cfg, resume=resume) if dist.is_main else None
-    ckpt = dist.broadcast(run.latest_checkpoint() if run is not None and resume else None)
-    device_name = cfg.device if dist.device is None else str(dist.device)
-    model, tokenizer = _load(cfg, cfg.model, None if ckpt is None else ckpt / "model", device_name)
-    device = next(model.parameters()).device
-    compute = training_precision(cfg.dtype, device_name, cfg.lora.r > 0)[1]  # bf16 mixed precision, or None
-    ref_model = None
-    if cfg.loss.kl_coef > 0 and cfg.lora.r == 0:
-        ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=device_name)
-        ref_model.requires_grad_(False).eval()
-    # -- value model: a head on the policy's last hidden state, or on a critic model of its own
-    critic = None
-    if cfg.critic == "separate":
-        critic, critic_tok = _load(cfg, cfg.critic_model or cfg.model, None, device_name)
-        if critic_tok.get_vocab() != tokenizer.get_vocab():
-            raise ValueError(
-                f"critic_model {cfg.critic_model!r} has another tokenizer than model {cfg.model!r}; "
-                "the critic reads the policy's token ids, so use a model of the same family"
-            )
-        out_emb = critic.get_output_embeddings()
-        if dist.world > 1 and out_emb.weight is not critic.get_input_embeddings().weight:
-            out_emb.requires_grad_(False)  # unused (values read hidden states); DDP wants every weight used
-    trunk = model if critic is None else critic
-    head = torch.nn.Linear(trunk.get_input_embeddings().embedding_dim, 1).to(
-        device=device, dtype=torch.float32
-    )
-    torch.nn.init.zeros_(head.weight)  # values start at 0
-    torch.nn.init.zeros_(head.bias)
-    critic_lr = cfg.critic_lr or cfg.lr
-    value_params = list(head.parameters()) + ([] if critic is None else trainable_parameters(critic))
-    groups = [
-        {"params": trainable_parameters(model), "lr": cfg.lr},
-        {"params": value_params, "lr": critic_lr},
-    ]
-    if critic is None:  # one optimizer, the head in a group of its own (its lr)
-        optimizers = [torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)]
-    else:
-        optimizers = [torch.optim.AdamW([g], weight_decay=cfg.weight_decay) for g in groups]
-    schedulers = [
-        torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
-        for o in optimizers
-    ]
-    start = 0
-    if ckpt is not None:
-        state = Run.load_state(ckpt)
-        head.load_state_dict(state["value_head"])
-        if critic is not None:
-            unexpected = critic.load_state_dict(state["critic"], strict=False).unexpected_keys
-            if unexpected:
-                raise ValueError(f"{ckpt}: the saved critic does not fit critic_model ({unexpected[:3]} ...)")
-        for o, s in zip(optimizers, state["optimizers"], strict=True):
-            o.load_state_dict(s)
-        for sch, s in zip(schedulers, state["schedulers"], strict=True):
-            sch.load_state_dict(s)
-        set_rng_state(state["rng"])
-        start = state["step"]
-    # what gradients flow through, wrapped in DDP with several processes (`model`, `critic`, `head` stay the
-    # plain modules: sampling, no-grad passes, checkpoints)
-    trained, optimizers, _ = dist.prepare(
-        _Trained(model, critic, head, compute), optimizers, cfg.micro_batch, cfg.max_grad_norm
-    )
-    options = engine_options(cfg, compute)  # bf16 mixed precision: the sampler computes in bf16 too
-    engine = make_engine(cfg.engine, model, tokenizer, **options)
-    share = dist.share(cfg.prompts_per_step, "prompts_per_step")  # this rank's prompts of each step
-    k = cfg.samples_per_prompt
-    envs = [SuiteEnv(suite, split="train") for _ in range(cfg.prompts_per_step // dist.world * k)]
-    held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
-    executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
-    last_eval: dict[str, float] = {}
-    try:
-        if run is not None and start == 0 and held_out.due(0, cfg.steps):
-            last_eval = held_out(engine, tokenizer, executor)
-            run.log(0, last_eval)
-        for step in range(start, cfg.steps):
-            t0 = time.perf_counter()
-            # -- rollout: samples_per_prompt episodes of each prompt (this rank's share), graded behind generation
-            indices = prompt_indices(len(items), cfg.prompts_per_step, step, cfg.seed)[share]
-            for i, env in enumerate(envs):
+    # distributed setup (DDP only), suite and train problems, run folder, the checkpoint to resume from
+    with Harness(cfg, resume, sharded=False) as h:
+        dist, ckpt = h.dist, h.ckpt
+        # -- the policy (and a reference model for the KL penalty)
+        model, tokenizer = _load(cfg, cfg.model, None if ckpt is None else ckpt / "model", h.device)
+        device = next(model.parameters()).device
+        compute = training_precision(cfg.dtype, h.device, cfg.lora.r > 0)[1]  # bf16 mixed precision, or None
+        ref_model = None
+        if cfg.loss.kl_coef > 0 and cfg.lora.r == 0:
+            ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=h.device)
+            ref_model.requires_grad_(False).eval()
+        # -- value model: a head on the policy's last hidden state, or on a critic model of its own
+        critic = None
+        if cfg.critic == "separate":
+            critic, critic_tok = _load(cfg, cfg.critic_model or cfg.model, None, h.device)
+            if critic_tok.get_vocab() != tokenizer.get_vocab():
+                raise ValueError(
+                    f"critic_model {cfg.critic_model!r} has another tokenizer than model {cfg.model!r}; "
+                    "the critic reads the policy's token ids, so use a model of the same family"
+                )
+            out_emb = critic.get_output_embeddings()
+            if dist.world > 1 and out_emb.weight is not critic.get_input_embeddings().weight:
+                out_emb.requires_grad_(
+                    False
+                )  # unused (values read hidden states); DDP wants every weight used
+        trunk = model if critic is None else critic
+        head = torch.nn.Linear(trunk.get_input_embeddings().embedding_dim, 1).to(
+            device=device, dtype=torch.float32
+        )
+        torch.nn.init.zeros_(head.weight)  # values start at 0
+        torch.nn.init.zeros_(head.bias)
+        # -- optimizers (a separate critic: its own) and learning-rate warmup
+        critic_lr = cfg.critic_lr or cfg.lr
+        value_params = list(head.parameters()) + ([] if critic is None else trainable_parameters(critic))
+        groups = [
+            {"params": trainable_parameters(model), "lr": cfg.lr},
+            {"params": value_params, "lr": critic_lr},
+        ]
+        if critic is None:  # one optimizer, the head in a group of its own (its lr)
+            optimizers = [torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)]
+        else:
+            optimizers = [torch.optim.AdamW([g], weight_decay=cfg.weight_decay) for g in groups]
+        schedulers = [
+            torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+            for o in optimizers
+        ]
+        state = h.restore(optimizers, schedulers)
+        if state is not None:
+            head.load_state_dict(state["value_head"])
+            if critic is not None:
+                unexpected = critic.load_state_dict(state["critic"], strict=False).unexpected_keys
+                if unexpected:
+                    raise ValueError(
+                        f"{ckpt}: the saved critic does not fit critic_model ({unexpected[:3]} ...)"
+                    )
+        # what gradients flow through, wrapped in DDP with several processes (`model`, `critic`, `head` stay
+        # the plain modules: sampling, no-grad passes, checkpoints)
+        trained, optimizers, _ = dist.prepare(
+            _Trained(model, critic, head, compute), optimizers, cfg.micro_batch, cfg.max_grad_norm
+        )
+        k = cfg.samples_per_prompt
+        h.start_engine(model, tokenizer, compute, k)
+        share = dist.share(cfg.prompts_per_step, "prompts_per_step")  # this rank's prompts of each step
+
+        def sample(step: int, engine: Engine) -> list[Trajectory]:
+            """samples_per_prompt episodes of each of this rank's prompts, graded behind generation."""
+            indices = prompt_indices(len(h.items), cfg.prompts_per_step, step, cfg.seed)[share]
+            for i, env in enumerate(h.envs):
                 env.reset(options={"split": "train", "index": cfg.offset + indices[i // k]})
             g = cfg.gen
             seed = cfg.seed * 1_000_003 + step + 100_003 * dist.rank  # ranks sample differently
             sampling = Sampling(g.temperature, g.top_p, g.top_k, g.max_new_tokens, g.stop, seed=seed)
-            trajs = run_episodes(
+            groups = [i // k for i in range(len(h.envs))]
+            return run_episodes(
                 engine,
                 tokenizer,
-                envs,
-                [i // k for i in range(len(envs))],
+                h.envs,
+                groups,
                 sampling,
-                executor=executor,
+                executor=h.executor,
                 chunk=cfg.rollout_chunk,
                 max_len=cfg.max_len,
             )
+
+        for step in h.steps():
+            t0 = time.perf_counter()
+            # -- rollout
+            trajs = h.rollout(step, sample)
             t_rollout = time.perf_counter() - t0
             # -- old logprobs and values, token rewards, GAE, whitened advantages
             t1 = time.perf_counter()
@@ -234,23 +213,21 @@ def _train(
             valid = torch.tensor([not t.failed for t in trajs])  # (N,)
             batch = collate(trajs, tokenizer.pad_token_id).to(device)
             old, adv_stats = _advantages(cfg, model, critic, head, ref_model, batch, scores, valid, dist)
-            # -- update
+            # -- loss and update
             loss_stats = _update(cfg, step, model, critic, head, optimizers, batch, old, dist, trained)
             for sch in schedulers:
                 sch.step()
-            engine.update_weights(model)
+            h.push_weights()
             t_update = time.perf_counter() - t1
             # -- log: rank 0 writes every rank's samples and the metrics over all of them
-            everyone = dist.gather(trajs)
-            if run is None or everyone is None:
+            everyone = h.gather(trajs, k)
+            if everyone is None:
                 continue
             if dist.world > 1:
-                for i, t in enumerate(everyone):
-                    t.group = i // k
                 scores = torch.tensor([t.reward for t in everyone], dtype=torch.float32)  # (N * world,)
                 valid = torch.tensor([not t.failed for t in everyone])
             metrics = {
-                **reward_metrics(everyone, scores, valid, suite.id),
+                **reward_metrics(everyone, scores, valid, h.suite.id),
                 **adv_stats,
                 **loss_stats,
                 "lr": schedulers[0].get_last_lr()[0],
@@ -258,30 +235,10 @@ def _train(
                 "time/update_s": t_update,
                 "time/step_s": time.perf_counter() - t0,
             }
-            done = step + 1
-            if held_out.due(done, cfg.steps):
-                last_eval = held_out(engine, tokenizer, executor)
-                metrics |= last_eval
-            log_step(run, done, cfg.steps, cfg.log_every, metrics, everyone)
-            if progress is not None:
-                progress(done, metrics)
-            if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
-                state = {
-                    "optimizers": [o.state_dict() for o in optimizers],
-                    "schedulers": [s.state_dict() for s in schedulers],
-                    "value_head": head.state_dict(),
-                    "critic": None if critic is None else _trainable_state(critic),
-                    "rng": rng_state(),
-                    "step": done,
-                }
-                run.save_checkpoint(done, model=model, tokenizer=tokenizer, state=state)
-    finally:
-        if executor is not None:
-            executor.close()
-        engine.close()
-        if run is not None:
-            run.close()
-    return last_eval
+            h.log(step, metrics, everyone, progress)  # evaluates when due
+            critic_state = None if critic is None else _trainable_state(critic)
+            h.save(step, model, optimizers, schedulers, value_head=head.state_dict(), critic=critic_state)
+    return h.last_eval
 
 
 def _load(cfg: PPOConfig, path: str, saved: Path | None, device: str) -> tuple[Any, Any]:
@@ -435,8 +392,7 @@ def _update(
     if critic is not None:
         param_sets = [trainable_parameters(model), trainable_parameters(critic) + list(head.parameters())]
     vf_coef = cfg.loss.vf_coef if critic is None else 1.0  # a separate critic has its own optimizer and lr
-    sums: defaultdict[str, float] = defaultdict(float)
-    tokens, updates = 0.0, 0
+    metrics = UpdateMetrics()
     for _ in range(cfg.epochs):
         order = torch.randperm(n * dist.world, generator=gen).tolist()
         for m in range(cfg.minibatches):
@@ -468,27 +424,17 @@ def _update(
                         v, o["values"], o["returns"], o["mask"], cfg.loss.value_clip, num_items
                     )
                     dist.backward(p_loss + vf_coef * v_loss)
-                k = float(o["mask"].sum())
-                sums["loss/policy"] += float(p_loss.detach()) * num_items
-                sums["loss/value"] += float(v_loss.detach()) * num_items
-                for name in ("clip_frac", "approx_kl", "ratio_mean"):
-                    sums[f"loss/{name}"] += float(p_st[name]) * k
-                sums["loss/vf_clip_frac"] += float(v_st["clip_frac"]) * k
-                tokens += k
+                diagnostics = {name: float(p_st[name]) for name in ("clip_frac", "approx_kl", "ratio_mean")}
+                diagnostics["vf_clip_frac"] = float(v_st["clip_frac"])
+                terms = {"policy": float(p_loss.detach()), "value": float(v_loss.detach())}
+                metrics.micro(float(o["mask"].sum()), terms, diagnostics)
             # DDP: the gradients are already summed over ranks, the same on every rank
             norms = [torch.nn.utils.clip_grad_norm_(p, cfg.max_grad_norm or math.inf) for p in param_sets]
-            sums["loss/grad_norm"] += float(norms[0]) * num_items
-            if critic is not None:
-                sums["loss/critic_grad_norm"] += float(norms[1]) * num_items
+            names = ["grad_norm", "critic_grad_norm"][: len(norms)]
+            metrics.update({name: float(x) for name, x in zip(names, norms, strict=True)})
             for opt in optimizers:
                 opt.step()
-            updates += 1
-    if dist.world > 1:  # every rank's micro-batches; the grad norms (times whole-minibatch counts) are shared
-        shared = {k: v for k, v in sums.items() if k.endswith("grad_norm")}
-        summed = dist.add_up({k: v for k, v in sums.items() if k not in shared} | {"tokens": tokens})
-        tokens = summed.pop("tokens")
-        sums = defaultdict(float, summed | shared)
-    return {k: v / max(1.0, tokens) for k, v in sums.items()} | {"loss/updates": float(updates)}
+    return metrics.result(dist)
 
 
 def _ref_logprobs(

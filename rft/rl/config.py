@@ -1,0 +1,86 @@
+"""What every RL loop is configured with: `RLConfig` (and its sampling part, `GenConfig`). `GRPOConfig` and
+`PPOConfig` extend it in their own files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rft.engines import Sampling
+from rft.eval.heldout import EvalConfig
+from rft.models import LoraSpec
+
+__all__ = ["RLConfig", "GenConfig"]
+
+
+@dataclass
+class GenConfig:
+    """Sampling for rollouts."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 64
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        Sampling(self.temperature, self.top_p, self.top_k, self.max_new_tokens, self.stop)  # validates
+        if self.temperature == 0:
+            raise ValueError(
+                "gen.temperature must be > 0: RL needs varied samples (greedy ones of a prompt are all the same)"
+            )
+
+
+@dataclass
+class RLConfig:
+    """What every RL loop is configured with; `GRPOConfig` and `PPOConfig` add their own fields."""
+
+    model: str  # Hugging Face id or path
+    suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML path; trains on its train split
+    offset: int = (
+        0  # train on the train problems from this index on (after those an SFT stage's `limit` took)
+    )
+    out: str = "runs/rl"
+    steps: int = 100
+    prompts_per_step: int = 8
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0  # 0 = no clipping
+    epochs: int = 1  # optimisation passes over each rollout batch
+    minibatches: int = 1  # optimizer steps per pass
+    micro_batch: int = 16  # rows per forward/backward (gradient accumulation up to a minibatch)
+    gen: GenConfig = field(default_factory=GenConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    engine: Literal["hf", "vllm", "vllm_server"] = "hf"  # vllm_server: engine_options base_url, weights_dir
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "bf16-mixed"] = "auto"
+    device: str = "auto"
+    gradient_checkpointing: bool = False
+    grader_workers: int = 1  # grader processes; 0 grades in the trainer's thread
+    rollout_chunk: int = 64  # rows generated before their grades are submitted
+    max_len: int = 1024  # tokens per episode (prompt + all turns)
+    torch_threads: int = 1  # 1 for tiny models on CPU
+    seed: int = 0
+    save_every: int = 0  # steps; 0 = only at the end
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        counts = {
+            "prompts_per_step": self.prompts_per_step,
+            "epochs": self.epochs,
+            "minibatches": self.minibatches,
+            "micro_batch": self.micro_batch,
+            "rollout_chunk": self.rollout_chunk,
+            "log_every": self.log_every,
+        }
+        low = [k for k, v in counts.items() if v < 1]
+        if self.steps < 0 or low:
+            raise ValueError(f"steps must be >= 0 and these >= 1: {', '.join(low) or 'ok'}")
+        if self.lr <= 0 or self.max_grad_norm < 0:
+            raise ValueError(
+                f"need lr > 0 and max_grad_norm >= 0 (0: no clipping), got {self.lr}, {self.max_grad_norm}"
+            )
+        if self.save_every < 0 or self.grader_workers < 0 or self.offset < 0:
+            raise ValueError("save_every, grader_workers and offset must be >= 0")

@@ -1,0 +1,296 @@
+"""The run around an RL loop: what GRPO and PPO share, so that their files hold only what differs.
+
+`Harness` sets up the processes (`Dist`), resolves the suite and its train problems, opens the run folder,
+restores a checkpoint (optimizers, schedulers, RNG state, step), starts the engine (and, for async
+rollouts, a sampler one update behind in the background), the training envs, the held-out evaluation and
+the grader processes; per step it rolls out (sync or async), pushes new weights, gathers every rank's
+samples, evaluates and logs when due, and checkpoints; on exit it closes everything. A loop reads::
+
+    with Harness(cfg, resume) as h:
+        model, optimizer, ... = ...            # the loop's models
+        state = h.restore([optimizer], [scheduler])
+        h.start_engine(policy, tokenizer, compute, episodes_per_prompt)
+        for step in h.steps():
+            trajs = h.rollout(step, rollout_fn)
+            ... advantages, update ...
+            h.push_weights()
+            everyone = h.gather(trajs, group_size)
+            h.log(step, metrics, everyone, progress)
+            h.save(step, ...)
+
+Every step's prompts follow from (seed, step) alone (`prompt_indices`), so a resumed run repeats the steps.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from rft.engines import Engine, HFEngine, make_engine
+from rft.engines.process import ProcessEngine
+from rft.envs import SuiteEnv, get_suite
+from rft.eval.heldout import HeldOut
+from rft.graders.executor import GraderPool
+from rft.rl.config import RLConfig
+from rft.rl.distributed import Dist
+from rft.rl.metrics import rollout_row
+from rft.rollout import Trajectory
+from rft.runs import Run, rng_state, set_rng_state
+
+__all__ = ["Harness", "train_items", "prompt_indices", "engine_options", "chunks", "log_step"]
+
+T = TypeVar("T")
+
+
+def train_items(suite: Any, offset: int) -> list[dict[str, Any]]:
+    """The train problems an RL run draws from: the train split from `offset` on."""
+    items = suite.items("train")
+    if offset >= len(items):
+        raise ValueError(
+            f"offset {offset} leaves no train problems: {suite.id} has {len(items)}; lower offset "
+            "(it skips the problems an SFT stage's limit took)"
+        )
+    return items[offset:]
+
+
+def prompt_indices(n_items: int, per_step: int, step: int, seed: int, draw: int = 0) -> list[int]:
+    """The train problems of a step: consecutive slices of per-epoch permutations (seeded by epoch), so
+    each problem comes once per epoch and any step's prompts follow from (seed, step) alone. Draws > 0
+    (dynamic-sampling refills) are random problems seeded by (seed, step, draw)."""
+    if draw > 0:
+        rng = np.random.default_rng([seed, step, draw])
+        return [int(i) for i in rng.choice(n_items, size=per_step, replace=per_step > n_items)]
+    out = []
+    for k in range(step * per_step, (step + 1) * per_step):
+        epoch, pos = divmod(k, n_items)
+        out.append(int(np.random.default_rng([seed, epoch]).permutation(n_items)[pos]))
+    return out
+
+
+def engine_options(cfg: RLConfig, compute: torch.dtype | None) -> dict[str, Any]:
+    """The recipe's `engine_options`, plus, when the policy trains in bf16 mixed precision (`compute`), what
+    makes the sampler compute in bf16 too: autocast for ``hf``, a bf16 engine for ``vllm`` (unless the
+    recipe sets its `dtype`; it would follow the float32 weights)."""
+    options = dict(cfg.engine_options)
+    if compute is not None and cfg.engine == "hf":
+        options["autocast"] = compute
+    elif compute is not None and cfg.engine == "vllm":
+        options.setdefault("dtype", str(compute).removeprefix("torch."))
+    return options
+
+
+def chunks(xs: list[int], size: int) -> list[list[int]]:
+    """`xs` in consecutive pieces of `size` (the last one shorter)."""
+    return [xs[i : i + size] for i in range(0, len(xs), size)]
+
+
+def log_step(
+    run: Any, done: int, steps: int, log_every: int, metrics: dict[str, float], trajs: list[Trajectory]
+) -> None:
+    """Write a step's metrics and rollouts every `log_every` steps and at the last step."""
+    if done % log_every == 0 or done == steps:
+        run.log(done, metrics)
+        run.log_rollouts(done, [rollout_row(t) for t in trajs])
+
+
+class Harness:
+    """One RL run's setup, per-step plumbing and teardown (see the module doc); use it in a ``with``.
+
+    On entry: `dist`, `suite`, `items` (train problems), `run` (rank 0; None on the others), `ckpt` (the
+    checkpoint to resume from, or None), `device` (the device name models load on). `restore` sets `start`;
+    `start_engine` sets `engine`, `envs`, `held_out`, `executor`. `last_eval` holds the latest evaluation."""
+
+    def __init__(self, cfg: RLConfig, resume: bool, *, sharded: bool = True) -> None:
+        self.cfg = cfg
+        self.dist = Dist.from_env()  # one process unless launched with several (accelerate launch, torchrun)
+        self.dist.check(cfg, resume, sharded=sharded)
+        torch.set_num_threads(cfg.torch_threads)
+        torch.manual_seed(cfg.seed)  # LoRA adapters are initialised from torch's global generator
+        self.suite = get_suite(cfg.suite)
+        self.items = train_items(self.suite, cfg.offset)  # fails here, not after loading the model
+        self.run = Run.open(cfg.out, cfg, resume=resume) if self.dist.is_main else None
+        self.ckpt = self.dist.broadcast(
+            self.run.latest_checkpoint() if self.run is not None and resume else None
+        )
+        self.device = cfg.device if self.dist.device is None else str(self.dist.device)
+        self.start = 0
+        self.last_eval: dict[str, float] = {}
+        self.engine: Engine | None = None
+        self.sampler: Engine | None = None  # async rollouts: a second engine, one update behind
+        self.executor: GraderPool | None = None
+        self._background: ThreadPoolExecutor | None = None
+        self._pending: Future[Any] | None = None  # the next step's rollout, sampled in the background
+        self._resumed_rollout: Any = None
+
+    def __enter__(self) -> Harness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- setup -------------------------------------------------------------------------------------------
+
+    def restore(
+        self, optimizers: Sequence[torch.optim.Optimizer], schedulers: Sequence[Any]
+    ) -> dict[str, Any] | None:
+        """Resuming: load the checkpoint's optimizers, schedulers and RNG state, and start after its step;
+        returns its state (the loop restores what else it saved), or None on a fresh start."""
+        if self.ckpt is None:
+            return None
+        state = Run.load_state(self.ckpt)
+        saved_opts = (
+            state["optimizers"] if "optimizers" in state else [state["optimizer"]]
+        )  # GRPO, older runs
+        saved_schs = state["schedulers"] if "schedulers" in state else [state["scheduler"]]
+        for o, s in zip(optimizers, saved_opts, strict=True):
+            o.load_state_dict(s)
+        for sch, s in zip(schedulers, saved_schs, strict=True):
+            sch.load_state_dict(s)
+        set_rng_state(state["rng"])
+        self.start = state["step"]
+        self._resumed_rollout = state.get("next_rollout")
+        return state
+
+    def start_engine(
+        self,
+        policy: torch.nn.Module,
+        tokenizer: Any,
+        compute: torch.dtype | None,
+        episodes_per_prompt: int,
+        *,
+        async_rollout: bool = False,
+    ) -> None:
+        """The engine sampling `policy` (bf16 mixed precision, `compute`: it computes in bf16 too), this rank's
+        train envs (its share of prompts_per_step, `episodes_per_prompt` each), the held-out evaluation and
+        the grader processes. `async_rollout`: rollouts come from a second engine, one update behind, in a
+        child process (a LoRA model: in a thread of this one), waited on by a background thread."""
+        cfg = self.cfg
+        self.policy, self.tokenizer = policy, tokenizer
+        options = engine_options(cfg, compute)
+        self.engine = self.sampler = make_engine(cfg.engine, policy, tokenizer, **options)
+        if async_rollout:
+            if cfg.lora.r > 0:
+                self.sampler = HFEngine(copy.deepcopy(policy), tokenizer, **options)
+            else:
+                self.sampler = ProcessEngine(policy, tokenizer, **options)
+            self._background = ThreadPoolExecutor(1, thread_name_prefix="rft-rollout")
+            if self._resumed_rollout is not None:  # the batch the killed run had sampled for this step
+                self._pending = Future()
+                self._pending.set_result(self._resumed_rollout)
+        n_envs = (
+            cfg.prompts_per_step // self.dist.world * episodes_per_prompt
+        )  # this rank's episodes per step
+        self.envs = [SuiteEnv(self.suite, split="train") for _ in range(n_envs)]
+        self.held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
+        self.executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
+
+    # ---- each step ---------------------------------------------------------------------------------------
+
+    def steps(self) -> Iterator[int]:
+        """The steps still to run; on a fresh start, evaluates first (rank 0)."""
+        if self.run is not None and self.start == 0 and self.held_out.due(0, self.cfg.steps):
+            self.last_eval = self.held_out(self._engine, self.tokenizer, self.executor)
+            self.run.log(0, self.last_eval)
+        yield from range(self.start, self.cfg.steps)
+
+    def rollout(self, step: int, sample: Callable[[int, Engine], T]) -> T:
+        """`sample(step, engine)`: this step's rollout. Async: the batch the sampler drew with the weights
+        before the last update; the sampler then takes the current weights and draws the next step's."""
+        if self._background is None:
+            return sample(step, self._engine)
+        sampler = self.sampler
+        assert sampler is not None
+        if self._pending is None:
+            self._pending = self._background.submit(sample, step, sampler)
+        out: T = self._pending.result()
+        sampler.update_weights(self.policy)
+        self._pending = None
+        if step + 1 < self.cfg.steps:
+            self._pending = self._background.submit(sample, step + 1, sampler)
+        return out
+
+    def push_weights(self) -> None:
+        """After an update: the engine samples with the new weights (async: the sampler takes them at the
+        next `rollout`)."""
+        if self._background is None:
+            self._engine.update_weights(self.policy)
+
+    def gather(self, trajs: list[Trajectory], group: int) -> list[Trajectory] | None:
+        """Every rank's samples on rank 0, groups renumbered over the whole batch (`group` samples per
+        prompt); None on the other ranks."""
+        everyone = self.dist.gather(trajs)
+        if everyone is not None:
+            for i, t in enumerate(everyone):
+                t.group = i // group
+        return everyone
+
+    def log(
+        self,
+        step: int,
+        metrics: dict[str, float],
+        trajs: list[Trajectory],
+        progress: Callable[[int, dict[str, float]], None] | None,
+    ) -> None:
+        """Rank 0, after `step`: evaluate when due (into `metrics`), write metrics and samples every
+        log_every steps, report `progress`."""
+        done = step + 1
+        if self.held_out.due(done, self.cfg.steps):
+            self.last_eval = self.held_out(self._engine, self.tokenizer, self.executor)
+            metrics |= self.last_eval
+        assert self.run is not None
+        log_step(self.run, done, self.cfg.steps, self.cfg.log_every, metrics, trajs)
+        if progress is not None:
+            progress(done, metrics)
+
+    def save(
+        self,
+        step: int,
+        model: torch.nn.Module,
+        optimizers: Sequence[torch.optim.Optimizer],
+        schedulers: Sequence[Any],
+        **extra: Any,
+    ) -> None:
+        """Rank 0, after `step`: a checkpoint every save_every steps and at the end: the policy (`model`:
+        the plain module), the optimizers' and schedulers' states, the RNG state, the step, the next step's
+        rollout when it was sampled in the background, and the loop's `extra` state."""
+        done = step + 1
+        if not ((self.cfg.save_every and done % self.cfg.save_every == 0) or done == self.cfg.steps):
+            return
+        state = {
+            "optimizers": [self.dist.optimizer_state(o) for o in optimizers],
+            "schedulers": [s.state_dict() for s in schedulers],
+            **extra,
+            "rng": rng_state(),
+            "step": done,
+            "next_rollout": self._pending.result() if self._pending is not None else None,
+        }
+        assert self.run is not None
+        self.run.save_checkpoint(done, model=model, tokenizer=self.tokenizer, state=state)
+
+    # ---- teardown ----------------------------------------------------------------------------------------
+
+    @property
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("call Harness.start_engine first")
+        return self.engine
+
+    def close(self) -> None:
+        """Stop the background rollout, the grader processes, the engines, and close the run folder."""
+        try:
+            if self._background is not None:
+                self._background.shutdown(wait=True, cancel_futures=True)
+            if self.executor is not None:
+                self.executor.close()
+            if self.engine is not None:
+                self.engine.close()
+            if self.sampler is not None and self.sampler is not self.engine:
+                self.sampler.close()
+        finally:
+            if self.run is not None:
+                self.run.close()

@@ -1,0 +1,92 @@
+"""What the RL loops log, computed one way for all of them: `reward/*`, `grader/*` and `rollout/*` of a
+step's samples (`reward_metrics`), the samples themselves (`rollout_row`), and the `loss/*` of its optimizer
+updates (`UpdateMetrics`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+
+from rft.rl.distributed import Dist
+from rft.rollout import Trajectory
+
+__all__ = ["reward_metrics", "rollout_row", "UpdateMetrics"]
+
+
+def reward_metrics(
+    trajs: list[Trajectory], rewards: torch.Tensor, valid: torch.Tensor, suite_id: str
+) -> dict[str, float]:
+    """`reward/*`, `grader/*`, `rollout/*` of a step's samples; rewards, valid (N,)."""
+    n = len(trajs)
+    ok = valid.sum().clamp(min=1)
+    lengths = [t.completion_tokens for t in trajs]
+    return {
+        "reward/mean": float((rewards * valid).sum() / ok),
+        f"reward/{suite_id}": float(sum(t.reward for t in trajs if not t.failed) / max(1, int(ok))),
+        "reward/pass_rate": sum(t.reward >= 1.0 for t in trajs) / n,
+        "grader/error_rate": sum(t.status == "error" for t in trajs) / n,
+        "grader/timeout_rate": sum(t.status == "timeout" for t in trajs) / n,
+        "grader/no_answer_rate": sum(t.status == "no_answer" for t in trajs) / n,
+        "rollout/completion_len": sum(lengths) / n,
+        "rollout/overlong_frac": sum(t.overlong for t in trajs) / n,
+        "rollout/turns": sum(t.turns for t in trajs) / n,
+    }
+
+
+def rollout_row(t: Trajectory) -> dict[str, Any]:
+    """One line of rollouts.jsonl: the group, the last prompt message, and the trajectory's record."""
+    row = t.record()
+    prompt = row.pop("messages")
+    return {"group": t.group, "prompt": prompt[-1]["content"] if prompt else "", **row}
+
+
+class UpdateMetrics:
+    """The `loss/*` metrics of one step's optimizer updates, the same way in every loop.
+
+    - Losses (`loss/policy`: the clipped policy loss alone; `loss/kl`, `loss/value`: the other terms, before
+      their coefficients) and grad norms are means over the optimizer updates actually taken. An update's
+      loss is its minibatch's: the sum of its micro-batches' parts (each normalised by the whole minibatch).
+    - Per-token diagnostics (`loss/clip_frac`, `loss/approx_kl`, `loss/ratio_mean`, ...) are means over the
+      model tokens of the micro-batches that ran.
+    - A minibatch with no trainable rows is skipped (no optimizer step) and counts nowhere;
+      `loss/updates` says how many updates were taken.
+
+    Several processes: each rank adds its micro-batches; `result` adds up the ranks' parts (all ranks call
+    it). Grad norms are of the reduced gradients, the same on every rank, so they are not added up.
+    """
+
+    def __init__(self) -> None:
+        self.losses: defaultdict[str, float] = defaultdict(float)  # summed over micro-batches
+        self.weighted: defaultdict[str, float] = defaultdict(float)  # token-weighted diagnostics
+        self.norms: defaultdict[str, float] = defaultdict(float)  # summed over updates
+        self.tokens = 0.0
+        self.updates = 0
+
+    def micro(self, tokens: float, losses: dict[str, float], diagnostics: dict[str, float]) -> None:
+        """One micro-batch: its part of each loss term, and its diagnostics (token means over `tokens`)."""
+        for k, v in losses.items():
+            self.losses[f"loss/{k}"] += v
+        for k, v in diagnostics.items():
+            self.weighted[f"loss/{k}"] += v * tokens
+        self.tokens += tokens
+
+    def update(self, grad_norms: dict[str, float]) -> None:
+        """One optimizer step taken, with its gradients' norms (before clipping)."""
+        for k, v in grad_norms.items():
+            self.norms[f"loss/{k}"] += v
+        self.updates += 1
+
+    def result(self, dist: Dist | None = None) -> dict[str, float]:
+        """The step's `loss/*` metrics, over every rank's micro-batches."""
+        losses, weighted, tokens = dict(self.losses), dict(self.weighted), self.tokens
+        if dist is not None and dist.world > 1:
+            summed = dist.add_up({f"L{k}": v for k, v in losses.items()} | {f"W{k}": v for k, v in weighted.items()}
+                                 | {"tokens": tokens})  # fmt: skip
+            tokens = summed.pop("tokens")
+            losses = {k[1:]: v for k, v in summed.items() if k[0] == "L"}
+            weighted = {k[1:]: v for k, v in summed.items() if k[0] == "W"}
+        per_update = {k: v / max(1, self.updates) for k, v in (losses | dict(self.norms)).items()}
+        per_token = {k: v / max(1.0, tokens) for k, v in weighted.items()}
+        return per_update | per_token | {"loss/updates": float(self.updates)}
