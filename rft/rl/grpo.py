@@ -28,7 +28,7 @@ from rft.batch import behaviour_logprobs, collate, shared_prefix_logprobs, token
 from rft.engines import Engine, Sampling
 from rft.envs import SuiteEnv
 from rft.eval.heldout import EvalConfig
-from rft.graders.executor import GraderPool
+from rft.graders.executor import GradingPool
 from rft.losses import aggregate, group_advantages, kl_penalty, policy_loss, zero_variance_groups
 from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from rft.rl.config import GenConfig, RLConfig
@@ -230,7 +230,7 @@ def _rollout(
     tokenizer: Any,
     envs: list[SuiteEnv],
     items: list[dict[str, Any]],
-    executor: GraderPool | None,
+    executor: GradingPool | None,
     dist: Dist,
 ) -> tuple[list[Trajectory], dict[str, float]]:
     """This rank's share of prompts_per_step groups of group_size episodes; with dynamic sampling, groups

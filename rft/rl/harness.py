@@ -35,7 +35,7 @@ from rft.engines import Engine, HFEngine, make_engine
 from rft.engines.process import ProcessEngine
 from rft.envs import SuiteEnv, get_suite
 from rft.eval.heldout import HeldOut
-from rft.graders.executor import GraderPool
+from rft.graders.executor import GraderPool, GradingPool
 from rft.rl.config import RLConfig
 from rft.rl.distributed import Dist
 from rft.rl.metrics import rollout_row
@@ -122,7 +122,7 @@ class Harness:
         self.last_eval: dict[str, float] = {}
         self.engine: Engine | None = None
         self.sampler: Engine | None = None  # async rollouts: a second engine, one update behind
-        self.executor: GraderPool | None = None
+        self.executor: GradingPool | None = None
         self._background: ThreadPoolExecutor | None = None
         self._pending: Future[Any] | None = None  # the next step's rollout, sampled in the background
         self._resumed_rollout: Any = None
