@@ -130,7 +130,7 @@ def _train(
             ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=h.device)
             ref_model.requires_grad_(False).eval()
         params = trainable_parameters(model)
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
         )
@@ -184,7 +184,7 @@ def _train(
                 **stats,
                 **reward_metrics(everyone, rewards, valid, h.suite.id),
                 **loss_stats,
-                "lr": scheduler.get_last_lr()[0],
+                "lr": float(scheduler.get_last_lr()[0]),
                 "time/rollout_s": t_rollout,
                 "time/update_s": t_update,
                 "time/step_s": time.perf_counter() - t0,
@@ -238,13 +238,14 @@ def _rollout(
     (each rank refills its own share)."""
     g, p = cfg.group_size, cfg.prompts_per_step // dist.world
     share = dist.share(cfg.prompts_per_step, "prompts_per_step")
+    seed = cfg.seed * 1_000_003 + step + 100_003 * dist.rank  # ranks sample differently
     sampling = Sampling(
         cfg.gen.temperature,
         cfg.gen.top_p,
         cfg.gen.top_k,
         cfg.gen.max_new_tokens,
         cfg.gen.stop,
-        seed=cfg.seed * 1_000_003 + step + 100_003 * dist.rank,  # ranks sample differently
+        seed=seed,
         logprobs=cfg.async_rollout,  # off-policy: the ratio is against the sampler's probabilities
     )
     kept: list[list[Trajectory]] = []
@@ -258,7 +259,7 @@ def _rollout(
             tokenizer,
             envs,
             [k // g for k in range(len(envs))],
-            replace(sampling, seed=sampling.seed + 7 * draw),
+            replace(sampling, seed=seed + 7 * draw),
             executor=executor,
             chunk=cfg.rollout_chunk,
             max_len=cfg.max_len,
@@ -338,14 +339,14 @@ def _update(
     old_lp = behaviour if behaviour is not None else torch.zeros_like(batch.mask)
     ref_lp = torch.zeros_like(batch.mask)
     with torch.no_grad():
-        for rows in chunks(needs, cfg.micro_batch):
-            sub = batch.rows(rows)
+        for part in chunks(needs, cfg.micro_batch):
+            sub = batch.rows(part)
             w = sub.mask.shape[1]
             if behaviour is None and not reuse_old:
-                old_lp[rows, :w] = logprobs(policy, sub, rows).float()
+                old_lp[part, :w] = logprobs(policy, sub, part).float()
             if cfg.loss.beta > 0:
                 with autocast(compute, device):
-                    ref_lp[rows, :w] = _ref_logprobs(policy, ref_model, sub, temp).float()
+                    ref_lp[part, :w] = _ref_logprobs(policy, ref_model, sub, temp).float()
     metrics = UpdateMetrics()
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     lo = dist.rank * n  # this rank's first row in the whole batch
@@ -404,5 +405,5 @@ def _ref_logprobs(
 ) -> torch.Tensor:
     if ref_model is not None:
         return token_logprobs(ref_model, sub, temp)
-    with model.disable_adapter():  # a peft model: the base weights are the reference
+    with model.disable_adapter():  # type: ignore[operator]  # a peft model: the base weights are the reference
         return token_logprobs(model, sub, temp)

@@ -156,6 +156,7 @@ def _train(
             {"params": trainable_parameters(model), "lr": cfg.lr},
             {"params": value_params, "lr": critic_lr},
         ]
+        optimizers: list[torch.optim.Optimizer]
         if critic is None:  # one optimizer, the head in a group of its own (its lr)
             optimizers = [torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)]
         else:
@@ -230,7 +231,7 @@ def _train(
                 **reward_metrics(everyone, scores, valid, h.suite.id),
                 **adv_stats,
                 **loss_stats,
-                "lr": schedulers[0].get_last_lr()[0],
+                "lr": float(schedulers[0].get_last_lr()[0]),
                 "time/rollout_s": t_rollout,
                 "time/update_s": t_update,
                 "time/step_s": time.perf_counter() - t0,
@@ -386,6 +387,8 @@ def _update(
     n = len(batch)
     compute = training_precision(cfg.dtype, str(batch.ids.device), cfg.lora.r > 0)[1]  # bf16 mixed, or None
     size = n * dist.world // cfg.minibatches
+    if trained is None:  # one process, called directly: the same forward as `forward(...)`, unwrapped
+        trained = _Trained(model, critic, head, compute)
     lo = dist.rank * n  # this rank's first row in the whole batch
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     param_sets = [trainable_parameters(model) + list(head.parameters())]  # shared: clipped together
@@ -412,10 +415,7 @@ def _update(
                         continue
                     sub = batch.rows(rows)
                     o = {k: x[rows, : sub.mask.shape[1]] for k, x in old.items()}  # (b, w) each
-                    if trained is None:
-                        lp, v = forward(model, critic, head, sub, cfg.gen.temperature, compute)
-                    else:
-                        lp, v = trained(sub, cfg.gen.temperature)
+                    lp, v = trained(sub, cfg.gen.temperature)
                     eps = cfg.loss.clip_eps
                     p_loss, p_st = policy_loss(
                         lp, o["logprobs"], o["advantages"], o["mask"], eps, eps, "dapo", num_items
@@ -442,5 +442,5 @@ def _ref_logprobs(
 ) -> torch.Tensor:
     if ref_model is not None:
         return token_logprobs(ref_model, sub, temp)
-    with model.disable_adapter():  # a peft model: the base weights are the reference
+    with model.disable_adapter():  # type: ignore[operator]  # a peft model: the base weights are the reference
         return token_logprobs(model, sub, temp)
