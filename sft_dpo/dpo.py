@@ -22,12 +22,13 @@ from rft.rollout import Trajectory, chat_prompt_ids
 
 from .data import dpo_pairs, write_jsonl
 from .stage import (
-    Evaluator,
+    ModelEval,
     Progress,
     RunLogger,
     StageConfig,
     check_template,
     fit,
+    held_out,
     load_model,
     trl_args,
 )
@@ -73,7 +74,6 @@ def train(cfg: DPOConfig, *, resume: bool = False, progress: Progress | None = N
                       seed=cfg.seed)  # fmt: skip
     held = dpo_pairs(cfg.eval_samples, seed=cfg.seed) if cfg.eval_samples else []
     run = Run.open(cfg.out, cfg)
-    evaluator = None
     try:
         write_jsonl(Path(cfg.out) / "dpo_pairs.jsonl", pairs)
         model, tokenizer = load_model(cfg)
@@ -81,34 +81,34 @@ def train(cfg: DPOConfig, *, resume: bool = False, progress: Progress | None = N
         ref = None
         if not hasattr(model, "peft_config"):  # full weights: the input model, frozen, is the reference
             ref, _ = load_policy(cfg.model, dtype=cfg.dtype)
-        evaluator = Evaluator(cfg, tokenizer)
-        # -- before
-        start = _measure(evaluator, model, tokenizer, held)
-        run.log(0, start | {"dpo/pairs": len(pairs), "dpo/prompts": len({p["id"] for p in pairs})})
-        if progress is not None:
-            progress(0, start)
-        # -- train
-        args = trl_args(TRLDPOConfig, cfg, beta=cfg.beta, loss_type=[cfg.loss_type])
-        logger = RunLogger(run, "dpo", evaluator, cfg.eval.every, progress, cfg.stop_at)
-        data = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
-        trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer,
-                             callbacks=[logger])  # fmt: skip
-        final = fit(trainer, run, logger, lambda m: _measure(evaluator, m, tokenizer, held), tokenizer, cfg)
+        with held_out(cfg, tokenizer) as (held_acc, evaluate):
+            # -- before
+            start = _measure(evaluate, model, tokenizer, held)
+            run.log(0, start | {"dpo/pairs": len(pairs), "dpo/prompts": len({p["id"] for p in pairs})})
+            if progress is not None:
+                progress(0, start)
+            # -- train
+            args = trl_args(TRLDPOConfig, cfg, beta=cfg.beta, loss_type=[cfg.loss_type])
+            logger = RunLogger(run, "dpo", held_acc, evaluate, progress, cfg.stop_at)
+            data = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+            trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data,
+                                 processing_class=tokenizer, callbacks=[logger])  # fmt: skip
+            final = fit(
+                trainer, run, logger, lambda m: _measure(evaluate, m, tokenizer, held), tokenizer, cfg
+            )
     finally:
-        if evaluator is not None:
-            evaluator.close()
         run.close()
     return final | {f"{k}_start": v for k, v in start.items() if k in ("eval/accuracy", "eval/pref_margin")}
 
 
 def _measure(
-    evaluator: Evaluator,
+    evaluate: ModelEval,
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     held: list[dict[str, Any]],
 ) -> dict[str, float]:
     """Greedy held-out accuracy, and the preference margin on held-out pairs when there are any."""
-    return evaluator(model) | (preference_margin(model, tokenizer, held) if held else {})
+    return evaluate(model) | (preference_margin(model, tokenizer, held) if held else {})
 
 
 @torch.no_grad()

@@ -16,13 +16,13 @@ import torch
 
 from .data import sft_rows, write_jsonl
 from .stage import (
-    Evaluator,
     Progress,
     RunLogger,
     StageConfig,
     check_template,
     fit,
     has_generation_markers,
+    held_out,
     load_model,
     trl_args,
 )
@@ -73,7 +73,6 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: Progress | None = N
     rows = sft_rows(cfg.suite, "train", source=cfg.data, samples=cfg.samples, limit=cfg.limit)
     data = [prompt_completion(r) for r in rows]
     run = Run.open(cfg.out, cfg)
-    evaluator = None
     try:
         write_jsonl(Path(cfg.out) / "sft_rows.jsonl", rows)
         model, tokenizer = load_model(cfg)
@@ -84,22 +83,20 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: Progress | None = N
                 "multi-turn rows and a chat template without {% generation %} markers: the environment's "
                 "messages in the completions are trained on too"
             )
-        evaluator = Evaluator(cfg, tokenizer)
-        # -- before
-        start = evaluator(model)
-        if start:
-            run.log(0, start)
-        if progress is not None:
-            progress(0, start)
-        # -- train
-        args = trl_args(TRLSFTConfig, cfg, completion_only_loss=True, assistant_only_loss=markers,
-                        packing=False)  # fmt: skip
-        logger = RunLogger(run, "sft", evaluator, cfg.eval.every, progress, cfg.stop_at)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(data),
-                             processing_class=tokenizer, callbacks=[logger])  # fmt: skip
-        final = fit(trainer, run, logger, evaluator, tokenizer, cfg)
+        with held_out(cfg, tokenizer) as (held, evaluate):
+            # -- before
+            start = evaluate(model)
+            if start:
+                run.log(0, start)
+            if progress is not None:
+                progress(0, start)
+            # -- train
+            args = trl_args(TRLSFTConfig, cfg, completion_only_loss=True, assistant_only_loss=markers,
+                            packing=False)  # fmt: skip
+            logger = RunLogger(run, "sft", held, evaluate, progress, cfg.stop_at)
+            trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(data),
+                                 processing_class=tokenizer, callbacks=[logger])  # fmt: skip
+            final = fit(trainer, run, logger, evaluate, tokenizer, cfg)
     finally:
-        if evaluator is not None:
-            evaluator.close()
         run.close()
     return final | {f"{k}_start": v for k, v in start.items() if k == "eval/accuracy"}

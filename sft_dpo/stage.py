@@ -11,7 +11,8 @@ import importlib.util
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,15 +21,14 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from rft.engines import Completion, HFEngine
-from rft.envs import SuiteEnv, get_suite
-from rft.eval.heldout import EvalConfig, evaluate
+from rft.eval.heldout import EvalConfig, HeldOut
 from rft.graders.executor import GraderPool
 from rft.models import LoraSpec, fast_attention, load_policy, training_precision
 from rft.rollout import TemplateMismatch, turn_suffix_ids
 from rft.runs import Run, export_model
 
-__all__ = ["StageConfig", "check_template", "has_generation_markers", "load_model", "trl_args", "Evaluator",
-           "RunLogger", "fit", "save_model", "EVAL_MAX_NEW_TOKENS"]  # fmt: skip
+__all__ = ["StageConfig", "check_template", "has_generation_markers", "load_model", "trl_args", "held_out",
+           "ModelEval", "RunLogger", "fit", "save_model", "EVAL_MAX_NEW_TOKENS"]  # fmt: skip
 
 log = logging.getLogger("rft.sft_dpo")
 
@@ -213,28 +213,25 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: 
 # ---- evaluation and logging ----------------------------------------------------------------------------
 
 
-class Evaluator:
-    """Greedy pass@1 on the first `eval.n` problems of the eval suite's held-out split (`rft.eval.heldout.evaluate`)."""
+ModelEval = Callable[[PreTrainedModel], dict[str, float]]  # a model -> its held-out metrics
 
-    def __init__(self, cfg: StageConfig, tokenizer: PreTrainedTokenizerBase) -> None:
-        suite = get_suite(cfg.eval.suite or cfg.suite)
-        n = min(cfg.eval.n, len(suite.items(cfg.eval.split)))
-        if cfg.eval.n and not n:
-            log.warning("%s has no %s items: no evaluation", suite.id, cfg.eval.split)
-        self.envs = [SuiteEnv(suite) for _ in range(n)]
-        self.split, self.tokenizer = cfg.eval.split, tokenizer
-        self.max_new_tokens = cfg.eval.max_new_tokens or EVAL_MAX_NEW_TOKENS
-        self.executor = GraderPool(workers=cfg.grader_workers) if n and cfg.grader_workers > 0 else None
 
-    def __call__(self, model: PreTrainedModel) -> dict[str, float]:
-        if not self.envs:
-            return {}
-        engine = HFEngine(model, self.tokenizer)
-        return evaluate(engine, self.tokenizer, self.envs, self.split, self.max_new_tokens, self.executor)
+@contextmanager
+def held_out(cfg: StageConfig, tokenizer: PreTrainedTokenizerBase) -> Iterator[tuple[HeldOut, ModelEval]]:
+    """The stage's `rft.eval.heldout.HeldOut` (greedy pass@1 on the first `eval.n` problems of the eval
+    suite's split) and a function of the model being trained that runs it ({} when there are no problems),
+    with its grading processes while open."""
+    held = HeldOut(cfg.eval, cfg.suite, EVAL_MAX_NEW_TOKENS)
+    executor = GraderPool(workers=cfg.grader_workers) if held.envs and cfg.grader_workers > 0 else None
 
-    def close(self) -> None:
-        if self.executor is not None:
-            self.executor.close()
+    def evaluate(model: PreTrainedModel) -> dict[str, float]:
+        return held(HFEngine(model, tokenizer), tokenizer, executor) if held.envs else {}
+
+    try:
+        yield held, evaluate
+    finally:
+        if executor is not None:
+            executor.close()
 
 
 def fit(trainer: Any, run: Run, logger: RunLogger, final: Callable[[Any], dict[str, float]],
@@ -263,21 +260,21 @@ class RunLogger(TrainerCallback):
         self,
         run: Run,
         stage: str,
-        evaluator: Evaluator,
-        every: int,
+        held: HeldOut,
+        evaluate: ModelEval,
         progress: Progress | None,
         stop_at: float | None = None,
     ) -> None:
-        self.run, self.stage, self.evaluator = run, stage, evaluator
-        self.every, self.progress, self.stop_at = every, progress, stop_at
+        self.run, self.stage, self.held, self.evaluate = run, stage, held, evaluate
+        self.progress, self.stop_at = progress, stop_at
         self.stopped_at: int | None = None  # the step `stop_at` ended training at
         self.summary: dict[str, float] = {}  # TRL's closing log (train_runtime), for the final metrics line
         self.t0 = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = state.global_step
-        if self.every and step % self.every == 0 and step < state.max_steps:
-            metrics = self.evaluator(kwargs["model"])
+        if step < state.max_steps and self.held.due(step, state.max_steps):  # the last step: `fit`'s `final`
+            metrics = self.evaluate(kwargs["model"])
             if self.stop_at is not None and metrics.get("eval/accuracy", 0.0) >= self.stop_at:
                 control.should_training_stop = True
                 self.stopped_at = step

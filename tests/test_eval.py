@@ -279,3 +279,43 @@ def test_without_matplotlib_plots_are_skipped_with_a_note(tmp_path, monkeypatch)
     _synthetic_run(tmp_path / "a", {"p1": [True, False]}, "m")
     assert "Plots skipped: matplotlib is not installed" in (tmp_path / "a" / "report.md").read_text()
     assert not list((tmp_path / "a").glob("*.png"))
+
+
+# ------------------------------------------------------------------------------------------- the spec
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"split": "test"}, "split must be train or heldout"),
+        ({"n": 0}, "n (samples per problem) must be >= 1"),
+        ({"n": 2, "ks": (1, 4)}, "every k in 1..n"),
+        ({"ks": ()}, "every k in 1..n"),
+        ({"limit": 0}, "limit must be >= 1"),
+        ({"n": 4, "ks": (1, 4), "temperature": 0.0}, "temperature 0 (greedy) gives 4 identical samples"),
+        ({"temperature": -1.0}, "temperature must be >= 0"),
+        ({"top_p": 0.0}, "top_p must be in (0, 1]"),
+        ({"fewshot": 2, "split": "train"}, "evaluate split heldout"),
+        ({"fewshot": -1}, "fewshot must be >= 0"),
+        ({"engine": "tgi"}, "unknown engine 'tgi'; use hf, vllm or openai"),
+        ({"batch_prompts": 0}, "batch_prompts must be >= 1"),
+        ({"grader_workers": -1}, "grader_workers must be >= 0"),
+    ],
+)
+def test_eval_spec_errors_say_what_to_fix(change, message):
+    from rft.eval.spec import EvalSpec
+
+    with pytest.raises(ValueError, match=None) as e:
+        EvalSpec(suite="rft/arithmetic-v0", **change)
+    assert message in str(e.value)
+
+
+def test_eval_spec_temperature_and_suite():
+    from rft.eval.evaluate import evaluate_suite
+    from rft.eval.spec import EvalSpec
+
+    assert EvalSpec().sampling_temperature == 0.0
+    assert EvalSpec(n=4, ks=[1, 4]).sampling_temperature == 1.0 and EvalSpec(n=4, ks=[1, 4]).ks == (1, 4)
+    assert EvalSpec(temperature=0.7).sampling_temperature == 0.7
+    with pytest.raises(ValueError, match="has no suite"):
+        evaluate_suite("no-model", EvalSpec(), "unused")

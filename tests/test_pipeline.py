@@ -64,6 +64,31 @@ def test_pipeline_config_errors_say_what_to_fix(tmp_path, change, message):
     assert message in str(e.value)
 
 
+def test_eval_settings_are_one_spec_checked_before_running(tmp_path):
+    """The `eval:` section is an EvalSpec with the pipeline's defaults; an eval stage's keys go over it, and
+    their values are checked when the pipeline loads."""
+    from rft.eval.spec import EvalSpec
+
+    p = load_pipeline(small(tmp_path))
+    spec = p.eval_spec()
+    assert isinstance(spec, EvalSpec) and spec.suite == "rft/addition-v0" and spec.limit == 40
+    assert (spec.batch_prompts, spec.grader_workers, spec.max_new_tokens) == (64, 0, 8)
+    extra = p.eval_spec(p.stages[2])
+    assert (extra.split, extra.n, extra.ks, extra.temperature, extra.max_new_tokens) == (
+        "train",
+        2,
+        (1, 2),
+        1.0,
+        8,
+    )
+    bad = small(tmp_path)
+    bad["stages"][2]["temperature"] = 0
+    with pytest.raises(ConfigError, match="stages.train-check: temperature 0"):
+        load_pipeline(bad)
+    with pytest.raises(ConfigError, match="eval: top_p must be in"):
+        load_pipeline(small(tmp_path) | {"eval": {"top_p": 2}})
+
+
 def test_overrides_reach_top_level_and_stage_keys(tmp_path):
     p = load_pipeline(small(tmp_path), ["grpo.steps=7", "sft.eval.every=5", "eval.limit=10", "out=elsewhere",
                                         "model.tiny.seed=3"])  # fmt: skip

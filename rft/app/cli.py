@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+from rft.app.console import Bar, progress_bar
+from rft.eval.spec import EvalSpec
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Reinforcement fine-tuning with verifiable rewards."
@@ -30,16 +35,41 @@ app.add_typer(train_app, name="train")
 
 out = Console()
 err = Console(stderr=True)
+EVAL = EvalSpec()  # `rft eval`'s defaults
 
 
-def _load(spec: str):
+def _fail(message: str) -> NoReturn:
+    """A user error: one red line on stderr (no traceback), exit status 2."""
+    err.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _user_errors(*kinds: type[Exception], prefix: str = "") -> Iterator[None]:
+    """The expected errors (`kinds`) as `_fail(prefix + message)`."""
+    try:
+        yield
+    except kinds as e:
+        _fail(f"{prefix}{e}")
+
+
+def _each(tick: Bar) -> Callable[..., None]:
+    """A callback that moves the bar on by one per call (a grade's `on_result`)."""
+    done = itertools.count(1)
+    return lambda *_: tick(next(done))
+
+
+def _input_file(path: Path) -> Path:
+    if not path.is_file():
+        _fail(f"no such input file: {path}")
+    return path
+
+
+def _load(spec: str) -> Any:
     from rft.graders import GraderSpecError, load_grader
 
-    try:
+    with _user_errors(GraderSpecError, prefix="invalid grader spec: "):
         return load_grader(spec)
-    except GraderSpecError as e:
-        err.print(f"[red]invalid grader spec:[/red] {e}")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -68,22 +98,10 @@ def grade(
         os.environ["RFT_UNSAFE_LOCAL_EXEC"] = "1"  # read by the code grader, in the grading workers too
 
     g = _load(grader)
-    if not input.is_file():
-        err.print(f"[red]no such input file:[/red] {input}")
-        raise typer.Exit(2)
-    rows = list(read_rows(input))
+    rows = list(read_rows(_input_file(input)))
     t0 = time.perf_counter()
-    with Progress(
-        TextColumn("grading"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("grade", total=len(rows))
-        grades = grade_rows(g, rows, workers=workers, timeout=timeout,
-                            on_result=lambda _i, _g: progress.advance(task))  # fmt: skip
+    with progress_bar(err, "grading", len(rows), transient=True) as tick:
+        grades = grade_rows(g, rows, workers=workers, timeout=timeout, on_result=_each(tick))
     summary = summarize(grades, time.perf_counter() - t0)
     if output is not None:
         write_rows(output, rows, grades)
@@ -96,7 +114,7 @@ def grade(
         out.print(grade_table(summary))
         for g_ in grades:
             if g_.failed:
-                err.print(f"[yellow]{g_.status}:[/yellow] {g_.details.get('error')}")
+                err.print(f"[yellow]{g_.status}:[/yellow] {escape(str(g_.details.get('error')))}")
                 break
 
 
@@ -132,27 +150,19 @@ def grader_audit(
 ) -> None:
     """Count a grader's false negatives and false positives on labelled rows (and compare two graders)."""
     from rft.app.audit import load_compare, load_labelled, report_renderables, run_audit
+    from rft.graders import GraderSpecError
 
     g = _load(grader)
-    if not input.is_file():
-        err.print(f"[red]no such input file:[/red] {input}")
-        raise typer.Exit(2)
+    _input_file(input)
     other = None
     if compare is not None:
-        from rft.graders import GraderSpecError
-
-        try:
+        with _user_errors(GraderSpecError, prefix="invalid --compare grader: "):
             other = load_compare(compare)
-        except GraderSpecError as e:
-            err.print(f"[red]invalid --compare grader:[/red] {e}")
-            raise typer.Exit(2) from None
     rows = load_labelled(input)
     excluded = tuple(k.strip() for k in exclude_kinds.split(",") if k.strip())
-    with Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True) as progress:  # fmt: skip
-        task = progress.add_task("grade", total=len(rows) * (2 if other else 1))
+    with progress_bar(err, "grading", len(rows) * (2 if other else 1), transient=True) as tick:
         report = run_audit(g, rows, compare=other, workers=workers, timeout=timeout, exclude_kinds=excluded,
-                           on_result=lambda _i, _g: progress.advance(task))  # fmt: skip
+                           on_result=_each(tick))  # fmt: skip
     if json_report:
         print(json.dumps(report, ensure_ascii=False))
         return
@@ -212,11 +222,8 @@ def demo(
     from rft.config import ConfigError
     from rft.runs import RunError
 
-    try:
+    with _user_errors(ConfigError, PipelineError, RunError):
         summary = run_demo(out_dir, set_, console=out, restart_from=from_)
-    except (ConfigError, PipelineError, RunError) as e:
-        err.print(f"[red]{escape(str(e))}[/red]")
-        raise typer.Exit(2) from None
     raise typer.Exit(0 if all(ok for _, ok in summary["goals"]) else 1)
 
 
@@ -239,12 +246,9 @@ def run_cmd(
     from rft.config import ConfigError
     from rft.runs import RunError
 
-    try:
+    with _user_errors(ConfigError, PipelineError, RunError, FileNotFoundError):
         p = load_pipeline(pipeline, set_ or [])
         summary = run_pipeline(p, bar=rich_bars(out), say=out.print, restart_from=from_)
-    except (ConfigError, PipelineError, RunError, FileNotFoundError) as e:
-        err.print(f"[red]{escape(str(e))}[/red]")
-        raise typer.Exit(2) from None
     out.print(summary_table(summary))
     for c in summary["comparisons"]:
         out.print(c["verdict"], soft_wrap=True)
@@ -255,15 +259,8 @@ def _env_id(task: str) -> str:
     """A task id (`arithmetic-v0`, `rft/arithmetic-v0`) or a suite YAML file, registered on the way."""
     import rft.envs
 
-    try:
-        if task.endswith((".yaml", ".yml")):
-            return rft.envs.register_suite(task)
-        env_id = task if "/" in task else f"rft/{task}"
-        rft.envs.suite_path(env_id)  # raises for an unknown id
-        return env_id
-    except rft.envs.SuiteError as e:
-        err.print(f"[red]{escape(str(e))}[/red]")
-        raise typer.Exit(2) from None
+    with _user_errors(rft.envs.SuiteError):
+        return rft.envs.register_suite(rft.envs.suite_path(task))
 
 
 @task_app.command("list")
@@ -292,18 +289,13 @@ def task_show(
     from rft.envs import SuiteError
 
     env = gymnasium.make(_env_id(task))
-    try:
+    with _user_errors(SuiteError), closing(env):
         for k in range(n):
             obs, info = env.reset(seed=seed + k, options={"split": split})
             out.rule(f"{info['suite']} {info['split']} #{info['index']} id={info['id']}")
             for m in json.loads(obs):
                 out.print(f"[bold]{m['role']}:[/bold] {escape(m['content'])}", highlight=False)
             out.print(f"[bold]reference:[/bold] {escape(str(info['reference']))}", highlight=False)
-    except SuiteError as e:
-        err.print(f"[red]{escape(str(e))}[/red]")
-        raise typer.Exit(2) from None
-    finally:
-        env.close()
 
 
 @task_app.command("check")
@@ -315,11 +307,8 @@ def task_check(
     from rft.envs import SuiteError
     from rft.envs.check import check_task
 
-    try:
+    with _user_errors(SuiteError):  # e.g. the data file is missing
         report = check_task(_env_id(task), n=n)
-    except SuiteError as e:  # e.g. the data file is missing
-        err.print(f"[red]{escape(str(e))}[/red]")
-        raise typer.Exit(2) from None
     for c in report.checks:
         mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
         detail = c.detail if c.detail and (not c.ok or c.name.startswith("no held-out")) else ""
@@ -334,22 +323,14 @@ SetOption = Annotated[
 
 
 def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: bool) -> None:
-    from rft.app.console import rich_bars
     from rft.app.pipeline import stage_class, train_stage
     from rft.config import ConfigError, load_config
     from rft.runs import RunError
 
-    try:
-        cfg = load_config(stage_class(kind), config, overrides or [])
-    except ConfigError as e:
-        err.print(f"[red]invalid config:[/red] {escape(str(e))}")
-        raise typer.Exit(2) from None
-    with rich_bars(out)(kind, cfg.steps or None) as tick:  # sft/dpo: steps 0 runs `epochs` passes
-        try:
-            final = train_stage(kind, cfg, resume, tick)
-        except (RunError, ValueError) as e:
-            err.print(f"[red]{escape(str(e))}[/red]")
-            raise typer.Exit(2) from None
+    with _user_errors(ConfigError, prefix="invalid config: "):
+        cfg: Any = load_config(stage_class(kind), config, overrides or [])
+    with _user_errors(RunError, ValueError), progress_bar(out, kind, cfg.steps or None) as tick:
+        final = train_stage(kind, cfg, resume, tick)  # sft/dpo: steps 0 runs `epochs` passes
     out.print(f"run folder: {cfg.out}")
     if kind in ("sft", "dpo"):
         out.print(f"model for the next stage: {Path(cfg.out) / 'model'}", soft_wrap=True)
@@ -404,11 +385,8 @@ def export(
     """Write a standalone model folder (LoRA merged) that transformers and vLLM load."""
     from rft.runs import RunError, export_model
 
-    try:
+    with _user_errors(RunError, ValueError, FileNotFoundError):
         path = export_model(run, dest, base_model=base_model)
-    except (RunError, ValueError, FileNotFoundError) as e:
-        err.print(f"[red]{escape(str(e))}[/red]")
-        raise typer.Exit(2) from None
     out.print(f"exported to {path}")
 
 
@@ -431,21 +409,13 @@ def sample(
     from rft.eval.samples import sample_suite
 
     if split not in ("train", "heldout"):
-        err.print(f"[red]--split must be train or heldout, got {split!r}[/red]")
-        raise typer.Exit(2)
-    with Progress(
-        TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=out
-    ) as bar:
-        task = bar.add_task("", total=None)
-        try:
-            res = sample_suite(
-                model, suite, out_file, n=n, split=split, limit=limit, seed=seed,  # type: ignore[arg-type]
-                temperature=temperature, max_new_tokens=max_new_tokens, grader_workers=workers,
-                torch_threads=threads, progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )  # fmt: skip
-        except (SuiteError, ValueError) as e:
-            err.print(f"[red]{escape(str(e))}[/red]")
-            raise typer.Exit(2) from None
+        _fail(f"--split must be train or heldout, got {split!r}")
+    with _user_errors(SuiteError, ValueError), progress_bar(out, "sample") as tick:
+        res = sample_suite(
+            model, suite, out_file, n=n, split=split, limit=limit, seed=seed,  # type: ignore[arg-type]
+            temperature=temperature, max_new_tokens=max_new_tokens, grader_workers=workers,
+            torch_threads=threads, progress=tick,
+        )  # fmt: skip
     out.print(
         f"{res['rows']} samples of {res['problems']} problems -> {res['path']}: pass rate {res['pass_rate']:.3f}, "
         f"{res['mixed_problems']} problems with passing and failing samples, {res['grader_failed']} grader failures"
@@ -471,28 +441,10 @@ def task_filter(
     try:
         lo, hi = (float(x) for x in band.split(","))
     except ValueError:
-        err.print(f"[red]--band takes two numbers like 0.1,0.9, got {band!r}[/red]")
-        raise typer.Exit(2) from None
-    with Progress(
-        TextColumn("filter"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=out
-    ) as bar:
-        task = bar.add_task("", total=None)
-        try:
-            res = filter_suite(
-                model,
-                suite,
-                out_dir,
-                band=(lo, hi),
-                n=n,
-                limit=limit,
-                max_new_tokens=max_new_tokens,
-                seed=seed,
-                torch_threads=threads,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        except (SuiteError, ValueError) as e:
-            err.print(f"[red]{escape(str(e))}[/red]")
-            raise typer.Exit(2) from None
+        _fail(f"--band takes two numbers like 0.1,0.9, got {band!r}")
+    with _user_errors(SuiteError, ValueError), progress_bar(out, "filter") as tick:
+        res = filter_suite(model, suite, out_dir, band=(lo, hi), n=n, limit=limit, max_new_tokens=max_new_tokens,
+                           seed=seed, torch_threads=threads, progress=tick)  # fmt: skip
     out.print(f"kept {res.kept} of {res.total} problems -> {res.suite_path}")
 
 
@@ -508,31 +460,37 @@ def eval_cmd(
     samples: Annotated[
         Path | None, typer.Option("--samples", help="score graded rows instead (rft grade -o / rft sample)")
     ] = None,
-    split: Annotated[str, typer.Option(help="train or heldout")] = "heldout",
-    n: Annotated[int, typer.Option("--n", help="samples per problem")] = 1,
-    k: Annotated[str, typer.Option("--k", help="comma-separated k of pass@k and maj@k, each <= n")] = "1",
-    engine: Annotated[str, typer.Option(help="hf, vllm or openai")] = "hf",
+    split: Annotated[str, typer.Option(help="train or heldout")] = EVAL.split,
+    n: Annotated[int, typer.Option("--n", help="samples per problem")] = EVAL.n,
+    k: Annotated[
+        str, typer.Option("--k", help="comma-separated k of pass@k and maj@k, each <= n")
+    ] = ",".join(map(str, EVAL.ks)),
+    engine: Annotated[str, typer.Option(help="hf, vllm or openai")] = EVAL.engine,
     base_url: Annotated[str | None, typer.Option(help="openai engine: the server's /v1 URL")] = None,
-    fewshot: Annotated[int, typer.Option(help="K solved train examples in the prompt")] = 0,
-    limit: Annotated[int | None, typer.Option(help="the first N problems of the split only")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    fewshot: Annotated[int, typer.Option(help="K solved train examples in the prompt")] = EVAL.fewshot,
+    limit: Annotated[int | None, typer.Option(help="the first N problems of the split only")] = EVAL.limit,
+    seed: Annotated[int, typer.Option()] = EVAL.seed,
     temperature: Annotated[
         float | None, typer.Option(help="default: 0 (greedy) when n == 1, else 1.0")
-    ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="tokens per model turn")] = 256,
-    workers: Annotated[int, typer.Option(help="grading processes (0: in this process)")] = 1,
-    threads: Annotated[int, typer.Option(help="torch threads (1 suits tiny models on CPU)")] = 1,
+    ] = EVAL.temperature,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per model turn")] = EVAL.max_new_tokens,
+    workers: Annotated[
+        int, typer.Option(help="grading processes (0: in this process)")
+    ] = EVAL.grader_workers,
+    threads: Annotated[
+        int, typer.Option(help="torch threads (1 suits tiny models on CPU)")
+    ] = EVAL.torch_threads,
 ) -> None:
     """Sample, grade and report unbiased pass@k, maj@k, mean@n with 95% bootstrap intervals over problems."""
+    from rft.app.console import eval_table
     from rft.envs import SuiteError
     from rft.eval.evaluate import evaluate_suite, score_samples, write_eval
 
     try:
-        ks = [int(x) for x in k.split(",") if x.strip()]
+        ks = tuple(int(x) for x in k.split(",") if x.strip())
     except ValueError:
-        err.print(f"[red]--k takes comma-separated integers like 1,4,8, got {k!r}[/red]")
-        raise typer.Exit(2) from None
-    try:
+        _fail(f"--k takes comma-separated integers like 1,4,8, got {k!r}")
+    with _user_errors(SuiteError, ValueError, FileNotFoundError):
         if samples is not None:
             if fewshot:
                 raise ValueError("--samples scores existing rows: --fewshot does not apply")
@@ -548,25 +506,16 @@ def eval_cmd(
         else:
             if model is None or suite is None:
                 raise ValueError("rft eval needs --model and --suite (or --samples GRADED.jsonl)")
-            if split not in ("train", "heldout"):
-                raise ValueError(f"--split must be train or heldout, got {split!r}")
             from rft.sft_dpo import solution_text
 
-            options = {"base_url": base_url} if base_url else {}
-            with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                          console=err, transient=True) as bar:  # fmt: skip
-                task = bar.add_task("", total=None)
-                scored = evaluate_suite(
-                    model, suite, out_dir, split=split, n=n, ks=ks, engine=engine,  # type: ignore[arg-type]
-                    engine_options=options, fewshot=fewshot, solution=solution_text, seed=seed,
-                    temperature=temperature, max_new_tokens=max_new_tokens, limit=limit, grader_workers=workers,
-                    torch_threads=threads, progress=lambda d, t: bar.update(task, completed=d, total=t),
-                )  # fmt: skip
-    except (SuiteError, ValueError, FileNotFoundError) as e:
-        err.print(f"[red]{escape(str(e))}[/red]")
-        raise typer.Exit(2) from None
-    from rft.app.console import eval_table
-
+            spec = EvalSpec(
+                suite=suite, split=split, limit=limit, n=n, ks=ks, temperature=temperature,  # type: ignore[arg-type]
+                max_new_tokens=max_new_tokens, fewshot=fewshot, engine=engine,  # type: ignore[arg-type]
+                engine_options={"base_url": base_url} if base_url else {}, grader_workers=workers,
+                torch_threads=threads, seed=seed,
+            )  # fmt: skip
+            with progress_bar(err, "eval", transient=True) as tick:
+                scored = evaluate_suite(model, spec, out_dir, solution=solution_text, progress=tick)
     out.print(eval_table(scored["results"]))
     out.print(f"report: {out_dir / 'report.md'}", soft_wrap=True)
 
@@ -583,11 +532,8 @@ def compare_cmd(
     """Paired comparison of two `rft eval` runs on the same problems: bootstrap CI, McNemar, a verdict."""
     from rft.eval.evaluate import compare_runs
 
-    try:
+    with _user_errors(ValueError):
         res = compare_runs(a, b, out_dir or b / "compare", seed=seed)
-    except ValueError as e:
-        err.print(f"[red]{escape(str(e))}[/red]")
-        raise typer.Exit(2) from None
     for c in res["comparisons"]:
         out.print(c["verdict"], soft_wrap=True)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -15,10 +15,20 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 
-__all__ = ["rich_bars", "summary_table", "eval_table", "grade_table", "quiet_libraries"]
+__all__ = [
+    "Bar",
+    "BarFactory",
+    "progress_bar",
+    "rich_bars",
+    "summary_table",
+    "eval_table",
+    "grade_table",
+    "quiet_libraries",
+]
 
 SHOWN = {
     "reward/mean": "reward",
@@ -38,30 +48,47 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
 
 
-def rich_bars(console: Console) -> Any:
+class Bar(Protocol):
+    """A progress bar's update: `done` of `total` (None: unchanged, or unknown), with metrics to show beside it."""
+
+    def __call__(
+        self, done: int, total: int | None = None, metrics: Mapping[str, float] | None = None
+    ) -> None: ...
+
+
+BarFactory = Callable[[str, int | None], AbstractContextManager[Bar]]  # (label, total) -> a bar while open
+
+
+@contextmanager
+def progress_bar(
+    console: Console, label: str, total: int | None = None, *, transient: bool = False
+) -> Iterator[Bar]:
+    """A rich bar (label, bar, done/total, time elapsed and left, the latest metrics) while open; yields its
+    update. `transient`: gone once closed."""
+    with Progress(
+        TextColumn(f"{label:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        console=console,
+        transient=transient,
+    ) as progress:
+        task = progress.add_task("", total=total)
+
+        def tick(done: int, total: int | None = None, metrics: Mapping[str, float] | None = None) -> None:
+            shown = " ".join(
+                f"{name} {m:.2f}" for k, name in SHOWN.items() if (m := (metrics or {}).get(k)) is not None
+            )
+            progress.update(task, completed=done, total=total, description=shown)
+
+        yield tick
+
+
+def rich_bars(console: Console) -> BarFactory:
     """A `BarFactory` for `run_pipeline`: one rich bar per stage, with its latest metrics beside it."""
-
-    @contextmanager
-    def bar(label: str, total: int | None) -> Iterator[Any]:
-        with Progress(
-            TextColumn(f"{label:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("[progress.description]{task.description}"),
-            console=console,
-        ) as progress:
-            task = progress.add_task("", total=total)
-
-            def tick(done: int, total: int | None = None, metrics: Mapping[str, float] | None = None) -> None:
-                shown = " ".join(
-                    f"{name} {metrics[k]:.2f}" for k, name in SHOWN.items() if k in (metrics or {})
-                )
-                progress.update(task, completed=done, total=total, description=shown)
-
-            yield tick
-
-    return bar
+    return lambda label, total: progress_bar(console, label, total)
 
 
 def summary_table(summary: Mapping[str, Any]) -> Table:

@@ -23,13 +23,14 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
+from rft.app.console import Bar, BarFactory
 from rft.app.pipeline_config import (
     TRAINING,
     Pipeline,
@@ -42,6 +43,7 @@ from rft.app.pipeline_config import (
     stage_class,
 )
 from rft.config import to_dict
+from rft.eval.spec import EvalSpec
 
 __all__ = ["Pipeline", "Stage", "TinySpec", "PipelineEval", "PipelineError", "load_pipeline", "run_pipeline",
            "stage_class", "train_stage"]  # fmt: skip
@@ -70,17 +72,6 @@ class _State:
 
 
 # ---- running -----------------------------------------------------------------------------------------
-
-
-class Bar(Protocol):
-    """A progress bar's update: `done` of `total` (None: unknown), with metrics to show beside it."""
-
-    def __call__(
-        self, done: int, total: int | None = None, metrics: Mapping[str, float] | None = None
-    ) -> None: ...
-
-
-BarFactory = Callable[[str, int | None], AbstractContextManager[Bar]]  # (label, total) -> a bar while open
 
 
 @contextmanager
@@ -116,17 +107,15 @@ def _build_tiny(p: Pipeline, folder: Path) -> Path:
     return folder
 
 
-def _evaluate(
-    p: Pipeline, model: str, name: str, bar: BarFactory, extra: Mapping[str, Any] | None = None
-) -> Path:
+def _evaluate(model: str, spec: EvalSpec, folder: Path, label: str, bar: BarFactory) -> Path:
     from rft.eval.evaluate import evaluate_suite
+    from rft.sft_dpo.data import solution_text
 
-    folder = Path(p.out) / "eval" / name if extra is None else Path(p.out) / name
-    kwargs = p.eval.kwargs() | dict(extra or {})
-    suite = kwargs.pop("suite", None) or p.eval_suite
     shutil.rmtree(folder, ignore_errors=True)
-    with bar(f"eval {name}", None) as tick:
-        evaluate_suite(model, suite, folder, progress=lambda done, total: tick(done, total), **kwargs)
+    with bar(f"eval {label}", None) as tick:  # few-shot replies as `rft eval` writes them
+        evaluate_suite(
+            model, spec, folder, solution=solution_text, progress=lambda done, total: tick(done, total)
+        )
     return folder
 
 
@@ -146,7 +135,7 @@ def train_stage(kind: str, cfg: Any, resume: bool, tick: Bar) -> dict[str, float
 def _sample_for_dpo(stage: Stage, cfg: Any, bar: BarFactory) -> None:
     from rft.eval.samples import sample_suite
 
-    opts = {"n": 8, "temperature": 1.0, "max_new_tokens": 256, "limit": None} | dict(
+    opts: dict[str, Any] = {"n": 8, "temperature": 1.0, "max_new_tokens": 256, "limit": None} | dict(
         stage.config.get("sample") or {}
     )
     with bar(f"{stage.name} sample", None) as tick:
@@ -219,7 +208,7 @@ def run_pipeline(
         elif stage.type == "eval":
             state.mark(stage.name, status="running", type="eval", config=resolved)
             t0 = time.perf_counter()
-            folder = _evaluate(p, model, stage.name, bar, extra=cfg)
+            folder = _evaluate(model, p.eval_spec(stage), Path(p.out) / stage.name, stage.name, bar)
             state.mark(
                 stage.name, status="done", eval=str(folder), model=model, seconds=time.perf_counter() - t0
             )
@@ -258,12 +247,13 @@ def _evaluate_stage(
     p: Pipeline, state: _State, name: str, model: str, bar: BarFactory, say: Callable[[str], None]
 ) -> None:
     """Evaluate a stage's model unless that evaluation (same settings) is already there."""
-    settings = to_dict(p.eval) | {"suite": p.eval_suite}
+    spec = p.eval_spec()
+    settings = to_dict(spec)
     rec = state.stages[name]
     if rec.get("eval_config") == settings and rec.get("eval") and Path(rec["eval"], "results.json").is_file():
         return
     t0 = time.perf_counter()
-    folder = _evaluate(p, model, name, bar)
+    folder = _evaluate(model, spec, Path(p.out) / "eval" / name, name, bar)
     res = json.loads((folder / "results.json").read_text())["results"]
     first = next(r for r in res if r["metric"] == f"pass@{p.eval.ks[0]}")
     state.mark(name, eval=str(folder), eval_config=settings, eval_seconds=time.perf_counter() - t0)

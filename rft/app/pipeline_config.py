@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from rft.config import ConfigError, from_dict, to_dict
+from rft.eval.spec import EvalSpec
 
 __all__ = ["Pipeline", "Stage", "TinySpec", "PipelineEval", "PipelineError", "load_pipeline", "stage_class",
            "plain_pipeline", "TRAINING"]  # fmt: skip
@@ -50,31 +51,13 @@ class TinySpec:
 
 
 @dataclass
-class PipelineEval:
-    """The evaluation of every stage's model (`rft eval` settings)."""
+class PipelineEval(EvalSpec):
+    """The evaluation of every stage's model: an `EvalSpec` (the `rft eval` settings) with the pipeline's
+    defaults; its suite defaults to the pipeline's."""
 
-    suite: str | None = None  # default: the pipeline's suite
-    split: Literal["train", "heldout"] = "heldout"
-    limit: int | None = 200  # the first `limit` problems of the split (None: all)
-    n: int = 1  # samples per problem (1: greedy)
-    ks: tuple[int, ...] = (1,)
-    temperature: float | None = None  # None: greedy for n=1, else 1.0
-    max_new_tokens: int = 256
+    limit: int | None = 200
     batch_prompts: int = 64
     grader_workers: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n < 1 or not self.ks or not all(1 <= k <= self.n for k in self.ks):
-            raise ValueError(f"eval: need n >= 1 and every k in 1..n, got n={self.n}, ks={list(self.ks)}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"eval.limit must be >= 1 (or null: all), got {self.limit}")
-
-    def kwargs(self) -> dict[str, Any]:
-        """`evaluate_suite` keywords (less the suite)."""
-        d = to_dict(self)
-        d.pop("suite")
-        return d
 
 
 @dataclass
@@ -121,12 +104,27 @@ class Pipeline:
     def eval_suite(self) -> str:
         return self.eval.suite or self.suite  # type: ignore[return-value]
 
+    def eval_spec(self, stage: Stage | None = None) -> EvalSpec:
+        """What a model is evaluated with: the `eval:` section with its suite filled in, or for an eval stage
+        its keys over that section."""
+        if stage is None:
+            return replace(self.eval, suite=self.eval_suite)
+        data = self.stage_config(stage, "-")
+        bad = sorted(set(data) - set(EVAL_KEYS))
+        if bad:
+            raise ConfigError(f"stages.{stage.name}: unknown eval keys {bad}; known: {', '.join(EVAL_KEYS)}")
+        if not data.get("suite"):
+            raise ConfigError(
+                f"stages.{stage.name}: an eval stage needs a suite (or set the pipeline's suite)"
+            )
+        return from_dict(PipelineEval, to_dict(self.eval) | data, where=f"stages.{stage.name}")
+
     def stage_config(self, stage: Stage, model: str) -> Any:
         """The stage's config dataclass with its input model, its folder and the default suite filled in."""
         data = {k: v for k, v in stage.config.items() if k != "sample"}
         data.setdefault("suite", self.suite)
         if stage.type == "eval":
-            return data  # evaluate_suite keywords, checked in `_check_eval`
+            return data  # EvalSpec keys over the `eval:` section: `eval_spec(stage)`
         data = {**data, "model": model, "out": str(Path(self.out) / stage.name)}
         if stage.type == "dpo":
             data.setdefault("samples", str(Path(self.out) / stage.name / "samples.jsonl"))
@@ -152,16 +150,7 @@ def stage_class(kind: str) -> type:
     return PPOConfig
 
 
-_EVAL_KEYS = ("suite", "split", "limit", "n", "ks", "temperature", "max_new_tokens", "batch_prompts",
-              "grader_workers", "seed", "fewshot", "top_p")  # fmt: skip
-
-
-def _check_eval(stage: Stage, data: Mapping[str, Any]) -> None:
-    bad = sorted(set(data) - set(_EVAL_KEYS))
-    if bad:
-        raise ConfigError(f"stages.{stage.name}: unknown eval keys {bad}; known: {', '.join(_EVAL_KEYS)}")
-    if not data.get("suite"):
-        raise ConfigError(f"stages.{stage.name}: an eval stage needs a suite (or set the pipeline's suite)")
+EVAL_KEYS = tuple(f.name for f in fields(EvalSpec))  # an eval stage's keys
 
 
 def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -220,9 +209,10 @@ def load_pipeline(source: str | Path | Mapping[str, Any], overrides: Sequence[st
             eval=from_dict(PipelineEval, raw.get("eval") or {}, where="eval"),
         )
         for s in p.stages:  # every stage's config checked now, not after hours of the ones before it
-            data = p.stage_config(s, "-")
             if s.type == "eval":
-                _check_eval(s, data)
+                p.eval_spec(s)
+            else:
+                p.stage_config(s, "-")
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return p

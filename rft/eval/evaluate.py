@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from rft.envs import SuiteEnv
 from rft.eval.metrics import bootstrap_ci, maj_at_k, mcnemar, mean_at_n, paired_bootstrap_ci, pass_at_k
+from rft.eval.spec import EvalSpec
 
 __all__ = ["evaluate_suite", "score_samples", "write_eval", "load_eval", "compare_runs", "fewshot_messages"]
 
@@ -93,30 +95,17 @@ def _engine(kind: str, model: str, options: dict[str, Any]) -> tuple[Any, Any]:
 
 def evaluate_suite(
     model: str,
-    suite: str,
+    spec: EvalSpec | str,
     out: str | Path,
     *,
-    split: Literal["train", "heldout"] = "heldout",
-    n: int = 1,
-    ks: Sequence[int] = (1,),
-    engine: Literal["hf", "vllm", "openai"] = "hf",
-    engine_options: dict[str, Any] | None = None,
-    fewshot: int = 0,
     solution: Callable[[Any, dict[str, Any]], str | None] | None = None,
-    seed: int = 0,
-    temperature: float | None = None,
-    top_p: float = 1.0,
-    max_new_tokens: int = 256,
-    limit: int | None = None,
-    batch_prompts: int = 16,
-    grader_workers: int = 1,
-    torch_threads: int = 1,
-    n_boot: int = 2000,
     progress: Callable[[int, int], None] | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    """Generate `n` graded samples of each of the first `limit` problems of `split`, score them (see
-    `score_samples`) and write the evaluation folder `out`. Greedy when n == 1 and no temperature is
-    given; temperature 1.0 by default when n > 1 (greedy samples would all be the same)."""
+    """Generate `spec.n` graded samples of each of the first `spec.limit` problems of `spec.split`, score
+    them (see `score_samples`) and write the evaluation folder `out`. `spec` is an `EvalSpec`, or a suite
+    with the spec's fields as keywords (``evaluate_suite(model, "rft/gsm8k-v0", out, n=4, ks=(1, 4))``).
+    Few-shot replies are `solution(suite, item)` (default `Suite.solution_text`)."""
     import torch
 
     from rft.engines import Sampling
@@ -125,27 +114,25 @@ def evaluate_suite(
     from rft.graders.executor import GraderPool, GradingPool
     from rft.rollout import sample_problems
 
-    _check_ks(ks, n)
-    if engine not in ("hf", "vllm", "openai"):
-        raise ValueError(f"unknown engine {engine!r}; use hf, vllm or openai")
-    if temperature is None:
-        temperature = 0.0 if n == 1 else 1.0
-    if temperature == 0 and n > 1:
-        raise ValueError(f"temperature 0 (greedy) gives {n} identical samples; use temperature > 0 or n=1")
-    if fewshot and split == "train":
-        raise ValueError("--fewshot takes its examples from the train split; evaluate --split heldout")
-    torch.set_num_threads(torch_threads)
-    src = get_suite(suite)
-    items = src.items(split)[:limit]
+    spec = EvalSpec(suite=spec, **fields) if isinstance(spec, str) else replace(spec, **fields)
+    if spec.suite is None:
+        raise ValueError("the evaluation has no suite: set EvalSpec.suite (rft eval: --suite)")
+    torch.set_num_threads(spec.torch_threads)
+    src = get_suite(spec.suite)
+    split, n = spec.split, spec.n
+    items = src.items(split)[: spec.limit]
     if not items:
-        raise ValueError(f"suite {src.id} has no {split} problems to evaluate (limit={limit})")
-    shots = fewshot_messages(src, fewshot, seed, solution)
-    eng, tokenizer = _engine(engine, model, dict(engine_options or {}))
-    envs = [_FewShotEnv(src, split, shots) for _ in range(batch_prompts * n)]
-    executor: GradingPool | None = GraderPool(workers=grader_workers) if grader_workers > 0 else None
+        raise ValueError(f"suite {src.id} has no {split} problems to evaluate (limit={spec.limit})")
+    shots = fewshot_messages(src, spec.fewshot, spec.seed, solution)
+    eng, tokenizer = _engine(spec.engine, model, dict(spec.engine_options))
+    envs = [_FewShotEnv(src, split, shots) for _ in range(spec.batch_prompts * n)]
+    executor: GradingPool | None = (
+        GraderPool(workers=spec.grader_workers) if spec.grader_workers > 0 else None
+    )
     rows: list[dict[str, Any]] = []
     try:
-        sampling = Sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+        sampling = Sampling(temperature=spec.sampling_temperature, top_p=spec.top_p,
+                            max_new_tokens=spec.max_new_tokens, seed=spec.seed)  # fmt: skip
         batches = sample_problems(
             eng, tokenizer, envs, split, len(items), n, sampling, executor=executor, progress=progress
         )
@@ -157,23 +144,18 @@ def evaluate_suite(
             executor.close()
         eng.close()
     config = {
-        "model": model, "suite": src.id, "split": split, "n": n, "ks": list(ks), "engine": engine,
-        "fewshot": fewshot, "seed": seed, "temperature": temperature, "top_p": top_p,
-        "max_new_tokens": max_new_tokens, "limit": limit,
+        "model": model, "suite": src.id, "split": split, "n": n, "ks": list(spec.ks), "engine": spec.engine,
+        "fewshot": spec.fewshot, "seed": spec.seed, "temperature": spec.sampling_temperature,
+        "top_p": spec.top_p, "max_new_tokens": spec.max_new_tokens, "limit": spec.limit,
     }  # fmt: skip
-    scored = score_samples(rows, ks, model=model, suite=src.id, split=split, n_boot=n_boot, seed=seed)
+    scored = score_samples(rows, spec.ks, model=model, suite=src.id, split=split, n_boot=spec.n_boot,
+                           seed=spec.seed)  # fmt: skip
     scored["config"] = config
     write_eval(out, rows, scored)
     return scored
 
 
 # ------------------------------------------------------------------------------------------------- scoring
-
-
-def _check_ks(ks: Sequence[int], n: int) -> None:
-    bad = [k for k in ks if not 1 <= k <= n]
-    if bad or not ks:
-        raise ValueError(f"--k values must be in 1..n (n={n} samples per problem), got {list(ks)}")
 
 
 def _answer_key(extracted: Any) -> Any:
