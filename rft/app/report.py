@@ -50,7 +50,7 @@ def _plot_curves(out: Path, curves: list[dict[str, Any]], n_eval: str) -> str | 
     if plt is None or not curves:
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
-    label = "train reward (mean of samples)"
+    label: str | None = "train reward (mean of samples)"
     for c in curves:
         ax.axvline(c["start"], color="grey", lw=0.8, ls="--")
         ax.text(c["start"], 1.01, f" {c['stage']}", transform=ax.get_xaxis_transform(), fontsize=9)
@@ -119,8 +119,8 @@ def write_report(p: Pipeline, stages: dict[str, dict[str, Any]]) -> dict[str, An
         r["vs_base"] = r["value"] - base
     # -- the final model against the input model and every earlier stage
     comparisons = []
-    final = evaluated[-1] if len(evaluated) > 1 else None
-    for a in evaluated[:-1] if final else []:
+    final = evaluated[-1] if evaluated else ""  # against every earlier evaluated stage
+    for a in evaluated[:-1]:
         res = compare_runs(stages[a]["eval"], stages[final]["eval"], out / "compare" / f"{final}-vs-{a}")
         for c in res["comparisons"]:
             comparisons.append({"a": a, "b": final, "suite": c["suite"], "split": c["split"], "diff": c["diff"],

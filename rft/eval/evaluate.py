@@ -64,6 +64,8 @@ def fewshot_messages(
 class _FewShotEnv(SuiteEnv):
     """A `SuiteEnv` whose prompts carry the few-shot turns after the system message."""
 
+    _messages: list[dict[str, str]]  # the conversation so far (SuiteEnv's)
+
     def __init__(self, suite: Any, split: str, shots: list[Message]) -> None:
         super().__init__(suite, split=split)
         self.shots = shots

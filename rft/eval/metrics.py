@@ -100,7 +100,12 @@ def bootstrap_ci(
 
 
 def paired_bootstrap_ci(
-    a: Sequence[float], b: Sequence[float], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of mean(b - a) over problems, resampling problems (pairs) together:
     the per-problem differences keep what the two runs share (problem difficulty)."""
