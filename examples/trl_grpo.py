@@ -78,7 +78,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rft.envs import get_suite, suite_path
+    from rft.envs import get_suite
     from rft.graders.executor import GraderPool
     from rft.integrations.trl import SuiteRollout, env_reward, suite_dataset, suite_reward_func
 
@@ -88,8 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="trl-grpo-") as tmp:
         out = Path(args.out or tmp)
         out.mkdir(parents=True, exist_ok=True)
-        p = Path(args.suite)
-        suite = get_suite(p if p.suffix in (".yaml", ".yml") else suite_path(args.suite))
+        suite = get_suite(args.suite)  # an env id, a suite id or a suite YAML path
         model_path: str | Path | None = args.model
         if model_path is None:
             t0 = time.perf_counter()

@@ -270,7 +270,7 @@ def task_list() -> None:
 
     table = Table("env id", "source", "grader", "held-out", "description")
     for env_id in rft.envs.registered_ids():
-        s = rft.envs.get_suite(rft.envs.suite_path(env_id))
+        s = rft.envs.get_suite(env_id)
         src = s.source.name if s.source.type != "jsonl" else Path(s.source.path).name
         table.add_row(env_id, f"{s.source.type}: {src}", s.grader["type"], f"{s.split:g}", s.description)
     out.print(table)
