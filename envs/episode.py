@@ -19,13 +19,14 @@ from __future__ import annotations
 import atexit
 import re
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from rft.graders import Grade, Grader
+from rft.graders import Grade, Grader, GradingPool
 from rft.graders.sandbox import Limits, Sandbox, SandboxError, get_sandbox, sandbox_names
 
-__all__ = ["Episode", "GradeJob", "ToolJob", "ToolResult", "feedback_text", "find_tool_call"]
+__all__ = ["Episode", "GradeJob", "ToolJob", "ToolResult", "start_job", "feedback_text", "find_tool_call"]
 
 EPISODE_TYPES = ("single", "feedback", "tool")
 DEFAULT_FEEDBACK = "Your answer is not correct yet.\n{{ feedback }}\nFix it and answer again."
@@ -179,6 +180,20 @@ class ToolJob:
             text = text[: ep.tool_output_chars] + "\n[output cut]"
         details = {"outcome": out.outcome, "exit_code": out.exit_code, "wall_s": round(out.wall_s, 4)}
         return ToolResult(text, details)
+
+
+def start_job(
+    job: GradeJob | ToolJob, executor: GradingPool | None, tools: ThreadPoolExecutor
+) -> Future[Any]:
+    """Start a step's job: a tool run in `tools`, a grade in `executor` (None: graded now, in this thread).
+    The one dispatch rule of the batch steppers (`EnvPool`, `rft.rollout.run_episodes`)."""
+    if isinstance(job, ToolJob):
+        return tools.submit(job.run)
+    if executor is not None:
+        return executor.submit(job.grader, job.sample, job.item)
+    done: Future[Grade] = Future()
+    done.set_result(job.run())  # a grader reports its own failures as a Grade; it does not raise
+    return done
 
 
 def _sandbox(ep: Episode) -> Sandbox:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from rft.graders.executor import GraderPool, GradingPool
 
 from .env import SuiteEnv
-from .episode import GradeJob, ToolJob
+from .episode import start_job
 from .registry import get_suite
 from .suite import Suite
 
@@ -47,7 +47,7 @@ class EnvPool:
     `env`: a registered id (``"rft/arithmetic-v0"``), a suite file or `Suite` (then `num_envs` copies on
     `split`), or a list of `SuiteEnv` (suites may differ). `executor`: None makes a `GraderPool(workers)`
     that `close` closes; a `GradingPool` given (a `GraderPool`, a `RayGraderPool`) is shared and left open;
-    ``"inline"`` grades in `step_wait`'s thread (cheap graders, debugging; no deadlines). Tool calls run in
+    ``"inline"`` grades in `step_async`'s thread, at once (cheap graders, debugging; no deadlines). Tool calls run in
     `tool_threads` threads.
     """
 
@@ -78,8 +78,8 @@ class EnvPool:
             GraderPool(workers=workers) if executor is None else executor
         )
         self._tools = ThreadPoolExecutor(tool_threads, thread_name_prefix="rft-tool")
-        # The step in flight: env index -> its job's future (inline: the job itself).
-        self._pending: dict[int, Future[Any] | GradeJob] | None = None
+        # The step in flight: env index -> its job's future.
+        self._pending: dict[int, Future[Any]] | None = None
         self._closed = False
 
     @property
@@ -128,19 +128,12 @@ class EnvPool:
         for i, action in enumerate(actions):
             if action is not None and self.envs[i].done:
                 raise RuntimeError(f"env {i}: the episode has ended or was never reset: reset_at({i}) first")
-        jobs = {i: self.envs[i].begin_step(a) for i, a in enumerate(actions) if a is not None}
-        self._pending = self._start(jobs)
-
-    def _start(self, jobs: dict[int, GradeJob | ToolJob]) -> dict[int, Future[Any] | GradeJob]:
-        started: dict[int, Future[Any] | GradeJob] = {}
-        for i, job in jobs.items():
-            if isinstance(job, ToolJob):
-                started[i] = self._tools.submit(job.run)
-            elif self._executor == "inline":
-                started[i] = job  # run by step_wait
-            else:
-                started[i] = self._executor.submit(job.grader, job.sample, job.item)
-        return started
+        grades = None if self._executor == "inline" else self._executor
+        self._pending = {
+            i: start_job(self.envs[i].begin_step(a), grades, self._tools)
+            for i, a in enumerate(actions)
+            if a is not None
+        }
 
     def step_wait(self, timeout: float | None = None) -> PoolStep:
         """Wait for the step begun by `step_async` and finish it in every env that stepped.
@@ -148,7 +141,7 @@ class EnvPool:
         self._check_open()
         if self._pending is None:
             raise RuntimeError("no step is in flight: call step_async(actions) first")
-        futures = [f for f in self._pending.values() if isinstance(f, Future)]
+        futures = list(self._pending.values())
         not_done = wait_all(futures, timeout).not_done
         if not_done:
             raise TimeoutError(f"{len(not_done)} of {len(futures)} jobs still running after {timeout} s")
@@ -157,7 +150,7 @@ class EnvPool:
         out = PoolStep([None] * n, [None] * n, [None] * n, [None] * n, [None] * n)
         for i, job in pending.items():
             try:
-                result = job.run() if isinstance(job, GradeJob) else job.result()
+                result = job.result()
             except Exception as e:  # not a grader failure (that is a Grade): the pool was closed, say
                 raise RuntimeError(f"env {i}: its step's job failed: {e!r}; reset_at({i}) restarts it") from e
             obs, reward, terminated, truncated, info = self.envs[i].finish_step(result)

@@ -19,8 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from rft.engines import Completion, Engine, Sampling
 from rft.envs import SuiteEnv
-from rft.envs.episode import GradeJob, ToolJob
-from rft.graders import Grade
+from rft.envs.episode import start_job
 from rft.graders.executor import GradingPool
 
 __all__ = [
@@ -112,16 +111,6 @@ def turn_suffix_ids(
 GradeExecutor: TypeAlias = GradingPool | None  # None: grade in this thread
 
 
-def _submit(job: GradeJob | ToolJob, executor: GradeExecutor, tools: ThreadPoolExecutor) -> Future[Any]:
-    if isinstance(job, ToolJob):
-        return tools.submit(job.run)
-    if executor is None:
-        fut: Future[Grade] = Future()
-        fut.set_result(job.run())
-        return fut
-    return executor.submit(job.grader, job.sample, job.item)
-
-
 def run_episodes(
     engine: Engine,
     tokenizer: PreTrainedTokenizerBase,
@@ -176,7 +165,9 @@ def run_episodes(
                         t.logprobs += comp.logprobs or [0.0] * len(comp.token_ids)
                         t.overlong |= comp.finish_reason == "length"
                         t.turns += 1
-                        pending.append((i, comp, before, _submit(env.begin_step(comp.text), executor, tools)))
+                        pending.append(
+                            (i, comp, before, start_job(env.begin_step(comp.text), executor, tools))
+                        )
                 if on_chunk is not None:
                     on_chunk(sum(len(v) for v in runs.values()))
             first, active = False, []
