@@ -139,10 +139,9 @@ def _train(
                     "the critic reads the policy's token ids, so use a model of the same family"
                 )
             out_emb = critic.get_output_embeddings()
+            # the critic's LM head is unused (values read hidden states); DDP wants every weight used
             if dist.world > 1 and out_emb.weight is not critic.get_input_embeddings().weight:
-                out_emb.requires_grad_(
-                    False
-                )  # unused (values read hidden states); DDP wants every weight used
+                out_emb.requires_grad_(False)
         trunk = model if critic is None else critic
         head = torch.nn.Linear(trunk.get_input_embeddings().embedding_dim, 1).to(
             device=device, dtype=torch.float32
