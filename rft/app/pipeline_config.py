@@ -109,7 +109,7 @@ class Pipeline:
         its keys over that section."""
         if stage is None:
             return replace(self.eval, suite=self.eval_suite)
-        data = self.stage_config(stage, "-")
+        data = self._stage_keys(stage)
         bad = sorted(set(data) - set(EVAL_KEYS))
         if bad:
             raise ConfigError(f"stages.{stage.name}: unknown eval keys {bad}; known: {', '.join(EVAL_KEYS)}")
@@ -119,10 +119,15 @@ class Pipeline:
             )
         return from_dict(PipelineEval, to_dict(self.eval) | data, where=f"stages.{stage.name}")
 
-    def stage_config(self, stage: Stage, model: str) -> Any:
-        """The stage's config dataclass with its input model, its folder and the default suite filled in."""
+    def _stage_keys(self, stage: Stage) -> dict[str, Any]:
+        """The stage's own keys (not its `sample:` section), with the pipeline's suite as the default."""
         data = {k: v for k, v in stage.config.items() if k != "sample"}
         data.setdefault("suite", self.suite)
+        return data
+
+    def stage_config(self, stage: Stage, model: str) -> Any:
+        """The stage's config dataclass with its input model, its folder and the default suite filled in."""
+        data = self._stage_keys(stage)
         if stage.type == "eval":
             return data  # EvalSpec keys over the `eval:` section: `eval_spec(stage)`
         data = {**data, "model": model, "out": str(Path(self.out) / stage.name)}

@@ -143,9 +143,8 @@ class Harness:
         if self.ckpt is None:
             return None
         state = Run.load_state(self.ckpt)
-        saved_opts = (
-            state["optimizers"] if "optimizers" in state else [state["optimizer"]]
-        )  # GRPO, older runs
+        # GRPO checkpoints written before the harness hold one "optimizer" and one "scheduler"
+        saved_opts = state["optimizers"] if "optimizers" in state else [state["optimizer"]]
         saved_schs = state["schedulers"] if "schedulers" in state else [state["scheduler"]]
         for o, s in zip(optimizers, saved_opts, strict=True):
             o.load_state_dict(s)
@@ -182,9 +181,7 @@ class Harness:
             if self._resumed_rollout is not None:  # the batch the killed run had sampled for this step
                 self._pending = Future()
                 self._pending.set_result(self._resumed_rollout)
-        n_envs = (
-            cfg.prompts_per_step // self.dist.world * episodes_per_prompt
-        )  # this rank's episodes per step
+        n_envs = cfg.prompts_per_step // self.dist.world * episodes_per_prompt  # this rank's per step
         self.envs = [SuiteEnv(self.suite, split="train") for _ in range(n_envs)]
         self.held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
         self.executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
