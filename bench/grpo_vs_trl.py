@@ -19,7 +19,7 @@ out. The rft rows run between two TRL rows, so a drift of the machine's load hit
 final models are saved, reloaded the same way and scored with `rft.eval.heldout.evaluate` (greedy, first 200 held-out).
 
 Semantic differences found between the two implementations (TRL 1.16 `trainer/grpo_trainer.py`,
-`grpo_config.py`; rft `rft/grpo.py`):
+`grpo_config.py`; rft `rft/rl/grpo.py`):
 - Batch semantics. TRL's `per_device_train_batch_size` counts completions, not prompts;
   ``generation_batch_size = per_device_train_batch_size * gradient_accumulation_steps`` (steps_per_generation
   defaults to the accumulation steps), and the whole generation batch (64 rows) is sampled by one `generate`

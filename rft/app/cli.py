@@ -362,7 +362,7 @@ def train_grpo(
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option(help="continue the run in `out` from its last checkpoint")] = False,
 ) -> None:
-    """GRPO against the task suite's grader (rft/grpo.py)."""
+    """GRPO against the task suite's grader (rft/rl/grpo.py)."""
     _train("grpo", config, set_, resume)
 
 
@@ -372,7 +372,7 @@ def train_ppo(
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option(help="continue the run in `out` from its last checkpoint")] = False,
 ) -> None:
-    """PPO with a value head against the task suite's grader (rft/ppo.py)."""
+    """PPO with a value head against the task suite's grader (rft/rl/ppo.py)."""
     _train("ppo", config, set_, resume)
 
 
