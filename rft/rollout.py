@@ -5,7 +5,8 @@ environment's reply (``mask`` 0: tool output, feedback, and the chat template's 
 model's own tokens enter the loss. The model's tokens are kept exactly as sampled, never re-tokenized.
 
 Grading is pipelined behind generation: completions are generated in chunks and each chunk's grades are
-submitted to the grader executor (a `GradingPool`: `GraderPool` worker processes, or a `RayGraderPool`) before the next chunk is generated.
+submitted to the grader executor (a `GradingPool`: `GraderPool` worker processes, or a `RayGraderPool`)
+before the next chunk is generated.
 """
 
 from __future__ import annotations
