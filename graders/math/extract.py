@@ -23,10 +23,27 @@ _TAIL = 4000  # the fallbacks look at the end of the text only
 _MAX_WORDS = 3  # a whole text answer in words is short: "Monday", "no solution"; not "I do not know"
 _BOX_SCAN = 100_000  # a box whose closing brace is further away than this is not an answer
 
-_PHRASE = re.compile(r"\banswer(?:\s++is|(?:\s*+\*\*)?\s*+:|\s*+=)", re.I)  # possessive: linear
+# "the answer is", "Answer:", "the correct option is", and the same in French, Spanish, German and Chinese.
+# Possessive quantifiers only: linear time.
+_PHRASE = re.compile(
+    r"\b(?:answers?|option|choice)(?:\s++(?:is|are|would\s++be|will\s++be)\b|(?:\s*+\*\*)?\s*+[:\uff1a]|\s*+=)"
+    r"|\br\u00e9ponse(?:\s++(?:finale\s++)?est\b|\s*+[:\uff1a])"
+    r"|\brespuesta(?:\s++(?:final\s++)?es\b|\s*+[:\uff1a])"
+    r"|\bantwort(?:\s++(?:ist|lautet)\b|\s*+[:\uff1a])"
+    r"|\u7b54\u6848\s*+(?:\u662f|\u4e3a|\u70ba|[:\uff1a])?+",
+    re.I,
+)
+_PHRASE_HINTS = ("nswer", "NSWER", "ption", "PTION", "hoice", "HOICE", "ponse", "spuesta", "ntwort", "\u7b54\u6848")
+# A lead-in before the value in an answer sentence: "The largest $n$ is 34", "la r\u00e9ponse est 5".
+_LEAD_IN = re.compile(r"(?:\s(?:is|are|equals|est|es|ist|lautet)|\u662f|\u4e3a|\u70ba|\uff1a|:(?=\s))\s*+", re.I)
+# Prose between two values that joins them into one answer of several values (or a hedge between them).
+_JOIN = re.compile(r"\s*+(?:[,;/]\s*+)?(?:(?:and|or)(?:/or)?\s*+(?:possibly\s++|maybe\s++|perhaps\s++)?|\u6216|\u548c)?", re.I)
+_JOIN_OR = re.compile(r"\s*+(?:,\s*+)?or\s*+(?:possibly\s++|maybe\s++|perhaps\s++)?|\s*+\u6216\s*+", re.I)
 _GSM8K = re.compile(r"####[ \t]*([^\n]*)")
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{2,}")  # two words in a row, not commands
+_UNIT_TAIL = re.compile(r"[A-Za-z]+(?:\^?\d)?(?: [A-Za-z]+)?")  # "cm", "square units"
+_NUMBER = re.compile(r"(?<![A-Za-z])(?:-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+)")  # not inside a word: AZ2A
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,25 +137,61 @@ def _sentence(s: str) -> str:
             depth += 1
         elif c == "}":
             depth -= 1
-        elif depth <= 0 and env <= 0 and (c == "\n" or (c == "." and (i + 1 == n or s[i + 1].isspace()))):
+        elif depth <= 0 and env <= 0 and (
+            c in "\n\u3002" or (c == "." and (i + 1 == n or s[i + 1].isspace()))
+        ):
             break
         i += 1
     return s[:i]
 
 
+def _plain(s: str) -> str:
+    """Prose with its math delimiters removed (the math kept): ``$80$ or $79$`` -> ``80 or 79``."""
+    return _UNESCAPED_DOLLAR.sub("", s).replace("\\(", "").replace("\\)", "").strip()
+
+
+def _chain(s: str, first: tuple[int, int, str], spans: list[tuple[int, int, str]]) -> tuple[str, int]:
+    """The value in `first` and the values that follow it joined by "," / "and" / "or" (a list of answers,
+    or a hedge between candidates, which `verify` then judges as a list): (joined text, end)."""
+    parts, end = [first[2].strip()], first[1]
+    for span in spans:
+        if span[0] < end:
+            continue
+        between = s[end : span[0]]
+        if not between.strip() or _JOIN.fullmatch(between) is None:
+            break
+        parts.append(span[2].strip())
+        end = span[1]
+    return ", ".join(p for p in parts if p), end
+
+
 def _after_phrase(rest: str) -> str:
-    """The answer in the text after "the answer is": a math span, else the rest of the sentence."""
-    rest = rest.lstrip(" \t*:")
+    """The answer in the text after "the answer is": the rest of the sentence, after a lead-in such as
+    "The largest $n$ is" when there is one; a math span (or several joined by "or"/"and"/",") that starts
+    it, without the prose that follows."""
+    rest = rest.lstrip(" \t*:\uff1a")
     if rest.startswith("\n"):
         rest = rest.lstrip()
-    math = _math_at_start(rest)
-    if math is not None:
-        return math
-    answer = _sentence(rest[:1000])
-    answer = _UNESCAPED_DOLLAR.sub("", answer).replace("\\(", "").replace("\\)", "")
-    if answer.endswith("I hope it is correct"):
-        answer = answer[: -len("I hope it is correct")]
-    return answer.strip().rstrip(".*").strip()
+    sentence = _sentence(rest[:1000])
+    if sentence.endswith("I hope it is correct"):
+        sentence = sentence[: -len("I hope it is correct")]
+    spans = _spans(sentence)
+    # A lead-in outside the math spans: "The final answer is", "the largest $n$ is".
+    lead, pos = -1, 0
+    for a, b, _ in [*spans, (len(sentence), len(sentence), "")]:
+        for m in _LEAD_IN.finditer(sentence, pos, a):
+            lead = m.end()
+        pos = b
+    if lead > 0:
+        sentence = sentence[lead:]
+        spans = _spans(sentence)
+    if spans and spans[0][0] == 0 and spans[0][2].strip():
+        joined, end = _chain(sentence, spans[0], spans[1:])
+        tail = _plain(sentence[end:]).rstrip(".*").strip()
+        if tail and _UNIT_TAIL.fullmatch(tail):  # $5$ cm
+            return f"{joined} {tail}"
+        return joined
+    return _plain(sentence).rstrip(".*").strip()
 
 
 def _strong(text: str) -> Extraction | None:
@@ -147,7 +200,7 @@ def _strong(text: str) -> Extraction | None:
     if boxed is not None:
         return Extraction(boxed[0].strip(), "boxed")  # the last box only, as MATH keys are made
     found: list[tuple[int, Extraction]] = []
-    if "nswer" in text or "NSWER" in text:
+    if any(h in text for h in _PHRASE_HINTS):
         last = None
         for last in _PHRASE.finditer(text):  # noqa: B007
             pass
@@ -189,8 +242,10 @@ def extract_answer(text: str, *, last_number: bool = True) -> Extraction | None:
             return Extraction(content, "last_math")
     if len(stripped) <= SHORT_ANSWER_CHARS:
         candidate = stripped.rstrip(".")
-        kind = parse(candidate).kind
-        if kind not in ("unparsed", "empty") and (kind != "text" or candidate.count(" ") < _MAX_WORDS):
+        parsed = parse(candidate)
+        kind = parsed.kind
+        prose = kind != "text" and _PROSE.search(parsed.text) is not None  # "the value is 9": not math
+        if kind not in ("unparsed", "empty") and not prose and (kind != "text" or candidate.count(" ") < _MAX_WORDS):
             return Extraction(candidate, "whole")
     if last_number:
         number = None

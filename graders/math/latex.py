@@ -9,7 +9,8 @@ Nodes are tuples whose first element is the tag:
   ``("root", x, n)``, ``("fn", name, x)``, ``("log", base | None, x)``, ``("fact", x)``, ``("binom", n, k)``,
   ``("abs", x)``, ``("pm", a, b)`` (a plus-or-minus b)
 - ``("group", open, close, items)``: a tuple, a point or an interval, e.g. ``[1, 2)``
-- ``("set", items)``, ``("list", items)`` (a bare comma list), ``("matrix", rows)``,
+- ``("set", items)``, ``("list", items)`` (a bare comma list; ``;`` groups make a list of lists),
+  ``("builder", var, conditions)`` (``\\{x \\mid x \\geq 0\\}``), ``("matrix", rows)``,
   ``("rel", ops, sides)`` (``x < 3``, ``y = 2x``; ops among ``= < <= != in``, ``>`` written flipped),
   ``("union", parts)``
 
@@ -112,7 +113,7 @@ class _Parser:
 
     def peek(self, k: int = 0) -> tuple[str, str]:
         j = self.i + k
-        return self.toks[j] if j < len(self.toks) else _END
+        return self.toks[j] if 0 <= j < len(self.toks) else _END
 
     def next(self) -> tuple[str, str]:
         tok = self.peek()
@@ -141,12 +142,18 @@ class _Parser:
     # -- grammar ---------------------------------------------------------------------------------------
 
     def top(self) -> Node:
-        items = [self.rel()]
-        while self.accept(",") or self.accept(";"):
-            items.append(self.rel())
+        """A comma list; ``;`` separates groups of it (``p=5,q=2; p=7,q=2``: two solutions)."""
+        groups: list[Node] = []
+        while True:
+            items = [self.rel()]
+            while self.accept(","):
+                items.append(self.rel())
+            groups.append(items[0] if len(items) == 1 else ("list", tuple(items)))
+            if not self.accept(";"):
+                break
         if self.peek() is not _END:
             raise ParseError(f"unexpected {self.peek()[1]!r}")
-        return items[0] if len(items) == 1 else ("list", tuple(items))
+        return groups[0] if len(groups) == 1 else ("list", tuple(groups))
 
     def rel(self) -> Node:
         sides = [self.union()]
@@ -208,6 +215,8 @@ class _Parser:
                 f = ("div", f, self.unary())
             elif kind == "id" or text in ("(", "{") or text in _ATOM_CMDS:
                 f = _mul(f, self.power())  # implicit: 2x, 3\sqrt{2}, (x+1)(x-1)
+            elif kind == "num" and self.peek(-1)[0] != "num":
+                f = _mul(f, self.power())  # n 2^{n-2}, 2^{k} 2^{-n}, (-1) 2x; never "2 3"
             else:
                 return f
 
@@ -291,6 +300,15 @@ class _Parser:
             return self.inner("}")
         if text == "\\{":
             self.enter()
+            if self.peek()[0] == "id" and self.peek(1)[1] in ("|", ":"):  # \{x \mid x \geq 0\}
+                var = self.symbol(self.next()[1])
+                self.i += 1
+                conds = [self.rel()]
+                while self.accept(",") or self.accept("\\land") or self.accept("\\wedge"):
+                    conds.append(self.rel())
+                self.expect("\\}")
+                self.depth -= 1
+                return ("builder", var, tuple(conds))
             items = [] if self.peek()[1] == "\\}" else [self.rel()]
             while self.accept(","):
                 items.append(self.rel())
@@ -353,7 +371,8 @@ class _Parser:
     def bracketed(self, open_: str) -> Node:
         self.enter()
         items = [self.rel()]
-        while self.accept(","):
+        sep = ";" if self.peek()[1] == ";" else ","  # (0; -2; 6) is the tuple (0, -2, 6)
+        while self.accept(sep):
             items.append(self.rel())
         close = self.next()[1]
         if close not in (")", "]"):

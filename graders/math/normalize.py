@@ -50,13 +50,14 @@ _REPLACE: tuple[tuple[str, str], ...] = (
     ("\u222a", "\\cup "),
     ("\u00b0", "^\\circ "),
 )
-_THOUSANDS_MARK = re.compile(r"(?<=\d)(?:,\\!|\{,\})(?=\d{3}(?!\d))")  # 15,\!000  1{,}000
+_THOUSANDS_MARK = re.compile(r"(?<=\d)(?:,\\!\s*|\{,\})(?=\d{3}(?!\d))")  # 15,\!000  11,\! 111  1{,}000
 _SPACING = re.compile(r"(?<!\\)\\[,;:> !]")  # thin spaces etc., not the row break \\
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![A-Za-z])")
 _DEGREES = re.compile(r"\^\s*+\{\s*+\\circ\s*+\}|\^\s*+\\circ|\\circ|\\degree")
 _PERCENT = re.compile(r"\\?%")
 _TEXT_CMD = re.compile(
-    r"\\(?:text|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|hbox)\s*\{"
+    r"\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|textup|mathrm|mathbf|mathit|mathsf|mathtt"
+    r"|operatorname|mbox|hbox)\s*\{"
 )
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _UNIT_WORDS = re.compile(r"[A-Za-z][A-Za-z.\- ]*+(?:\^\s*+\{?\s*+\d\s*+\}?)?")
@@ -165,6 +166,7 @@ def _texts(s: str) -> tuple[str, list[str], bool]:
             out.append(_CONNECTIVE[word])
         elif (
             before.strip()
+            and not (len(inner.strip()) == 1 and m.group().startswith("\\math"))  # \mathrm{e}: a symbol
             and _UNIT_WORDS.fullmatch(inner.strip())
             and not before.rstrip().endswith((",", "("))
         ):
@@ -176,6 +178,20 @@ def _texts(s: str) -> tuple[str, list[str], bool]:
             out.append(inner)
     out.append(s[pos:])
     return "".join(out), units, False
+
+
+_APPROX = re.compile(r"\\approx|\u2248")
+_LONE_LABEL = re.compile(r"\s*[A-Za-z](?:_\{?\w+\}?)?\s*(?:=\s*)?")
+
+
+def _exact_part(s: str) -> str:
+    """``\\frac{1}{3} \\approx 0.333`` -> ``\\frac{1}{3}``: the value stated before an approximation is
+    the answer; ``x \\approx 0.33`` (nothing exact stated) keeps the approximation."""
+    parts = _APPROX.split(s)
+    first = parts[0].strip()
+    if first and not _LONE_LABEL.fullmatch(first):
+        return first
+    return s
 
 
 def clean(s: str) -> Cleaned:
@@ -206,6 +222,8 @@ def clean(s: str) -> Cleaned:
         if not was_text and "%" in s:  # \text{\%}
             s, n = _PERCENT.subn("", s)
             percent = percent or n > 0
+    if "\\approx" in s or "\u2248" in s:
+        s = _exact_part(s)
     if "\\overline" in s:
         s = _OVERLINE_WORD.sub(r"\1", s)  # \overline{CD}: a segment's name
     s = s.strip().rstrip(".;,").strip()

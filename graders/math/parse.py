@@ -59,23 +59,64 @@ def _kind(node: Any) -> str:
     if tag == "num":
         return "number"
     return {"group": "group", "set": "set", "list": "list", "matrix": "matrix", "rel": "relation",
-            "union": "union"}.get(tag, "expr")  # fmt: skip
+            "union": "union", "builder": "set"}.get(tag, "expr")  # fmt: skip
+
+
+_MAX_PM = 3  # at most this many \pm signs are written out (2**3 values)
+
+
+def _split_pm(node: Any) -> tuple[Any, Any] | None:
+    """`node` with its first ``a \\pm b`` replaced by ``a + b`` and by ``a - b``; None without one."""
+    if not isinstance(node, tuple) or not node or not isinstance(node[0], str):
+        return None
+    if node[0] == "pm":
+        a, b = node[1], node[2]
+        return ("add", (a, b)), ("add", (a, ("neg", b)))
+    for k, child in enumerate(node[1:], start=1):
+        if isinstance(child, tuple) and child and isinstance(child[0], tuple):  # a tuple of nodes
+            for j, sub in enumerate(child):
+                split = _split_pm(sub)
+                if split is not None:
+                    return tuple(
+                        node[:k] + (child[:j] + (v,) + child[j + 1 :],) + node[k + 1 :] for v in split
+                    )  # type: ignore[return-value]
+        else:
+            split = _split_pm(child)
+            if split is not None:
+                return tuple(node[:k] + (v,) + node[k + 1 :] for v in split)  # type: ignore[return-value]
+    return None
+
+
+def _pm_values(node: Any) -> list[Any]:
+    """The values of an expression with ``\\pm`` signs: ``\\frac{-4 \\pm \\sqrt{31}}{15}`` -> two."""
+    values = [node]
+    for _ in range(_MAX_PM):
+        split = [_split_pm(v) for v in values]
+        if all(s is None for s in split):
+            return values
+        values = [w for v, s in zip(values, split, strict=True) for w in (s if s is not None else (v,))]
+    return values
 
 
 def _expand_pm(node: Any) -> Any:
-    """``a \\pm b`` -> the list ``a + b, a - b`` (at the top or as an element of a list)."""
-    if node[0] == "pm":
-        a, b = node[1], node[2]
-        return ("list", (("add", (a, b)), ("add", (a, ("neg", b)))))
-    if node[0] == "list" and any(x[0] == "pm" for x in node[1]):
+    """``a \\pm b`` -> the list ``a + b, a - b``, wherever the sign is (at the top, in a list element, in
+    the right side of ``x = ...``, inside a fraction)."""
+    if node[0] == "list":
         items: list[Any] = []
         for x in node[1]:
-            items.extend(_expand_pm(x)[1] if x[0] == "pm" else [x])
+            e = _expand_pm(x)
+            items.extend(e[1] if e[0] == "list" and x[0] != "list" else [e])
         return ("list", tuple(items))
-    if node[0] == "rel" and len(node[1]) == 1 and node[2][1][0] == "pm":  # x = 1 \pm \sqrt{2}
+    if node[0] == "rel" and len(node[1]) == 1 and node[1][0] == "=":  # x = 1 \pm \sqrt{2}
         lhs, rhs = node[2]
-        return ("list", tuple(("rel", node[1], (lhs, r)) for r in _expand_pm(rhs)[1]))
-    return node
+        values = _pm_values(rhs)
+        if len(values) > 1:
+            return ("list", tuple(("rel", node[1], (lhs, r)) for r in values))
+        return node
+    if node[0] in ("rel", "group", "set", "matrix", "union", "builder"):
+        return node
+    values = _pm_values(node)
+    return values[0] if len(values) == 1 else ("list", tuple(values))
 
 
 def _fast(s: str) -> Any:

@@ -20,7 +20,7 @@ from sympy.polys.polyerrors import BasePolynomialError
 
 from .algebra import MAX_BITS, MAX_FACTORIAL, TooBig
 
-__all__ = ["SymbolicError", "to_sympy", "equal", "equations_equal", "close"]
+__all__ = ["SymbolicError", "to_sympy", "equal", "equations_equal", "close", "same_set"]
 
 Node = tuple[Any, ...]
 P = ParamSpec("P")
@@ -253,3 +253,65 @@ def close(gold: Node, pred: Node, rel_tol: float, scale: Fraction = Fraction(1))
         return diff <= rel_tol * abs(complex(a))
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+_SET_RELS = {"<": sp.Lt, "<=": sp.Le, "=": sp.Eq, "!=": sp.Ne}
+_MAX_SET_DEGREE = 4
+
+
+def _real_set(node: Node, var: sp.Symbol | None) -> tuple[sp.Set, sp.Symbol | None] | None:
+    """The set of reals a node describes, and its variable: an interval ``[1, 2)``, a union, a set of
+    numbers, a one-variable relation (``x > 3``, ``-x > -1``, ``1 \\le x^2 < 4``) or a set-builder.
+    None when it describes no such set (or one too costly to solve)."""
+    tag = node[0]
+    if tag == "group" and len(node[3]) == 2 and node[1] in "([" and node[2] in ")]":
+        a, b = to_sympy(node[3][0]), to_sympy(node[3][1])
+        if not (a.is_real or a in (-sp.oo, sp.oo)) or not (b.is_real or b in (-sp.oo, sp.oo)):
+            return None
+        return sp.Interval(a, b, node[1] == "(", node[2] == ")"), None
+    if tag == "union":
+        parts = [_real_set(x, var) for x in node[1]]
+        if any(p is None for p in parts):
+            return None
+        return sp.Union(*(p[0] for p in parts if p is not None)), None
+    if tag == "set" and node[1]:
+        values = [to_sympy(x) for x in node[1]]
+        return (sp.FiniteSet(*values), None) if all(v.is_number for v in values) else None
+    if tag == "builder":
+        v = to_sympy(node[1])
+        sets = [_real_set(c, v) for c in node[2]]
+        if not isinstance(v, sp.Symbol) or any(x is None or x[1] != v for x in sets):
+            return None
+        return sp.Intersection(*(x[0] for x in sets if x is not None)), v
+    if tag == "rel" and all(op in _SET_RELS for op in node[1]):
+        sides = [to_sympy(x) for x in node[2]]
+        syms = set().union(*(x.free_symbols for x in sides))
+        if len(syms) != 1 or (var is not None and syms != {var}):
+            return None
+        (x,) = syms
+        result: sp.Set = sp.S.Reals
+        for op, a, b in zip(node[1], sides, sides[1:], strict=False):
+            d = a - b
+            if sp.count_ops(d) > _MAX_OPS // 4:
+                return None
+            poly = d if not d.has(sp.Abs) else d.replace(sp.Abs, lambda u: u)
+            if not poly.is_polynomial(x) or sp.degree(poly, x) > _MAX_SET_DEGREE:
+                return None
+            result = sp.Intersection(result, sp.solveset(_SET_RELS[op](a, b), x, sp.S.Reals))
+        return result, x
+    return None
+
+
+@_guarded
+def same_set(gold: Node, pred: Node) -> bool | None:
+    """Do two nodes describe the same set of reals (``x < 1`` and ``-x > -1``, ``\\{x \\mid x \\ge 0\\}``
+    and ``[0, \\infty)``)? None when either is not such a set; relations must share their variable."""
+    a, b = _real_set(gold, None), _real_set(pred, None)
+    if a is None or b is None:
+        return None
+    if a[1] is not None and b[1] is not None and a[1] != b[1]:
+        return False
+    if a[0] == b[0]:
+        return True
+    diff = sp.Complement(a[0], b[0]) + sp.Complement(b[0], a[0])
+    return diff.is_empty is True or diff == sp.S.EmptySet

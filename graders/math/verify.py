@@ -93,12 +93,13 @@ def cached_verify(g: Answer, p: Answer, policy: Policy) -> Verdict:
     if policy.percent == "value_or_fraction" and g.percent != p.percent:
         scales.append(Fraction(100) if g.percent else Fraction(1, 100))
     rule = "mismatch"
+    gn, pn = assignments(g.node), assignments(p.node)
     for scale in scales:
         ctx = _Ctx(policy, scale)
         try:
-            ok = _eq(g.node, p.node, ctx)
+            ok = _eq(gn, pn, ctx)
         except TooBig:
-            ok = g.node == p.node
+            ok = gn == pn
             ctx.rules.append("too_large_structural")
         except (ValueError, RecursionError) as e:  # symbolic.SymbolicError: sympy could not compare them
             ok = False  # unequal, and the rule says why
@@ -127,8 +128,8 @@ def _words(s: str) -> str:
 
 def _summarize(rules: list[str]) -> str:
     """The deciding rule: the 'strongest' one used (a numeric check outranks an exact one)."""
-    for name in ("too_large_structural", "tolerance", "numeric_probe", "numeric", "cancel", "expand",
-                 "symbolic", "exact", "fast_path"):  # fmt: skip
+    for name in ("too_large_structural", "tolerance", "numeric_probe", "numeric", "solution_set", "cancel",
+                 "expand", "symbolic", "exact", "fast_path"):  # fmt: skip
         if name in rules:
             return name
     return rules[-1] if rules else "mismatch"
@@ -137,11 +138,41 @@ def _summarize(rules: list[str]) -> str:
 # ---- structure ---------------------------------------------------------------------------------------
 
 
+_ARG_TAGS = frozenset({"sym", "num", "set", "group"})
+
+
 def _is_label(node: Node) -> bool:
-    """A lone symbol (``x``, ``a_1``) or a function name applied to symbols (``f(x)``, parsed f*x)."""
-    if node[0] == "sym":
+    """What names a value on the left of ``=``: a symbol (``x``, ``a_1``), a segment or a function value
+    (``AB``, ``f(x)``, ``P(\\{1\\})``: parsed as products), its absolute value (``|AB|``), or a tuple of
+    labels (``(p, q)``)."""
+    tag = node[0]
+    if tag == "sym":
         return True
-    return node[0] == "mul" and len(node[1]) <= 3 and all(f[0] == "sym" for f in node[1])
+    if tag == "abs":
+        return _is_label(node[1])
+    if tag == "group" and node[1] == "(" and node[2] == ")":
+        return all(_is_label(x) for x in node[3])
+    return tag == "mul" and len(node[1]) <= 3 and node[1][0][0] == "sym" and all(
+        f[0] in _ARG_TAGS for f in node[1][1:]
+    )
+
+
+def assignments(node: Node) -> Node:
+    """``(p, q) = (3, 2)`` -> ``p = 3, q = 2``, in lists too: labelled values compare label by label."""
+    if node[0] == "list":
+        flat: list[Node] = []
+        for x in node[1]:
+            y = assignments(x)
+            flat.extend(y[1] if y[0] == "list" and x[0] != "list" else (y,))
+        return ("list", tuple(flat))
+    if node[0] == "rel" and node[1] == ("=",):
+        lhs, rhs = node[2]
+        if (
+            lhs[0] == "group" and rhs[0] == "group" and lhs[1:3] == ("(", ")") == rhs[1:3]
+            and len(lhs[3]) == len(rhs[3]) and all(_is_label(x) for x in lhs[3])
+        ):
+            return ("list", tuple(("rel", ("=",), (a, b)) for a, b in zip(lhs[3], rhs[3], strict=True)))
+    return node
 
 
 def _label_value(node: Node) -> Node | None:
@@ -154,7 +185,7 @@ def _label_value(node: Node) -> Node | None:
 def _solution_point(node: Node) -> Node | None:
     """``x = 1, y = 2`` (distinct lone symbols) -> the point ``(1, 2)``."""
     if node[0] != "list" or not all(
-        x[0] == "rel" and x[1] == ("=",) and x[2][0][0] == "sym" for x in node[1]
+        x[0] == "rel" and x[1] == ("=",) and _is_label(x[2][0]) and x[2][0][0] != "group" for x in node[1]
     ):
         return None
     if len({x[2][0] for x in node[1]}) != len(node[1]):
@@ -167,7 +198,11 @@ def _items(node: Node) -> tuple[Node, ...]:
 
 
 def _eq(g: Node, p: Node, ctx: _Ctx) -> bool:
+    if g == p and ctx.scale == 1:  # the same tree: equal whatever it holds (P(\{1\}) = 3/8 on both sides)
+        return ctx.rule("exact", True)
     tg, tp = g[0], p[0]
+    if tg == "builder" or tp == "builder":
+        return _eq_sets(g, p, ctx)
     if tg == "rel" or tp == "rel":
         return _eq_rel(g, p, ctx)
     if tg in ("list", "set") or tp in ("list", "set"):
@@ -196,16 +231,37 @@ def _match(gi: tuple[Node, ...], pi_: tuple[Node, ...], ctx: _Ctx, ordered: bool
     if len(gi) != len(pi_):
         return ctx.rule("structure", False)
     if ordered or len(gi) > _MAX_ITEMS:
-        return all(_eq(a, b, ctx) for a, b in zip(gi, pi_, strict=True))
+        return all(_eq_item(a, b, ctx) for a, b in zip(gi, pi_, strict=True))
     left = list(pi_)
     for a in gi:
         for j, b in enumerate(left):
-            if _eq(a, b, ctx):
+            if _eq_item(a, b, ctx):
                 del left[j]
                 break
         else:
             return False
     return True
+
+
+def _eq_item(a: Node, b: Node, ctx: _Ctx) -> bool:
+    """`_eq` on two elements of lists; one too large to compute compares by its written structure alone,
+    one sympy cannot compare is not a match (another element may be)."""
+    try:
+        return _eq(a, b, ctx)
+    except TooBig:
+        ctx.rules.append("too_large_structural")
+        return a == b
+    except (ValueError, RecursionError) as e:  # sympy could not compare this pair: not a match
+        ctx.rules.append(f"sympy_failed:{type(e.__cause__ or e).__name__}")
+        return False
+
+
+def _eq_sets(g: Node, p: Node, ctx: _Ctx) -> bool:
+    """Two descriptions of a set of reals (relations, intervals, unions, set-builders), solved by sympy."""
+    from . import symbolic
+
+    same = symbolic.same_set(g, p)
+    return ctx.rule("solution_set", same is True)
 
 
 def _eq_matrix(g: Node, p: Node, ctx: _Ctx) -> bool:
@@ -264,13 +320,17 @@ def _eq_rel(g: Node, p: Node, ctx: _Ctx) -> bool:
                 ctx.rules.append("symbolic")
                 return symbolic.equations_equal(g[2], p[2])
         gi, pi_ = _as_set(g), _as_set(p)  # x > 3 against 3 < x, x \in [1, 2] against 1 <= x <= 2
-        if gi is not None and pi_ is not None:
-            return _eq(gi, pi_, ctx)
+        if gi is not None and pi_ is not None and _eq(gi, pi_, ctx):
+            return True
+        if "=" not in g[1] or "=" not in p[1]:  # -x > -1 against x < 1: the same solution set
+            return _eq_sets(g, p, ctx)
         return ctx.rule("relation", False)
     rel, other = (g, p) if g[0] == "rel" else (p, g)
     value = _label_value(rel)
     if value is None:
         value = _interval(rel) if other[0] in ("group", "union") else None
+        if value is None and other[0] in ("group", "union"):
+            return _eq_sets(g, p, ctx)  # 1 - x < 0 against (1, \infty)
     if value is None:
         return ctx.rule("relation", False)
     return _eq(value, other, ctx) if rel is g else _eq(other, value, ctx)
