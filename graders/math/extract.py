@@ -33,15 +33,34 @@ _PHRASE = re.compile(
     r"|\u7b54\u6848\s*+(?:\u662f|\u4e3a|\u70ba|[:\uff1a])?+",
     re.I,
 )
-_PHRASE_HINTS = ("nswer", "NSWER", "ption", "PTION", "hoice", "HOICE", "ponse", "spuesta", "ntwort", "\u7b54\u6848")
+_PHRASE_HINTS = (
+    "nswer",
+    "NSWER",
+    "ption",
+    "PTION",
+    "hoice",
+    "HOICE",
+    "ponse",
+    "spuesta",
+    "ntwort",
+    "\u7b54\u6848",
+)
 # A lead-in before the value in an answer sentence: "The largest $n$ is 34", "la r\u00e9ponse est 5".
-_LEAD_IN = re.compile(r"(?:\s(?:is|are|equals|est|es|ist|lautet)|\u662f|\u4e3a|\u70ba|\uff1a|:(?=\s))\s*+", re.I)
+_LEAD_IN = re.compile(
+    r"(?:\s(?:is|are|equals|est|es|ist|lautet)|\u662f|\u4e3a|\u70ba|\uff1a|:(?=\s))\s*+", re.I
+)
 # Prose between two values that joins them into one answer of several values (or a hedge between them).
-_JOIN = re.compile(r"\s*+(?:[,;/]\s*+)?(?:(?:and|or)(?:/or)?\s*+(?:possibly\s++|maybe\s++|perhaps\s++)?|\u6216|\u548c)?", re.I)
+_JOIN = re.compile(
+    r"\s*+(?:[,;/]\s*+)?(?:(?:and|or)(?:/or)?\s*+(?:possibly\s++|maybe\s++|perhaps\s++)?|\u6216|\u548c)?",
+    re.I,
+)
 _JOIN_OR = re.compile(r"\s*+(?:,\s*+)?or\s*+(?:possibly\s++|maybe\s++|perhaps\s++)?|\s*+\u6216\s*+", re.I)
 _GSM8K = re.compile(r"####[ \t]*([^\n]*)")
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 _PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{2,}")  # two words in a row, not commands
+_REASON = re.compile(
+    r",?\s+(?:because|since|as|which|so|for|when|where|given|by|from|after)\s.*", re.S | re.I
+)
 _UNIT_TAIL = re.compile(r"[A-Za-z]+(?:\^?\d)?(?: [A-Za-z]+)?")  # "cm", "square units"
 _NUMBER = re.compile(r"(?<![A-Za-z])(?:-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+)")  # not inside a word: AZ2A
 
@@ -72,6 +91,32 @@ def _last_boxed(text: str) -> tuple[str, int] | None:
                 return m.group(), at
         end = at  # unbalanced: try an earlier one
     return None
+
+
+_WRAPPED_WORD = re.compile(r"\\(?:text|mbox|textrm|textnormal)\s*\{([^{}]*)\}|\$|\\[()]|\\q?quad|\\[,;]")
+
+
+def _joined(between: str, join: re.Pattern[str]) -> bool:
+    """Is the text between two answers a connective that makes them one answer of several values:
+    ``,``, ``and``, ``or``, ``\\text{ or }``, ``$ or $``?"""
+    words = _WRAPPED_WORD.sub(lambda m: m.group(1) or " ", between)
+    return bool(words.strip()) and join.fullmatch(words) is not None
+
+
+def _boxes_before(text: str, at: int) -> list[str]:
+    """The boxes joined to the box at `at` by a connective, nearest last: ``\\boxed{80} or \\boxed{79}``."""
+    found: list[str] = []
+    for _ in range(8):
+        prev = max(text.rfind("\\boxed", max(0, at - 2000), at), text.rfind("\\fbox", max(0, at - 2000), at))
+        if prev < 0:
+            break
+        j = text.find("{", prev, prev + 8)
+        close = matching_brace(text, j, limit=at - j) if j >= 0 else -1
+        if close < 0 or not _joined(text[close + 1 : at], _JOIN):
+            break
+        found.append(text[j + 1 : close].strip())
+        at = prev
+    return found[::-1]
 
 
 def _find_unescaped(s: str, delim: str, start: int) -> int:
@@ -137,8 +182,8 @@ def _sentence(s: str) -> str:
             depth += 1
         elif c == "}":
             depth -= 1
-        elif depth <= 0 and env <= 0 and (
-            c in "\n\u3002" or (c == "." and (i + 1 == n or s[i + 1].isspace()))
+        elif (
+            depth <= 0 and env <= 0 and (c in "\n\u3002" or (c == "." and (i + 1 == n or s[i + 1].isspace())))
         ):
             break
         i += 1
@@ -176,29 +221,30 @@ def _after_phrase(rest: str) -> str:
     if sentence.endswith("I hope it is correct"):
         sentence = sentence[: -len("I hope it is correct")]
     spans = _spans(sentence)
-    # A lead-in outside the math spans: "The final answer is", "the largest $n$ is".
-    lead, pos = -1, 0
-    for a, b, _ in [*spans, (len(sentence), len(sentence), "")]:
-        for m in _LEAD_IN.finditer(sentence, pos, a):
-            lead = m.end()
-        pos = b
-    if lead > 0:
-        sentence = sentence[lead:]
-        spans = _spans(sentence)
+    if not (spans and spans[0][0] == 0):  # the first lead-in outside math: "The largest $n$ is 34"
+        pos = 0
+        for a, b, _ in [*spans, (len(sentence), len(sentence), "")]:
+            m = _LEAD_IN.search(sentence, pos, a)
+            if m is not None:
+                sentence = sentence[m.end() :]
+                spans = _spans(sentence)
+                break
+            pos = b
     if spans and spans[0][0] == 0 and spans[0][2].strip():
         joined, end = _chain(sentence, spans[0], spans[1:])
         tail = _plain(sentence[end:]).rstrip(".*").strip()
         if tail and _UNIT_TAIL.fullmatch(tail):  # $5$ cm
             return f"{joined} {tail}"
         return joined
-    return _plain(sentence).rstrip(".*").strip()
+    return _REASON.sub("", _plain(sentence)).rstrip(".*").strip()
 
 
 def _strong(text: str) -> Extraction | None:
     """The last box; else the later of the last answer phrase and the last GSM8K line."""
     boxed = _last_boxed(text)
-    if boxed is not None:
-        return Extraction(boxed[0].strip(), "boxed")  # the last box only, as MATH keys are made
+    if boxed is not None:  # the last box, as MATH keys are made, with the boxes joined to it by "or"/"and"
+        joined = [*_boxes_before(text, boxed[1]), boxed[0].strip()]
+        return Extraction(", ".join(joined), "boxed" if len(joined) == 1 else "boxes_joined")
     found: list[tuple[int, Extraction]] = []
     if any(h in text for h in _PHRASE_HINTS):
         last = None
@@ -238,6 +284,13 @@ def extract_answer(text: str, *, last_number: bool = True) -> Extraction | None:
     spans = _spans(tail)
     if spans and not tail[spans[-1][1] :].strip(" .!,;\n"):
         content = spans[-1][2].strip()
+        hedged = [content]  # "$n = 80$ or $n = 79$": a hedge between candidates, judged as a list
+        for k in range(len(spans) - 1, max(0, len(spans) - 8), -1):
+            if not _joined(tail[spans[k - 1][1] : spans[k][0]], _JOIN_OR):
+                break
+            hedged.insert(0, spans[k - 1][2].strip())
+        if len(hedged) > 1:
+            return Extraction(", ".join(hedged), "last_math_hedged")
         if content:
             return Extraction(content, "last_math")
     if len(stripped) <= SHORT_ANSWER_CHARS:
@@ -245,7 +298,11 @@ def extract_answer(text: str, *, last_number: bool = True) -> Extraction | None:
         parsed = parse(candidate)
         kind = parsed.kind
         prose = kind != "text" and _PROSE.search(parsed.text) is not None  # "the value is 9": not math
-        if kind not in ("unparsed", "empty") and not prose and (kind != "text" or candidate.count(" ") < _MAX_WORDS):
+        if (
+            kind not in ("unparsed", "empty")
+            and not prose
+            and (kind != "text" or candidate.count(" ") < _MAX_WORDS)
+        ):
             return Extraction(candidate, "whole")
     if last_number:
         number = None

@@ -152,8 +152,11 @@ def _is_label(node: Node) -> bool:
         return _is_label(node[1])
     if tag == "group" and node[1] == "(" and node[2] == ")":
         return all(_is_label(x) for x in node[3])
-    return tag == "mul" and len(node[1]) <= 3 and node[1][0][0] == "sym" and all(
-        f[0] in _ARG_TAGS for f in node[1][1:]
+    return (
+        tag == "mul"
+        and len(node[1]) <= 3
+        and node[1][0][0] == "sym"
+        and all(f[0] in _ARG_TAGS for f in node[1][1:])
     )
 
 
@@ -168,8 +171,11 @@ def assignments(node: Node) -> Node:
     if node[0] == "rel" and node[1] == ("=",):
         lhs, rhs = node[2]
         if (
-            lhs[0] == "group" and rhs[0] == "group" and lhs[1:3] == ("(", ")") == rhs[1:3]
-            and len(lhs[3]) == len(rhs[3]) and all(_is_label(x) for x in lhs[3])
+            lhs[0] == "group"
+            and rhs[0] == "group"
+            and lhs[1:3] == ("(", ")") == rhs[1:3]
+            and len(lhs[3]) == len(rhs[3])
+            and all(_is_label(x) for x in lhs[3])
         ):
             return ("list", tuple(("rel", ("=",), (a, b)) for a, b in zip(lhs[3], rhs[3], strict=True)))
     return node
@@ -320,7 +326,8 @@ def _eq_rel(g: Node, p: Node, ctx: _Ctx) -> bool:
                 ctx.rules.append("symbolic")
                 return symbolic.equations_equal(g[2], p[2])
         gi, pi_ = _as_set(g), _as_set(p)  # x > 3 against 3 < x, x \in [1, 2] against 1 <= x <= 2
-        if gi is not None and pi_ is not None and _eq(gi, pi_, ctx):
+        same_var = {x for x in g[2] if x[0] == "sym"} == {x for x in p[2] if x[0] == "sym"}
+        if gi is not None and pi_ is not None and same_var and _eq(gi, pi_, ctx):
             return True
         if "=" not in g[1] or "=" not in p[1]:  # -x > -1 against x < 1: the same solution set
             return _eq_sets(g, p, ctx)
