@@ -57,7 +57,7 @@ _DEGREES = re.compile(r"\^\s*+\{\s*+\\circ\s*+\}|\^\s*+\\circ|\\circ|\\degree")
 _PERCENT = re.compile(r"\\?%")
 _TEXT_CMD = re.compile(
     r"\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|textup|mathrm|mathbf|mathit|mathsf|mathtt"
-    r"|operatorname|mbox|hbox)\s*\{"
+    r"|mbox|hbox)\s*\{"
 )
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _UNIT_WORDS = re.compile(r"[A-Za-z][A-Za-z.\- ]*+(?:\^\s*+\{?\s*+\d\s*+\}?)?")

@@ -10,6 +10,7 @@ from typing import Any
 
 from .latex import ParseError, parse_latex
 from .normalize import clean
+from .second import parse_second
 
 __all__ = ["Answer", "parse", "MAX_ANSWER_CHARS"]
 
@@ -32,7 +33,8 @@ _CONNECTIVES = re.compile(r"\s+(?:and|or)\s+|\\(?:text|mbox)\{\s*(?:and|or)\s*\}
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A parsed answer. `kind` is one of: number, expr, group (tuple/interval), set, list, matrix,
-    relation, union, choice, based (digits in a base: ``1202_3``), text, empty, unparsed."""
+    relation, union, choice, based (digits in a base: ``1202_3``), text, empty, unparsed, and sympy
+    (read by the second parser, `second.parse_second`: the node is ``("sympy", object)``)."""
 
     raw: str  # as given
     text: str  # after clean-up (decorations removed)
@@ -170,10 +172,15 @@ def parse(raw: str) -> Answer:
     try:
         node = _expand_pm(parse_latex(s))
     except ParseError as e:
+        if not c.was_text and _PROSE.search(s) is None:  # notation this parser does not know
+            second, _ = parse_second(s)
+            if second is not None:
+                return answer("sympy", second)
         return answer("text" if c.was_text else "unparsed", " ".join(c.text.casefold().split()), str(e))
     return answer(_kind(node), node)
 
 
+_PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{2,}")  # two words in a row: prose, not math
 _MATH_WORD = re.compile(r"\b(?:sqrt|frac|pi|sin|cos|tan|log|ln|exp)\b")
 
 

@@ -20,7 +20,7 @@ from sympy.polys.polyerrors import BasePolynomialError
 
 from .algebra import MAX_BITS, MAX_FACTORIAL, TooBig
 
-__all__ = ["SymbolicError", "to_sympy", "equal", "equations_equal", "close", "same_set"]
+__all__ = ["SymbolicError", "to_sympy", "equal", "expressions_equal", "equations_equal", "close", "same_set"]
 
 Node = tuple[Any, ...]
 P = ParamSpec("P")
@@ -189,6 +189,13 @@ def equal(gold: Node, pred: Node, scale: Fraction = Fraction(1)) -> tuple[bool, 
     b = to_sympy(pred)
     if scale != 1:
         b = b * sp.Rational(scale.numerator, scale.denominator)
+    return expressions_equal(a, b)
+
+
+@_guarded
+def expressions_equal(a: sp.Expr, b: sp.Expr) -> tuple[bool, str]:
+    """Are two sympy expressions equal: exactly, after expand/cancel when small, else numerically (at
+    several points when symbols are free)? Returns (equal, rule)."""
     if a == b:
         return True, "symbolic"
     if a.has(sp.oo, -sp.oo, sp.zoo, sp.nan) or b.has(sp.oo, -sp.oo, sp.zoo, sp.nan):

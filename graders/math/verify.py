@@ -128,7 +128,7 @@ def _words(s: str) -> str:
 
 def _summarize(rules: list[str]) -> str:
     """The deciding rule: the 'strongest' one used (a numeric check outranks an exact one)."""
-    for name in ("too_large_structural", "tolerance", "numeric_probe", "numeric", "solution_set", "cancel",
+    for name in ("too_large_structural", "second_parser", "tolerance", "numeric_probe", "numeric", "solution_set", "cancel",
                  "expand", "symbolic", "exact", "fast_path"):  # fmt: skip
         if name in rules:
             return name
@@ -207,6 +207,8 @@ def _eq(g: Node, p: Node, ctx: _Ctx) -> bool:
     if g == p and ctx.scale == 1:  # the same tree: equal whatever it holds (P(\{1\}) = 3/8 on both sides)
         return ctx.rule("exact", True)
     tg, tp = g[0], p[0]
+    if tg == "sympy" or tp == "sympy":
+        return _eq_second(g, p, ctx)
     if tg == "builder" or tp == "builder":
         return _eq_sets(g, p, ctx)
     if tg == "rel" or tp == "rel":
@@ -259,6 +261,29 @@ def _eq_item(a: Node, b: Node, ctx: _Ctx) -> bool:
         return a == b
     except (ValueError, RecursionError) as e:  # sympy could not compare this pair: not a match
         ctx.rules.append(f"sympy_failed:{type(e.__cause__ or e).__name__}")
+        return False
+
+
+def _eq_second(g: Node, p: Node, ctx: _Ctx) -> bool:
+    """One side was read by the second parser (latex2sympy2_extended): compare as sympy objects."""
+    from . import second
+
+    if ctx.scale != 1:
+        return ctx.rule("second_parser", False)
+    try:
+        a, b = second.to_sympy_any(g), second.to_sympy_any(p)
+        return ctx.rule("second_parser", second.equal(a, b))
+    except TooBig:
+        raise
+    except (
+        TypeError,
+        ValueError,
+        ZeroDivisionError,
+        OverflowError,
+        NotImplementedError,
+        AttributeError,
+    ) as e:
+        ctx.rules.append(f"second_parser_failed:{type(e).__name__}")
         return False
 
 
