@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from rft.graders.base import Grader, register
+from rft.graders.base import Grader, GraderSpecError, load_grader, register
 from rft.graders.grade import Grade
 from rft.graders.template import as_text
 
@@ -53,7 +54,13 @@ class MathGrader(Grader):
     relation, choice, text, base, string_fallback, ...; ``+percent`` when a percent was rescaled) and the
     parsed ``gold`` and ``pred`` (cleaned text, kind, removed decorations, parse error). With a `form`
     other than ``any``, an answer of the wrong form scores 0 (status ok) whatever its value, and the
-    details add ``form`` (the form required and why the answer fails it) and ``value_equal``."""
+    details add ``form`` (the form required and why the answer fails it) and ``value_equal``.
+
+    With a `fallback` judge (a ``score_model`` or ``label_model`` spec), an extracted answer the rules
+    score 0 is shown to the judge, and the judge's verdict decides (``rule`` is then ``fallback``);
+    ``details["fallback"]`` holds its status, score, reply and cost (seconds, tokens). A judge that fails
+    (unreachable, unusable reply, timeout) makes the grade an ``error``/``timeout``, not a 0. Answers the
+    rules accept, answers of the wrong `form` and samples without an answer never reach the judge."""
 
     type: Literal["math"] = "math"
     input: str = "{{ sample.output_text }}"
@@ -77,7 +84,40 @@ class MathGrader(Grader):
         ),
     )
 
+    fallback: Grader | None = Field(
+        default=None,
+        description="a score_model/label_model judge consulted only when the rules score an extracted answer 0",
+    )
+
     template_fields = ("input", "reference")
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _load_fallback(cls, v: Any) -> Any:
+        if v is None or isinstance(v, Grader):
+            return v
+        if not isinstance(v, dict) or v.get("type") not in ("score_model", "label_model"):
+            raise ValueError(
+                "fallback must be a score_model or label_model grader spec (a dict with its type)"
+            )
+        try:
+            return load_grader(v)
+        except GraderSpecError as e:
+            raise ValueError(f"fallback: {e}") from None
+
+    def model_post_init(self, _context: Any) -> None:
+        super().model_post_init(_context)
+        if self.fallback is not None and "timeout" not in self.model_fields_set:
+            # the default 5 s deadline would cut the judge off: allow its requests and retries
+            judge = self.fallback
+            budget = getattr(judge, "request_timeout", 60.0) * (getattr(judge, "max_retries", 2) + 1)
+            object.__setattr__(self, "timeout", 5.0 + budget)
+
+    def spec(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json", exclude_none=True, by_alias=True, exclude={"fallback"})
+        if self.fallback is not None:
+            out["fallback"] = self.fallback.spec()
+        return out
 
     def policy(self) -> Policy:
         return Policy(self.percent, self.degrees, self.ordered_lists, self.rel_tol)
@@ -99,5 +139,27 @@ class MathGrader(Grader):
             why = check_form(parse(found.text), self.form, gold=parse(gold))  # parse is cached
             if why is not None:
                 details |= {"form": f"form {self.form!r} required: {why}", "value_equal": ok}
-                ok = False
+                return Grade(0.0, "ok", False, found.text, details)
+        if not ok and self.fallback is not None:
+            return self._ask_fallback(ctx, found.text, details)
         return Grade(float(ok), "ok", ok, found.text, details)
+
+    def _ask_fallback(self, ctx: dict[str, Any], answer: str, details: dict[str, Any]) -> Grade:
+        """The judge's verdict on an answer the rules scored 0."""
+        assert self.fallback is not None
+        t0 = time.perf_counter()
+        judged = self.fallback.grade(ctx["sample"], ctx["item"])
+        seconds = round(time.perf_counter() - t0, 4)
+        verdict: dict[str, Any] = {"status": judged.status, "passed": judged.passed, "score": judged.score,
+                                   "seconds": seconds}  # fmt: skip
+        for key in ("reply", "usage", "error", "model"):
+            if key in judged.details:
+                verdict[key] = judged.details[key]
+        details = {**details, "rule_verdict": details["rule"], "fallback": verdict}
+        if judged.status in ("error", "timeout"):
+            why = judged.details.get("error", judged.status)
+            return Grade(
+                0.0, judged.status, False, answer, {**details, "error": f"fallback judge failed: {why}"}
+            )
+        ok = judged.status == "ok" and judged.passed
+        return Grade(float(ok), "ok", ok, answer, {**details, "rule": "fallback"})
