@@ -396,6 +396,8 @@ class _Parser:
             return ("binom", self.arg(), self.arg())
         if cmd == "\\pi":
             return ("const", "pi")
+        if cmd == "\\emptyset":
+            return ("set", ())
         if cmd in ("\\infty", "\\infin"):
             return ("const", "oo")
         if cmd == "\\imath":

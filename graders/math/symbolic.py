@@ -281,6 +281,11 @@ def _real_set(node: Node, var: sp.Symbol | None) -> tuple[sp.Set, sp.Symbol | No
         if any(p is None for p in parts):
             return None
         return sp.Union(*(p[0] for p in parts if p is not None)), None
+    if tag == "list" and all(x[0] == "rel" for x in node[1]):  # x < -2, x > 3: "or" between them
+        parts = [_real_set(x, var) for x in node[1]]
+        if any(p is None for p in parts) or len({p[1] for p in parts if p is not None}) != 1:
+            return None
+        return sp.Union(*(p[0] for p in parts if p is not None)), parts[0][1] if parts[0] else None
     if tag == "set" and node[1]:
         values = [to_sympy(x) for x in node[1]]
         return (sp.FiniteSet(*values), None) if all(v.is_number for v in values) else None

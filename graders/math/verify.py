@@ -8,6 +8,7 @@ decimal golds is a `Policy` (see the package docstring).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -23,6 +24,7 @@ Node = tuple[Any, ...]
 _OO = ("const", "oo")
 _NEG_OO = ("neg", ("const", "oo"))
 _MAX_ITEMS = 64
+_OPTION_VALUE = re.compile(r"\([A-J]\)\s*(.+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,14 @@ def cached_verify(g: Answer, p: Answer, policy: Policy) -> Verdict:
     if g.kind == "based" or p.kind == "based":
         return Verdict(_based_equal(g, p), "base")
     if g.kind == "choice" or p.kind == "choice":
+        if g.kind != p.kind:  # "(E) 12" against 12: the option's value decides
+            choice, other = (g, p) if g.kind == "choice" else (p, g)
+            value = _OPTION_VALUE.fullmatch(choice.text)
+            if value is not None and other.kind not in ("text", "unparsed"):
+                return cached_verify(
+                    *((parse(value.group(1)), other) if choice is g else (other, parse(value.group(1)))),
+                    policy,
+                )
         return Verdict(g.kind == p.kind and g.node == p.node, "choice")
     if g.kind == "text" and p.kind == "text":
         return Verdict(_words(g.text) == _words(p.text), "text")
@@ -150,6 +160,8 @@ def _is_label(node: Node) -> bool:
         return True
     if tag == "abs":
         return _is_label(node[1])
+    if tag == "div":  # a ratio of labels: V_1 : V_2 = 11 : 21
+        return _is_label(node[1]) and _is_label(node[2])
     if tag == "group" and node[1] == "(" and node[2] == ")":
         return all(_is_label(x) for x in node[3])
     return (
@@ -214,6 +226,10 @@ def _eq(g: Node, p: Node, ctx: _Ctx) -> bool:
     if tg == "rel" or tp == "rel":
         return _eq_rel(g, p, ctx)
     if tg in ("list", "set") or tp in ("list", "set"):
+        if _relations_vs_set(g, p) or _relations_vs_set(p, g):  # x < -2 or x > 3 against a union
+            return _eq_sets(g, p, ctx)
+        if (tg == "group" and len(_items(p)) == 1) or (tp == "group" and len(_items(g)) == 1):
+            return _eq(_items(g)[0], _items(p)[0], ctx)  # \{(1, 2)\}: the one solution (1, 2)
         if tg == "group" or tp == "group":  # (0, 1] is neither the list 0, 1 nor the set {0, 1}
             point = _solution_point(p if tg == "group" else g)  # but (1, 2) is x = 1, y = 2
             if point is None:
@@ -233,6 +249,15 @@ def _eq(g: Node, p: Node, ctx: _Ctx) -> bool:
     if tg in ("group", "union") or tp in ("group", "union"):
         return ctx.rule("structure", False)
     return _scalar(g, p, ctx)
+
+
+def _relations_vs_set(a: Node, b: Node) -> bool:
+    """A list of inequalities (``x < -2, x > 3``: "or" between them) against an interval or a union."""
+    return (
+        a[0] == "list"
+        and all(x[0] == "rel" and x[1] != ("=",) for x in a[1])
+        and (b[0] == "union" or (b[0] == "group" and len(b[3]) == 2))
+    )
 
 
 def _match(gi: tuple[Node, ...], pi_: tuple[Node, ...], ctx: _Ctx, ordered: bool) -> bool:
