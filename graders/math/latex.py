@@ -108,6 +108,7 @@ class _Parser:
         self.toks = toks
         self.i = 0
         self.depth = 0
+        self.bars = 0  # open |...| groups: inside one, a | closes it
 
     # -- token helpers ---------------------------------------------------------------------------------
 
@@ -215,6 +216,8 @@ class _Parser:
                 f = ("div", f, self.unary())
             elif kind == "id" or text in ("(", "{") or text in _ATOM_CMDS:
                 f = _mul(f, self.power())  # implicit: 2x, 3\sqrt{2}, (x+1)(x-1)
+            elif text == "|" and self.bars == 0:
+                f = _mul(f, self.power())  # 2|x - 1|
             elif kind == "num" and self.peek(-1)[0] != "num":
                 f = _mul(f, self.power())  # n 2^{n-2}, 2^{k} 2^{-n}, (-1) 2x; never "2 3"
             else:
@@ -317,8 +320,10 @@ class _Parser:
             return ("set", tuple(items))
         if text == "|":
             self.enter()
+            self.bars += 1
             inner = self.expr()
             self.expect("|")
+            self.bars -= 1
             self.depth -= 1
             return ("abs", inner)
         if kind == "cmd":

@@ -377,8 +377,8 @@ def _eq_rel(g: Node, p: Node, ctx: _Ctx) -> bool:
                 return symbolic.equations_equal(g[2], p[2])
         gi, pi_ = _as_set(g), _as_set(p)  # x > 3 against 3 < x, x \in [1, 2] against 1 <= x <= 2
         same_var = {x for x in g[2] if x[0] == "sym"} == {x for x in p[2] if x[0] == "sym"}
-        if gi is not None and pi_ is not None and same_var and _eq(gi, pi_, ctx):
-            return True
+        if gi is not None and pi_ is not None and same_var:
+            return _eq(gi, pi_, ctx)  # both read as intervals of the same variable: that decides
         if "=" not in g[1] or "=" not in p[1]:  # -x > -1 against x < 1: the same solution set
             return _eq_sets(g, p, ctx)
         return ctx.rule("relation", False)
