@@ -5,6 +5,8 @@ and that a filter that cannot be built or installed means no program runs (fail 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -311,3 +313,13 @@ def test_no_program_runs_without_the_filter(tmp_path, monkeypatch, old, new, why
     grade = g.grade({"output_text": "print('ran')"}, {})
     assert grade.status == "error" and not grade.passed, grade
     assert "seccomp" in json.dumps(grade.details).lower() or "PR_SET_SECCOMP" in json.dumps(grade.details)
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the x32 ABI is x86_64's")
+def test_another_abi_kills_the_program(boxes):
+    """x32 syscall numbers (bit 30 set) would bypass a filter written for x86_64 numbers: killed."""
+    on, off = boxes
+    program = "import ctypes, os\nctypes.CDLL(None).syscall(0x40000000 | 39)\nprint('alive', os.getpid())"
+    killed = on.run(program)
+    assert killed.outcome == "signaled" and killed.signal == signal.SIGSYS and killed.stdout == b"", killed
+    assert off.run(program).stdout.startswith(b"alive")
