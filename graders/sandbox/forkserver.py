@@ -28,8 +28,8 @@ Protocol: frames on the server's stdin (requests) and stdout (replies). A frame 
 `data` the byte strings its ``"parts": [[name, length], ...]`` names, concatenated in that order.
 
 - At start: ``{"type": "hello", "version": 1, "pid", "uid", "isolation": [...], "seccomp": bool,
-  "python", "root_dir"}`` (`root_dir`: an empty host directory the caller may remove), or ``{"type": "error",
-  "error": why}`` and exit status 2.
+  "python", "root_dir"}`` (`root_dir`: an empty host directory the caller may remove), or
+  ``{"type": "error", "error": why}`` and exit status 2.
 - ``{"type": "run", "id", "limits": {...}, "parts": [["program", n], ["stdin", m]]}``; limits, all
   optional: timeout (wall s), cpu (s), memory (address-space bytes), nproc, nofile, fsize (bytes),
   tmp (bytes of /tmp), stdout (bytes kept; more kills the program), stderr (last bytes kept), result
@@ -658,7 +658,7 @@ def acquire_uid(first: int, last: int, lock_dir: str) -> tuple[int, int]:
 def _parse_args(argv: list[str]) -> dict:
     opts: dict = {"isolate": ",".join(NAMESPACES), "uid": None, "uid_range": None, "lock_dir": "/tmp/rft-sandbox",
                   "path": [], "bind": [], "preload": "", "preload_file": [], "cpu": None,
-            "seccomp": None}  # fmt: skip
+                  "seccomp": None}  # fmt: skip
     it = iter(argv)
     for arg in it:
         key = arg.lstrip("-").replace("-", "_")
