@@ -8,7 +8,10 @@ guard (no namespaces, no uid switch, no limit on processes). rft rows: a `Grader
 worker processes, each with its own fork server (user, network, mount, pid, ipc and uts namespaces,
 a per-slot uid, rlimits, private root and /tmp), the verdicts judged outside the sandbox; the pool and
 its servers are started (and each row's tests planned once) before the clock starts; the second rft row
-pins each fork server (and its programs) to one CPU (``sandbox_options: {"pin_cpu": true}``).
+pins each fork server (and its programs) to one CPU (``sandbox_options: {"pin_cpu": true}``); the
+``seccomp off`` row is the first without its syscall filter (``sandbox_options: {"seccomp": false}``),
+and a last table times a trivial program straight through the local sandbox with the filter on and off
+(alternating, the median of the server's wall time per run).
 Each row is the best of `--repeat` passes over the 164 problems. Reads ../shared/data/humaneval.jsonl.
 The docker row needs a running Docker engine (the image is built locally on first use).
 Run: python bench/code_grading.py [--workers 2] [--repeat 3] [--no-docker]
@@ -155,6 +158,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help="report the best of this many passes")
     ap.add_argument("--no-docker", action="store_true", help="leave out the docker backend row")
+    ap.add_argument("--runs", type=int, default=500, help="trivial programs per setting in the seccomp table")
     args = ap.parse_args()
     if not DATA.exists():
         raise SystemExit(f"{DATA} not found (it lives in shared/data beside the checkout)")
@@ -162,6 +166,7 @@ def main() -> None:
     graders = {
         "rft": load_grader(SPEC),
         "rft_pinned": load_grader({**SPEC, "sandbox_options": {"pin_cpu": True}}),
+        "rft_no_seccomp": load_grader({**SPEC, "sandbox_options": {"seccomp": False}}),
     }
     if not args.no_docker:
         graders["rft_docker"] = load_grader({**SPEC, "sandbox": "docker"})
@@ -184,6 +189,7 @@ def main() -> None:
     labels = {
         "rft": "rft code grader, local sandbox (namespaces, uid, rlimits)",
         "rft_pinned": "rft code grader, local sandbox, each fork server on one CPU",
+        "rft_no_seccomp": "rft code grader, local sandbox, seccomp off",
         "rft_docker": "rft code grader, docker sandbox (warm container + fork server)",
         "baseline": "human-eval style: Manager + Process per problem",
     }
@@ -195,8 +201,44 @@ def main() -> None:
     print(
         f"\nratio rft / baseline: {rate['rft'] / rate['baseline']:.2f}x (pinned: {rate['rft_pinned'] / rate['baseline']:.2f}x)"
     )
+    print(f"seccomp cost (local, per program): {rate['rft_no_seccomp'] / rate['rft'] - 1:+.1%}")
     if "rft_docker" in rate:
         print(f"ratio rft docker / baseline: {rate['rft_docker'] / rate['baseline']:.2f}x")
+    seccomp_per_run(args.runs)
+
+
+def seccomp_per_run(runs: int) -> None:
+    """A trivial program through one local sandbox with the filter and one without, alternating run by run
+    (both see the same load); the median of each run's wall time as the fork server measures it."""
+    import statistics
+
+    from rft.graders.sandbox import Limits
+    from rft.graders.sandbox.local import LocalSandbox
+
+    boxes = {"on": LocalSandbox(), "off": LocalSandbox(seccomp=False)}
+    walls: dict[str, list[float]] = {name: [] for name in boxes}
+    try:
+        for box in boxes.values():
+            box.start()
+        for _ in range(runs):
+            for name, box in boxes.items():
+                res = box.run("x = sum(range(100))", b"", Limits(timeout=10))
+                if not res.ok:
+                    raise SystemExit(f"a trivial program failed with seccomp {name}: {res}")
+                walls[name].append(res.wall_s)
+    finally:
+        for box in boxes.values():
+            box.close()
+    med = {name: statistics.median(w) for name, w in walls.items()}
+    print(f"\n| local sandbox, trivial program, {runs} runs each | median ms | mean ms |")
+    print("|-----------------------------------------------|-----------|---------|")
+    for name in boxes:
+        print(
+            f"| seccomp {name:<37} | {med[name] * 1e3:>9.3f} | {statistics.mean(walls[name]) * 1e3:>7.3f} |"
+        )
+    print(
+        f"seccomp cost per run (medians): {(med['on'] - med['off']) * 1e3:+.3f} ms ({med['on'] / med['off'] - 1:+.1%})"
+    )
 
 
 if __name__ == "__main__":

@@ -175,6 +175,18 @@ ATTACKS = [
         "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass",
         False,
     ),
+    (
+        "nested user namespace",  # full capabilities inside it: mount over the read-only root, write out
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "if libc.unshare(0x10000000 | 0x00020000) == 0:\n"
+        "    for d in ('/', '/usr', '/tmp', '/proc'):\n"
+        "        libc.mount(None, d.encode(), None, 32 | 4096 | 16384, None)\n"
+        "        libc.mount(b'none', d.encode(), b'tmpfs', 0, None)\n"
+        "    for p in ('{outside}', '/usr/rft-x', '/work/rft-x'):\n"
+        "        try:\n            open(p, 'w').write('x')\n        except OSError:\n            pass\n"
+        "    try:\n        print(open('{secret_path}').read())\n    except OSError:\n        pass\nreturn a + b",
+        True,
+    ),
     ("segfault", "import ctypes\nctypes.string_at(0)", False),
     ("recursion", "def f(n):\n    return f(n + 1)\nreturn f(0)", False),
     ("raise SystemExit in call", "raise SystemExit(0)", False),

@@ -4,7 +4,7 @@ Self-contained and stdlib-only: copy this file anywhere and run it with any CPyt
 
     python3 -I -S forkserver.py [--isolate user,net,mount,pid,ipc,uts | none] [--uid N | --uid-range A:B]
         [--lock-dir DIR] [--path DIR]... [--bind DIR]... [--preload MOD,...] [--preload-file NAME=PATH]...
-        [--cpu N | auto]
+        [--cpu N | auto] [--seccomp PATH]
     python3 -I -S forkserver.py --run-one LIMITS_JSON      (one program in this process: inside bwrap)
 
 Each program is a fresh child of this small server (a fork, not an interpreter start). By default
@@ -19,14 +19,17 @@ never a weaker sandbox. ``--isolate none`` (a container that is itself the sandb
 uid (``--uid``, when root), the rlimits and a private working directory; after each run every process
 of the slot uid is killed and its files in /tmp, /var/tmp and /dev/shm are removed. ``--cpu`` pins the
 server and its programs to one allowed CPU (``auto``: the slot uid modulo their number).
+``--seccomp PATH`` (rft's seccomp.py): the server builds that file's syscall filter once and each
+program's process installs it last, after its namespaces, mounts, uid and no_new_privs; a filter that
+cannot be built is an error at start, one that cannot be installed an error for that run.
 
 Protocol: frames on the server's stdin (requests) and stdout (replies). A frame is
 ``struct.pack(">II", len(header), len(data)) + header + data``; `header` is a UTF-8 JSON object and
 `data` the byte strings its ``"parts": [[name, length], ...]`` names, concatenated in that order.
 
-- At start: ``{"type": "hello", "version": 1, "pid", "uid", "isolation": [...], "python",
-  "root_dir"}`` (`root_dir`: an empty host directory the caller may remove), or ``{"type": "error",
-  "error": why}`` and exit status 2.
+- At start: ``{"type": "hello", "version": 1, "pid", "uid", "isolation": [...], "seccomp": bool,
+  "python", "root_dir"}`` (`root_dir`: an empty host directory the caller may remove), or
+  ``{"type": "error", "error": why}`` and exit status 2.
 - ``{"type": "run", "id", "limits": {...}, "parts": [["program", n], ["stdin", m]]}``; limits, all
   optional: timeout (wall s), cpu (s), memory (address-space bytes), nproc, nofile, fsize (bytes),
   tmp (bytes of /tmp), stdout (bytes kept; more kills the program), stderr (last bytes kept), result
@@ -240,8 +243,9 @@ def run_one_main(limits_json: str) -> None:
 
 class Server:
     def __init__(self, isolate: tuple[str, ...], uid: int | None, paths: list[str], binds: list[str],
-                 lock_dir: str) -> None:  # fmt: skip
+                 lock_dir: str, seccomp=None) -> None:  # fmt: skip
         self.isolate, self.uid, self.paths, self.binds, self.lock_dir = isolate, uid, paths, binds, lock_dir
+        self.seccomp = seccomp  # seccomp.py's Installer, or None
         self.root_dir: str | None = None
 
     # -- once, at start
@@ -431,6 +435,8 @@ class Server:
             set_limits(lim)
             for src, dst in ((in_r, 0), (out_w, 1), (err_w, 2), (res_w, 3)):
                 os.dup2(src, dst)
+            if self.seccomp is not None:  # last, while the sync socket can still report a failure
+                self.seccomp.install()
             os.closerange(4, 1 << 16)  # the sync socket too: the program cannot report for us
         except BaseException as e:
             try:
@@ -651,7 +657,8 @@ def acquire_uid(first: int, last: int, lock_dir: str) -> tuple[int, int]:
 
 def _parse_args(argv: list[str]) -> dict:
     opts: dict = {"isolate": ",".join(NAMESPACES), "uid": None, "uid_range": None, "lock_dir": "/tmp/rft-sandbox",
-                  "path": [], "bind": [], "preload": "", "preload_file": [], "cpu": None}  # fmt: skip
+                  "path": [], "bind": [], "preload": "", "preload_file": [], "cpu": None,
+                  "seccomp": None}  # fmt: skip
     it = iter(argv)
     for arg in it:
         key = arg.lstrip("-").replace("-", "_")
@@ -685,6 +692,21 @@ def _preload(modules: str, files: list[str]) -> None:
         sys.modules[name] = module
 
 
+def _load_seccomp(path: str):
+    """``--seccomp PATH``: run rft's seccomp.py (stdlib-only) from its path and build its filter here,
+    once; what each program's process then installs with one prctl."""
+    import types
+
+    module = types.ModuleType("rft_seccomp")
+    module.__file__ = path
+    with open(path, encoding="utf-8") as f:
+        exec(compile(f.read(), path, "exec"), module.__dict__)
+    try:
+        return module.Installer(module.build_filter())
+    except OSError as e:
+        raise SetupError(f"--seccomp: the syscall filter cannot be built here: {e}") from None
+
+
 def serve(argv: list[str]) -> int:
     """The fork server's main loop (see the module docstring)."""
     import io  # noqa: F401  (imported here once, not in every program's process)
@@ -714,19 +736,25 @@ def serve(argv: list[str]) -> int:
             index = (uid or os.getpid()) if opts["cpu"] == "auto" else int(opts["cpu"])
             os.sched_setaffinity(0, {cpus[index % len(cpus)]})
         _preload(opts["preload"], opts["preload_file"])
-        server = Server(isolate, uid, opts["path"], opts["bind"], opts["lock_dir"])
+        seccomp = _load_seccomp(opts["seccomp"]) if opts["seccomp"] else None
+        server = Server(isolate, uid, opts["path"], opts["bind"], opts["lock_dir"], seccomp)
         server.setup()
         # A first run proves the isolation works here before anyone relies on it.
-        probe = server.run(
-            memoryview(b"import os; print(os.getuid())"), memoryview(b""), dict(_DEFAULT_LIMITS)
-        )
+        probe_src = "import os; print(os.getuid())"
         expect = str(INNER_ID if "user" in isolate else (uid if uid is not None else os.getuid()))
+        if seccomp is not None:  # and that the filter is on ("Seccomp: 2": filter mode)
+            probe_src += "; print(open('/proc/self/status').read().split('Seccomp:')[1].split()[0])"
+            expect += "\n2"
+        probe = server.run(memoryview(probe_src.encode()), memoryview(b""), dict(_DEFAULT_LIMITS))
         got = bytes(probe.get("_parts", {}).get("stdout", b"")).decode(errors="replace").strip()
         if probe.get("type") != "result" or probe.get("exit_code") != 0 or got != expect:
             why = probe.get("error") or bytes(probe.get("_parts", {}).get("stderr", b""))[-2000:].decode(
                 errors="replace"
             )
-            raise SetupError(f"a test program did not run in the sandbox ({why or probe}; uid {got!r})")
+            what = "uid and seccomp mode" if seccomp is not None else "uid"
+            raise SetupError(
+                f"a test program did not run in the sandbox ({why or probe}; {what} {got!r}, not {expect!r})"
+            )
     except (SetupError, OSError, ValueError) as e:
         write_frame(out, {"type": "error", "error": str(e)})
         return 2
@@ -741,7 +769,8 @@ def serve(argv: list[str]) -> int:
     gc.collect()
     gc.freeze()  # collections in a program's process then leave the server's objects (and pages) alone
     hello = {"type": "hello", "version": VERSION, "pid": os.getpid(), "uid": uid, "isolation": list(isolate),
-             "python": platform.python_version(), "root_dir": server.root_dir}  # fmt: skip
+             "seccomp": seccomp is not None, "python": platform.python_version(),
+             "root_dir": server.root_dir}  # fmt: skip
     write_frame(out, hello)
     # lock_fd stays open (and the uid locked) until the server exits
     while True:

@@ -4,7 +4,10 @@ Each program runs in a fresh child of the server with new user, network, mount, 
 namespaces, as the server's own unprivileged uid (one per live server, from `uid_range`), with no
 capabilities, rlimits, a minimal read-only root, a private size-limited /tmp and no network; the whole
 process tree dies with it (it is pid 1 of its pid namespace). Needs root (it switches uids and builds
-the private root); as another user, use the ``bwrap`` backend.
+the private root); as another user, use the ``bwrap`` backend. A seccomp filter (seccomp.py: no new
+namespaces, mounts, ptrace, bpf, perf events, keyrings, kexec, modules, io_uring, ...) is installed
+last in each program's process; ``seccomp=False`` (``sandbox_options: {seccomp: false}``) leaves it
+out. `start()` reports which (``"seccomp": true``).
 
 ``none`` is the same server with no isolation at all (rlimits, a temporary directory, the process group
 killed at the end), for machines where nothing else runs: ``get_sandbox("none", unsafe=True)``.
@@ -31,6 +34,7 @@ __all__ = ["LocalSandbox", "UnsafeLocalSandbox", "FORKSERVER_PATH", "HARNESS_RUN
 
 FORKSERVER_PATH = Path(forkserver.__file__).resolve()
 HARNESS_RUNTIME_PATH = FORKSERVER_PATH.with_name("harness_runtime.py")
+SECCOMP_PATH = FORKSERVER_PATH.with_name("seccomp.py")  # the server loads it by path (--seccomp)
 # Imported once by the server, so that programs do not load them again each run (what tests use most).
 PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
            "hashlib", "random", "fractions", "statistics", "copy", "operator", "datetime", "decimal")  # fmt: skip
@@ -57,6 +61,7 @@ class LocalSandbox:
         binds: tuple[str, ...] | list[str] = (),
         preload: tuple[str, ...] | list[str] = PRELOAD,
         pin_cpu: bool = False,
+        seccomp: bool = True,
     ) -> None:
         bad = [ns for ns in isolate if ns not in forkserver.NAMESPACES]
         if bad:
@@ -72,6 +77,7 @@ class LocalSandbox:
         self.binds = tuple(binds)
         self.preload = tuple(preload)
         self.pin_cpu = pin_cpu  # the server and its programs on one CPU (picked by its uid slot)
+        self.seccomp = seccomp  # the syscall filter of seccomp.py in every program's process
         self.hello: dict[str, Any] = {}
         self.uid: int | None = None  # the host uid programs run as (known once the server started)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -91,7 +97,9 @@ class LocalSandbox:
         return argv + self._preload_args()
 
     def _preload_args(self) -> list[str]:
-        return ["--preload", ",".join(self.preload), "--preload-file", f"rft_harness={HARNESS_RUNTIME_PATH}"]
+        seccomp = ["--seccomp", str(SECCOMP_PATH)] if self.seccomp else []
+        return [*seccomp, "--preload", ",".join(self.preload), "--preload-file",
+                f"rft_harness={HARNESS_RUNTIME_PATH}"]  # fmt: skip
 
     def _preflight(self) -> None:
         if sys.platform != "linux":
@@ -103,7 +111,8 @@ class LocalSandbox:
             )
 
     def start(self) -> dict[str, Any]:
-        """Start the server (if it is not running) and return its hello: pid, uid, isolation, python."""
+        """Start the server (if it is not running) and return its hello: pid, uid, isolation, seccomp,
+        python."""
         with self._lock:
             self._start()
             return self.hello
@@ -225,17 +234,18 @@ class LocalSandbox:
 @register_sandbox("none")
 class UnsafeLocalSandbox(LocalSandbox):
     """No isolation: rlimits, a temporary directory and the process group killed at the end. Programs
-    run as this user and can read and write whatever it can. Refused unless ``unsafe=True``."""
+    run as this user and can read and write whatever it can. Refused unless ``unsafe=True``. No seccomp
+    filter unless ``seccomp=True``."""
 
     name = "none"
 
-    def __init__(self, *, unsafe: bool = False, **options: Any) -> None:
+    def __init__(self, *, unsafe: bool = False, seccomp: bool = False, **options: Any) -> None:
         if not unsafe:
             raise SandboxUnavailable(
                 "sandbox 'none' runs model-written code with no isolation; it needs an explicit opt-in "
                 "(unsafe_local_exec: true in the grader spec, or rft --unsafe-local-exec)"
             )
-        super().__init__(isolate=(), **options)
+        super().__init__(isolate=(), seccomp=seccomp, **options)
 
     def _argv(self) -> list[str]:
         argv = [self.python, "-I", "-S", str(FORKSERVER_PATH), "--isolate", "none"]
