@@ -5,10 +5,13 @@
 
 As a grader: ``{"type": "math", "input": "{{ sample.output_text }}", "reference": "{{ item.answer }}"}``.
 
-Pipeline: `extract_answer` (last ``\\boxed{}``/``\\fbox{}``, "the answer is ...", ``#### 42``, ``<answer>``
-tags, a final math span, the whole short text, the last number) -> `parse` (clean-up, then a fast path
-for integers, decimals and simple fractions, else a small LaTeX parser; no sympy, no eval) -> `verify`
-(exact rational/radical/pi arithmetic, sympy only for symbols and functions). The result is cached.
+Pipeline: `extract_answer` (last ``\\boxed{}``/``\\fbox{}`` with the boxes joined to it by "or"/"and",
+an answer sentence ("the answer is ...", "Final Answer: The largest $n$ is 34.", "the correct option is
+(C)", "la réponse est", "答案是"), ``#### 42``, ``<answer>`` tags, a final math span, the whole short text,
+the last number not inside a word) -> `parse` (clean-up, then a fast path for integers, decimals and
+simple fractions, else a small LaTeX parser; no sympy, no eval; what it cannot read goes to a second
+parser, latex2sympy2_extended, under bounded-work rules: `second`) -> `verify` (exact rational/radical/pi
+arithmetic, sympy only for symbols, functions and solution sets). The result is cached.
 
 Policy (what counts as the same answer; options of the grader spec in brackets):
 
@@ -24,11 +27,20 @@ Policy (what counts as the same answer; options of the grader spec in brackets):
   the sign. Degrees are never converted to radians.
 - Multiple choice: ``\\text{(B)}`` = ``(B)`` = ``B`` = ``\\textbf{(B)}``; not ``(C)``.
 - Text answers compare case-insensitively, ignoring spacing and final punctuation.
-- ``x = 5`` (a lone symbol on the left) equals ``5``; ``x + z = 1`` does not. Two equations are equal
-  when one side minus the other is proportional; a one-variable inequality equals its interval.
+- Labelled values: ``x = 5``, ``f(x) = 5``, ``|AB| = 5``, ``P(\\{1\\}) = 5``, ``V_1:V_2 = 5`` equal ``5`` (a
+  label on the left); ``(p,q)=(3,2)`` is ``p=3, q=2``; labelled values match label by label in any order,
+  and a list of them equals the tuple of its values (``k = 45, n = 2`` = ``(45, 2)``). ``x + z = 1`` is an
+  equation, not a label. Two equations are equal when one side minus the other is proportional.
+- One-variable relations equal when they describe the same set of reals, with the same variable:
+  ``-x > -1`` = ``x < 1`` = ``(-\\infty, 1)``; ``\\{x \\mid x \\geq 0\\}`` = ``[0, \\infty)``; ``x < -2`` or ``x > 3``
+  = ``(-\\infty, -2) \\cup (3, \\infty)``.
+- Hedging is wrong: an answer offering several candidates where one value is expected (``80 or 79``,
+  ``\\boxed{80} or \\boxed{79}``, ``\\pm 80``, a list or set) does not equal a single value.
+- ``\\frac13 \\approx 0.333``: the exact value before ``\\approx`` is the answer.
 - Tuples ``(a, b)`` and intervals keep their order and their brackets (open vs closed ends matter);
-  ``\\{...\\}`` sets are unordered; a bare comma list is unordered [ordered_lists=false]. ``a \\pm b`` is
-  the list ``a+b, a-b``. Matrices compare entrywise (shape too; a column vector equals a tuple).
+  ``\\{...\\}`` sets are unordered; a bare comma list is unordered [ordered_lists=false]; ``;`` separates
+  solutions (``p=5,q=2; p=7,q=2``) and elements of a tuple (``(0;-2;6)``). ``a \\pm b`` is the list
+  ``a+b, a-b`` wherever the sign is. Matrices compare entrywise (shape too; a column vector equals a tuple).
 - ``e`` is Euler's number and ``i`` the imaginary unit, on both sides alike.
 - An answer that cannot be parsed is compared as a string; unequal means score 0 with status ok.
 - Numbers too large to compute (``9^{9^{9}}``, ``10^{6}!``) are compared by their written structure.
