@@ -135,3 +135,37 @@ def test_structure(gold, output, expected):
     grade = GRADER.grade({"output_text": output}, {"answer": gold})
     assert grade.status in ("ok", "no_answer")
     assert grade.passed is expected, grade.details
+
+
+@pytest.mark.parametrize(
+    ("gold", "output", "expected"),
+    [
+        ("12", "\\boxed{\\operatorname{lcm}(4,6)}", True),
+        ("13", "\\boxed{\\operatorname{lcm}(4,6)}", False),
+        ("6", "\\boxed{\\gcd(12, 18)}", True),
+        ("3", "\\boxed{\\max(1,3)}", True),
+        ("\\min(a,b)", "\\boxed{\\min(b,a)}", True),
+        ("2", "\\boxed{\\sum_{k=1}^{2} 1}", True),
+    ],
+)
+def test_second_parser_reads_what_the_first_does_not(gold, output, expected):
+    grade = GRADER.grade({"output_text": output}, {"answer": gold})
+    assert grade.details["pred"]["kind"] == "sympy", grade.details
+    assert grade.passed is expected
+
+
+def test_second_parser_bounded_work():
+    from rft.graders.math.second import MAX_CHARS, parse_second
+
+    assert parse_second("\\gcd(12, 18)")[0] == ("sympy", 6)
+    for text, why in [
+        ("2^{3^{4}}", "nested powers"),
+        ("\\sum_{k=1}^{10000} k!", "exponent of 4 digits"),
+        ("1" * 45 + "!", "40 digits"),
+        ("1234!", "factorial"),
+        ("\\gcd(" + "1," * MAX_CHARS + "1)", "longer than"),
+    ]:
+        node, reason = parse_second(text)
+        assert node is None and why in reason, (text, reason)
+    node, reason = parse_second("\\frac{")
+    assert node is None and reason.startswith("second parser:")

@@ -307,11 +307,22 @@ def _real_set(node: Node, var: sp.Symbol | None) -> tuple[sp.Set, sp.Symbol | No
             if sp.count_ops(d) > _MAX_OPS // 4:
                 return None
             poly = d if not d.has(sp.Abs) else d.replace(sp.Abs, lambda u: u)
-            if not poly.is_polynomial(x) or sp.degree(poly, x) > _MAX_SET_DEGREE:
+            if not poly.is_polynomial(x) or not _solvable(poly, x):
                 return None
             result = sp.Intersection(result, sp.solveset(_SET_RELS[op](a, b), x, sp.S.Reals))
         return result, x
     return None
+
+
+def _solvable(poly: sp.Expr, x: sp.Symbol) -> bool:
+    """Cheap for solveset: degree <= 2, or factors of degree <= 2 over the rationals (a quartic with
+    irrational roots took 11 s)."""
+    degree = sp.degree(poly, x)
+    if degree <= 2:
+        return True
+    if degree > _MAX_SET_DEGREE or poly.free_symbols - {x}:
+        return False
+    return all(sp.degree(f, x) <= 2 for f, _ in sp.factor_list(poly, x)[1])
 
 
 @_guarded
