@@ -13,7 +13,7 @@ import re
 __all__ = ["ANSWER_KINDS", "answer_kind", "split_top_level"]
 
 ANSWER_KINDS = (
-    "number",  # 42, -3.5, 1{,}000, 50\%, 30^\circ
+    "number",  # 42, -3.5, 1{,}000, 50\%, 30^\circ, 9e11, 1.5 \times 10^{3}
     "number+units",  # 5\text{ cm}, \$3800, 12 \mbox{ inches}
     "fraction",  # \frac{1}{2}, -3/4, 2\frac{1}{3}
     "expression",  # 2\sqrt{3}, x^2+1, \frac{\pi}{4}, 1 \pm \sqrt{2} is a list (tuple/set)
@@ -37,6 +37,7 @@ _SIZING = re.compile(
 _NUMBER = re.compile(
     r"^[-+]?(?:\d{1,3}(?:(?:,|\{,\}|,\\!|\\,)\d{3})+|\d+)(?:\.\d*(?:\\overline\{\d+\})?)?(?:\\%|%|\^\{?\\circ\}?|\\circ|\\degree)?$"
     r"|^[-+]?\.\d+$"
+    r"|^[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+|\s*\\(?:times|cdot)\s*10\^\{?[-+]?\d+\}?)$"  # 9e11, 1.5\times10^{3}
 )
 _FRACTION = re.compile(
     r"^[-+]?(?:\d+\s*)?(?:\\[dt]?frac\s*(?:\{\s*-?\d+\s*\}|\d)\s*(?:\{\s*-?\d+\s*\}|\d)|\d+\s*/\s*\d+)$"
@@ -115,10 +116,12 @@ def _encloses(s: str, open_: str, close: str) -> bool:
 
 
 def _is_interval(s: str) -> bool:
+    """One interval, or a union of intervals and finite sets with at least one interval."""
     pieces = [p.strip() for p in re.split(r"\\cup|∪", s)]
-    for p in pieces:
-        if not (p[:1] in "([" and p[-1:] in ")]" and len(split_top_level(p[1:-1])) == 2):
-            return False
+    spans = [p for p in pieces if p[:1] in "([" and p[-1:] in ")]" and len(split_top_level(p[1:-1])) == 2]
+    sets = [p for p in pieces if _encloses(p, "\\{", "\\}")]
+    if not spans or len(spans) + len(sets) != len(pieces):
+        return False
     return len(pieces) > 1 or bool(_INFINITY.search(s)) or s[0] + s[-1] in ("[)", "(]", "[]")
 
 
