@@ -104,7 +104,11 @@ def _comments(source: str) -> dict[int, str]:
     out = {}
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         text = tok.string.lstrip("# ").strip()
-        if tok.type == tokenize.COMMENT and not re.match(r"[()\[\]]|\"", text):  # not commented-out code
+        # not commented-out code such as `("$1$", "$2$", 0),` or `0,`
+        code = (
+            re.match(r"[()\[\]]|r?\"", text) or text.endswith((",", "(")) or not re.search("[a-zA-Z]", text)
+        )
+        if tok.type == tokenize.COMMENT and not code:
             out[tok.start[0]] = text
     return out
 
@@ -194,12 +198,15 @@ def port_file(file: str, source: str) -> list[dict[str, Any]]:
                 f"{file}::{fn.name}: parametrize values are not a list literal"
             )
             base = _call_config(call, set(names)) if call is not None else {}
-            last_comment: str | None = None
-            prev_line = cases.lineno
+            heading: str | None = None  # the last comment line between cases: it heads the cases below it
+            prev_end = cases.lineno
             for i, case in enumerate(cases.elts):
-                near = [comments[ln] for ln in range(prev_line, case.lineno) if ln in comments]
-                last_comment = near[-1] if near else last_comment
-                prev_line = case.end_lineno or case.lineno
+                end = case.end_lineno or case.lineno
+                near = [comments[ln] for ln in range(prev_end + 1, case.lineno) if ln in comments]
+                heading = near[-1] if near else heading
+                inline = [comments[ln] for ln in range(case.lineno, end + 1) if ln in comments]
+                comment = "; ".join([c for c in (heading, *inline) if c]) or None
+                prev_end = end
                 assert isinstance(case, ast.Tuple), f"{file}::{fn.name}[{i}] is not a tuple"
                 args = dict(zip(names, [_value(e) for e in case.elts], strict=True))
                 config = {"call": how, **DEFAULTS}
@@ -220,7 +227,7 @@ def port_file(file: str, source: str) -> list[dict[str, Any]]:
                     gold, pred, expected = args["expected"][1], args["pred"], True
                 else:
                     gold, pred, expected = args["gold"], args["pred"], args["expected"]
-                rows.append(_row(file, fn.name, i, case.lineno, last_comment, gold, pred, expected, config))
+                rows.append(_row(file, fn.name, i, case.lineno, comment, gold, pred, expected, config))
         if how == "compare_strings" and not fn.decorator_list:  # pairs written out in the body
             for n, node in enumerate(
                 c
