@@ -1,10 +1,12 @@
 """`rft grader audit`: a grader against labelled rows, and against a second grader.
 
 Rows are ``{"item": {...}, "sample": {...}, "expected": true|false}`` with an optional ``"kind"`` and
-``"id"``. The report counts false negatives (expected true, not passed) and false positives (expected
-false, passed) overall and per kind, lists the mistakes, and with a second grader (``--compare``) its
-counts and the rows where the two disagree. A timeout or error on a labelled row counts as a mistake
-(it earned no reward) and is also counted under ``failed``.
+``"id"``; ``expected`` may be left out (an unlabelled row). The report counts false negatives (expected
+true, not passed) and false positives (expected false, passed) overall and per kind on the labelled rows,
+lists the mistakes, and with a second grader (``--compare``) its counts and the rows where the two
+disagree, labelled or not: counted per kind (the row's ``kind``, else the answer structure of its gold,
+`answer_kind`) with a few examples each. A timeout or error on a labelled row counts as a mistake (it
+earned no reward) and is also counted under ``failed``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from rft.app.answer_kind import answer_kind
 from rft.app.graded_rows import Row, grade_rows, read_rows
 from rft.graders import Grade, Grader, load_grader
 from rft.graders.base import register
@@ -76,6 +79,37 @@ def _gold(row: Row) -> str:
     return json.dumps(item, ensure_ascii=False)[:120] if item is not None else ""
 
 
+def answer_group(row: Row) -> str:
+    """What a disagreement is counted under: the row's ``kind``, else the answer structure of its gold."""
+    kind = row.data.get("kind") if row.data is not None else None
+    return str(kind) if kind is not None else answer_kind(_gold(row))
+
+
+def _other(grade: Grade) -> dict[str, Any]:
+    extracted = None if grade.extracted is None else as_text(grade.extracted)
+    return {"passed": grade.passed, "status": grade.status, "extracted": extracted}
+
+
+def disagreements_by_kind(
+    rows: list[Row], ours: list[Grade], theirs: list[Grade], examples: int = 3
+) -> dict[str, dict[str, Any]]:
+    """Per group (`answer_group`): its rows, the disagreements, how many only the first grader passed
+    (``grader_only``), only the second (``compare_only``), where either failed (timeout or error:
+    ``failed``), and the first `examples` of them. Most disagreements first."""
+    out: dict[str, dict[str, Any]] = {}
+    for row, a, b in zip(rows, ours, theirs, strict=True):
+        group = out.setdefault(answer_group(row), {"rows": 0, "disagreements": 0, "grader_only": 0,
+                                                   "compare_only": 0, "failed": 0, "examples": []})  # fmt: skip
+        group["rows"] += 1
+        if a.passed == b.passed:
+            continue
+        group["disagreements"] += 1
+        group["failed" if a.failed or b.failed else "grader_only" if a.passed else "compare_only"] += 1
+        if len(group["examples"]) < examples:
+            group["examples"].append({**_describe(row, a), "other": _other(b)})
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1]["disagreements"], kv[0])))
+
+
 def _stats(labels: list[bool], grades: list[Grade]) -> dict[str, Any]:
     pos = sum(labels)
     neg = len(labels) - pos
@@ -114,6 +148,7 @@ def _describe(row: Row, grade: Grade) -> dict[str, Any]:
         "line": row.line,
         "id": row.data.get("id") if row.data is not None else None,
         "kind": _kind(row),
+        "group": answer_group(row),
         "expected": _label(row),
         "gold": _gold(row),
         "extracted": None if grade.extracted is None else as_text(grade.extracted),
@@ -132,10 +167,11 @@ def run_audit(
     timeout: float = 30.0,
     exclude_kinds: tuple[str, ...] = (),
     on_result: Callable[[int, Grade], None] | None = None,
+    examples: int = 3,
 ) -> dict[str, Any]:
     """Grade `rows` with `grader` (and `compare`), and report FN/FP overall and per kind, the mistakes,
-    and the disagreements. `exclude_kinds`: kind prefixes left out of the overall rates (still shown per
-    kind). Returns a JSON-able dict."""
+    and the disagreements (all of them, and per kind with `examples` each). `exclude_kinds`: kind
+    prefixes left out of the overall rates (still shown per kind). Returns a JSON-able dict."""
     t0 = time.perf_counter()
     grades = grade_rows(grader, rows, workers=workers, timeout=timeout, on_result=on_result)
     seconds = time.perf_counter() - t0
@@ -144,6 +180,7 @@ def run_audit(
         "input_rows": len(rows),
         "labelled": sum(_label(r) is not None for r in rows),
         **_summarise(rows, grades, exclude_kinds),
+        "passed": sum(g.passed for g in grades),
         "seconds": round(seconds, 3),
         "rows_per_s": round(len(rows) / seconds, 1) if seconds > 0 else None,
         "exclude_kinds": list(exclude_kinds),
@@ -159,18 +196,19 @@ def run_audit(
         seconds = time.perf_counter() - t0
         theirs = _summarise(rows, other, exclude_kinds)
         theirs.pop("by_kind")
-        disagreements = []
-        for r, ours, them in zip(rows, grades, other, strict=True):
-            if ours.passed != them.passed:
-                d = _describe(r, ours)
-                d["other"] = {"passed": them.passed, "status": them.status, "extracted": None if them.extracted is None else as_text(them.extracted)}  # fmt: skip
-                disagreements.append(d)
+        theirs["passed"] = sum(g.passed for g in other)
+        disagreements = [
+            {**_describe(r, ours), "other": _other(them)}
+            for r, ours, them in zip(rows, grades, other, strict=True)
+            if ours.passed != them.passed
+        ]
         report["compare"] = {
             "grader": compare.name or compare.type,
             **theirs,
             "seconds": round(seconds, 3),
             "rows_per_s": round(len(rows) / seconds, 1) if seconds > 0 else None,
             "disagreements": disagreements,
+            "disagreements_by_kind": disagreements_by_kind(rows, grades, other, examples),
         }
     return report
 
@@ -184,37 +222,48 @@ def _rate(n: int, of: int) -> str:
     return f"{n} / {of} ({100 * n / of:.2f}%)" if of else f"{n} / 0"
 
 
+def _verdict(passed: bool, status: str, extracted: Any) -> str:
+    return f"{'pass' if passed else 'fail'}{'' if status == 'ok' else f' ({status})'} {str(extracted)[:60]}"
+
+
 def report_renderables(report: dict[str, Any], show: int = 20) -> list[Any]:
     """Rich tables for a report (what `rft grader audit` prints)."""
     from rich.table import Table
 
+    labelled = report["labelled"] > 0
     out: list[Any] = []
     head = Table(title=f"audit of {report['grader']}", show_header=False)
     head.add_row("rows", f"{report['input_rows']} ({report['labelled']} labelled)")
     if report["exclude_kinds"]:
         head.add_row("overall leaves out kinds", ", ".join(f"{k}*" for k in report["exclude_kinds"]))
-    head.add_row("false negatives", _rate(report["fn"], report["positives"]))
-    head.add_row("false positives", _rate(report["fp"], report["negatives"]))
+    if labelled:
+        head.add_row("false negatives", _rate(report["fn"], report["positives"]))
+        head.add_row("false positives", _rate(report["fp"], report["negatives"]))
+    head.add_row("passed", _rate(report["passed"], report["input_rows"]))
     head.add_row("status", ", ".join(f"{k} {v}" for k, v in report["status"].items()))
     head.add_row("rows/s", str(report["rows_per_s"]))
-    if "compare" in report:
-        c = report["compare"]
-        head.add_row(f"{c['grader']}: false negatives", _rate(c["fn"], c["positives"]))
-        head.add_row(f"{c['grader']}: false positives", _rate(c["fp"], c["negatives"]))
+    c = report.get("compare")
+    if c is not None:
+        if labelled:
+            head.add_row(f"{c['grader']}: false negatives", _rate(c["fn"], c["positives"]))
+            head.add_row(f"{c['grader']}: false positives", _rate(c["fp"], c["negatives"]))
+        head.add_row(f"{c['grader']}: passed", _rate(c["passed"], report["input_rows"]))
+        head.add_row(f"{c['grader']}: status", ", ".join(f"{k} {v}" for k, v in c["status"].items()))
         head.add_row(f"{c['grader']}: rows/s", str(c["rows_per_s"]))
-        head.add_row("disagreements", str(len(c["disagreements"])))
+        head.add_row("disagreements", _rate(len(c["disagreements"]), report["input_rows"]))
     out.append(head)
-    kinds = Table(title="per kind")
-    for col in ("kind", "rows", "FN", "FP", "failed"):
-        kinds.add_column(col, justify="left" if col == "kind" else "right")
-    for kind, s in report["by_kind"].items():
-        name = kind + (" (left out)" if s.get("excluded") else "")
-        failed = sum(s["failed"].values())
-        kinds.add_row(
-            name, str(s["rows"]), _rate(s["fn"], s["positives"]), _rate(s["fp"], s["negatives"]), str(failed)
-        )
-    out.append(kinds)
-    for title, entries in (("mistakes", report["mistakes"]), ("disagreements", report.get("compare", {}).get("disagreements"))):  # fmt: skip
+    if report["by_kind"]:
+        kinds = Table(title="per kind")
+        for col in ("kind", "rows", "FN", "FP", "failed"):
+            kinds.add_column(col, justify="left" if col == "kind" else "right")
+        for kind, s in report["by_kind"].items():
+            name = kind + (" (left out)" if s.get("excluded") else "")
+            failed = sum(s["failed"].values())
+            fn, fp = _rate(s["fn"], s["positives"]), _rate(s["fp"], s["negatives"])
+            kinds.add_row(name, str(s["rows"]), fn, fp, str(failed))
+        out.append(kinds)
+    flat = c["disagreements"] if c is not None and labelled else None
+    for title, entries in (("mistakes", report["mistakes"]), ("disagreements", flat)):
         if not entries or show <= 0:
             continue
         t = Table(title=f"{title} (first {min(show, len(entries))} of {len(entries)})")
@@ -226,9 +275,39 @@ def report_renderables(report: dict[str, Any], show: int = 20) -> list[Any]:
             cells = [str(e["line"]), e["kind"], str(e["expected"]), e["gold"][:80], str(e["extracted"])[:80], f"{e['status']}: {e['rule']}"]  # fmt: skip
             if title == "disagreements":
                 o = e["other"]
-                cells.append(
-                    f"{'pass' if o['passed'] else 'fail'} ({o['status']}) {str(o['extracted'])[:60]}"
-                )
+                cells.append(_verdict(o["passed"], o["status"], o["extracted"]))
             t.add_row(*cells)
         out.append(t)
+    if c is not None and c["disagreements"]:
+        out += _by_kind_tables(report["grader"], c, show, labelled)
+    return out
+
+
+def _by_kind_tables(grader: str, c: dict[str, Any], show: int, labelled: bool) -> list[Any]:
+    from rich.table import Table
+
+    groups = {k: g for k, g in c["disagreements_by_kind"].items() if g["disagreements"]}
+    t = Table(title="disagreements by kind (the row's kind, else the gold's answer structure)")
+    cols = ("kind", "rows", "disagreements", f"{grader} passes only", f"{c['grader']} passes only", "failed")
+    for col in cols:
+        t.add_column(
+            col, justify="left" if col == "kind" else "right", no_wrap=col in ("kind", "disagreements")
+        )
+    for kind, g in groups.items():
+        share = f"{g['disagreements']} ({100 * g['disagreements'] / g['rows']:.1f}%)"
+        t.add_row(kind, str(g["rows"]), share, str(g["grader_only"]),
+                  str(g["compare_only"]), str(g["failed"]))  # fmt: skip
+    out: list[Any] = [t]
+    if show > 0:
+        ex = Table(title="examples per kind")
+        for col in ("kind", "line", *(["expected"] if labelled else []), "gold", grader, c["grader"]):
+            ex.add_column(col, overflow="fold")
+        for kind, g in groups.items():
+            for e in g["examples"]:
+                o = e["other"]
+                label = [str(e["expected"])] if labelled else []
+                ex.add_row(kind, str(e["line"]), *label, e["gold"][:80],
+                           _verdict(e["passed"], e["status"], e["extracted"]),
+                           _verdict(o["passed"], o["status"], o["extracted"]))  # fmt: skip
+        out.append(ex)
     return out

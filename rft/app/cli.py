@@ -133,7 +133,7 @@ def grader_audit(
     ],
     input: Annotated[
         Path,
-        typer.Option("--input", "-i", help='JSONL rows {"item", "sample", "expected": true|false, "kind"}'),
+        typer.Option("--input", "-i", help='JSONL rows {"item", "sample", "expected"?: true|false, "kind"?}'),
     ],
     compare: Annotated[
         str | None, typer.Option(help="a second grader: math_verify, or a spec file / inline JSON")
@@ -143,12 +143,14 @@ def grader_audit(
     ] = None,
     timeout: Annotated[float, typer.Option(help="hard per-sample deadline, seconds")] = 30.0,
     show: Annotated[int, typer.Option(help="list this many mistakes and disagreements")] = 20,
+    examples: Annotated[int, typer.Option(help="disagreements shown per kind (with --compare)")] = 3,
     exclude_kinds: Annotated[
         str, typer.Option(help="comma-separated kind prefixes left out of the overall rates, e.g. policy_")
     ] = "",
     json_report: Annotated[bool, typer.Option("--json", help="print the whole report as JSON")] = False,
 ) -> None:
-    """Count a grader's false negatives and false positives on labelled rows (and compare two graders)."""
+    """Count a grader's false negatives and false positives on labelled rows, and with --compare list
+    where a second grader disagrees, per kind (labelled rows or not)."""
     from rft.app.audit import load_compare, load_labelled, report_renderables, run_audit
     from rft.graders import GraderSpecError
 
@@ -162,7 +164,7 @@ def grader_audit(
     excluded = tuple(k.strip() for k in exclude_kinds.split(",") if k.strip())
     with progress_bar(err, "grading", len(rows) * (2 if other else 1), transient=True) as tick:
         report = run_audit(g, rows, compare=other, workers=workers, timeout=timeout, exclude_kinds=excluded,
-                           on_result=_each(tick))  # fmt: skip
+                           on_result=_each(tick), examples=examples)  # fmt: skip
     if json_report:
         print(json.dumps(report, ensure_ascii=False))
         return
