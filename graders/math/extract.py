@@ -61,6 +61,12 @@ _PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{2,}")  # two words 
 _REASON = re.compile(
     r",?\s+(?:because|since|as|which|so|for|when|where|given|by|from|after)\s.*", re.S | re.I
 )
+_NEXT_LABEL = re.compile(r"\s*[A-Za-z](?:_\{?\w{1,3}\}?)?\s*=\s*$")  # "and y_2 =" before the next box
+# A math span stated to be the answer: "Therefore $x \geq 5$ is the solution.", "$7$ is our answer".
+_MATH_IS_ANSWER = re.compile(
+    r"(?:is|are)\s++(?:the|our|my)\s++(?:final\s++|correct\s++)?(?:answer|solution)s?\b", re.I
+)
+_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>")
 _UNIT_TAIL = re.compile(r"[A-Za-z]+(?:\^?\d)?(?: [A-Za-z]+)?")  # "cm", "square units"
 _NUMBER = re.compile(r"(?<![A-Za-z])(?:-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+)")  # not inside a word: AZ2A
 
@@ -96,11 +102,15 @@ def _last_boxed(text: str) -> tuple[str, int] | None:
 _WRAPPED_WORD = re.compile(r"\\(?:text|mbox|textrm|textnormal)\s*\{([^{}]*)\}|\$|\\[()]|\\q?quad|\\[,;]")
 
 
-def _joined(between: str, join: re.Pattern[str]) -> bool:
+def _joined(between: str, join: re.Pattern[str], adjacent: bool = False) -> bool:
     """Is the text between two answers a connective that makes them one answer of several values:
-    ``,``, ``and``, ``or``, ``\\text{ or }``, ``$ or $``?"""
+    ``,``, ``and``, ``or``, ``\\text{ or }``, ``$ or $``, ``and $y_2 =`` (with `adjacent`, nothing but
+    spaces on one line too: ``\\boxed{1}\\boxed{2}``)?"""
     words = _WRAPPED_WORD.sub(lambda m: m.group(1) or " ", between)
-    return bool(words.strip()) and join.fullmatch(words) is not None
+    if not words.strip():
+        return adjacent and "\n" not in words
+    words = _NEXT_LABEL.sub("", words)
+    return join.fullmatch(words) is not None
 
 
 def _boxes_before(text: str, at: int) -> list[str]:
@@ -112,7 +122,7 @@ def _boxes_before(text: str, at: int) -> list[str]:
             break
         j = text.find("{", prev, prev + 8)
         close = matching_brace(text, j, limit=at - j) if j >= 0 else -1
-        if close < 0 or not _joined(text[close + 1 : at], _JOIN):
+        if close < 0 or not _joined(text[close + 1 : at], _JOIN, adjacent=True):
             break
         found.append(text[j + 1 : close].strip())
         at = prev
@@ -236,16 +246,66 @@ def _after_phrase(rest: str) -> str:
         if tail and _UNIT_TAIL.fullmatch(tail):  # $5$ cm
             return f"{joined} {tail}"
         return joined
-    return _REASON.sub("", _plain(sentence)).rstrip(".*").strip()
+    answer = _REASON.sub("", _plain(sentence)).rstrip(".*").strip()
+    if _PROSE.search(answer) is not None:  # "Jane started growing Sphere 3 hours ago": its one number
+        numbers = _NUMBER.findall(answer)
+        if len(numbers) == 1:
+            return numbers[0].rstrip(",")
+    return answer
 
 
-def _strong(text: str) -> Extraction | None:
-    """The last box; else the later of the last answer phrase and the last GSM8K line."""
+def _strong(text: str, all_boxes: bool = False) -> Extraction | None:
+    """The last box, unless an answer phrase with a math value comes after it; else the later of the
+    last answer phrase, the last "$...$ is the answer" and the last GSM8K line."""
     boxed = _last_boxed(text)
+    phrase = _strong_phrases(text)
     if boxed is not None:  # the last box, as MATH keys are made, with the boxes joined to it by "or"/"and"
-        joined = [*_boxes_before(text, boxed[1]), boxed[0].strip()]
+        if phrase is not None and phrase[0] > boxed[1] and parse(phrase[1].text).kind not in _NOT_MATH:
+            return phrase[1]  # "\boxed{255} ... Final Answer: The final answer is $10,455$."
+        before = _all_boxes(text, boxed[1]) if all_boxes else _boxes_before(text, boxed[1])
+        joined = [b for b in before if b != boxed[0].strip()] + [boxed[0].strip()]
         return Extraction(", ".join(joined), "boxed" if len(joined) == 1 else "boxes_joined")
+    return phrase[1] if phrase is not None else None
+
+
+_NOT_MATH = ("text", "unparsed", "empty")
+
+
+def _all_boxes(text: str, at: int) -> list[str]:
+    """Every box before the one at `at` (a reference's boxes are all its answer), in order."""
+    found: list[str] = []
+    pos = 0
+    while len(found) < 16:
+        start = min(
+            (i for i in (text.find("\\boxed", pos, at), text.find("\\fbox", pos, at)) if i >= 0), default=-1
+        )
+        if start < 0:
+            break
+        j = text.find("{", start, start + 8)
+        close = matching_brace(text, j, limit=_BOX_SCAN) if j >= 0 else -1
+        if close < 0 or close > at:
+            break
+        box = text[j + 1 : close].strip()
+        if box not in found:  # the same answer boxed twice is one answer
+            found.append(box)
+        pos = close + 1
+    return found
+
+
+def _strong_phrases(text: str) -> tuple[int, Extraction] | None:
+    """The later of the last answer phrase, the last "$...$ is the answer" and the last GSM8K line."""
     found: list[tuple[int, Extraction]] = []
+    if "answer" in text or "solution" in text:
+        last = None
+        for last in _MATH_IS_ANSWER.finditer(text, max(0, len(text) - _TAIL)):  # noqa: B007
+            pass
+        if last is not None:
+            lo = max(0, last.start() - 1000)
+            lo = max(lo, text.find("\n", lo, last.start()) + 1)  # from a line start: $ pairs stay paired
+            before = text[lo : last.start()].rstrip()
+            spans = _spans(before)
+            if spans and spans[-1][1] == len(before) and spans[-1][2].strip():
+                found.append((last.start(), Extraction(spans[-1][2].strip(), "math_is_answer")))
     if any(h in text for h in _PHRASE_HINTS):
         last = None
         for last in _PHRASE.finditer(text):  # noqa: B007
@@ -259,20 +319,26 @@ def _strong(text: str) -> Extraction | None:
         m = _GSM8K.match(text, at)
         if m is not None and m.group(1).strip():
             found.append((at, Extraction(m.group(1).strip().rstrip("."), "gsm8k")))
-    return max(found, key=lambda f: f[0])[1] if found else None
+    return max(found, key=lambda f: f[0]) if found else None
 
 
-def extract_answer(text: str, *, last_number: bool = True) -> Extraction | None:
-    """The final answer in `text`, or None when there is none."""
+def extract_answer(text: str, *, last_number: bool = True, all_boxes: bool = False) -> Extraction | None:
+    """The final answer in `text`, or None when there is none. Text after a chat template's end or
+    turn marker (``<|im_start|>``, ``<|endoftext|>``, ...) is not the model's answer and is dropped.
+    With `all_boxes` (a reference's own answer), every box is part of the answer."""
+    if "<|" in text or "</s>" in text:
+        cut = min((i for i in (text.find(t, 1) for t in _SPECIAL_TOKENS) if i > 0), default=-1)
+        if cut > 0:
+            text = text[:cut]
     close = text.rfind("</answer>")
     start = text.rfind("<answer>", 0, close) if close > 0 else -1
     if start >= 0:
         inner = text[start + len("<answer>") : close].strip()
-        sub = _strong(inner)
+        sub = _strong(inner, all_boxes)
         if sub is not None:
             return Extraction(sub.text, f"answer_tag+{sub.rule}")
         return Extraction(inner, "answer_tag") if inner else None
-    strong = _strong(text)
+    strong = _strong(text, all_boxes)
     if strong is not None:
         return strong
     stripped = text.strip()
@@ -295,6 +361,8 @@ def extract_answer(text: str, *, last_number: bool = True) -> Extraction | None:
             return Extraction(content, "last_math")
     if len(stripped) <= SHORT_ANSWER_CHARS:
         candidate = stripped.rstrip(".")
+        if "$" in candidate:  # "$28$ percent"
+            candidate = _plain(candidate).rstrip(".")
         parsed = parse(candidate)
         kind = parsed.kind
         prose = kind != "text" and _PROSE.search(parsed.text) is not None  # "the value is 9": not math

@@ -33,7 +33,7 @@ def _gold_answer(reference: str, mode: str) -> str:
     (``auto``: when it holds a ``\\boxed{}`` or a GSM8K ``####`` line)."""
     if mode == "never" or (mode == "auto" and "\\boxed" not in reference and "####" not in reference):
         return reference.strip()
-    found = extract_answer(reference, last_number=False)
+    found = extract_answer(reference, last_number=False, all_boxes=True)
     return found.text if found is not None else reference.strip()
 
 

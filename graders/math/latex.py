@@ -62,6 +62,16 @@ _MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "vmatrix", "Vmatrix", "matrix",
 _ATOM_CMDS = {"\\frac", "\\sqrt", "\\binom", "\\pi", "\\infty", "\\infin", "\\lfloor", "\\lceil", "\\begin",
               "\\exp", "\\imath"} | {"\\" + f for f in _FUNCS} | {"\\" + g for g in _GREEK}  # fmt: skip
 _END = ("end", "")
+# Commands that are operators, relations or layout, never a quantity: a parse error, not a symbol.
+_OPERATORS = {
+    "\\cup", "\\cap", "\\setminus", "\\pm", "\\mp", "\\approx", "\\sim", "\\equiv", "\\to", "\\rightarrow",
+    "\\Rightarrow", "\\implies", "\\iff", "\\land", "\\lor", "\\wedge", "\\vee", "\\neg", "\\forall", "\\exists",
+    "\\subset", "\\subseteq", "\\supset", "\\supseteq", "\\notin", "\\ni", "\\perp", "\\parallel", "\\cong",
+    "\\end", "\\hline", "\\text", "\\quad", "\\qquad", "\\right", "\\left", "\\over", "\\choose", "\\mod",
+    "\\bmod", "\\pmod", "\\circ", "\\cdots", "\\ldots", "\\vdots", "\\ddots", "\\sum", "\\prod", "\\int",
+    "\\lim", "\\max", "\\min", "\\sup", "\\inf", "\\gcd", "\\det", "\\deg", "\\dim", "\\ker", "\\arg",
+    "\\mathbb", "\\mathcal", "\\operatorname", "\\frac", "\\sqrt", "\\binom", "\\in", "\\propto", "\\mid",
+}  # fmt: skip
 
 
 class ParseError(ValueError):
@@ -419,6 +429,16 @@ class _Parser:
             return ("fn", "floor" if cmd == "\\lfloor" else "ceiling", inner)
         if cmd == "\\begin":
             return self.matrix()
+        if (
+            len(name) > 1
+            and name.isalpha()
+            and self.peek()[1] not in ("{", "[", "_", "^")
+            and cmd not in _OPERATORS
+        ):
+            return (
+                "sym",
+                name,
+            )  # \ell, \hbar, a macro of the problem's: an opaque symbol, equal only to itself
         raise ParseError(f"unsupported command {cmd}")
 
     def function(self, name: str) -> Node:

@@ -197,9 +197,22 @@ def _exact_part(s: str) -> str:
     return s
 
 
+_DOUBLED = re.compile(r"(?<!\\)\\\\(?=[A-Za-z]{2})")  # \\frac: a command escaped twice (JSON in JSON)
+_DOLLAR = re.compile(r"(?<!\\)\$")
+_GLUED_OR = re.compile(
+    r"(?<=[)\]}])\s*(?:or|and)\s*(?=[(\[{\\])|(?<=[\d)\]}])or(?=[A-Za-z\d(\[{\\])"
+)  # (11,7)or(7,11), W(x)=1orW(x)=-1
+
+
 def clean(s: str) -> Cleaned:
     """Strip decorations from one answer string (see the module docstring)."""
+    if "\\\\" in s:
+        s = _DOUBLED.sub(r"\\", s)
     s = strip_delimiters(s)
+    if "$" in s:  # $125$ miles: the math delimiters of a span inside the answer
+        s = _DOLLAR.sub("", s).strip()
+    if "or" in s or "and" in s:
+        s = _GLUED_OR.sub(", ", s)
     if "\\boxed" in s or "\\fbox" in s:
         s = strip_delimiters(_unwrap_command(s, _BOXED))
     if ",\\!" in s or "{,}" in s:

@@ -58,6 +58,12 @@ def parse_second(text: str) -> tuple[Node | None, str | None]:
         return None, f"second parser: {type(e).__name__}"
     if obj is None or isinstance(obj, str):
         return None, "second parser: nothing read"
+    if isinstance(obj, sp.MatrixBase):
+        obj = sp.ImmutableMatrix(obj)
+    try:
+        hash(obj)
+    except TypeError:
+        return None, f"second parser: {type(obj).__name__} cannot be compared"
     if isinstance(obj, sp.Basic) and obj.has(sp.UnevaluatedExpr):  # \gcd(12, 18) comes back held
         obj = obj.replace(lambda e: isinstance(e, sp.UnevaluatedExpr), lambda e: e.args[0])
     return ("sympy", obj), None

@@ -295,6 +295,10 @@ def _real_set(node: Node, var: sp.Symbol | None) -> tuple[sp.Set, sp.Symbol | No
         if not isinstance(v, sp.Symbol) or any(x is None or x[1] != v for x in sets):
             return None
         return sp.Intersection(*(x[0] for x in sets if x is not None)), v
+    if tag == "rel" and node[1] == ("in",) and node[2][0][0] == "sym":  # z \in [1, 2] \cup [3, 4]
+        v = to_sympy(node[2][0])
+        inner = _real_set(node[2][1], None)
+        return None if inner is None or (var is not None and v != var) else (inner[0], v)
     if tag == "rel" and all(op in _SET_RELS for op in node[1]):
         sides = [to_sympy(x) for x in node[2]]
         syms = set().union(*(x.free_symbols for x in sides))

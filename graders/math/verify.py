@@ -172,16 +172,25 @@ def _is_label(node: Node) -> bool:
     )
 
 
-def assignments(node: Node) -> Node:
-    """``(p, q) = (3, 2)`` -> ``p = 3, q = 2``, in lists too: labelled values compare label by label."""
+def _has_symbol(node: Any) -> bool:
+    if not isinstance(node, tuple) or not node:
+        return False
+    if node[0] == "sym":
+        return True
+    return any(_has_symbol(c) or (isinstance(c, tuple) and any(_has_symbol(x) for x in c)) for c in node[1:])
+
+
+def assignments(node: Node, top: bool = True) -> Node:
+    """The value an equation states, before comparing: a chain ``x = 5+5+1 = 11`` is ``x = 11``; a
+    computation ``3 + 5 = 8`` (no variable anywhere; alone, not in a list, where ``\\cos(\\pi) = -1`` labels
+    a value) is ``8``; ``(p, q) = (3, 2)`` is the tuple ``(3, 2)``. In lists too."""
     if node[0] == "list":
-        flat: list[Node] = []
-        for x in node[1]:
-            y = assignments(x)
-            flat.extend(y[1] if y[0] == "list" and x[0] != "list" else (y,))
-        return ("list", tuple(flat))
-    if node[0] == "rel" and node[1] == ("=",):
-        lhs, rhs = node[2]
+        return ("list", tuple(assignments(x, top=False) for x in node[1]))
+    if node[0] == "rel" and all(op == "=" for op in node[1]):
+        sides = node[2]
+        if top and not any(_has_symbol(x) for x in sides):  # 3 + 5 = 8: the stated result (not 7 = 11a + c)
+            return sides[-1]
+        lhs, rhs = sides[0], sides[-1]
         if (
             lhs[0] == "group"
             and rhs[0] == "group"
@@ -189,7 +198,9 @@ def assignments(node: Node) -> Node:
             and len(lhs[3]) == len(rhs[3])
             and all(_is_label(x) for x in lhs[3])
         ):
-            return ("list", tuple(("rel", ("=",), (a, b)) for a, b in zip(lhs[3], rhs[3], strict=True)))
+            return rhs  # (p, q) = (3, 2)
+        if len(sides) > 2:  # x = 5+5+1 = 11: x = 11; 1 = a = x = 0: 0
+            return ("rel", ("=",), (lhs, rhs)) if _is_label(lhs) else rhs
     return node
 
 
@@ -242,6 +253,10 @@ def _eq(g: Node, p: Node, ctx: _Ctx) -> bool:
         if g[1] != p[1] or g[2] != p[2] or len(g[3]) != len(p[3]):
             return ctx.rule("structure", False)
         return all(_eq(a, b, ctx) for a, b in zip(g[3], p[3], strict=True))
+    if tg in _MATRIX_OPS or tp in _MATRIX_OPS:  # a sum or product of matrices: its value
+        gm, pm = _matrix_value(g), _matrix_value(p)
+        if gm is not None or pm is not None:
+            return _eq_matrix(gm or g, pm or p, ctx)
     if tg == "matrix" or tp == "matrix":
         return _eq_matrix(g, p, ctx)
     if tg == "union" and tp == "union":
@@ -260,7 +275,15 @@ def _relations_vs_set(a: Node, b: Node) -> bool:
     )
 
 
+def _distinct_points(items: tuple[Node, ...]) -> tuple[Node, ...]:
+    """A list of solutions (tuples) without exact repeats: ``(3,17,3,7)`` listed twice is one solution."""
+    if len(items) < 2 or not all(x[0] == "group" for x in items):
+        return items
+    return tuple(dict.fromkeys(items))
+
+
 def _match(gi: tuple[Node, ...], pi_: tuple[Node, ...], ctx: _Ctx, ordered: bool) -> bool:
+    gi, pi_ = _distinct_points(gi), _distinct_points(pi_)
     if len(gi) != len(pi_):
         return ctx.rule("structure", False)
     if ordered or len(gi) > _MAX_ITEMS:
@@ -320,6 +343,59 @@ def _eq_sets(g: Node, p: Node, ctx: _Ctx) -> bool:
     return ctx.rule("solution_set", same is True)
 
 
+_MATRIX_OPS = frozenset({"add", "mul", "neg"})
+
+
+def _matrix_value(node: Node) -> Node | None:
+    """The matrix a sum or product of matrices (and numbers) is, entry by entry as nodes; None when
+    `node` holds no matrix or the shapes do not fit."""
+    tag = node[0]
+    if tag == "matrix":
+        return node
+    if tag == "neg":
+        m = _matrix_value(node[1])
+        return None if m is None else ("matrix", tuple(tuple(("neg", x) for x in r) for r in m[1]))
+    if tag == "add":
+        terms = [_matrix_value(t) for t in node[1]]
+        if any(t is None for t in terms):
+            return None
+        rows = [t[1] for t in terms if t is not None]
+        if len({(len(r), len(r[0])) for r in rows}) != 1:
+            return None
+        return (
+            "matrix",
+            tuple(
+                tuple(("add", cells) for cells in zip(*row, strict=True)) for row in zip(*rows, strict=True)
+            ),
+        )
+    if tag == "mul":
+        acc: Node | None = None  # the matrix so far
+        scalars: list[Node] = []
+        for f in node[1]:
+            m = _matrix_value(f) if f[0] in ("matrix", "add", "mul", "neg") else None
+            if m is None:
+                if f[0] in ("matrix", "group", "set", "list"):
+                    return None
+                scalars.append(f)
+                continue
+            if acc is None:
+                acc = m
+                continue
+            a, b = acc[1], m[1]
+            if len(a[0]) != len(b):
+                return None
+            acc = ("matrix", tuple(
+                tuple(("add", tuple(("mul", (a[i][k], b[k][j])) for k in range(len(b)))) for j in range(len(b[0])))
+                for i in range(len(a))
+            ))  # fmt: skip
+        if acc is None:
+            return None
+        if scalars:
+            acc = ("matrix", tuple(tuple(("mul", (*scalars, x)) for x in r) for r in acc[1]))
+        return acc
+    return None
+
+
 def _eq_matrix(g: Node, p: Node, ctx: _Ctx) -> bool:
     def entries(n: Node) -> tuple[tuple[int, int], list[Node]] | None:
         if n[0] == "matrix":
@@ -343,13 +419,18 @@ def _interval(node: Node) -> Node | None:
     ops, sides = node[1], node[2]
     if len(ops) == 1 and ops[0] in ("<", "<="):
         a, b = sides
-        if a[0] == "sym" and b[0] != "sym":
+        if _variable(a) and not _variable(b):
             return ("group", "(", "]" if ops[0] == "<=" else ")", (_NEG_OO, b))
-        if b[0] == "sym" and a[0] != "sym":
+        if _variable(b) and not _variable(a):
             return ("group", "[" if ops[0] == "<=" else "(", ")", (a, _OO))
-    if len(ops) == 2 and all(op in ("<", "<=") for op in ops) and sides[1][0] == "sym":
+    if len(ops) == 2 and all(op in ("<", "<=") for op in ops) and _variable(sides[1]):
         return ("group", "[" if ops[0] == "<=" else "(", "]" if ops[1] == "<=" else ")", (sides[0], sides[2]))
     return None
+
+
+def _variable(node: Node) -> bool:
+    """What a one-variable inequality bounds: a symbol, or a function value ``f(x)`` (``0 < f(x) < 1``)."""
+    return node[0] == "sym" or (node[0] == "mul" and node[1][0][0] == "sym" and _is_label(node))
 
 
 def _as_set(node: Node) -> Node | None:
