@@ -236,17 +236,25 @@ _RUNTIME_PATH = Path(__file__).resolve().parent / "sandbox" / "harness_runtime.p
 _RUNTIME = _RUNTIME_PATH.read_text()
 
 
-def harness_program(plan: TestPlan, program: str) -> tuple[str, str]:
-    """The Python source to run in the sandbox for `plan` against `program`, and its nonce. It uses the
-    runtime the backend preloaded as module `rft_harness` (forkserver ``--preload-file``), else the
-    runtime's source sent along."""
-    nonce = secrets.token_hex(8)
-    args = ", ".join(repr(a) for a in (program, plan.preamble, plan.check, plan.entry_point, nonce))
+def runtime_call(function: str, *args: Any) -> str:
+    """A program that calls `function` of the sandbox runtime (graders/sandbox/harness_runtime.py) with
+    `args` (literals). It uses the runtime the backend preloaded as module `rft_harness` (forkserver
+    ``--preload-file``), else the runtime's source sent along."""
+    call = ", ".join(repr(a) for a in args)
     return (
-        "try:\n    from rft_harness import run as _rft_run\n"
-        f"except ImportError:\n    _ns = {{}}\n    exec({_RUNTIME!r}, _ns)\n    _rft_run = _ns['run']\n"
-        f"_rft_run({args})\n"
-    ), nonce
+        f"try:\n    from rft_harness import {function} as _rft_f\n"
+        f"except ImportError:\n    _ns = {{}}\n    exec({_RUNTIME!r}, _ns)\n    _rft_f = _ns[{function!r}]\n"
+        f"_rft_f({call})\n"
+    )
+
+
+def harness_program(plan: TestPlan, program: str, stdout_keep: int | None = None) -> tuple[str, str]:
+    """The Python source to run in the sandbox for `plan` against `program`, and its nonce. With
+    `stdout_keep`, the program's stdout past that many bytes is counted and dropped in the sandbox (the
+    ``done`` event says how much) instead of reaching the sandbox's output limit."""
+    nonce = secrets.token_hex(8)
+    args = (program, plan.preamble, plan.check, plan.entry_point, nonce, stdout_keep)
+    return runtime_call("run", *args), nonce
 
 
 @dataclass
@@ -256,6 +264,7 @@ class Verdicts:
     load_error: str | None = None
     events: dict[int, dict[str, Any]] | None = None
     setup_errors: list[str] | None = None
+    stdout_dropped: int = 0  # bytes of stdout counted and thrown away in the sandbox
 
 
 def read_events(result: bytes, nonce: str, truncated: bool) -> Verdicts:
@@ -279,6 +288,8 @@ def read_events(result: bytes, nonce: str, truncated: bool) -> Verdicts:
             continue
         elif kind == "done":
             v.done = True
+            dropped = ev.get("dropped")
+            v.stdout_dropped = dropped if isinstance(dropped, int) and dropped >= 0 else 0
         elif kind == "load_error":
             v.load_error = f"{ev.get('t')}: {ev.get('m')}"
         elif kind == "fail" and i == -1:
