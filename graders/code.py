@@ -246,7 +246,7 @@ class CodeGrader(Grader):
 
     def _grade_cpp(self, source: str, code: str, cases: list[tuple[str, str]]) -> Grade:
         budget_end = None if self.timeout is None else time.monotonic() + 0.9 * self.timeout
-        compiled = compile_cpp(self._execute, source, self.compiler, self.sandbox)
+        compiled = compile_cpp(self._execute, source, self.compiler)
         notes = {"compile": compiled.details}
         if compiled.outcome == "busy":
             return Grade.timeout(compiled.message, **notes)

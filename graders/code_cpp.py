@@ -79,7 +79,7 @@ class Compiled:
 Execute = Callable[[str, bytes, Limits], tuple[ExecResult, dict[str, Any]]]
 
 
-def compile_cpp(execute: Execute, source: str, options: CompilerOptions, sandbox: str) -> Compiled:
+def compile_cpp(execute: Execute, source: str, options: CompilerOptions) -> Compiled:
     """Compile `source` through `execute` (the grader's sandbox run: program, stdin, limits -> result,
     notes). Raises `SandboxUnavailable` when the sandbox has no g++, `SandboxError` when the compile run
     reported nothing."""
@@ -96,9 +96,9 @@ def compile_cpp(execute: Execute, source: str, options: CompilerOptions, sandbox
         kind = event.get("e")
         if kind == "no_compiler":
             raise SandboxUnavailable(
-                f"sandbox {sandbox!r} has no g++ (searched PATH {event.get('path')!r}): C++ needs a compiler "
-                "inside the sandbox; use the local or bwrap sandbox on a machine with g++ (Debian/Ubuntu: "
-                "apt-get install g++), or a docker image that has it (sandbox_options.image)"
+                f"no g++ inside it (searched PATH {event.get('path')!r}); C++ needs a compiler in the "
+                "sandbox: use the local or bwrap sandbox on a machine with g++ (Debian/Ubuntu: apt-get install "
+                "g++), or a docker image that has g++ and python3 (sandbox_options.image)"
             )
         if kind == "binary":
             size = event.get("size")

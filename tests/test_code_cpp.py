@@ -121,7 +121,9 @@ def test_infinite_loop_times_out_each_case(backend):
 
 def test_big_output_is_cut_and_fails(backend):
     name, _ = backend
-    flood = '#include <cstdio>\nint main() { for (;;) fputs("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\\n", stdout); }\n'
+    flood = (
+        '#include <cstdio>\nint main() { for (;;) fputs("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\\n", stdout); }\n'
+    )
     grade = grader(name).grade({"output_text": fenced(flood)}, CASES)
     assert grade.status == "ok" and grade.score == 0, grade
     assert all("output limit" in c["error"] for c in grade.details["cases"]), grade
@@ -132,7 +134,7 @@ def test_crashes_and_exit_codes_fail(backend):
     g = grader(name)
     segv = APLUSB.replace('<< "\\n";', '<< "\\n" << std::flush; *(volatile int *)0 = 1;')
     exit3 = APLUSB.replace('<< "\\n";', '<< "\\n"; return 3;')
-    throw = "#include <stdexcept>\nint main() { throw std::runtime_error(\"no\"); }\n"
+    throw = '#include <stdexcept>\nint main() { throw std::runtime_error("no"); }\n'
     for code, why in ((segv, "signal"), (exit3, "exit code 3"), (throw, "signal")):
         grade = g.grade({"output_text": fenced(code)}, CASES)
         assert grade.status == "ok" and grade.score == 0, (code, grade)
@@ -175,17 +177,17 @@ def test_compile_timeout_rule():
         return run
 
     busy, idle = _timeout_report(0.2, 1.5), _timeout_report(1.9, 0.05)
-    got = compile_cpp(execute([busy, busy]), "int main() {}", options, "test")
+    got = compile_cpp(execute([busy, busy]), "int main() {}", options)
     assert got.outcome == "busy" and len(calls) == 2 and got.details["attempts"] == 2
     calls.clear()
-    got = compile_cpp(execute([busy, idle]), "int main() {}", options, "test")
+    got = compile_cpp(execute([busy, idle]), "int main() {}", options)
     assert got.outcome == "error" and "compile time limit" in got.message and len(calls) == 2
     calls.clear()
-    got = compile_cpp(execute([idle]), "int main() {}", options, "test")
+    got = compile_cpp(execute([idle]), "int main() {}", options)
     assert got.outcome == "error" and len(calls) == 1
     calls.clear()
     nowait = _timeout_report(0.2, 0).result.replace(b'"wait_s": 0', b'"wait_s": null')
-    got = compile_cpp(execute([ExecResult("exited", result=nowait)]), "int main() {}", options, "test")
+    got = compile_cpp(execute([ExecResult("exited", result=nowait)]), "int main() {}", options)
     assert got.outcome == "error", "without schedstat a compile timeout is scored, never retried"
 
 

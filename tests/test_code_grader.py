@@ -132,7 +132,9 @@ def test_function_tests_drop_stdout_past_the_limit_instead_of_failing():
     assert grade.passed and grade.status == "ok", grade
     printed = 4 * 1000 * 10_000  # four calls
     assert grade.details["stdout_dropped"] == printed - 2**20, grade.details
-    raw = "    import os\n    for _ in range(100):\n        os.write(1, b'y' * 100_000)\n" + FIB  # past sys.stdout
+    raw = (
+        "    import os\n    for _ in range(100):\n        os.write(1, b'y' * 100_000)\n" + FIB
+    )  # past sys.stdout
     assert load_grader(HUMANEVAL_SPEC).grade({"output_text": raw}, FIB_ITEM).passed
     quiet = load_grader(HUMANEVAL_SPEC).grade({"output_text": FIB}, FIB_ITEM)
     assert quiet.passed and "stdout_dropped" not in quiet.details
