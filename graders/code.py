@@ -32,6 +32,7 @@ import os
 import re
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -237,8 +238,8 @@ class CodeGrader(Grader):
             plan = plan_tests(tests, entry, setup or "")
         except (SyntaxError, ValueError) as e:
             return Grade.error(f"code grader {self.name!r}: the row's tests cannot be run: {e}")
-        limits = self.limits()
-        source, nonce = harness_program(plan, program, stdout_keep=limits.output_bytes)
+        limits = replace(self.limits(), stdout_overflow="discard")  # function tests do not read stdout
+        source, nonce = harness_program(plan, program)
         res, notes = self._execute(source, "", limits)
         if res.outcome == "timeout" and notes.get("retried") and res.contention(limits.timeout):
             return Grade.timeout("the program timed out twice on a busy machine", **_run_details(res, notes))
@@ -382,8 +383,8 @@ def _judge(
         "harness_complete": v.done,
         **_run_details(res, notes),
     }
-    if v.stdout_dropped:
-        details["stdout_dropped"] = v.stdout_dropped
+    if res.stdout_dropped:
+        details["stdout_dropped"] = res.stdout_dropped
     if v.load_error:
         details["load_error"] = v.load_error
     if v.setup_errors:

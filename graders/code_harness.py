@@ -248,13 +248,10 @@ def runtime_call(function: str, *args: Any) -> str:
     )
 
 
-def harness_program(plan: TestPlan, program: str, stdout_keep: int | None = None) -> tuple[str, str]:
-    """The Python source to run in the sandbox for `plan` against `program`, and its nonce. With
-    `stdout_keep`, the program's stdout past that many bytes is counted and dropped in the sandbox (the
-    ``done`` event says how much) instead of reaching the sandbox's output limit."""
+def harness_program(plan: TestPlan, program: str) -> tuple[str, str]:
+    """The Python source to run in the sandbox for `plan` against `program`, and its nonce."""
     nonce = secrets.token_hex(8)
-    args = (program, plan.preamble, plan.check, plan.entry_point, nonce, stdout_keep)
-    return runtime_call("run", *args), nonce
+    return runtime_call("run", program, plan.preamble, plan.check, plan.entry_point, nonce), nonce
 
 
 @dataclass
@@ -264,7 +261,6 @@ class Verdicts:
     load_error: str | None = None
     events: dict[int, dict[str, Any]] | None = None
     setup_errors: list[str] | None = None
-    stdout_dropped: int = 0  # bytes of stdout counted and thrown away in the sandbox
 
 
 def read_events(result: bytes, nonce: str, truncated: bool) -> Verdicts:
@@ -288,8 +284,6 @@ def read_events(result: bytes, nonce: str, truncated: bool) -> Verdicts:
             continue
         elif kind == "done":
             v.done = True
-            dropped = ev.get("dropped")
-            v.stdout_dropped = dropped if isinstance(dropped, int) and dropped >= 0 else 0
         elif kind == "load_error":
             v.load_error = f"{ev.get('t')}: {ev.get('m')}"
         elif kind == "fail" and i == -1:

@@ -5,12 +5,7 @@ compile it again; a backend without it gets this source inside the program. `run
 and the test preamble into a fresh namespace, runs the planned check function, and reports one JSON
 line per event on a duplicate of fd 3 (fd 3 itself is pointed at /dev/null before the program loads):
 ``start``; ``values`` (the encoded return values of an outside-judged test); ``ok`` or ``fail`` (an
-inside-judged test, or with ``i == -1`` a setup statement that raised); ``load_error``; ``done`` (with
-``dropped``: the bytes of stdout past `stdout_keep` that were counted and thrown away).
-
-A function test does not need the program's stdout, so a correct program that prints a lot must not
-fail for it: `run` points fd 1 at a pipe whose reader passes the first `stdout_keep` bytes on and counts
-the rest, and the sandbox's output limit (which kills) is never reached through fd 1.
+inside-judged test, or with ``i == -1`` a setup statement that raised); ``load_error``; ``done``.
 
 It also holds the in-sandbox halves of C++ grading: `compile_cpp` (g++ on the source read from stdin,
 the binary or the compiler's message reported on fd 3) and `exec_binary` (runs a binary read from
@@ -106,67 +101,14 @@ def _write_all(fd, data):
         view = view[os.write(fd, view) :]
 
 
-class _StdoutCap:
-    """fd 1 becomes a pipe; a thread passes the first `keep` bytes on to the real stdout, counts the rest
-    and throws it away (so writing more than the sandbox's output limit does not get a program killed)."""
-
-    def __init__(self, keep):
-        import _thread
-
-        self.keep, self.dropped = keep, 0
-        r, w = os.pipe()
-        self.real = os.dup(1)
-        os.dup2(w, 1)
-        os.close(w)
-        self.finished = _thread.allocate_lock()
-        self.finished.acquire()
-        _thread.start_new_thread(self._pump, (r,))
-
-    def _pump(self, r):
-        left = self.keep
-        try:
-            while True:
-                data = os.read(r, 65536)
-                if not data:
-                    break
-                if left > 0:
-                    head = data[:left]
-                    try:
-                        _write_all(self.real, head)
-                    except OSError:  # the program closed the real stdout: drop the rest
-                        left = 0
-                    else:
-                        left -= len(head)
-                        data = data[len(head) :]
-                self.dropped += len(data)
-        except OSError:  # the program closed the pipe: nothing more comes
-            pass
-        finally:
-            self.finished.release()
-
-    def close(self, wait_s=0.5):
-        """Stop capturing (fd 1 goes to /dev/null) and return the bytes dropped so far."""
-        import sys
-
-        with contextlib.suppress(OSError, ValueError):  # a closed stdout: nothing to flush
-            sys.stdout.flush()
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.close(null)
-        self.finished.acquire(timeout=wait_s)  # a child of the program may still hold the pipe
-        return self.dropped
-
-
-def run(program, preamble, check_src, entry, nonce, stdout_keep=None):
-    """Run `program`, then `preamble`, then ``__rft_check(<entry>, reporter)`` from `check_src`. With
-    `stdout_keep`, stdout past that many bytes is counted and dropped (see the module docstring)."""
+def run(program, preamble, check_src, entry, nonce):
+    """Run `program`, then `preamble`, then ``__rft_check(<entry>, reporter)`` from `check_src`."""
     fd = os.dup(3)
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 3)
     os.close(null)
     report = _Reporter(fd, nonce)
     report.send("start")
-    cap = _StdoutCap(stdout_keep) if stdout_keep is not None else None
     ns = {"__name__": "__solution__", "__builtins__": builtins}
     try:
         exec(compile(program, "<solution>", "exec"), ns)
@@ -177,11 +119,11 @@ def run(program, preamble, check_src, entry, nonce, stdout_keep=None):
     except BaseException as e:
         kind, message = _describe(e)
         report.send("load_error", t=kind, m=message)
-        report.send("done", dropped=cap.close() if cap else 0)
+        report.send("done")
         return
     exec(compile(check_src, "<tests>", "exec"), ns)
     ns["__rft_check"](candidate, report)
-    report.send("done", dropped=cap.close() if cap else 0)
+    report.send("done")
 
 
 # ---- C++ ---------------------------------------------------------------------------------------------
