@@ -276,6 +276,7 @@ class CodeGrader(Grader):
     ) -> Grade:
         """Run `program` once per case, its stdin the case's input (or `inputs[i]`), and compare outputs."""
         limits = limits or self.limits()
+        notes = notes or {}
         if budget_end is None and self.timeout is not None:
             budget_end = time.monotonic() + 0.9 * self.timeout
         results: list[dict[str, Any]] = []
@@ -285,11 +286,9 @@ class CodeGrader(Grader):
                 results.append({"passed": False, "error": "not run: the sample's timeout ran out"})
                 continue
             res, run_notes = self._execute(program, stdin if inputs is None else inputs[i], limits)
-            if res.outcome == "timeout" and notes.get("retried") and res.contention(limits.timeout):
+            if res.outcome == "timeout" and run_notes.get("retried") and res.contention(limits.timeout):
                 return Grade.timeout(
-                    "the program timed out twice on a busy machine",
-                    **_run_details(res, run_notes),
-                    **(notes or {}),
+                    "the program timed out twice on a busy machine", **_run_details(res, run_notes), **notes
                 )
             last = (res, run_notes)
             why = _failure(res, limits)
@@ -302,7 +301,7 @@ class CodeGrader(Grader):
             "cases": results,
             "passed_cases": passed,
             "total_cases": len(results),
-            **(notes or {}),
+            **notes,
         }
         if last is not None:
             details |= _run_details(*last)
