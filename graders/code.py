@@ -247,7 +247,10 @@ class CodeGrader(Grader):
 
     def _grade_cpp(self, source: str, code: str, cases: list[tuple[str, str]]) -> Grade:
         budget_end = None if self.timeout is None else time.monotonic() + 0.9 * self.timeout
-        compiled = compile_cpp(self._execute, source, self.compiler)
+        options = self.compiler
+        if self.timeout is not None and options.timeout > 0.5 * self.timeout:  # leave time for the cases
+            options = options.model_copy(update={"timeout": 0.5 * self.timeout})
+        compiled = compile_cpp(self._execute, source, options)
         notes = {"compile": compiled.details}
         if compiled.outcome == "busy":
             return Grade.timeout(compiled.message, **notes)

@@ -48,7 +48,9 @@ class CompilerOptions(BaseModel):
         default_factory=lambda: ["-std=gnu++17", "-O2", "-pipe"],
         description="g++ arguments before the source file",
     )
-    timeout: float = Field(default=30.0, gt=0, description="wall seconds for one compile")
+    timeout: float = Field(
+        default=30.0, gt=0, description="wall seconds for one compile (at most half the grader's `timeout`)"
+    )
     memory_mb: int = Field(default=2048, ge=256, description="address space per compiler process")
     binary_mb: int = Field(default=64, ge=1, description="largest executable (and compile file) size")
 
