@@ -38,7 +38,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from .base import Grader, register
-from .code_cpp import RUN_BINARY, CompilerOptions, binary_stdin, case_limits, compile_cpp
+from .code_cpp import RUN_BINARY, CompilerOptions, binary_stdin, case_limits, compile_cached
 from .code_harness import SafeEval, TestPlan, decode_value, harness_program, plan_tests, read_events
 from .grade import Grade
 from .sandbox import ExecResult, Limits, Sandbox, SandboxError, SandboxUnavailable, shared_sandbox
@@ -250,7 +250,8 @@ class CodeGrader(Grader):
         options = self.compiler
         if self.timeout is not None and options.timeout > 0.5 * self.timeout:  # leave time for the cases
             options = options.model_copy(update={"timeout": 0.5 * self.timeout})
-        compiled = compile_cpp(self._execute, source, options)
+        box_key = f"{self.sandbox}:{json.dumps(self.sandbox_options, sort_keys=True, default=str)}"
+        compiled = compile_cached(self._execute, source, options, box_key)
         notes = {"compile": compiled.details}
         if compiled.outcome == "busy":
             return Grade.timeout(compiled.message, **notes)

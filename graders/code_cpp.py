@@ -9,6 +9,9 @@ sandbox, then run every case against the binary, each in a sandbox run of its ow
    becomes it (``execve`` of a memfd); the rest of stdin is the case's input. The case limits, the
    output limit and the comparison outside the sandbox are those of Python `cases`.
 
+A process remembers the last 128 compiles (binaries up to 512 KiB, compiler errors) by source, flags,
+limits and sandbox, so a program sampled again is not compiled again (``details["compile"]["cached"]``).
+
 Verdicts: a program that does not compile scores 0 (status ``ok``, the compiler's message in
 ``details["compile_error"]``); so does one whose compile runs past its time or memory limit when the
 machine was not busy (a template or constexpr bomb). A compile timeout on a busy machine
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -31,10 +36,20 @@ from .code_harness import runtime_call
 from .procstat import busy_machine
 from .sandbox import ExecResult, Limits, SandboxError, SandboxUnavailable
 
-__all__ = ["CompilerOptions", "Compiled", "compile_cpp", "RUN_BINARY", "binary_stdin", "case_limits"]
+__all__ = [
+    "CompilerOptions",
+    "Compiled",
+    "compile_cpp",
+    "compile_cached",
+    "RUN_BINARY",
+    "binary_stdin",
+    "case_limits",
+]
 
 _MESSAGE_CHARS = 2000  # characters of the compiler's message kept in details
 _MARGIN_S = 5.0  # the sandbox's own wall limit for the compile run, past the compiler's
+_CACHE_ENTRIES = 128  # compiles remembered per process...
+_CACHE_BINARY_BYTES = 512 * 1024  # ...of binaries up to this size (at most 64 MiB in all)
 
 RUN_BINARY = runtime_call("exec_binary")  # the program of every case run
 
@@ -126,6 +141,32 @@ def compile_cpp(execute: Execute, source: str, options: CompilerOptions) -> Comp
             f"{stderr}"
         )
     raise AssertionError("unreachable")
+
+
+_CACHE: OrderedDict[tuple[str, ...], Compiled] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def compile_cached(execute: Execute, source: str, options: CompilerOptions, sandbox_key: str) -> Compiled:
+    """`compile_cpp`, remembered in this process for a program compiled before with the same flags and
+    limits in the same sandbox (`sandbox_key`): the samples of a group often hold the same program.
+    Binaries and compiler errors are remembered (``details["cached"]``); time-outs are not."""
+    key = (sandbox_key, json.dumps(options.flags), str(options.memory_mb), str(options.binary_mb), source)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return replace(hit, details={**hit.details, "cached": True})
+    got = compile_cpp(execute, source, options)
+    keep = (got.outcome == "binary" and len(got.binary) <= _CACHE_BINARY_BYTES) or (
+        got.outcome == "error" and "exit_code" in got.details
+    )
+    if keep:
+        with _CACHE_LOCK:
+            _CACHE[key] = replace(got, details=dict(got.details))
+            while len(_CACHE) > _CACHE_ENTRIES:
+                _CACHE.popitem(last=False)
+    return got
 
 
 def _report(res: ExecResult) -> tuple[dict[str, Any], bytes]:

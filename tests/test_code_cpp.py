@@ -96,6 +96,20 @@ def test_correct_program_passes_and_wrong_answer_fails(backend):
     assert half.status == "ok" and half.score == 0.5, half
 
 
+def test_a_program_seen_before_is_not_compiled_again():
+    g = grader("local")
+    source = APLUSB + f"// {secrets.token_hex(4)}\n"
+    first, again = (g.grade({"output_text": fenced(source)}, CASES) for _ in range(2))
+    assert first.passed and again.passed, (first, again)
+    assert "cached" not in first.details["compile"] and again.details["compile"]["cached"] is True
+    other_flags = grader("local", compiler={"flags": ["-O0"]}).grade({"output_text": fenced(source)}, CASES)
+    assert other_flags.passed and "cached" not in other_flags.details["compile"]
+    broken = "int main() { return nope; }\n" + f"// {secrets.token_hex(4)}\n"
+    errors = [g.grade({"output_text": fenced(broken)}, CASES) for _ in range(2)]
+    assert errors[0].details["compile_error"] == errors[1].details["compile_error"]
+    assert errors[1].details["compile"]["cached"] is True and errors[1].score == 0
+
+
 def test_compile_error_is_a_zero_with_the_message(backend):
     name, _ = backend
     grade = grader(name).grade({"output_text": fenced("int main() { return undeclared; }\n")}, CASES)
