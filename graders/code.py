@@ -9,7 +9,13 @@ Three test formats:
   ``"setup"`` (run before the asserts).
 - stdin/stdout: ``"cases": "{{item.cases}}"``, a list of ``{"input", "output"}``: one run per case, the
   output compared here (``compare``: exact, lines (default: trailing whitespace and blank lines at
-  the end ignored), tokens (any whitespace)).
+  the end ignored), tokens (any whitespace)). ``"language": "cpp"`` grades C++ programs on cases:
+  compiled once by g++ in the sandbox (``compiler``: flags and limits), then run per case; see
+  `code_cpp` (a program that does not compile scores 0 with the compiler's message in details).
+
+Output: stdin/stdout cases are judged on stdout, so a run that writes more than the output limit
+(`Limits.output_bytes`, 1 MiB) is killed and fails its case. Function tests do not read stdout: there
+stdout past the limit is counted (``details["stdout_dropped"]``) and thrown away, never a failure.
 
 `score` is the fraction of tests (cases) passed, `passed` whether all did. Which function tests are
 judged outside the sandbox, and how, is in `code_harness`. A program that runs past its time limit,
@@ -26,11 +32,13 @@ import os
 import re
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from .base import Grader, register
+from .code_cpp import RUN_BINARY, CompilerOptions, binary_stdin, case_limits, compile_cached
 from .code_harness import SafeEval, TestPlan, decode_value, harness_program, plan_tests, read_events
 from .grade import Grade
 from .sandbox import ExecResult, Limits, Sandbox, SandboxError, SandboxUnavailable, shared_sandbox
@@ -38,25 +46,33 @@ from .sandbox import ExecResult, Limits, Sandbox, SandboxError, SandboxUnavailab
 __all__ = ["CodeGrader", "extract_code"]
 
 _FENCE = re.compile(r"```[ \t]*([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
-_PYTHON_TAGS = {"", "python", "py", "python3", "py3", "python 3"}
+_TAGS = {
+    "python": {"", "python", "py", "python3", "py3", "python 3"},
+    "cpp": {"", "cpp", "c++", "cc", "cxx", "c++17", "c++20"},
+}
+_LANGUAGE_NAMES = {"python": "Python", "cpp": "C++"}
 _TAIL = 1000  # characters of stdout/stderr kept in details
 _UNAVAILABLE_RETRY_S = 30.0  # after a backend failed to start, how long grades fail fast before retrying
 
 
-def extract_code(text: str, block: Literal["first", "last"] = "last") -> tuple[str | None, bool]:
-    """The Python code in a model's answer, and whether it came from a fenced block.
+def extract_code(
+    text: str, block: Literal["first", "last"] = "last", language: Literal["python", "cpp"] = "python"
+) -> tuple[str | None, bool]:
+    """The code in a model's answer, and whether it came from a fenced block.
 
     Reasoning before the last ``</think>`` is dropped. With fenced blocks, the last (or first) one tagged
-    python (or untagged) is taken; an unterminated fence runs to the end of the text. Without fences the
-    whole text is the code (a completion-style answer). None when there is no Python code."""
+    with the language (python, py...; cpp, c++...) or untagged is taken; an unterminated fence runs to
+    the end of the text. Without fences the whole text is the code (a completion-style answer). None
+    when there is no code in that language."""
     if "</think>" in text:
         text = text.rsplit("</think>", 1)[1]
     blocks = _FENCE.findall(text)
     if blocks:
-        python = [body for tag, body in blocks if tag.strip().lower() in _PYTHON_TAGS]
-        if not python:
+        tags = _TAGS[language]
+        found = [body for tag, body in blocks if tag.strip().lower() in tags]
+        if not found:
             return None, True
-        code = python[-1] if block == "last" else python[0]
+        code = found[-1] if block == "last" else found[0]
         return (code if code.strip() else None), True
     return (text if text.strip() else None), False
 
@@ -82,7 +98,8 @@ class CodeGrader(Grader):
 
     `sandbox` names the backend (local, bwrap, docker, none); `sandbox_options` go to it. `run_timeout`
     is the wall-clock limit of one sandbox run (default 10 s, or 90% of `timeout` when that is smaller);
-    `timeout` stays the executor's deadline for the whole sample.
+    `timeout` stays the executor's deadline for the whole sample. `language` is ``python`` (default) or
+    ``cpp`` (with `cases` only; `compiler` sets g++'s flags and the compile's limits).
     """
 
     type: Literal["code"] = "code"
@@ -93,6 +110,8 @@ class CodeGrader(Grader):
     setup: str | None = None
     cases: str | list[dict[str, Any]] | None = None
     compare: Literal["exact", "lines", "tokens"] = "lines"
+    language: Literal["python", "cpp"] = "python"
+    compiler: CompilerOptions = Field(default_factory=CompilerOptions)
     code_block: Literal["first", "last"] = "last"
     sandbox: str = "local"
     sandbox_options: dict[str, Any] = Field(default_factory=dict)
@@ -115,6 +134,10 @@ class CodeGrader(Grader):
         super().model_post_init(_context)
         if (self.tests is None) == (self.cases is None):
             raise ValueError('set exactly one of "tests" (HumanEval/MBPP asserts) and "cases" (stdin/stdout)')
+        if self.language != "python" and self.cases is None:
+            raise ValueError(
+                f'language {self.language!r} is graded on stdin/stdout "cases"; function "tests" are Python only'
+            )
         if self.sandbox == "none" and not self._unsafe_ok():
             raise ValueError('sandbox "none" runs code unisolated; it needs "unsafe_local_exec": true')
 
@@ -140,7 +163,7 @@ class CodeGrader(Grader):
             options["unsafe"] = True
         return shared_sandbox(self.sandbox, **options), self.sandbox
 
-    def _execute(self, program: str, stdin: str, limits: Limits) -> tuple[ExecResult, dict[str, Any]]:
+    def _execute(self, program: str, stdin: str | bytes, limits: Limits) -> tuple[ExecResult, dict[str, Any]]:
         """Run once, again after a timeout that looks like contention; SandboxError when it cannot run."""
         notes: dict[str, Any] = {}
         try:
@@ -169,14 +192,17 @@ class CodeGrader(Grader):
         text = self.render("input", ctx)
         if not isinstance(text, str):
             return Grade.no_answer(f"input is {type(text).__name__}, not text")
-        code, fenced = extract_code(text, self.code_block)
+        code, fenced = extract_code(text, self.code_block, self.language)
         if code is None:
+            lang = _LANGUAGE_NAMES[self.language]
             return Grade.no_answer(
-                "no Python code in the answer" + (" (no python code block)" if fenced else "")
+                f"no {lang} code in the answer" + (f" (no {lang} code block)" if fenced else "")
             )
         prefix = self.render("prefix", ctx) or ""
         program = (prefix + "\n" + code) if (prefix and fenced) else prefix + code
         try:
+            if self.language == "cpp":
+                return self._grade_cpp(program, code, self._cases(ctx))
             if self.cases is not None:
                 return self._grade_cases(program, code, self._cases(ctx))
             return self._grade_tests(program, code, ctx)
@@ -212,35 +238,75 @@ class CodeGrader(Grader):
             plan = plan_tests(tests, entry, setup or "")
         except (SyntaxError, ValueError) as e:
             return Grade.error(f"code grader {self.name!r}: the row's tests cannot be run: {e}")
+        limits = replace(self.limits(), stdout_overflow="discard")  # function tests do not read stdout
         source, nonce = harness_program(plan, program)
-        limits = self.limits()
         res, notes = self._execute(source, "", limits)
         if res.outcome == "timeout" and notes.get("retried") and res.contention(limits.timeout):
             return Grade.timeout("the program timed out twice on a busy machine", **_run_details(res, notes))
         return _judge(plan, res, nonce, code, notes, limits)
 
-    def _grade_cases(self, program: str, code: str, cases: list[tuple[str, str]]) -> Grade:
-        limits = self.limits()
+    def _grade_cpp(self, source: str, code: str, cases: list[tuple[str, str]]) -> Grade:
         budget_end = None if self.timeout is None else time.monotonic() + 0.9 * self.timeout
+        options = self.compiler
+        if self.timeout is not None and options.timeout > 0.5 * self.timeout:  # leave time for the cases
+            options = options.model_copy(update={"timeout": 0.5 * self.timeout})
+        box_key = f"{self.sandbox}:{json.dumps(self.sandbox_options, sort_keys=True, default=str)}"
+        compiled = compile_cached(self._execute, source, options, box_key)
+        notes = {"compile": compiled.details}
+        if compiled.outcome == "busy":
+            return Grade.timeout(compiled.message, **notes)
+        if compiled.outcome == "error":
+            details = {
+                "compile_error": compiled.message,
+                "passed_cases": 0,
+                "total_cases": len(cases),
+                **notes,
+            }
+            return Grade(0.0, "ok", False, code, details)
+        binary = compiled.binary
+        limits = case_limits(self.limits(), binary)
+        inputs = [binary_stdin(binary, stdin) for stdin, _ in cases]
+        return self._grade_cases(RUN_BINARY, code, cases, inputs, limits, budget_end, notes)
+
+    def _grade_cases(
+        self,
+        program: str,
+        code: str,
+        cases: list[tuple[str, str]],
+        inputs: list[bytes] | None = None,
+        limits: Limits | None = None,
+        budget_end: float | None = None,
+        notes: dict[str, Any] | None = None,
+    ) -> Grade:
+        """Run `program` once per case, its stdin the case's input (or `inputs[i]`), and compare outputs."""
+        limits = limits or self.limits()
+        notes = notes or {}
+        if budget_end is None and self.timeout is not None:
+            budget_end = time.monotonic() + 0.9 * self.timeout
         results: list[dict[str, Any]] = []
         last: tuple[ExecResult, dict[str, Any]] | None = None
-        for stdin, expected in cases:
+        for i, (stdin, expected) in enumerate(cases):
             if budget_end is not None and time.monotonic() + limits.timeout > budget_end:
                 results.append({"passed": False, "error": "not run: the sample's timeout ran out"})
                 continue
-            res, notes = self._execute(program, stdin, limits)
-            if res.outcome == "timeout" and notes.get("retried") and res.contention(limits.timeout):
+            res, run_notes = self._execute(program, stdin if inputs is None else inputs[i], limits)
+            if res.outcome == "timeout" and run_notes.get("retried") and res.contention(limits.timeout):
                 return Grade.timeout(
-                    "the program timed out twice on a busy machine", **_run_details(res, notes)
+                    "the program timed out twice on a busy machine", **_run_details(res, run_notes), **notes
                 )
-            last = (res, notes)
+            last = (res, run_notes)
             why = _failure(res, limits)
             got = res.stdout.decode("utf-8", "replace")
             if why is None and not _compare(got, expected, self.compare):
                 why = f"wrong answer: got {got[:80]!r}, expected {expected[:80]!r}"
             results.append({"passed": why is None, **({"error": why} if why else {})})
         passed = sum(r["passed"] for r in results)
-        details: dict[str, Any] = {"cases": results, "passed_cases": passed, "total_cases": len(results)}
+        details: dict[str, Any] = {
+            "cases": results,
+            "passed_cases": passed,
+            "total_cases": len(results),
+            **notes,
+        }
         if last is not None:
             details |= _run_details(*last)
         return Grade(passed / len(results), "ok", passed == len(results), code, details)
@@ -320,6 +386,8 @@ def _judge(
         "harness_complete": v.done,
         **_run_details(res, notes),
     }
+    if res.stdout_dropped:
+        details["stdout_dropped"] = res.stdout_dropped
     if v.load_error:
         details["load_error"] = v.load_error
     if v.setup_errors:

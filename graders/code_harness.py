@@ -236,17 +236,22 @@ _RUNTIME_PATH = Path(__file__).resolve().parent / "sandbox" / "harness_runtime.p
 _RUNTIME = _RUNTIME_PATH.read_text()
 
 
-def harness_program(plan: TestPlan, program: str) -> tuple[str, str]:
-    """The Python source to run in the sandbox for `plan` against `program`, and its nonce. It uses the
-    runtime the backend preloaded as module `rft_harness` (forkserver ``--preload-file``), else the
-    runtime's source sent along."""
-    nonce = secrets.token_hex(8)
-    args = ", ".join(repr(a) for a in (program, plan.preamble, plan.check, plan.entry_point, nonce))
+def runtime_call(function: str, *args: Any) -> str:
+    """A program that calls `function` of the sandbox runtime (graders/sandbox/harness_runtime.py) with
+    `args` (literals). It uses the runtime the backend preloaded as module `rft_harness` (forkserver
+    ``--preload-file``), else the runtime's source sent along."""
+    call = ", ".join(repr(a) for a in args)
     return (
-        "try:\n    from rft_harness import run as _rft_run\n"
-        f"except ImportError:\n    _ns = {{}}\n    exec({_RUNTIME!r}, _ns)\n    _rft_run = _ns['run']\n"
-        f"_rft_run({args})\n"
-    ), nonce
+        f"try:\n    from rft_harness import {function} as _rft_f\n"
+        f"except ImportError:\n    _ns = {{}}\n    exec({_RUNTIME!r}, _ns)\n    _rft_f = _ns[{function!r}]\n"
+        f"_rft_f({call})\n"
+    )
+
+
+def harness_program(plan: TestPlan, program: str) -> tuple[str, str]:
+    """The Python source to run in the sandbox for `plan` against `program`, and its nonce."""
+    nonce = secrets.token_hex(8)
+    return runtime_call("run", program, plan.preamble, plan.check, plan.entry_point, nonce), nonce
 
 
 @dataclass

@@ -124,6 +124,25 @@ def test_errors_and_output_tails_in_details():
     assert "thinking..." in grade.details["stdout"] and "warn" in grade.details["stderr"]
 
 
+def test_function_tests_drop_stdout_past_the_limit_instead_of_failing():
+    """A correct function that prints 10 MB (10x the output limit) passes; what it printed past the limit
+    is counted in details. A stdin/stdout program is judged on its stdout: there the limit still holds."""
+    chatty = "    for _ in range(1000):\n        print('x' * 9999)\n" + FIB
+    grade = load_grader(HUMANEVAL_SPEC).grade({"output_text": chatty}, FIB_ITEM)
+    assert grade.passed and grade.status == "ok", grade
+    printed = 4 * 1000 * 10_000  # four calls
+    assert grade.details["stdout_dropped"] == printed - 2**20, grade.details
+    raw = (
+        "    import os\n    for _ in range(100):\n        os.write(1, b'y' * 100_000)\n" + FIB
+    )  # past sys.stdout
+    assert load_grader(HUMANEVAL_SPEC).grade({"output_text": raw}, FIB_ITEM).passed
+    quiet = load_grader(HUMANEVAL_SPEC).grade({"output_text": FIB}, FIB_ITEM)
+    assert quiet.passed and "stdout_dropped" not in quiet.details
+    flood = "import sys\nsys.stdout.write('x' * 2**21)\n" + SUM
+    cases = load_grader(CASES_SPEC).grade({"output_text": flood}, CASES_ITEM)
+    assert cases.score == 0 and "output limit exceeded" in cases.details["cases"][0]["error"], cases
+
+
 def test_timeout_fails_the_unfinished_tests_only():
     code = "    if n == 20:\n        while True:\n            pass\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n"
     grade = load_grader({**HUMANEVAL_SPEC, "run_timeout": 1.0}).grade({"output_text": code}, FIB_ITEM)

@@ -11,6 +11,9 @@ from rft.graders import load_grader
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "graders"
 
+APLUSB = "#include <iostream>\nint main() { long a, b; std::cin >> a >> b; std::cout << a + b << '\\n'; }\n"
+SUMS = {"cases": [{"input": "2 2\n", "output": "4\n"}, {"input": "1 5", "output": "6"}]}
+
 # (file, sample, item, expected status, expected passed, score check)
 CASES = [
     ("openai_string_check.json", "Paris", {"reference_answer": "Paris"}, "ok", True, 1.0),
@@ -61,6 +64,9 @@ CASES = [
     ("think_answer.yaml", "<think>6*7</think><answer> 42 </answer>", {"answer": "42"}, "ok", True, 1.0),
     ("think_answer.yaml", "<think>6*7</think><answer>41</answer>", {"answer": "42"}, "ok", False, 0.1),
     ("think_answer.yaml", "The answer is 42", {"answer": "42"}, "ok", False, 0.0),  # format fails: a real 0
+    ("code_cpp.yaml", "```cpp\n" + APLUSB + "```", SUMS, "ok", True, 1.0),
+    ("code_cpp.yaml", "```cpp\n" + APLUSB.replace("a + b", "a * b") + "```", SUMS, "ok", False, 0.5),
+    ("code_cpp.yaml", "```cpp\nint main() { return }\n```", SUMS, "ok", False, 0.0),  # does not compile
 ]
 
 

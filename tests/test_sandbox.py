@@ -159,6 +159,17 @@ def test_output_limit_kills(box):
     assert res.outcome == "output_limit" and res.stdout_truncated and len(res.stdout) == 10_000
 
 
+def test_output_past_the_limit_can_be_discarded_and_counted(box):
+    program = "import os, sys\nfor _ in range(300):\n    print('x' * 9999)\nos.write(1, b'y' * 1_000_000)\nprint('end')"
+    res = run(box, program, output_bytes=10_000, stdout_overflow="discard")
+    assert res.ok and res.stdout_truncated and res.stdout == b"x" * 9999 + b"\n", res
+    assert res.stdout_dropped == 300 * 10_000 + 1_000_000 + 4 - 10_000
+    quiet = run(box, "print('hi')", output_bytes=10_000, stdout_overflow="discard")
+    assert quiet.ok and quiet.stdout == b"hi\n" and quiet.stdout_dropped == 0 and not quiet.stdout_truncated
+    with pytest.raises(ValueError, match="stdout_overflow"):
+        Limits(stdout_overflow="keep")  # type: ignore[arg-type]
+
+
 def test_stderr_keeps_the_tail(box):
     res = run(
         box, "import sys\nfor i in range(5000):\n    sys.stderr.write(f'line {i}\\n')", stderr_bytes=100

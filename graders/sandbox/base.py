@@ -64,7 +64,8 @@ class Limits:
     open_files: int = 64  # RLIMIT_NOFILE
     file_size_mb: int = 16  # largest file the program may write (RLIMIT_FSIZE)
     tmp_mb: int = 64  # size of the private writable /tmp (backends with a mount namespace)
-    output_bytes: int = 2**20  # stdout kept; a program that writes more is killed (`output_limit`)
+    output_bytes: int = 2**20  # stdout kept; a program that writes more is killed (`output_limit`)...
+    stdout_overflow: Literal["kill", "discard"] = "kill"  # ...or, "discard", runs on (the rest is counted)
     stderr_bytes: int = 8192  # the last bytes of stderr kept
     result_bytes: int = 2**20  # bytes kept from the result channel (fd 3)
 
@@ -80,13 +81,15 @@ class Limits:
             raise ValueError(f"Limits.open_files ({self.open_files}) must be at least 16 (Python needs some)")
         if self.memory_mb < 64:
             raise ValueError(f"Limits.memory_mb ({self.memory_mb}) must be at least 64")
+        if self.stdout_overflow not in ("kill", "discard"):
+            raise ValueError(f"Limits.stdout_overflow ({self.stdout_overflow!r}) must be 'kill' or 'discard'")
 
     @property
     def cpu_limit(self) -> int:
         """Whole CPU seconds for RLIMIT_CPU."""
         return math.ceil(self.cpu_s if self.cpu_s is not None else self.timeout) + (self.cpu_s is None)
 
-    def to_wire(self) -> dict[str, int | float]:
+    def to_wire(self) -> dict[str, int | float | bool]:
         """The limits as the fork server's request takes them (see forkserver.py)."""
         return {
             "timeout": float(self.timeout),
@@ -97,6 +100,7 @@ class Limits:
             "fsize": self.file_size_mb * 2**20,
             "tmp": self.tmp_mb * 2**20,
             "stdout": self.output_bytes,
+            "stdout_discard": self.stdout_overflow == "discard",
             "stderr": self.stderr_bytes,
             "result": self.result_bytes,
         }
@@ -108,7 +112,8 @@ class ExecResult:
 
     `outcome`: ``exited`` (see `exit_code`), ``signaled`` (see `signal`: a crash, or the memory limit
     hit in C code), ``timeout`` (wall clock), ``cpu_limit`` (RLIMIT_CPU), ``output_limit`` (wrote more
-    than `Limits.output_bytes` to stdout; killed). `cpu_wait_s` is the time the program was runnable
+    than `Limits.output_bytes` to stdout; killed; with ``stdout_overflow="discard"`` it runs on and
+    `stdout_dropped` counts the bytes past the limit). `cpu_wait_s` is the time the program was runnable
     but waited for a CPU (None where the kernel does not say): a timeout with little CPU and much
     waiting means the machine was busy, not that the program was slow.
     """
@@ -122,6 +127,7 @@ class ExecResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     result_truncated: bool = False
+    stdout_dropped: int = 0  # bytes of stdout past `Limits.output_bytes` thrown away ("discard")
     wall_s: float = 0.0
     cpu_s: float = 0.0
     cpu_wait_s: float | None = None

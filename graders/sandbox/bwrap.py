@@ -245,6 +245,7 @@ class BwrapSandbox:
             stdout_truncated=col.truncated[col.out_r],
             stderr_truncated=col.truncated[col.err_r],
             result_truncated=col.truncated[col.res_r],
+            stdout_dropped=col.dropped,
             wall_s=wall,
             cpu_s=cpu,
             cpu_wait_s=cpu_wait,

@@ -32,10 +32,10 @@ Protocol: frames on the server's stdin (requests) and stdout (replies). A frame 
   ``{"type": "error", "error": why}`` and exit status 2.
 - ``{"type": "run", "id", "limits": {...}, "parts": [["program", n], ["stdin", m]]}``; limits, all
   optional: timeout (wall s), cpu (s), memory (address-space bytes), nproc, nofile, fsize (bytes),
-  tmp (bytes of /tmp), stdout (bytes kept; more kills the program), stderr (last bytes kept), result
-  (bytes kept from fd 3). Reply: ``{"type": "result", "id", "outcome": "exited" | "signaled" |
+  tmp (bytes of /tmp), stdout (bytes kept; more kills the program, or with stdout_discard true is
+  counted and dropped), stderr (last bytes kept), result (bytes kept from fd 3). Reply: ``{"type": "result", "id", "outcome": "exited" | "signaled" |
   "timeout" | "cpu_limit" | "output_limit", "exit_code", "signal", "wall_s", "cpu_s", "cpu_wait_s",
-  "truncated": {"stdout", "stderr", "result"}, "parts": [["stdout", a], ["stderr", b], ["result",
+  "truncated": {"stdout", "stderr", "result"}, "stdout_dropped", "parts": [["stdout", a], ["stderr", b], ["result",
   c]]}``, or ``{"type": "error", "id", "error": why}`` when that run could not be set up.
 - ``{"type": "ping"}`` gets ``{"type": "pong"}``. EOF on stdin: the server exits (and dies with
   the process that started it).
@@ -513,7 +513,8 @@ class Collector:
         self.out_r, self.err_r, self.res_r = out_r, err_r, res_r
         self.truncated = {out_r: False, err_r: False, res_r: False}
         self.open = {out_r, err_r, res_r}
-        self.overflow = False  # stdout passed its limit
+        self.overflow = False  # stdout passed its limit (and the program is to be killed for it)
+        self.dropped = 0  # stdout bytes past the limit thrown away (lim["stdout_discard"])
         os.set_blocking(in_w, False)
         if not stdin:
             os.close(in_w)
@@ -552,7 +553,10 @@ class Collector:
             buf += data[: max(room, 0)]
             if len(data) > room:
                 self.truncated[fd] = True
-                self.overflow = self.overflow or fd == self.out_r
+                if fd == self.out_r and self.lim.get("stdout_discard"):
+                    self.dropped += len(data) - max(room, 0)
+                else:
+                    self.overflow = self.overflow or fd == self.out_r
 
     def drain(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -615,6 +619,7 @@ def _supervise(pid: int, start: float, lim: dict, in_w: int, stdin: memoryview, 
         "stderr": col.truncated[err_r],
         "result": col.truncated[res_r],
     }
+    reply["stdout_dropped"] = col.dropped
     reply["_parts"] = {"stdout": col.bufs[out_r], "stderr": col.bufs[err_r], "result": col.bufs[res_r]}
     return reply
 

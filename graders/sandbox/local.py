@@ -185,6 +185,7 @@ class LocalSandbox:
             stdout_truncated=bool(truncated.get("stdout")),
             stderr_truncated=bool(truncated.get("stderr")),
             result_truncated=bool(truncated.get("result")),
+            stdout_dropped=int(reply.get("stdout_dropped", 0)),
             wall_s=float(reply.get("wall_s", 0.0)),
             cpu_s=float(reply.get("cpu_s", 0.0)),
             cpu_wait_s=reply.get("cpu_wait_s"),
