@@ -50,11 +50,12 @@ _LEAD_IN = re.compile(
     r"(?:\s(?:is|are|equals|est|es|ist|lautet)|\u662f|\u4e3a|\u70ba|\uff1a|:(?=\s))\s*+", re.I
 )
 # Prose between two values that joins them into one answer of several values (or a hedge between them).
-_JOIN = re.compile(
-    r"\s*+(?:[,;/]\s*+)?(?:(?:and|or)(?:/or)?\s*+(?:possibly\s++|maybe\s++|perhaps\s++)?|\u6216|\u548c)?",
-    re.I,
-)
-_JOIN_OR = re.compile(r"\s*+(?:,\s*+)?or\s*+(?:possibly\s++|maybe\s++|perhaps\s++)?|\s*+\u6216\s*+", re.I)
+# "or" and "and" in English, French, Spanish, German, Chinese
+_OR = r"(?:or|ou|o|oder|\u6216|\u6216\u8005)"
+_AND = r"(?:and|et|y|und|\u548c|\u4ee5\u53ca)"
+_MAYBE = r"(?:possibly\s++|maybe\s++|perhaps\s++|peut-\u00eatre\s++|vielleicht\s++)?"
+_JOIN = re.compile(rf"\s*+(?:[,;/]\s*+)?(?:(?:{_AND}|{_OR})(?:/or)?\s*+{_MAYBE})?", re.I)
+_JOIN_OR = re.compile(rf"\s*+(?:,\s*+)?{_OR}\s*+{_MAYBE}", re.I)
 _GSM8K = re.compile(r"####[ \t]*([^\n]*)")
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 _PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{2,}")  # two words in a row, not commands

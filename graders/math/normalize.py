@@ -65,7 +65,9 @@ _TEXT_CMD = re.compile(
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _UNIT_WORDS = re.compile(r"[A-Za-z][A-Za-z.\- ]*+(?:\^\s*+\{?\s*+\d\s*+\}?)?")
 _UNIT_POWER = re.compile(r"\s*\^\s*(?:\{\s*[23]\s*\}|[23])")
-_CONNECTIVE = {"and": ",", "or": ",", ",": ",", "and/or": ",", "": ""}
+_CONNECTIVE = {
+    w: "," for w in ("and", "or", ",", "and/or", "ou", "et", "oder", "und", "\u6216", "\u548c")
+} | {"": ""}
 _THOUSANDS_ONLY = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _THOUSANDS_SPACE = re.compile(r"-?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 _TRAILING_WORDS = re.compile(r"(.*[\d})])\s++([A-Za-z][A-Za-z.]++(?:\s++[A-Za-z][A-Za-z.]++){0,3})")  # 5 cm

@@ -27,7 +27,9 @@ _LONG_WORD = re.compile(r"[A-Za-z]{3}")
 _DOUBLE_COMMA = re.compile(r",\s*,")
 _TIME = re.compile(r"\d{1,2}:\d\d\s*[AaPp]\.?\s*[Mm]\.?|\d{1,2}:0\d|\d{1,2}:\d\d:\d\d")
 _BASED = re.compile(r"(-?)([0-9A-Za-z]+(?:\.[0-9A-Za-z]+)?)_\{?(\d{1,2})\}?")
-_CONNECTIVES = re.compile(r"\s+(?:and|or)\s+|\\(?:text|mbox)\{\s*(?:and|or)\s*\}")
+_CONNECTIVES = re.compile(
+    r"\s+(?:and|or|ou|et|oder|und)\s+|\s*[\u6216\u548c]\s*|\\(?:text|mbox)\{\s*(?:and|or|ou|et|oder|und)\s*\}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +169,7 @@ def parse(raw: str) -> Answer:
         return answer("choice", (m.group(1) or m.group(2) or m.group(3)).upper())
     if _WORDS.fullmatch(s) and (c.was_text or " " in s or _LONG_WORD.search(s)) and not _has_math_word(s):
         return answer("text", " ".join(s.casefold().split()))
-    if " and " in s or " or " in s or "\\text" in s or "\\mbox" in s:
+    if _CONNECTIVE_HINT.search(s) is not None:
         s = _DOUBLE_COMMA.sub(",", _CONNECTIVES.sub(", ", s))
     try:
         node = _expand_pm(parse_latex(s))
@@ -181,6 +183,7 @@ def parse(raw: str) -> Answer:
 
 
 _PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{2,}")  # two words in a row: prose, not math
+_CONNECTIVE_HINT = re.compile(r" (?:and|or|ou|et|oder|und) |[\u6216\u548c]|\\text|\\mbox")
 _MATH_WORD = re.compile(r"\b(?:sqrt|frac|pi|sin|cos|tan|log|ln|exp)\b")
 
 
