@@ -29,7 +29,14 @@ from .base import (
     sandbox_factory,
 )
 
-__all__ = ["auto_candidates", "choose_sandbox", "check_sandbox", "SandboxReport", "NOTHING_WORKS_HINT"]
+__all__ = [
+    "auto_candidates",
+    "choose_sandbox",
+    "check_sandbox",
+    "code_sandboxes",
+    "SandboxReport",
+    "NOTHING_WORKS_HINT",
+]
 
 NOTHING_WORKS_HINT = (
     "to grade code here, enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
@@ -118,3 +125,24 @@ def check_sandbox(name: str = "auto", **options: Any) -> SandboxReport:
     chosen = f" (auto chose {box.name!r})" if name == "auto" else ""
     msg = f"sandbox {name!r}{chosen} ran a test program in {res.wall_s * 1000:.0f} ms"
     return SandboxReport(name, box.name, True, msg, {"wall_s": res.wall_s})
+
+
+def code_sandboxes(spec: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Each distinct (sandbox, sandbox_options) of the ``code`` graders anywhere in a grader spec
+    (nested ones included), in order; the default sandbox is ``auto``."""
+    found: list[tuple[str, dict[str, Any]]] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            if x.get("type") == "code":
+                pair = (str(x.get("sandbox", "auto")), dict(x.get("sandbox_options") or {}))
+                if pair not in found:
+                    found.append(pair)
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list | tuple):
+            for v in x:
+                walk(v)
+
+    walk(spec)
+    return found
