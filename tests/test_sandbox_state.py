@@ -14,7 +14,7 @@ import pytest
 from _sandboxes import as_user, other_user
 
 from rft.graders import load_grader
-from rft.graders.sandbox import SandboxUnavailable
+from rft.graders.sandbox import SandboxUnavailable, get_sandbox
 from rft.graders.sandbox.auto import auto_candidates, check_sandbox
 from rft.graders.sandbox.local import FORKSERVER_PATH, HARNESS_RUNTIME_PATH
 from rft.graders.sandbox.state import check_own_tree, default_state_dir, private_dir, state_dir
@@ -142,6 +142,19 @@ def test_auto_takes_the_strongest_backend_here():
         {"type": "code", "prefix": "{{ item.prompt }}", "tests": "{{ item.test }}", "entry_point": "add"}
     ).grade({"output_text": "    return a + b\n"}, ITEM)
     assert g.status == "ok" and g.score == 1.0 and g.details["sandbox"] == report.backend
+
+
+def test_auto_fails_closed_saying_what_to_enable(monkeypatch):
+    from rft.graders.sandbox import auto
+
+    cannot = ("userns",) if os.geteuid() == 0 else ("local",)  # the fork server of the other kind of user
+    monkeypatch.setattr(auto, "auto_candidates", lambda: cannot)
+    with pytest.raises(SandboxUnavailable, match="no sandbox backend can run code here") as e:
+        get_sandbox("auto")
+    assert f"{cannot[0]}: " in str(e.value)
+    assert "bubblewrap" in str(e.value) and "user namespaces" in str(e.value)
+    with pytest.raises(ValueError, match="no candidate backend"):
+        get_sandbox("auto", no_such_option=1)
 
 
 @pytest.fixture(scope="module")

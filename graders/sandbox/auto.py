@@ -28,6 +28,7 @@ from .base import (
     register_sandbox,
     sandbox_factory,
 )
+from .state import state_dir
 
 __all__ = [
     "auto_candidates",
@@ -66,11 +67,16 @@ def choose_sandbox(**options: Any) -> Sandbox:
     """The first of `auto_candidates()` that starts here, with the `options` it takes; raises
     `SandboxUnavailable` (every candidate's reason and what to do) when none does."""
     order = auto_candidates()
-    used: set[str] = set()
+    accepted = {name: _accepted(name, options) for name in order}
+    unknown = set(options) - {k for opts in accepted.values() for k in opts}
+    if unknown:
+        raise ValueError(f"sandbox 'auto': no candidate backend ({', '.join(order)}) takes {sorted(unknown)}")
+    # A bad state folder is an alarm (someone else's, a symlink), not a backend that cannot run: it
+    # fails here rather than sending programs on to a candidate that does not use the folder.
+    state_dir(options.get("lock_dir"))
     tried: list[str] = []
     for name in order:
-        opts = _accepted(name, options)
-        used |= set(opts)
+        opts = accepted[name]
         try:
             box = get_sandbox(name, **opts)
         except SandboxUnavailable as e:
@@ -87,9 +93,6 @@ def choose_sandbox(**options: Any) -> Sandbox:
             tried.append(f"{name}: {e}")
             continue
         return box
-    unknown = set(options) - used
-    if unknown:
-        raise ValueError(f"sandbox 'auto': no candidate backend ({', '.join(order)}) takes {sorted(unknown)}")
     raise SandboxUnavailable(
         "no sandbox backend can run code here (tried " + "; ".join(tried) + "). " + NOTHING_WORKS_HINT
     )
