@@ -215,7 +215,10 @@ class OtherUser:
 
     def close(self) -> None:
         if self.made:
+            uid = subprocess.run(["id", "-u", self.name], capture_output=True, text=True).stdout.strip()
             subprocess.run(["userdel", "-r", self.name], capture_output=True)
+            if uid.isdigit():  # its private sandbox folder (graders/sandbox/state.py)
+                shutil.rmtree(f"/tmp/rft-sandbox-{uid}", ignore_errors=True)
 
 
 def _load() -> str:

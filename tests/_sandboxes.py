@@ -88,7 +88,10 @@ def other_user() -> Iterator[str]:
             )
         yield name
     finally:
+        uid = subprocess.run(["id", "-u", name], capture_output=True, text=True).stdout.strip()
         subprocess.run(["userdel", "-r", name], capture_output=True)
+        if uid.isdigit():  # its private sandbox folder (state.py), left in /tmp
+            shutil.rmtree(f"/tmp/rft-sandbox-{uid}", ignore_errors=True)
 
 
 def as_user(name: str, argv: list[str], timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:

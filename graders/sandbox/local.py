@@ -4,7 +4,9 @@ Each program runs in a fresh child of the server with new user, network, mount, 
 namespaces, as the server's own unprivileged uid (one per live server, from `uid_range`), with no
 capabilities, rlimits, a minimal read-only root, a private size-limited /tmp and no network; the whole
 process tree dies with it (it is pid 1 of its pid namespace). Needs root (it switches uids and builds
-the private root); as another user, use the ``bwrap`` backend.
+the private root); as another user, ``userns`` runs the same server inside a user namespace it makes
+itself (``auto`` picks whichever this process can run). Uid locks and mount points live in this
+user's private state folder (state.py).
 
 ``none`` is the same server with no isolation at all (rlimits, a temporary directory, the process group
 killed at the end), for machines where nothing else runs: ``get_sandbox("none", unsafe=True)``.
