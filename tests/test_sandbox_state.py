@@ -184,6 +184,10 @@ def test_as_another_user_default_state_and_planted_paths(user, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[:4] == [default, "ok", "1.0", "userns"], out.stdout
     shutil.rmtree(default)
+    xdg = f"/home/{user}/xdg"  # a private runtime folder of the user's: the state goes there instead
+    assert as_user(user, ["mkdir", "-m", "700", xdg]).returncode == 0
+    out = as_user(user, [sys.executable, "-c", script], timeout=120, XDG_RUNTIME_DIR=xdg)
+    assert out.stdout.split()[:4] == [f"{xdg}/rft-sandbox", "ok", "1.0", "userns"], out.stdout + out.stderr
     for plant in ("folder", "symlink"):
         if plant == "folder":
             os.mkdir(default, 0o700)

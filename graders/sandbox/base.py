@@ -63,7 +63,7 @@ class Limits:
     timeout: float = 10.0  # wall-clock seconds; the whole process tree is killed then
     cpu_s: float | None = None  # CPU seconds (RLIMIT_CPU); default: the timeout rounded up, plus 1
     memory_mb: int = 1024  # address space per process (RLIMIT_AS)
-    processes: int = 32  # processes and threads (RLIMIT_NPROC, counted for the sandbox's own uid)
+    processes: int = 32  # processes and threads (RLIMIT_NPROC: per slot uid; userns: per program)
     open_files: int = 64  # RLIMIT_NOFILE
     file_size_mb: int = 16  # largest file the program may write (RLIMIT_FSIZE)
     tmp_mb: int = 64  # size of the private writable /tmp (backends with a mount namespace)
