@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 
 from rft.graders import render
+from rft.graders.sandbox.auto import check_sandbox, code_sandboxes
 
 from .env import SuiteEnv
 from .suite import decontamination
@@ -52,6 +53,12 @@ def check_task(env_id: str, *, n: int = 3, seed: int = 0) -> Report:
         assert isinstance(base, SuiteEnv)
         suite = base.suite
         episode = suite.episode
+        sandboxes = code_sandboxes(suite.grader)
+        if episode.type == "tool":
+            sandboxes.append((episode.sandbox, dict(episode.sandbox_options)))
+        for name, options in sandboxes:  # first: without a sandbox, every code check below fails
+            sb = check_sandbox(name, **options)
+            report.add(f"sandbox {name!r} runs a test program here", sb.ok, sb.message)
         completion = suite.check.get("completion", DEFAULT_COMPLETION)
         decoy = suite.check.get("decoy", DEFAULT_DECOY)
         for index in range(min(n, len(base.items("train")))):
@@ -140,4 +147,6 @@ def _jsonable(x: Any) -> bool:
 
 def _why(info: dict[str, Any], reward: float) -> str:
     g = info["grade"]
-    return f"reward {reward:g}, status {g['status']}, extracted {str(g['extracted'])[:40]!r}"
+    why = f"reward {reward:g}, status {g['status']}, extracted {str(g['extracted'])[:40]!r}"
+    error = (g.get("details") or {}).get("error")
+    return f"{why}: {error}" if error else why

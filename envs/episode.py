@@ -45,7 +45,9 @@ class Episode:
     tool_timeout: float = 5.0  # wall seconds per tool run
     tool_memory_mb: int = 512
     tool_output_chars: int = 2000  # the tool message is cut to this many characters
-    sandbox: str = "local"  # the backend that runs tool code (see rft.graders.sandbox)
+    sandbox: str = (
+        "auto"  # the backend that runs tool code (see rft.graders.sandbox; auto: the strongest here)
+    )
     sandbox_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -69,7 +71,7 @@ class Episode:
             raise ValueError(f"episode.sandbox {self.sandbox!r} unknown; use one of {sandbox_names()}")
         if self.sandbox == "none":
             raise ValueError(
-                "episode.sandbox 'none' would run model code unisolated; use local, bwrap or docker"
+                "episode.sandbox 'none' would run model code unisolated; use auto, local, userns, bwrap or docker"
             )
 
     @classmethod

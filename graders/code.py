@@ -96,7 +96,8 @@ _DOWN_LOCK = threading.Lock()
 class CodeGrader(Grader):
     """Run the extracted program against `tests` (HumanEval, MBPP) or stdin/stdout `cases` in a sandbox.
 
-    `sandbox` names the backend (local, bwrap, docker, none); `sandbox_options` go to it. `run_timeout`
+    `sandbox` names the backend (auto, the default: the strongest that runs here; local, userns, bwrap,
+    docker, none); `sandbox_options` go to it; the backend that ran is ``details["sandbox"]``. `run_timeout`
     is the wall-clock limit of one sandbox run (default 10 s, or 90% of `timeout` when that is smaller);
     `timeout` stays the executor's deadline for the whole sample. `language` is ``python`` (default) or
     ``cpp`` (with `cases` only; `compiler` sets g++'s flags and the compile's limits).
@@ -113,7 +114,7 @@ class CodeGrader(Grader):
     language: Literal["python", "cpp"] = "python"
     compiler: CompilerOptions = Field(default_factory=CompilerOptions)
     code_block: Literal["first", "last"] = "last"
-    sandbox: str = "local"
+    sandbox: str = "auto"
     sandbox_options: dict[str, Any] = Field(default_factory=dict)
     unsafe_local_exec: bool = False
     run_timeout: float | None = Field(default=None, gt=0)
@@ -161,7 +162,8 @@ class CodeGrader(Grader):
         options = dict(self.sandbox_options)
         if self.sandbox == "none":
             options["unsafe"] = True
-        return shared_sandbox(self.sandbox, **options), self.sandbox
+        box = shared_sandbox(self.sandbox, **options)
+        return box, box.name
 
     def _execute(self, program: str, stdin: str | bytes, limits: Limits) -> tuple[ExecResult, dict[str, Any]]:
         """Run once, again after a timeout that looks like contention; SandboxError when it cannot run."""

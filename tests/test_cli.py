@@ -127,3 +127,49 @@ def test_unsafe_local_exec_is_an_explicit_opt_in(tmp_path):
     grade = json.loads(out.read_text())["grade"]
     assert grade["status"] == "ok" and grade["passed"]
     assert "ran unisolated" in grade["details"]["sandbox_fallback"]
+
+
+CODE_SPEC = {"type": "code", "prefix": "{{ item.prompt }}", "tests": "{{ item.test }}", "entry_point": "f"}
+
+
+def test_validate_runs_a_program_in_the_code_graders_sandbox(tmp_path):
+    import os
+
+    spec = tmp_path / "code.json"
+    spec.write_text(json.dumps(CODE_SPEC))
+    res = rft("grader", "validate", str(spec))
+    chosen = "local" if os.geteuid() == 0 else "userns"
+    assert res.returncode == 0 and f"auto chose '{chosen}'" in res.stdout, res.stdout + res.stderr
+    # a backend that cannot run here: FAIL, with why and what to do
+    wrong = "userns" if os.geteuid() == 0 else "local"
+    spec.write_text(json.dumps({**CODE_SPEC, "sandbox": wrong}))
+    res = rft("grader", "validate", str(spec))
+    assert res.returncode == 1 and "FAIL" in res.stdout and "root" in res.stdout, res.stdout
+
+
+def test_task_check_names_the_sandbox_and_says_why_it_fails(tmp_path):
+    import os
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"id": f"t{i}", "prompt": f"def f():\n    # {i}\n", "reference": "    return 1\n",
+                        "test": "def check(c):\n    assert c() == 1\n"}) + "\n"
+            for i in range(4)
+        )
+    )  # fmt: skip
+    wrong = "userns" if os.geteuid() == 0 else "local"
+    suite = tmp_path / "tiny-code-v0.yaml"
+    suite.write_text(
+        "id: tiny-code-v0\n"
+        f"source: {{type: jsonl, path: {rows}}}\n"
+        "fields: {reference: reference}\n"
+        'prompt: {user: "{{ item.prompt }}"}\n'
+        f"grader: {json.dumps({**CODE_SPEC, 'sandbox': wrong})}\n"
+        "split: 0.5\n"
+        "check: {completion: '{{ item.reference }}', decoy: '    return 0'}\n"
+    )
+    res = rft("task", "check", str(suite))
+    out = " ".join(res.stdout.split())  # rich wraps long lines
+    assert res.returncode == 1 and f"FAIL sandbox '{wrong}' runs a test program here" in out, out
+    assert "root" in out and "status error" in out, out  # the reason, not only FAIL

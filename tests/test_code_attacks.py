@@ -12,12 +12,13 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
-from _sandboxes import BACKENDS, backend_or_skip, processes_of, sandbox_uid
+from _sandboxes import BACKENDS, as_user, backend_or_skip, other_user, processes_of, sandbox_uid
 
 from rft.graders import load_grader
 
@@ -266,3 +267,22 @@ def test_stdin_cases_attacks(backend):
         grade = g.grade({"output_text": attack}, item)
         assert not grade.passed and grade.status == "ok", (attack, grade)
         assert processes_of(sandbox_uid(box)) == []
+
+
+@pytest.fixture(scope="module")
+def user():
+    yield from other_user()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="as a user other than root the attacks above run on userns already"
+)
+def test_attacks_as_a_user_other_than_root(user):
+    """The same attacks on what `auto` picks for a user other than root (``userns``), as such a user."""
+    out = as_user(
+        user,
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", "userns", "-rs"],
+        timeout=900,
+    )
+    tail = (out.stdout + out.stderr)[-3000:]
+    assert out.returncode == 0 and " passed" in out.stdout and "skipped" not in out.stdout, tail

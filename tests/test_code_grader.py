@@ -4,6 +4,7 @@ every sandbox backend that can run here."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -113,7 +114,9 @@ def test_details_say_which_tests_passed_and_why_others_failed():
         tests[2]["error"] == "AssertionError" and tests[2]["got"] == "1" and tests[2]["judged"] == "outside"
     )
     assert grade.details["passed_tests"] == 2 and grade.details["total_tests"] == 4
-    assert grade.details["harness_complete"] is True and grade.details["sandbox"] == "local"
+    assert grade.details["harness_complete"] is True and grade.details["sandbox"] == (
+        "local" if os.geteuid() == 0 else "userns"
+    )
     assert grade.extracted == "    return 0 if n == 0 else 1\n"
 
 

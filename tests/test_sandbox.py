@@ -19,7 +19,10 @@ from rft.graders.sandbox import (
     register_sandbox,
     sandbox_names,
 )
-from rft.graders.sandbox.local import FORKSERVER_PATH, LocalSandbox
+from rft.graders.sandbox.local import FORKSERVER_PATH, LocalSandbox, UserNsSandbox
+
+# The fork server this user can start (what `auto` picks): local as root, userns otherwise.
+ForkServer = LocalSandbox if os.geteuid() == 0 else UserNsSandbox
 
 
 @pytest.fixture(params=[pytest.param(b, marks=pytest.mark.docker) if b == "docker" else b for b in BACKENDS])
@@ -233,9 +236,9 @@ def test_local_reports_its_isolation():
 
 def test_local_fails_closed_when_it_cannot_isolate():
     with pytest.raises(SandboxUnavailable, match="could not start|did not start|cannot isolate"):
-        LocalSandbox(python="/nonexistent/python3").run("print(1)")
+        ForkServer(python="/nonexistent/python3").run("print(1)")
     with pytest.raises(ValueError, match="unknown namespace"):
-        LocalSandbox(isolate=("user", "time"))
+        ForkServer(isolate=("user", "time"))
 
 
 @pytest.mark.skipif(
@@ -277,7 +280,7 @@ def test_pin_cpu_puts_server_and_programs_on_one_cpu():
 
 
 def test_close_stops_the_server():
-    box = LocalSandbox()
+    box = ForkServer()
     try:
         box.run("pass")
         pid = box.hello["pid"]

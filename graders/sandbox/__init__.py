@@ -1,5 +1,6 @@
 """Sandboxes for untrusted code: one interface (`run(program, stdin, limits) -> ExecResult`), several
-backends by name (`get_sandbox("local" | "bwrap" | "docker" | "none", **options)`)."""
+backends by name (`get_sandbox("auto" | "local" | "userns" | "bwrap" | "docker" | "none", **options)`;
+``auto``, the default, picks the strongest that runs here)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .base import (
     SandboxUnavailable,
     get_sandbox,
     register_sandbox,
+    sandbox_factory,
     sandbox_names,
     shared_sandbox,
 )
@@ -23,6 +25,7 @@ __all__ = [
     "SandboxUnavailable",
     "get_sandbox",
     "register_sandbox",
+    "sandbox_factory",
     "sandbox_names",
     "shared_sandbox",
 ]

@@ -2,10 +2,12 @@
 
 A backend is any class with ``run(program, stdin, limits) -> ExecResult`` and ``close()``, registered
 under a name with `register_sandbox`; `get_sandbox(name, **options)` builds one. Backends in this
-package: ``local`` (the default: a fork server with user, network, mount, pid, ipc and uts namespaces),
-``bwrap`` (bubblewrap per program) and ``none`` (rlimits only; refused unless ``unsafe=True``). The
-``docker`` backend lives in ``rft.graders.sandbox.docker`` and is imported the first time it is asked
-for by name.
+package: ``auto`` (the default: the strongest of the others that runs here, see auto.py), ``local``
+(root: a fork server with user, network, mount, pid, ipc and uts namespaces, per-slot uids), ``userns``
+(the same server for other users, inside a user namespace of its own), ``bwrap`` (bubblewrap per
+program) and ``none`` (rlimits only; refused unless ``unsafe=True``). The ``docker`` backend lives in
+``rft.graders.sandbox.docker`` and is imported the first time it is asked for by name. Backends keep
+their files in a private per-user folder (state.py).
 
 The program is Python source, run as ``__main__`` by the backend's interpreter, with `stdin` as its
 standard input. Besides stdout and stderr it gets a third output, file descriptor 3 (the *result
@@ -37,6 +39,7 @@ __all__ = [
     "SandboxUnavailable",
     "register_sandbox",
     "get_sandbox",
+    "sandbox_factory",
     "sandbox_names",
     "shared_sandbox",
 ]
@@ -60,7 +63,7 @@ class Limits:
     timeout: float = 10.0  # wall-clock seconds; the whole process tree is killed then
     cpu_s: float | None = None  # CPU seconds (RLIMIT_CPU); default: the timeout rounded up, plus 1
     memory_mb: int = 1024  # address space per process (RLIMIT_AS)
-    processes: int = 32  # processes and threads (RLIMIT_NPROC, counted for the sandbox's own uid)
+    processes: int = 32  # processes and threads (RLIMIT_NPROC: per slot uid; userns: per program)
     open_files: int = 64  # RLIMIT_NOFILE
     file_size_mb: int = 16  # largest file the program may write (RLIMIT_FSIZE)
     tmp_mb: int = 64  # size of the private writable /tmp (backends with a mount namespace)
@@ -166,7 +169,9 @@ SandboxFactory = Callable[..., Sandbox]
 _REGISTRY: dict[str, SandboxFactory] = {}
 # Backends whose module registers them when imported (so `docker` costs nothing until asked for).
 _MODULES = {
+    "auto": "rft.graders.sandbox.auto",
     "local": "rft.graders.sandbox.local",
+    "userns": "rft.graders.sandbox.local",
     "none": "rft.graders.sandbox.local",
     "bwrap": "rft.graders.sandbox.bwrap",
     "docker": "rft.graders.sandbox.docker",
@@ -188,7 +193,8 @@ def sandbox_names() -> list[str]:
     return sorted(set(_REGISTRY) | set(_MODULES))
 
 
-def _factory(name: str) -> SandboxFactory:
+def sandbox_factory(name: str) -> SandboxFactory:
+    """The class (or factory) registered as backend `name`, its module imported on first use."""
     if name not in _REGISTRY and name in _MODULES:
         try:
             importlib.import_module(_MODULES[name])
@@ -199,17 +205,17 @@ def _factory(name: str) -> SandboxFactory:
     return _REGISTRY[name]
 
 
-def get_sandbox(name: str = "local", **options: Any) -> Sandbox:
+def get_sandbox(name: str = "auto", **options: Any) -> Sandbox:
     """A new sandbox of backend `name`. Raises `SandboxUnavailable` when it cannot run here (the message
     says why), ValueError for an unknown name or option. Close it when done (or use ``with``)."""
-    return _factory(name)(**options)
+    return sandbox_factory(name)(**options)
 
 
 _SHARED: dict[tuple[Any, ...], Sandbox] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_sandbox(name: str = "local", **options: Any) -> Sandbox:
+def shared_sandbox(name: str = "auto", **options: Any) -> Sandbox:
     """One sandbox per (process, backend, options), made on first use and closed at exit. Graders use
     this, so that each grader worker process starts its own fork server once."""
     key = (os.getpid(), name, tuple(sorted((k, repr(v)) for k, v in options.items())))

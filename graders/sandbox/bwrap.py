@@ -30,6 +30,7 @@ from ..procstat import usage
 from . import forkserver
 from .base import ExecResult, Limits, SandboxError, SandboxUnavailable, register_sandbox
 from .local import FORKSERVER_PATH, HARNESS_RUNTIME_PATH
+from .state import check_own_tree, check_private_path, state_dir
 
 __all__ = ["BwrapSandbox"]
 
@@ -46,8 +47,8 @@ class BwrapSandbox:
         *,
         bwrap: str = "bwrap",
         python: str = "/usr/bin/python3",
-        uid_range: tuple[int, int] = (62000, 62999),
-        lock_dir: str = "/tmp/rft-sandbox",
+        uid_range: tuple[int, int] = (64500, 64999),  # not 62000-: bwrap before state.py locked elsewhere
+        lock_dir: str | None = None,
         binds: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.bwrap = bwrap
@@ -76,13 +77,16 @@ class BwrapSandbox:
             raise SandboxUnavailable("bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
         if not os.access(self.python, os.X_OK):
             raise SandboxUnavailable(f"no Python at {self.python} for the bwrap sandbox (set python=...)")
+        help_text = subprocess.run([exe, "--help"], capture_output=True, text=True).stdout
+        state = state_dir(self.lock_dir)
         if os.geteuid() == 0 and self.uid is None:
             try:
-                self.uid, self._lock_fd = forkserver.acquire_uid(*self.uid_range, self.lock_dir)
+                self.uid, self._lock_fd = forkserver.acquire_uid(*self.uid_range, state)
             except forkserver.SetupError as e:
                 raise SandboxUnavailable(str(e)) from None
-        self._dir = self._runtime_dir()
-        self._base = self._base_args(exe)
+        self._dir = self._runtime_dir(state)
+        check_own_tree(self._dir)
+        self._base = self._base_args(exe, help_text)
         probe = self._run("import os; print(os.getuid())", b"", Limits(timeout=20))
         if not (probe.ok and probe.stdout.strip() == str(forkserver.INNER_ID).encode()):
             base, self._base = self._base, None
@@ -91,19 +95,19 @@ class BwrapSandbox:
                 f"bwrap cannot run a sandboxed program here: {probe.stderr.decode(errors='replace')[-500:] or probe}"
             )
 
-    def _runtime_dir(self) -> str:
+    def _runtime_dir(self, state: str) -> str:
         """A directory this uid can read holding forkserver.py and the harness (as rft_harness.py), compiled
-        by the sandbox's interpreter; one per content and interpreter, shared and kept (a few kB)."""
+        by the sandbox's interpreter; one per content and interpreter, kept (a few kB) in this user's
+        private `state` folder, and checked (owner, modes, no symlinks) before each reuse."""
         sources = {
             "forkserver.py": FORKSERVER_PATH.read_bytes(),
             "rft_harness.py": HARNESS_RUNTIME_PATH.read_bytes(),
         }
         key = hashlib.sha256(b"".join(sources.values()) + self.python.encode()).hexdigest()[:16]
-        final = f"{self.lock_dir}/bwrap-{key}"
-        if os.path.isdir(final):
+        final = f"{state}/bwrap-{key}"
+        if os.path.lexists(final):
             return final
-        os.makedirs(self.lock_dir, mode=0o755, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix="bwrap-new-", dir=self.lock_dir)
+        tmp = tempfile.mkdtemp(prefix="bwrap-new-", dir=state)
         for name, data in sources.items():
             Path(tmp, name).write_bytes(data)
         subprocess.run(  # so that a run imports the harness instead of compiling it (best effort)
@@ -122,8 +126,7 @@ class BwrapSandbox:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
 
-    def _base_args(self, exe: str) -> list[str]:
-        help_text = subprocess.run([exe, "--help"], capture_output=True, text=True).stdout
+    def _base_args(self, exe: str, help_text: str) -> list[str]:
         args = [exe, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                 "--unshare-cgroup-try", "--uid", str(forkserver.INNER_ID), "--gid", str(forkserver.INNER_ID),
                 "--hostname", "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]  # fmt: skip
@@ -151,6 +154,9 @@ class BwrapSandbox:
         data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
         with self._lock:
             self._start()
+            assert self._dir is not None
+            state_dir(self.lock_dir)  # still ours, on every use (a few stat calls)
+            check_private_path(self._dir, mode_mask=0o022)
             return self._run(program, data, limits)
 
     def _run(self, program: str, stdin: bytes, limits: Limits) -> ExecResult:

@@ -32,7 +32,7 @@ from .local import FORKSERVER_PATH, HARNESS_RUNTIME_PATH, PRELOAD, LocalSandbox
 __all__ = ["DockerSandbox", "build_image", "DEFAULT_IMAGE"]
 
 DEFAULT_IMAGE = "rft-sandbox:py"
-SLOT_UID = 63000  # the unprivileged uid programs run as inside the container (local uses 61000-61999)
+SLOT_UID = 63000  # the unprivileged uid programs run as inside the container (local uses 64000-64499)
 _SKIP_STDLIB = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
                 "site-packages", "dist-packages"}  # fmt: skip
 # What the fork server (root in the container) needs to set up each run as the slot uid; the program

@@ -3,8 +3,8 @@
 Self-contained and stdlib-only: copy this file anywhere and run it with any CPython >= 3.9 on Linux:
 
     python3 -I -S forkserver.py [--isolate user,net,mount,pid,ipc,uts | none] [--uid N | --uid-range A:B]
-        [--lock-dir DIR] [--path DIR]... [--bind DIR]... [--preload MOD,...] [--preload-file NAME=PATH]...
-        [--cpu N | auto] [--seccomp PATH]
+        [--lock-dir DIR] [--own-userns] [--path DIR]... [--bind DIR]... [--preload MOD,...]
+        [--preload-file NAME=PATH]... [--cpu N | auto] [--seccomp PATH]
     python3 -I -S forkserver.py --run-one LIMITS_JSON      (one program in this process: inside bwrap)
 
 Each program is a fresh child of this small server (a fork, not an interpreter start). By default
@@ -15,7 +15,11 @@ no_new_privs, rlimits (CPU, address space, processes, open files, file size, no 
 environment, only a down loopback, and a minimal read-only root (/usr, the interpreter's prefix and
 ``--path``/``--bind`` dirs, /dev null zero full random urandom, its own /proc) with a private
 size-limited tmpfs at /tmp. A namespace that cannot be made is an error at start (the hello says so),
-never a weaker sandbox. ``--isolate none`` (a container that is itself the sandbox): still the slot
+never a weaker sandbox. ``--own-userns`` (not root): the server first moves itself into a user and
+mount namespace of its own, where it is root (uid 0 mapped to the user who started it) and can build
+the same private root; each program's namespaces nest inside, its uid 1000 mapped to that user, and
+with a user namespace of its own per program, RLIMIT_NPROC counts that program's processes alone.
+``--isolate none`` (a container that is itself the sandbox): still the slot
 uid (``--uid``, when root), the rlimits and a private working directory; after each run every process
 of the slot uid is killed and its files in /tmp, /var/tmp and /dev/shm are removed. ``--cpu`` pins the
 server and its programs to one allowed CPU (``auto``: the slot uid modulo their number).
@@ -243,8 +247,9 @@ def run_one_main(limits_json: str) -> None:
 
 class Server:
     def __init__(self, isolate: tuple[str, ...], uid: int | None, paths: list[str], binds: list[str],
-                 lock_dir: str, seccomp=None) -> None:  # fmt: skip
+                 lock_dir: str, own_userns: bool = False, seccomp=None) -> None:  # fmt: skip
         self.isolate, self.uid, self.paths, self.binds, self.lock_dir = isolate, uid, paths, binds, lock_dir
+        self.own_userns = own_userns
         self.seccomp = seccomp  # seccomp.py's Installer, or None
         self.root_dir: str | None = None
 
@@ -257,10 +262,28 @@ class Server:
             raise SetupError("namespaces without 'user' need root")
         if self.isolate and _SYS_CLONE is None:
             raise SetupError(f"namespaces are not supported on {platform.machine()}; use --isolate none")
-        if os.geteuid() == 0:
+        if self.own_userns:
+            self._enter_own_userns()
+        elif os.geteuid() == 0:
             os.setgroups([])  # programs must not inherit root's supplementary groups
         if "mount" in self.isolate:
             self._minimal_root()
+
+    def _enter_own_userns(self) -> None:
+        """Not root: become root of a new user namespace (mapped to this user) with a private mount
+        namespace, so that the rest of the set-up needs no privilege on the host."""
+        if os.geteuid() == 0:
+            raise SetupError("--own-userns is for servers started by a user other than root")
+        if "user" not in self.isolate:
+            raise SetupError("--own-userns needs 'user' in --isolate (each program's own user namespace)")
+        uid, gid = os.geteuid(), os.getegid()
+        _check(_libc.unshare(_CLONE["user"] | _CLONE["mount"]), "unshare(CLONE_NEWUSER|CLONE_NEWNS)")
+        try:
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/uid_map", f"0 {uid} 1\n")
+            _write("/proc/self/gid_map", f"0 {gid} 1\n")
+        except OSError as e:
+            raise SetupError(f"mapping the server's user namespace: {e}") from None
 
     def _minimal_root(self) -> None:
         """Move this server into a private mount namespace whose root is a read-only tmpfs holding only
@@ -274,7 +297,9 @@ class Server:
         _check(_libc.unshare(_CLONE["mount"]), "unshare(CLONE_NEWNS)")
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
         if self.uid is None:
-            root = tempfile.mkdtemp(prefix="rft-sandbox-root-")
+            root = tempfile.mkdtemp(
+                prefix="root-" if self.lock_dir else "rft-sandbox-root-", dir=self.lock_dir or None
+            )
         else:  # one mount point per uid slot: a server killed before its client removed it leaves one
             root = f"{self.lock_dir}/root-{self.uid}"
             os.makedirs(root, mode=0o755, exist_ok=True)
@@ -292,7 +317,10 @@ class Server:
             f.write(f"root:x:0:0::/:/bin/sh\nsandbox:x:{INNER_ID}:{INNER_ID}::/tmp:/bin/sh\n")
         with open(f"{root}/etc/group", "w") as f:
             f.write(f"root:x:0:\nsandbox:x:{INNER_ID}:\n")
-        _mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if self.own_userns:  # a new proc needs host privilege here: the host's, for programs to mount over
+            _mount("/proc", f"{root}/proc", None, MS_BIND | MS_REC)
+        else:
+            _mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         _mount("tmpfs", f"{root}/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
         for node in ("null", "zero", "full", "random", "urandom"):
             open(f"{root}/dev/{node}", "w").close()
@@ -325,7 +353,9 @@ class Server:
         else:
             open(root + path, "w").close()
         _mount(path, root + path, None, MS_BIND)
-        _mount(None, root + path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        # noexec on the source stays (in a user namespace it is locked: dropping it would fail)
+        noexec = MS_NOEXEC if os.statvfs(path).f_flag & os.ST_NOEXEC else 0
+        _mount(None, root + path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | noexec)
 
     # -- per run
 
@@ -641,9 +671,11 @@ def acquire_uid(first: int, last: int, lock_dir: str) -> tuple[int, int]:
     open for as long as the uid is in use)."""
     import fcntl
 
-    os.makedirs(lock_dir, mode=0o755, exist_ok=True)
+    if not lock_dir:
+        raise SetupError("--uid-range needs --lock-dir (a folder only this user can write)")
     for uid in range(first, last + 1):
-        fd = os.open(f"{lock_dir}/uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(f"{lock_dir}/uid-{uid}.lock", flags, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -661,7 +693,7 @@ def acquire_uid(first: int, last: int, lock_dir: str) -> tuple[int, int]:
 
 
 def _parse_args(argv: list[str]) -> dict:
-    opts: dict = {"isolate": ",".join(NAMESPACES), "uid": None, "uid_range": None, "lock_dir": "/tmp/rft-sandbox",
+    opts: dict = {"isolate": ",".join(NAMESPACES), "uid": None, "uid_range": None, "lock_dir": "", "own_userns": False,
                   "path": [], "bind": [], "preload": "", "preload_file": [], "cpu": None,
                   "seccomp": None}  # fmt: skip
     it = iter(argv)
@@ -671,6 +703,8 @@ def _parse_args(argv: list[str]) -> dict:
             raise SetupError(f"unknown option {arg}")
         if key in ("path", "bind", "preload_file"):
             opts[key].append(next(it))
+        elif key == "own_userns":
+            opts[key] = True
         else:
             opts[key] = next(it)
     return opts
@@ -742,7 +776,9 @@ def serve(argv: list[str]) -> int:
             os.sched_setaffinity(0, {cpus[index % len(cpus)]})
         _preload(opts["preload"], opts["preload_file"])
         seccomp = _load_seccomp(opts["seccomp"]) if opts["seccomp"] else None
-        server = Server(isolate, uid, opts["path"], opts["bind"], opts["lock_dir"], seccomp)
+        server = Server(
+            isolate, uid, opts["path"], opts["bind"], opts["lock_dir"], opts["own_userns"], seccomp
+        )
         server.setup()
         # A first run proves the isolation works here before anyone relies on it.
         probe_src = "import os; print(os.getuid())"

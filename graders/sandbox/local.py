@@ -4,10 +4,12 @@ Each program runs in a fresh child of the server with new user, network, mount, 
 namespaces, as the server's own unprivileged uid (one per live server, from `uid_range`), with no
 capabilities, rlimits, a minimal read-only root, a private size-limited /tmp and no network; the whole
 process tree dies with it (it is pid 1 of its pid namespace). Needs root (it switches uids and builds
-the private root); as another user, use the ``bwrap`` backend. A seccomp filter (seccomp.py: no new
-namespaces, mounts, ptrace, bpf, perf events, keyrings, kexec, modules, io_uring, ...) is installed
-last in each program's process; ``seccomp=False`` (``sandbox_options: {seccomp: false}``) leaves it
-out. `start()` reports which (``"seccomp": true``).
+the private root); as another user, ``userns`` runs the same server inside a user namespace it makes
+itself (``auto`` picks whichever this process can run). Uid locks and mount points live in this
+user's private state folder (state.py). A seccomp filter (seccomp.py: no new namespaces, mounts,
+ptrace, bpf, perf events, keyrings, kexec, modules, io_uring, ...) is installed last in each program's
+process; ``seccomp=False`` (``sandbox_options: {seccomp: false}``) leaves it out. `start()` reports
+which (``"seccomp": true``).
 
 ``none`` is the same server with no isolation at all (rlimits, a temporary directory, the process group
 killed at the end), for machines where nothing else runs: ``get_sandbox("none", unsafe=True)``.
@@ -29,8 +31,16 @@ from typing import Any
 
 from . import forkserver
 from .base import ExecResult, Limits, SandboxError, SandboxUnavailable, register_sandbox
+from .state import state_dir
 
-__all__ = ["LocalSandbox", "UnsafeLocalSandbox", "FORKSERVER_PATH", "HARNESS_RUNTIME_PATH", "PRELOAD"]
+__all__ = [
+    "LocalSandbox",
+    "UserNsSandbox",
+    "UnsafeLocalSandbox",
+    "FORKSERVER_PATH",
+    "HARNESS_RUNTIME_PATH",
+    "PRELOAD",
+]
 
 FORKSERVER_PATH = Path(forkserver.__file__).resolve()
 HARNESS_RUNTIME_PATH = FORKSERVER_PATH.with_name("harness_runtime.py")
@@ -55,8 +65,8 @@ class LocalSandbox:
         *,
         python: str | None = None,
         isolate: tuple[str, ...] | list[str] = forkserver.NAMESPACES,
-        uid_range: tuple[int, int] = (61000, 61999),
-        lock_dir: str = "/tmp/rft-sandbox",
+        uid_range: tuple[int, int] = (64000, 64499),  # not 61000-: servers before state.py lock elsewhere
+        lock_dir: str | None = None,
         paths: tuple[str, ...] | list[str] | None = None,
         binds: tuple[str, ...] | list[str] = (),
         preload: tuple[str, ...] | list[str] = PRELOAD,
@@ -69,7 +79,8 @@ class LocalSandbox:
         self.python = python or sys.executable
         self.isolate = tuple(isolate)
         self.uid_range = uid_range
-        self.lock_dir = lock_dir
+        self.lock_dir = lock_dir  # None: this user's private state folder (see state.py)
+        self._state = ""
         # Where programs find installed packages (read-only); by default this interpreter's site-packages.
         if paths is None:
             paths = site.getsitepackages() if self.python == sys.executable else []
@@ -86,8 +97,9 @@ class LocalSandbox:
 
     def _argv(self) -> list[str]:
         argv = [self.python, "-I", "-S", str(FORKSERVER_PATH), "--isolate", ",".join(self.isolate) or "none"]
+        argv += ["--lock-dir", self._state]
         if os.geteuid() == 0:
-            argv += ["--uid-range", f"{self.uid_range[0]}:{self.uid_range[1]}", "--lock-dir", self.lock_dir]
+            argv += ["--uid-range", f"{self.uid_range[0]}:{self.uid_range[1]}"]
         for p in self.paths:
             argv += ["--path", p]
         for b in self.binds:
@@ -107,7 +119,7 @@ class LocalSandbox:
         if os.geteuid() != 0:
             raise SandboxUnavailable(
                 f"the {self.name} sandbox needs root (it runs each program as a per-slot unprivileged uid "
-                "in a private root); as another user, use sandbox 'bwrap' or 'docker'"
+                "in a private root); as another user, use sandbox 'auto' (or 'userns', 'bwrap', 'docker')"
             )
 
     def start(self) -> dict[str, Any]:
@@ -121,6 +133,7 @@ class LocalSandbox:
         if self._proc is not None and self._proc.poll() is None:
             return
         self._preflight()
+        self._state = state_dir(self.lock_dir)  # checked at each start: owner, mode, no symlink
         try:
             proc = subprocess.Popen(
                 self._argv(),
@@ -143,6 +156,7 @@ class LocalSandbox:
             _kill(proc)
             raise SandboxUnavailable(
                 f"the {self.name} sandbox cannot isolate programs here: {header.get('error', header)}"
+                + self._unavailable_hint()
             )
         if header.get("root_dir"):  # the mount point of its private root, in our namespace an empty dir
             with contextlib.suppress(OSError):
@@ -150,6 +164,9 @@ class LocalSandbox:
         self.hello = header
         self.uid = header.get("uid")
         self._proc = proc
+
+    def _unavailable_hint(self) -> str:
+        return ""
 
     def run(self, program: str, stdin: bytes | str = b"", limits: Limits | None = None) -> ExecResult:
         limits = limits or Limits()
@@ -230,6 +247,41 @@ class LocalSandbox:
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(OSError):
                 proc.kill()
+
+
+@register_sandbox("userns")
+class UserNsSandbox(LocalSandbox):
+    """The ``local`` fork server for a user other than root: it first makes a user and mount namespace of
+    its own (``--own-userns``; the kernel must allow unprivileged user namespaces), then gives each
+    program the same namespaces, private root, rlimits and no capabilities as ``local``. Programs run
+    as this user on the host (uid 1000 inside); each has a user namespace of its own, so RLIMIT_NPROC
+    (`Limits.processes`) counts that program's processes alone, and its pid namespace takes them all
+    down with it. Supplementary groups cannot be dropped without root: programs keep them."""
+
+    name = "userns"
+
+    def _argv(self) -> list[str]:
+        return [*super()._argv(), "--own-userns"]
+
+    def _preflight(self) -> None:
+        if sys.platform != "linux":
+            raise SandboxUnavailable(f"the {self.name} sandbox needs Linux (this is {sys.platform})")
+        if os.geteuid() == 0:
+            raise SandboxUnavailable(
+                f"the {self.name} sandbox is for users other than root; as root use 'local'"
+            )
+        if not set(forkserver.NAMESPACES) <= set(self.isolate):
+            raise SandboxUnavailable(
+                f"the {self.name} sandbox makes every namespace; isolate cannot drop any"
+            )
+
+    def _unavailable_hint(self) -> str:
+        return (
+            "; unprivileged user namespaces look disabled (sysctl kernel.unprivileged_userns_clone=1 or "
+            "user.max_user_namespaces > 0; on Ubuntu >= 23.10 kernel.apparmor_restrict_unprivileged_userns=0 "
+            "or an AppArmor profile; in a container, a seccomp profile that allows unshare), or use bwrap "
+            "(apt-get install bubblewrap) or docker"
+        )
 
 
 @register_sandbox("none")

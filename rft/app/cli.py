@@ -120,10 +120,20 @@ def grade(
 
 @grader_app.command("validate")
 def grader_validate(spec: Annotated[str, typer.Argument(help="a .json/.yaml file or inline JSON")]) -> None:
-    """Check a grader spec without grading anything."""
+    """Check a grader spec; code graders also run one test program in their sandbox (and say which)."""
+    from rft.graders.sandbox.auto import check_sandbox, code_sandboxes
+
     g = _load(spec)
     out.print(f"[green]ok[/green] {g.type} grader {g.name!r}")
     out.print_json(data=g.spec())
+    failed = False
+    for name, options in code_sandboxes(g.spec()):
+        sb = check_sandbox(name, **options)
+        failed = failed or not sb.ok
+        mark = "[green]ok[/green]  " if sb.ok else "[red]FAIL[/red]"
+        out.print(f"{mark} {escape(sb.message)}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @grader_app.command("audit")
@@ -313,7 +323,8 @@ def task_check(
         report = check_task(_env_id(task), n=n)
     for c in report.checks:
         mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
-        detail = c.detail if c.detail and (not c.ok or c.name.startswith("no held-out")) else ""
+        shown = not c.ok or c.name.startswith(("no held-out", "sandbox "))
+        detail = c.detail if c.detail and shown else ""
         out.print(f"{mark} {c.name}" + (f"  ({escape(detail)})" if detail else ""))
     out.print(f"{report.env_id}: {'all checks passed' if report.ok else 'FAILED'}")
     raise typer.Exit(0 if report.ok else 1)
