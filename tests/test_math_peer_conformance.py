@@ -1,7 +1,7 @@
 """Other math answer checkers' public test cases, ported as data, graded by rft's `math` grader.
 
 tests/data/peer_checker_cases.jsonl holds the cases of hendrycks MATH, lighteval, open-r1, TRL, NeMo-Skills,
-slime, GLM-V, AReaL and open-instruct (sources, commits and licences: tests/data/README.md).
+slime, GLM-V, AReaL, SkyRL, tinker-cookbook and open-instruct (sources, commits and licences: tests/data/README.md).
 
 Every case rft is judged on must get the verdict rft's policy wants (`rft_expected`: the peer's `expected` for
 "same" cases, the documented policy for "differs" ones). Cases rft gets wrong today are listed in
@@ -70,7 +70,8 @@ def test_the_port_is_whole_and_consistent():
     assert set(GAPS) <= set(ids), f"known gaps name unknown cases: {sorted(set(GAPS) - set(ids))}"
     assert {c["source"] for c in CASES} == {
         "hendrycks/math", "huggingface/lighteval", "huggingface/open-r1", "huggingface/trl", "NVIDIA/NeMo-Skills",
-        "THUDM/slime", "zai-org/GLM-V", "inclusionAI/AReaL", "allenai/open-instruct",
+        "THUDM/slime", "zai-org/GLM-V", "inclusionAI/AReaL", "NovaSky-AI/SkyRL",
+        "thinking-machines-lab/tinker-cookbook", "allenai/open-instruct",
     }  # fmt: skip
     for c in CASES:
         assert len(c["commit"]) == 40 and c["file"] and c["item"]["answer"].strip()

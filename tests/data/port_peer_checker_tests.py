@@ -12,6 +12,8 @@ already hold. The test files are read with `ast` from git, never imported or run
 - THUDM/slime `tests/test_rm_math.py`: `grade_answer_*` verdicts and `_strip_string` normal forms;
 - zai-org/GLM-V `glmv_reward/tests/stem/test_math_verifier.py`: `MathVerifier.judge(answer, ground_truth)`;
 - inclusionAI/AReaL `tests/test_math_verify_reward.py`: `gsm8k_reward_fn(completions, answer)`;
+- NovaSky-AI/SkyRL `skyrl-gym/tests/test_aime.py`, `test_gsm8k.py`: `(output, ground_truth, expected)` tables;
+- thinking-machines-lab/tinker-cookbook `math_env_test.py`: `grade_answer(given, ground_truth)` verdicts;
 - allenai/open-instruct `open_instruct/test_math_utils.py`: `strip_string(input) == output` normalisations,
   ported as "the input and its normal form are the same answer".
 
@@ -81,6 +83,24 @@ SOURCES = [
         "Apache-2.0",
     ),
     (
+        "NovaSky-AI/SkyRL",
+        "a9564572eb8e91076be43c1bd5e4615e3de17265",
+        "skyrl-gym/tests/test_aime.py",
+        "Apache-2.0",
+    ),
+    (
+        "NovaSky-AI/SkyRL",
+        "a9564572eb8e91076be43c1bd5e4615e3de17265",
+        "skyrl-gym/tests/test_gsm8k.py",
+        "Apache-2.0",
+    ),
+    (
+        "thinking-machines-lab/tinker-cookbook",
+        "9dfcc3a2cf44432d621a01005073dc6d76a1e87a",
+        "tinker_cookbook/recipes/math_rl/math_env_test.py",
+        "Apache-2.0",
+    ),
+    (
         "allenai/open-instruct",
         "e6c3044aa6201c8bfa4573c1b03142af599e730d",
         "open_instruct/test_math_utils.py",
@@ -105,8 +125,17 @@ WHOLE_TEXT_GOLD = (
 )
 VALUE_NOT_FORM = (
     "value, not form: rft's default form=any equates \\frac{2}{4} and \\frac{1}{2} (form: reduced requires "
-    "lowest terms); slime's sympy grader refuses unreduced fractions on purpose"
+    "lowest terms); this checker refuses unreduced fractions on purpose"
 )
+VALUE_NOT_STRING = (
+    "value, not form: rft equates `0.5` and `\\frac{1}{2}`; SkyRL's AIME scorer compares normalised strings"
+)
+ANSWER_NOT_FORMAT = (
+    "rft grades the final answer, not the output's format: a broken end-of-turn marker after `\\boxed{42}` "
+    "does not change the answer (the task's own format check, if any, is a separate grader); SkyRL's AIME "
+    "scorer fails the output"
+)
+ANSWER_SENTENCE = "rft reads `The answer is 42` as the answer 42 (README: extraction); SkyRL's GSM8K scorer requires `#### 42`"
 UNITS_IGNORED = (
     "units are ignored, never checked or converted (README: units): `5.8米` = `5.8`, and `0.4米` is not "
     "`40厘米`; GLM-V's judge checks and converts units"
@@ -132,6 +161,14 @@ POLICY: dict[str, tuple[str, bool | None]] = {
         VALUE_NOT_FORM,
         True,
     ),
+    "thinking-machines-lab/tinker-cookbook:math_env_test.py::test_sympy_equivalence:0": (
+        VALUE_NOT_FORM,
+        True,
+    ),
+    "NovaSky-AI/SkyRL:test_aime.py::test_compute_score[4]": (VALUE_NOT_STRING, True),
+    "NovaSky-AI/SkyRL:test_aime.py::test_compute_score[7]": (ANSWER_NOT_FORMAT, True),
+    "NovaSky-AI/SkyRL:test_aime.py::test_compute_score[9]": (ANSWER_NOT_FORMAT, True),
+    "NovaSky-AI/SkyRL:test_gsm8k.py::test_compute_score[2]": (ANSWER_SENTENCE, True),
     "zai-org/GLM-V:test_math_verifier.py::test_unit:2": (UNITS_IGNORED, True),
     "zai-org/GLM-V:test_math_verifier.py::test_unit:5": (UNITS_IGNORED, False),
     "zai-org/GLM-V:test_math_verifier.py::test_math_verifier_judge_equivalence:1": (ELLIPSIS, False),
@@ -524,6 +561,28 @@ def port_areal(repo: str, commit: str, file: str, source: str) -> Iterator[dict[
         )  # fmt: skip
 
 
+def port_skyrl(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+    """SkyRL's skyrl-gym envs: `(output, ground_truth, expected)` tables; reward 1.0 is right, 0.0 or -1.0
+    wrong."""
+    for fn, i, line, args in parametrized(source):
+        yield row(
+            repo, commit, file, f"{fn.name}[{i}]", line, args["ground_truth"], args["output"],
+            args["expected"] == 1.0, call=f"skyrl_gym.make({Path(file).stem.removeprefix('test_')!r}).step",
+        )  # fmt: skip
+
+
+def port_tinker(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+    """tinker-cookbook: `grade_answer(given_answer, ground_truth) is True/False`; a None side is left out."""
+    for fn, i, call, expected in body_calls(source, "grade_answer"):
+        args = [ast.literal_eval(a) for a in call.args]
+        if not all(isinstance(a, str) for a in args):
+            continue
+        pred, gold = args
+        yield row(
+            repo, commit, file, f"{fn.name}:{i}", call.lineno, gold, pred, bool(expected), call="grade_answer"
+        )
+
+
 def port_strip_string(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
     """`strip_string(input) == output`: the normal form as gold, the input as prediction, equal."""
     for fn, i, line, args in parametrized(source):
@@ -554,12 +613,16 @@ def main() -> None:
             new = list(port_glmv(repo, commit, file, source))
         elif repo == "inclusionAI/AReaL":
             new = list(port_areal(repo, commit, file, source))
+        elif repo == "NovaSky-AI/SkyRL":
+            new = list(port_skyrl(repo, commit, file, source))
+        elif repo == "thinking-machines-lab/tinker-cookbook":
+            new = list(port_tinker(repo, commit, file, source))
         elif repo == "allenai/open-instruct":
             new = list(port_strip_string(repo, commit, file, source))
         else:
             new = list(port_accuracy_reward(repo, commit, file, source))
         new = [{**r, "licence": licence} for r in new if (r["gold"], r["prediction"]) not in seen]
-        print(f"{repo}: {len(new)} cases ({sum(r['policy'] == 'same' for r in new)} same)")
+        print(f"{repo} {Path(file).name}: {len(new)} cases ({sum(r['policy'] == 'same' for r in new)} same)")
         rows += new
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)), "duplicate case ids"
