@@ -17,7 +17,7 @@ already hold. The test files are read with `ast` from git, never imported or run
 - allenai/open-instruct `open_instruct/test_math_utils.py`: `strip_string(input) == output` normalisations,
   ported as "the input and its normal form are the same answer".
 
-Each row: `id`, `source` (owner/name), `file`, `commit`, `line`, `test`, `gold`, `prediction`, `expected` (the
+Each row: `id`, `source` (owner/name), `file`, `commit`, `licence`, `line`, `test`, `gold`, `prediction`, `expected` (the
 upstream verdict), `config` (how upstream ran it), `policy` (`same` or `differs`), `why`, `rft_expected` (the
 verdict rft's documented policy wants), `kind` (the gold's answer structure), and the grader inputs `item.answer`
 (the gold without a `$...$` wrapper) and `sample.output_text` (the prediction).
@@ -37,76 +37,38 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "peer_checker_cases.jsonl"
 MATH_VERIFY = ("huggingface/Math-Verify", "5d148cfaaf99214c2e4ffb4bc497ab042c592a7a")
-# (repo, commit, file, licence): the commits fetched on 2026-12-06
+
+
+class Src(NamedTuple):
+    """One ported test file: the repository, the commit read (fetched 2026-12-06), the file, its licence."""
+
+    repo: str
+    commit: str
+    file: str
+    licence: str
+
+
+# fmt: off
 SOURCES = [
-    (
-        "hendrycks/math",
-        "985bdc1696e88e8643f081a0ff4719da39f2ae2a",
-        "modeling/math_equivalence_test.py",
-        "MIT",
-    ),
-    (
-        "huggingface/lighteval",
-        "3fd15266bc8448b797e61462d293aa3fd40b3580",
-        "tests/unit/metrics/test_extractive_match.py",
-        "MIT",
-    ),
-    (
-        "huggingface/open-r1",
-        "1416fa0cf21595d2083b399a2a0bbddd7f6e9563",
-        "tests/test_rewards.py",
-        "Apache-2.0",
-    ),
-    ("huggingface/trl", "f2cd57710ae345ea6428ae95363267fcf38a3dc8", "tests/test_rewards.py", "Apache-2.0"),
-    (
-        "NVIDIA/NeMo-Skills",
-        "0b012df8a09cd4730d31b16e90a0d8f13d145fb8",
-        "tests/test_math_equal.py",
-        "Apache-2.0",
-    ),
-    ("THUDM/slime", "624b824a898ab0ec1fcb4d373004c7f3852bf515", "tests/test_rm_math.py", "Apache-2.0"),
-    (
-        "zai-org/GLM-V",
-        "8fc9756fd2313c6b7717bb681bed58f0694abc22",
-        "glmv_reward/tests/stem/test_math_verifier.py",
-        "Apache-2.0",
-    ),
-    (
-        "inclusionAI/AReaL",
-        "4aef98d8d818af55b43621aaadba047ae10f4e77",
-        "tests/test_math_verify_reward.py",
-        "Apache-2.0",
-    ),
-    (
-        "NovaSky-AI/SkyRL",
-        "a9564572eb8e91076be43c1bd5e4615e3de17265",
-        "skyrl-gym/tests/test_aime.py",
-        "Apache-2.0",
-    ),
-    (
-        "NovaSky-AI/SkyRL",
-        "a9564572eb8e91076be43c1bd5e4615e3de17265",
-        "skyrl-gym/tests/test_gsm8k.py",
-        "Apache-2.0",
-    ),
-    (
-        "thinking-machines-lab/tinker-cookbook",
-        "9dfcc3a2cf44432d621a01005073dc6d76a1e87a",
-        "tinker_cookbook/recipes/math_rl/math_env_test.py",
-        "Apache-2.0",
-    ),
-    (
-        "allenai/open-instruct",
-        "e6c3044aa6201c8bfa4573c1b03142af599e730d",
-        "open_instruct/test_math_utils.py",
-        "Apache-2.0",
-    ),
+    Src("hendrycks/math", "985bdc1696e88e8643f081a0ff4719da39f2ae2a", "modeling/math_equivalence_test.py", "MIT"),
+    Src("huggingface/lighteval", "3fd15266bc8448b797e61462d293aa3fd40b3580", "tests/unit/metrics/test_extractive_match.py", "MIT"),
+    Src("huggingface/open-r1", "1416fa0cf21595d2083b399a2a0bbddd7f6e9563", "tests/test_rewards.py", "Apache-2.0"),
+    Src("huggingface/trl", "f2cd57710ae345ea6428ae95363267fcf38a3dc8", "tests/test_rewards.py", "Apache-2.0"),
+    Src("NVIDIA/NeMo-Skills", "0b012df8a09cd4730d31b16e90a0d8f13d145fb8", "tests/test_math_equal.py", "Apache-2.0"),
+    Src("THUDM/slime", "624b824a898ab0ec1fcb4d373004c7f3852bf515", "tests/test_rm_math.py", "Apache-2.0"),
+    Src("zai-org/GLM-V", "8fc9756fd2313c6b7717bb681bed58f0694abc22", "glmv_reward/tests/stem/test_math_verifier.py", "Apache-2.0"),
+    Src("inclusionAI/AReaL", "4aef98d8d818af55b43621aaadba047ae10f4e77", "tests/test_math_verify_reward.py", "Apache-2.0"),
+    Src("NovaSky-AI/SkyRL", "a9564572eb8e91076be43c1bd5e4615e3de17265", "skyrl-gym/tests/test_aime.py", "Apache-2.0"),
+    Src("NovaSky-AI/SkyRL", "a9564572eb8e91076be43c1bd5e4615e3de17265", "skyrl-gym/tests/test_gsm8k.py", "Apache-2.0"),
+    Src("thinking-machines-lab/tinker-cookbook", "9dfcc3a2cf44432d621a01005073dc6d76a1e87a", "tinker_cookbook/recipes/math_rl/math_env_test.py", "Apache-2.0"),
+    Src("allenai/open-instruct", "e6c3044aa6201c8bfa4573c1b03142af599e730d", "open_instruct/test_math_utils.py", "Apache-2.0"),
 ]
+# fmt: on
 
 # rft's policy where it differs from the upstream verdict (README "Math answers", ../shared/data/README.md
 # label policy). case id -> (why, the verdict rft's policy wants).
@@ -250,26 +212,19 @@ def kind_of(answer: str) -> str:
 
 
 def row(
-    repo: str,
-    commit: str,
-    file: str,
-    test: str,
-    line: int,
-    gold: str,
-    pred: str,
-    expected: bool,
-    **config: Any,
+    src: Src, test: str, line: int, gold: str, pred: str, expected: bool, **config: Any
 ) -> dict[str, Any]:
-    case_id = f"{repo}:{Path(file).name}::{test}"
+    case_id = f"{src.repo}:{Path(src.file).name}::{test}"
     reference = gold
     if m := re.fullmatch(r"\$([^$]*)\$", gold.strip(" ")):  # LaTeX span golds: rft's reference is the answer
         reference = m.group(1)
     why, rft_expected = POLICY.get(case_id, (None, expected))
     return {
         "id": case_id,
-        "source": repo,
-        "file": file,
-        "commit": commit,
+        "source": src.repo,
+        "file": src.file,
+        "commit": src.commit,
+        "licence": src.licence,
         "line": line,
         "test": test,
         "gold": gold,
@@ -285,7 +240,7 @@ def row(
     }
 
 
-def port_hendrycks(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+def port_hendrycks(src: Src, source: str) -> Iterator[dict[str, Any]]:
     """`test_in = ...; test_out = ...; self.assertTrue/False(is_equiv(test_in, test_out))`."""
     for fn in ast.walk(ast.parse(source)):
         if not (isinstance(fn, ast.FunctionDef) and fn.name.startswith("test_")):
@@ -302,9 +257,8 @@ def port_hendrycks(repo: str, commit: str, file: str, source: str) -> Iterator[d
                 inner = call.args[0]
                 assert isinstance(inner, ast.Call) and getattr(inner.func, "id", "") == "is_equiv", fn.name
                 gold, pred = (names[a.id] if isinstance(a, ast.Name) else literal(a) for a in inner.args)
-                yield row(
-                    repo, commit, file, fn.name, call.lineno, gold, pred, call.func.attr == "assertTrue",
-                    call="is_equiv",
+                yield row(src, fn.name, call.lineno, gold, pred, call.func.attr == "assertTrue",
+                    call="is_equiv"
                 )  # fmt: skip
 
 
@@ -383,9 +337,7 @@ def math_verify_pairs(mv_dir: Path) -> set[tuple[str, str]]:
     return pairs
 
 
-def port_lighteval(
-    repo: str, commit: str, file: str, source: str, seen: set[tuple[str, str]]
-) -> Iterator[dict[str, Any]]:
+def port_lighteval(src: Src, source: str, seen: set[tuple[str, str]]) -> Iterator[dict[str, Any]]:
     for fn, i, line, args in parametrized(source):
         if (args["gold"], args["pred"]) in seen:
             continue
@@ -403,37 +355,18 @@ def port_lighteval(
         config["precision"] = args.get("precision", 6)
         if "language" in args:
             config["language"] = args["language"]
-        yield row(
-            repo,
-            commit,
-            file,
-            f"{fn.name}[{i}]",
-            line,
-            args["gold"],
-            args["pred"],
-            bool(args["expected"]),
-            **config,
-        )
+        yield row(src, f"{fn.name}[{i}]", line, args["gold"], args["pred"], bool(args["expected"]), **config)
     for fn, i, call, expected in body_calls(source, "compare_strings"):
         gold, pred = (ast.literal_eval(a) for a in call.args[:2])
         if (gold, pred) in seen:
             continue
         kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
         yield row(
-            repo,
-            commit,
-            file,
-            f"{fn.name}:{i}",
-            call.lineno,
-            gold,
-            pred,
-            bool(expected),
-            call="compare_strings",
-            **kw,
+            src, f"{fn.name}:{i}", call.lineno, gold, pred, bool(expected), call="compare_strings", **kw
         )
 
 
-def port_accuracy_reward(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+def port_accuracy_reward(src: Src, source: str) -> Iterator[dict[str, Any]]:
     """`completion = [[{"content": ...}], ...]; solution = [...]; rewards = accuracy_reward(completion,
     solution)`, then `rewards[i] == v` asserted; cases whose expected reward is None (no gold) are left out."""
     for fn in ast.walk(ast.parse(source)):
@@ -472,13 +405,12 @@ def port_accuracy_reward(repo: str, commit: str, file: str, source: str) -> Iter
             if expected is None:
                 continue
             pred = completions[i][0]["content"]
-            yield row(
-                repo, commit, file, f"{fn.name}[{i}]", node.lineno, solutions[i], pred, expected == 1.0,
-                call="accuracy_reward",
+            yield row(src, f"{fn.name}[{i}]", node.lineno, solutions[i], pred, expected == 1.0,
+                call="accuracy_reward"
             )  # fmt: skip
 
 
-def port_math_equal_pairs(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+def port_math_equal_pairs(src: Src, source: str) -> Iterator[dict[str, Any]]:
     """NeMo-Skills: `math_equal(a, b)` and `math_equal(b, a)` both asserted True (test_correct_examples) or
     False (test_incorrect_examples): one case per direction, the first argument as gold. Numbers (`5`, `5 / 2`)
     become their Python `str`; a pair with `None` (no answer) is left out."""
@@ -488,12 +420,11 @@ def port_math_equal_pairs(repo: str, commit: str, file: str, source: str) -> Ite
             continue
         expected = {"test_correct_examples": True, "test_incorrect_examples": False}[fn.name]
         for suffix, (gold, pred) in (("", (a, b)), (":reversed", (b, a))):
-            yield row(
-                repo, commit, file, f"{fn.name}[{i}]{suffix}", line, str(gold), str(pred), expected, call="math_equal",
+            yield row(src, f"{fn.name}[{i}]{suffix}", line, str(gold), str(pred), expected, call="math_equal"
             )  # fmt: skip
 
 
-def port_slime(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+def port_slime(src: Src, source: str) -> Iterator[dict[str, Any]]:
     """slime's math_utils tests: `_strip_string(raw) == normal` tables (the pair is equal),
     `grade_answer_mathd/sympy(given, ground_truth)` and `grade_answer_verl(solution, ground_truth)` asserted
     True or False, and `mathd_normalize_answer(raw) == normal`. An empty ground truth is left out."""
@@ -504,7 +435,7 @@ def port_slime(repo: str, commit: str, file: str, source: str) -> Iterator[dict[
             gold, pred, call = args["gt"], args["given"], "grade_answer_mathd"
         else:
             continue
-        yield row(repo, commit, file, f"{fn.name}[{i}]", line, gold, pred, True, call=call)
+        yield row(src, f"{fn.name}[{i}]", line, gold, pred, True, call=call)
     for name in ("grade_answer_mathd", "grade_answer_sympy", "grade_answer_verl", "mathd_normalize_answer"):
         for fn, i, call, expected in body_calls(source, name):
             args = [ast.literal_eval(a) for a in call.args]
@@ -514,12 +445,10 @@ def port_slime(repo: str, commit: str, file: str, source: str) -> Iterator[dict[
                 pred, gold, expected = args[0], expected, True
             else:
                 pred, gold = args
-            yield row(
-                repo, commit, file, f"{fn.name}:{i}", call.lineno, gold, pred, bool(expected), call=name
-            )
+            yield row(src, f"{fn.name}:{i}", call.lineno, gold, pred, bool(expected), call=name)
 
 
-def port_glmv(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+def port_glmv(src: Src, source: str) -> Iterator[dict[str, Any]]:
     """GLM-V's MathVerifier tests: `math_verifier.judge(extracted_answer, ground_truth, question=...) == v`.
     Calls with a None side are left out; the question (GLM-V's judge may read it) is kept in `config`."""
     for fn, i, call, expected in body_calls(source, "judge"):
@@ -533,10 +462,10 @@ def port_glmv(repo: str, commit: str, file: str, source: str) -> Iterator[dict[s
                 values[kw.value.id] if isinstance(kw.value, ast.Name) else literal(kw.value)
             )
         pred, gold = args
-        yield row(repo, commit, file, f"{fn.name}:{i}", call.lineno, gold, pred, expected == 1.0, **config)
+        yield row(src, f"{fn.name}:{i}", call.lineno, gold, pred, expected == 1.0, **config)
 
 
-def port_areal(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+def port_areal(src: Src, source: str) -> Iterator[dict[str, Any]]:
     """AReaL: `reward = gsm8k_reward_fn(completions=..., answer=...)`, then `assert reward == v`. The
     geometry3k cases (its `[answer]` bracket format) and calls with a None answer are left out."""
     for fn in ast.walk(ast.parse(source)):
@@ -555,39 +484,35 @@ def port_areal(repo: str, commit: str, file: str, source: str) -> Iterator[dict[
         if kw.get("answer") is None:
             continue
         expected = ast.literal_eval(checks[0].comparators[0]) == 1.0
-        yield row(
-            repo, commit, file, fn.name, calls[0].lineno, kw["answer"], kw["completions"], expected,
-            call="gsm8k_reward_fn",
+        yield row(src, fn.name, calls[0].lineno, kw["answer"], kw["completions"], expected,
+            call="gsm8k_reward_fn"
         )  # fmt: skip
 
 
-def port_skyrl(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+def port_skyrl(src: Src, source: str) -> Iterator[dict[str, Any]]:
     """SkyRL's skyrl-gym envs: `(output, ground_truth, expected)` tables; reward 1.0 is right, 0.0 or -1.0
     wrong."""
     for fn, i, line, args in parametrized(source):
-        yield row(
-            repo, commit, file, f"{fn.name}[{i}]", line, args["ground_truth"], args["output"],
-            args["expected"] == 1.0, call=f"skyrl_gym.make({Path(file).stem.removeprefix('test_')!r}).step",
+        yield row(src, f"{fn.name}[{i}]", line, args["ground_truth"], args["output"],
+            args["expected"] == 1.0, call=f"skyrl_gym.make({Path(src.file).stem.removeprefix('test_')!r}).step"
         )  # fmt: skip
 
 
-def port_tinker(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+def port_tinker(src: Src, source: str) -> Iterator[dict[str, Any]]:
     """tinker-cookbook: `grade_answer(given_answer, ground_truth) is True/False`; a None side is left out."""
     for fn, i, call, expected in body_calls(source, "grade_answer"):
         args = [ast.literal_eval(a) for a in call.args]
         if not all(isinstance(a, str) for a in args):
             continue
         pred, gold = args
-        yield row(
-            repo, commit, file, f"{fn.name}:{i}", call.lineno, gold, pred, bool(expected), call="grade_answer"
-        )
+        yield row(src, f"{fn.name}:{i}", call.lineno, gold, pred, bool(expected), call="grade_answer")
 
 
-def port_strip_string(repo: str, commit: str, file: str, source: str) -> Iterator[dict[str, Any]]:
+def port_strip_string(src: Src, source: str) -> Iterator[dict[str, Any]]:
     """`strip_string(input) == output`: the normal form as gold, the input as prediction, equal."""
     for fn, i, line, args in parametrized(source):
         gold, pred = args["expected_output"], args["input_string"]
-        yield row(repo, commit, file, f"{fn.name}[{i}]", line, gold, pred, True, call="strip_string")
+        yield row(src, f"{fn.name}[{i}]", line, gold, pred, True, call="strip_string")
 
 
 def main() -> None:
@@ -599,30 +524,25 @@ def main() -> None:
     args = ap.parse_args()
     seen = math_verify_pairs(git_dir(args.src, MATH_VERIFY[0]))
     rows: list[dict[str, Any]] = []
-    for repo, commit, file, licence in SOURCES:
-        source = git(git_dir(args.src, repo), "show", f"{commit}:{file}")
-        if repo == "hendrycks/math":
-            new = list(port_hendrycks(repo, commit, file, source))
-        elif repo == "huggingface/lighteval":
-            new = list(port_lighteval(repo, commit, file, source, seen))
-        elif repo == "NVIDIA/NeMo-Skills":
-            new = list(port_math_equal_pairs(repo, commit, file, source))
-        elif repo == "THUDM/slime":
-            new = list(port_slime(repo, commit, file, source))
-        elif repo == "zai-org/GLM-V":
-            new = list(port_glmv(repo, commit, file, source))
-        elif repo == "inclusionAI/AReaL":
-            new = list(port_areal(repo, commit, file, source))
-        elif repo == "NovaSky-AI/SkyRL":
-            new = list(port_skyrl(repo, commit, file, source))
-        elif repo == "thinking-machines-lab/tinker-cookbook":
-            new = list(port_tinker(repo, commit, file, source))
-        elif repo == "allenai/open-instruct":
-            new = list(port_strip_string(repo, commit, file, source))
-        else:
-            new = list(port_accuracy_reward(repo, commit, file, source))
-        new = [{**r, "licence": licence} for r in new if (r["gold"], r["prediction"]) not in seen]
-        print(f"{repo} {Path(file).name}: {len(new)} cases ({sum(r['policy'] == 'same' for r in new)} same)")
+    port = {
+        "hendrycks/math": port_hendrycks,
+        "huggingface/lighteval": lambda src, text: port_lighteval(src, text, seen),
+        "huggingface/open-r1": port_accuracy_reward,
+        "huggingface/trl": port_accuracy_reward,
+        "NVIDIA/NeMo-Skills": port_math_equal_pairs,
+        "THUDM/slime": port_slime,
+        "zai-org/GLM-V": port_glmv,
+        "inclusionAI/AReaL": port_areal,
+        "NovaSky-AI/SkyRL": port_skyrl,
+        "thinking-machines-lab/tinker-cookbook": port_tinker,
+        "allenai/open-instruct": port_strip_string,
+    }
+    for src in SOURCES:
+        text = git(git_dir(args.src, src.repo), "show", f"{src.commit}:{src.file}")
+        new = [r for r in port[src.repo](src, text) if (r["gold"], r["prediction"]) not in seen]
+        print(
+            f"{src.repo} {Path(src.file).name}: {len(new)} cases ({sum(r['policy'] == 'same' for r in new)} same)"
+        )
         rows += new
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)), "duplicate case ids"
