@@ -235,7 +235,7 @@ def value(node: Node) -> Alg | None:
         if qn is None or qn.denominator != 1 or qn <= 0:
             return None
         return _pow(x, 1 / qn)
-    if tag in ("fact", "binom", "abs"):
+    if tag in ("fact", "binom", "abs", "mod"):
         return _integer_fn(node)
     return None
 
@@ -250,6 +250,10 @@ def _integer_fn(node: Node) -> Alg | None:
         qs.append(q)
     if node[0] == "abs":
         return _rational(abs(qs[0]))
+    if node[0] == "mod":  # integers only, a positive modulus
+        if qs[0].denominator != 1 or qs[1].denominator != 1 or qs[1] <= 0:
+            return None
+        return _rational(qs[0] % qs[1])
     if any(q.denominator != 1 or q < 0 for q in qs):
         return None
     ints = [int(q) for q in qs]

@@ -7,7 +7,7 @@ Nodes are tuples whose first element is the tag:
 - ``("sym", name)``, ``("const", "pi" | "E" | "I" | "oo")``
 - ``("add", terms)``, ``("neg", x)``, ``("mul", factors)``, ``("div", a, b)``, ``("pow", a, b)``,
   ``("root", x, n)``, ``("fn", name, x)``, ``("log", base | None, x)``, ``("fact", x)``, ``("binom", n, k)``,
-  ``("abs", x)``, ``("pm", a, b)`` (a plus-or-minus b)
+  ``("abs", x)``, ``("mod", a, b)`` (``a \\bmod b``), ``("pm", a, b)`` (a plus-or-minus b)
 - ``("group", open, close, items)``: a tuple, a point or an interval, e.g. ``[1, 2)``
 - ``("set", items)``, ``("list", items)`` (a bare comma list; ``;`` groups make a list of lists),
   ``("builder", var, conditions)`` (``\\{x \\mid x \\geq 0\\}``), ``("matrix", rows)``,
@@ -224,6 +224,9 @@ class _Parser:
             elif text in _DIV:
                 self.i += 1
                 f = ("div", f, self.unary())
+            elif text in ("\\bmod", "\\mod"):  # 17 \bmod 5
+                self.i += 1
+                f = ("mod", f, self.unary())
             elif kind == "id" or text in ("(", "{") or text in _ATOM_CMDS:
                 f = _mul(f, self.power())  # implicit: 2x, 3\sqrt{2}, (x+1)(x-1)
             elif text == "|" and self.bars == 0:
@@ -299,6 +302,9 @@ class _Parser:
             return ("sym", text)
         if kind == "cmd":
             return self.atom()
+        if text == "(":  # sqrt(4) written in plain text: \sqrt(4)
+            self.i += 1
+            return self.bracketed("(")
         raise ParseError(f"macro argument expected, got {text or 'the end'!r}")
 
     def atom(self) -> Node:

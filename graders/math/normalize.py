@@ -52,6 +52,12 @@ _REPLACE: tuple[tuple[str, str], ...] = (
     ("\u2260", "\\ne "),
     ("\u222a", "\\cup "),
     ("\u00b0", "^\\circ "),
+    ("**", "^"),  # x**2 written in Python
+    ("\u00bd", "\\frac{1}{2}"),
+    ("\u2153", "\\frac{1}{3}"),
+    ("\u2154", "\\frac{2}{3}"),
+    ("\u00bc", "\\frac{1}{4}"),
+    ("\u00be", "\\frac{3}{4}"),
 )
 _THOUSANDS_MARK = re.compile(r"(?<=\d)(?:,\\!\s*|\{,\})(?=\d{3}(?!\d))")  # 15,\!000  11,\! 111  1{,}000
 _SPACING = re.compile(r"(?<!\\)\\[,;:> !]")  # thin spaces etc., not the row break \\
@@ -199,6 +205,9 @@ def _exact_part(s: str) -> str:
     return s
 
 
+# Plain-text function names and pi (sqrt(4), sin(pi/2), exp(0), pi + 1) as the LaTeX commands they mean.
+_PLAIN_NAMES = re.compile(r"(?<![\\A-Za-z])(sqrt|sin|cos|tan|exp|ln|log|pi)(?![A-Za-z])")
+_CJK_UNIT = re.compile(r"(?<=[\d})])\s*[\u4e00-\u9fff]{1,4}$")  # 40厘米, (\frac{2}{5}) 吨
 _DOUBLED = re.compile(r"(?<!\\)\\\\(?=[A-Za-z]{2})")  # \\frac: a command escaped twice (JSON in JSON)
 _DOLLAR = re.compile(r"(?<!\\)\$")
 _GLUED_OR = re.compile(
@@ -215,6 +224,12 @@ def clean(s: str) -> Cleaned:
         s = _DOLLAR.sub("", s).strip()
     if "or" in s or "and" in s:
         s = _GLUED_OR.sub(", ", s)
+    if s.endswith("\\") and not s.endswith("\\\\"):  # 185\ : a stray backslash
+        s = s[:-1].rstrip()
+    cjk_unit = False
+    if s and "\u4e00" <= s[-1] <= "\u9fff":
+        s, n = _CJK_UNIT.subn("", s)
+        cjk_unit = n > 0
     if "\\boxed" in s or "\\fbox" in s:
         s = strip_delimiters(_unwrap_command(s, _BOXED))
     if ",\\!" in s or "{,}" in s:
@@ -222,6 +237,9 @@ def clean(s: str) -> Cleaned:
     for a, b in _REPLACE:
         if a in s:
             s = s.replace(a, b)
+    if ("sqrt" in s or "pi" in s or "sin" in s or "cos" in s or "tan" in s or "exp" in s or "ln" in s
+            or "log" in s):  # fmt: skip
+        s = _PLAIN_NAMES.sub(r"\\\1", s)
     if "\\" in s:
         s = _SPACING.sub(lambda m: "" if m.group() == "\\!" else " ", s)
         s = _LEFT_RIGHT.sub("", s)
@@ -261,4 +279,4 @@ def clean(s: str) -> Cleaned:
         s = _SPACES.sub(" ", s).strip()
     degrees = degrees or any("degree" in w for w in unit_words)
     percent = percent or any("percent" in w for w in unit_words)
-    return Cleaned(s, percent, degrees, bool(unit_words), was_text)
+    return Cleaned(s, percent, degrees, bool(unit_words) or cjk_unit, was_text)

@@ -21,7 +21,12 @@ _DEC = re.compile(r"-?(?:\d{1,300}\.\d{0,300}|\.\d{1,300})")
 _FRAC = re.compile(r"(-?)\\frac\{(\d{1,300})\}\{(\d{1,300})\}")
 _MIXED = re.compile(r"(-?)(\d{1,300}) (\d{1,300})/(\d{1,300})")
 _SLASH = re.compile(r"(-?)(\d{1,300})/(\d{1,300})")
-_CHOICE = re.compile(r"\(([A-Ja-j])\)|([A-J])|\(([A-J])\)\s*.+")
+# (B), B, (B) 12, and a letter that starts a sentence about it: "A. Blue", "D, it can't be A", "B。不是 A"
+_CHOICE = re.compile(
+    r"\(([A-Ja-j])\)|([A-J])|\(([A-J])\)\s*.+|([A-J])(?:[.:)]\s+\S.*|,\s+[a-z].*|\s+(?:non|not|nicht|no)\b.*"
+    r"|\s*\u3002.*|\s*\u4e0d\u662f.*)",
+    re.S,
+)
 _WORDS = re.compile(r"[A-Za-z][A-Za-z'\-]*(?: [A-Za-z][A-Za-z'\-]*)*")
 _LONG_WORD = re.compile(r"[A-Za-z]{3}")
 _DOUBLE_COMMA = re.compile(r",\s*,")
@@ -166,7 +171,7 @@ def parse(raw: str) -> Answer:
         return answer("based", (m.group(1), m.group(2).upper().lstrip("0") or "0", int(m.group(3))))
     m = _CHOICE.fullmatch(s)
     if m is not None:
-        return answer("choice", (m.group(1) or m.group(2) or m.group(3)).upper())
+        return answer("choice", (m.group(1) or m.group(2) or m.group(3) or m.group(4)).upper())
     if _WORDS.fullmatch(s) and (c.was_text or " " in s or _LONG_WORD.search(s)) and not _has_math_word(s):
         return answer("text", " ".join(s.casefold().split()))
     if _CONNECTIVE_HINT.search(s) is not None:

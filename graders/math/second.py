@@ -98,6 +98,11 @@ def to_sympy_any(node: Node) -> Any:
     return to_sympy(node)
 
 
+def _stated(eq: Any) -> bool:
+    """Does ``lhs = rhs`` state the value rhs: a label on the left, or a computation (no free symbols)?"""
+    return bool(eq.lhs.is_Symbol or (not eq.lhs.free_symbols and not eq.rhs.free_symbols))
+
+
 def equal(a: Any, b: Any) -> bool:
     """Are two sympy objects the same answer?"""
     if a == b:
@@ -123,9 +128,9 @@ def equal(a: Any, b: Any) -> bool:
         return bool(
             (equal(a.lhs, b.lhs) and equal(a.rhs, b.rhs)) or (equal(a.lhs, b.rhs) and equal(a.rhs, b.lhs))
         )
-    if isinstance(a, sp.Eq) and a.lhs.is_Symbol and not isinstance(b, sp.Eq):
-        return equal(a.rhs, b)  # x = 5 against 5
-    if isinstance(b, sp.Eq) and b.lhs.is_Symbol and not isinstance(a, sp.Eq):
+    if isinstance(a, sp.Eq) and _stated(a) and not isinstance(b, sp.Eq):
+        return equal(a.rhs, b)  # x = 5, \lim_{x \to 0} \frac{\sin x}{x} = 1 against the value
+    if isinstance(b, sp.Eq) and _stated(b) and not isinstance(a, sp.Eq):
         return equal(a, b.rhs)
     if isinstance(a, sp.Expr) and isinstance(b, sp.Expr):
         from .symbolic import expressions_equal

@@ -131,6 +131,8 @@ def to_sympy(node: Node) -> sp.Expr:
         return sp.binomial(n, k)
     if tag == "abs":
         return sp.Abs(to_sympy(node[1]))
+    if tag == "mod":
+        return sp.Mod(to_sympy(node[1]), to_sympy(node[2]))
     raise ValueError(f"not a scalar: {tag}")
 
 

@@ -180,12 +180,29 @@ def _has_symbol(node: Any) -> bool:
     return any(_has_symbol(c) or (isinstance(c, tuple) and any(_has_symbol(x) for x in c)) for c in node[1:])
 
 
+def _solutions(items: tuple[Node, ...]) -> Node:
+    """``p = 5, q = 2, p = 7, q = 2`` (labels repeating in blocks: solutions joined by "and") -> the two
+    solutions ``(p = 5, q = 2), (p = 7, q = 2)``, as ``;`` would group them. Other lists stay as they are."""
+    labels = [x[2][0] if x[0] == "rel" and x[1] == ("=",) and _is_label(x[2][0]) else None for x in items]
+    if None in labels:
+        return ("list", items)
+    k = len(dict.fromkeys(labels))  # distinct labels, in order of first use
+    if (
+        k < 2
+        or len(items) <= k
+        or len(items) % k
+        or any(labels[i] != labels[i % k] for i in range(len(items)))
+    ):
+        return ("list", items)
+    return ("list", tuple(("list", items[i : i + k]) for i in range(0, len(items), k)))
+
+
 def assignments(node: Node, top: bool = True) -> Node:
     """The value an equation states, before comparing: a chain ``x = 5+5+1 = 11`` is ``x = 11``; a
     computation ``3 + 5 = 8`` (no variable anywhere; alone, not in a list, where ``\\cos(\\pi) = -1`` labels
     a value) is ``8``; ``(p, q) = (3, 2)`` is the tuple ``(3, 2)``. In lists too."""
     if node[0] == "list":
-        return ("list", tuple(assignments(x, top=False) for x in node[1]))
+        return _solutions(tuple(assignments(x, top=False) for x in node[1]))
     if node[0] == "rel" and all(op == "=" for op in node[1]):
         sides = node[2]
         if top and not any(_has_symbol(x) for x in sides):  # 3 + 5 = 8: the stated result (not 7 = 11a + c)
@@ -475,7 +492,23 @@ def _eq_rel(g: Node, p: Node, ctx: _Ctx) -> bool:
 
 
 _SCALAR_TAGS = frozenset(
-    {"num", "sym", "const", "add", "neg", "mul", "div", "pow", "root", "fn", "log", "fact", "binom", "abs"}
+    {
+        "num",
+        "sym",
+        "const",
+        "add",
+        "neg",
+        "mul",
+        "div",
+        "pow",
+        "root",
+        "fn",
+        "log",
+        "fact",
+        "binom",
+        "abs",
+        "mod",
+    }
 )
 
 
