@@ -96,6 +96,7 @@ add(Structure(
         "strictness": lambda d, v: ineq_gold((STRICT[v[0]], v[1])),
         "bound": lambda d, v: ineq_gold((v[0], v[1] + 1)),
         "sign_flip": lambda d, v: ineq_gold((v[0], -v[1])) if v[1] else None,
+        "variable": lambda d, v: ineq_gold(v).replace("x", "y"),
         "interval_bracket": lambda d, v: ray(STRICT[v[0]], canon(v[1])),
     },
 ))  # fmt: skip
@@ -276,6 +277,9 @@ LABELLED_PERTURBATIONS: dict[str, Any] = {
     "value": lambda d, v: assign_changed(d, v, "value"),
     "name": lambda d, v: assign_changed(d, v, "name"),
     "dropped": lambda d, v: assign_changed(d, v, "drop"),
+    "joined_by_or": lambda d, v: " \\text{ or } ".join(
+        f"{n} = {canon(x)}" for n, x in zip(v[0], v[1], strict=True)
+    ),
 }
 # gold 'x = 1, y = 2' and gold '(x, y) = (1, 2)'
 add(Structure("labelled", assignments(False), assign_gold, LABELLED_FORMS, LABELLED_PERTURBATIONS))

@@ -111,6 +111,16 @@ add(Structure(
 ))  # fmt: skip
 
 
+SPACES = ["\\,", "\\!", "~", "\\ ", "\\;", "\\quad", ""]
+
+
+def spaced(draw: Draw, s: str) -> str:
+    """The same answer with LaTeX spacing commands around its binary operators."""
+    for op in (" + ", " - "):
+        s = s.replace(op, f"{draw(st.sampled_from(SPACES))}{op.strip()}{draw(st.sampled_from(SPACES))}")
+    return s
+
+
 # ---- radicals, pi and e ----------------------------------------------------------------------------------------
 
 SQUAREFREE = [2, 3, 5, 6, 7, 10, 11, 13, 14, 15, 17, 19, 21]
@@ -162,6 +172,7 @@ add(Structure(
         "root_first": lambda d, v: plus(v[0], f"{'-' if v[1] < 0 else ''}\\sqrt{{{v[2]}}} \\cdot {abs(v[1])}"),
         "rationalized": lambda d, v: plus(v[0], f"\\frac{{{v[1] * v[2]}}}{{\\sqrt{{{v[2]}}}}}"),
         "over_two": lambda d, v: f"\\frac{{{plus(2 * v[0], surd(2 * v[1], v[2]))}}}{{2}}",
+        "spaces": lambda d, v: spaced(d, rad_gold(v)),
     },
     perturbations={
         "radicand": lambda d, v: rad_gold((v[0], v[1], SQUAREFREE[(SQUAREFREE.index(v[2]) + 1) % len(SQUAREFREE)])),
@@ -318,6 +329,7 @@ add(Structure(
         "factored": lambda d, v: factored(d, v, False, False),
         "factored_left_right": lambda d, v: factored(d, v, True, False),
         "factored_cdot": lambda d, v: factored(d, v, False, True),
+        "spaces": lambda d, v: spaced(d, poly1(d, v, "", True)),
     },
     perturbations={
         "constant": lambda d, v: poly1_changed(v, "constant"),
@@ -406,6 +418,36 @@ add(Structure(
         "denominator": lambda d, v: rat_gold((v[0], v[1] + 1, v[2])) if v[1] + 1 != v[0] else None,
         "reciprocal": lambda d, v: rat_gold((v[1], v[0], v[2])),
         "variable": lambda d, v: rat_gold((v[0], v[1], other_var(v[2]))),
+    },
+))  # fmt: skip
+
+
+rationals2 = st.tuples(nonzero(-9, 9), st.integers(-9, 9))
+
+
+def rat2_gold(v: tuple[int, int]) -> str:
+    a, b = v
+    return f"\\frac{{x {'+' if a > 0 else '-'} {abs(a) if abs(a) != 1 else ''}y}}{{{lin('y', b)}}}"
+
+
+def rat2_split(a: int, b: int) -> str:
+    coef = {1: "", -1: "-"}.get(a, str(a))
+    return f"\\frac{{x}}{{{lin('y', b)}}} + \\frac{{{coef}y}}{{{lin('y', b)}}}"
+
+
+add(Structure(
+    "rational_expression_2var", rationals2, rat2_gold,
+    forms={
+        "slash": lambda d, v: "(" + rat2_gold(v)[6:].replace("}{", ")/(")[:-1] + ")",
+        "split": lambda d, v: rat2_split(*v),
+        "numerator_reordered": lambda d, v: rat2_gold(v).replace("{x + ", "{", 1).replace("{x - ", "{-", 1)
+        .replace("y}{", "y + x}{", 1),
+        "scaled": lambda d, v: f"\\frac{{2x {'+' if v[0] > 0 else '-'} {abs(2 * v[0])}y}}{{{lin('2y', 2 * v[1])}}}",
+    },
+    perturbations={
+        "variables_swapped": lambda d, v: rat2_gold(v).replace("x", "Y").replace("y", "x").replace("Y", "y"),
+        "coefficient": lambda d, v: rat2_gold((v[0] + 1, v[1])) if v[0] != -1 else None,
+        "denominator": lambda d, v: rat2_gold((v[0], v[1] + 1)),
     },
 ))  # fmt: skip
 

@@ -41,9 +41,12 @@ KNOWN_FORMS: dict[str, set[str]] = {
     "units": {"plain", "textnormal"},
 }
 KNOWN_WRAPPERS: dict[str, set[str]] = {}
-KNOWN_PERTURBATIONS: dict[str, set[str]] = {}
-HEDGED = ["integer", "fraction", "decimal", "radical", "pi", "e_power", "polynomial", "equation", "tuple",
-          "multiple_choice", "text", "units", "degrees"]  # fmt: skip
+# policy unclear (see the module docstring of rft.graders.math): a one-variable inequality equals its interval,
+# so 'y < 3' may be meant to equal 'x < 3'; 'x = 1 or y = 2' is not the system 'x = 1, y = 2'
+KNOWN_PERTURBATIONS: dict[str, set[str]] = {"inequality": {"variable"}, "labelled": {"joined_by_or"}}
+HEDGED = ["integer", "fraction", "decimal", "radical", "pi", "e_power", "polynomial", "polynomial_2var",
+          "rational_expression", "rational_expression_2var", "equation", "tuple", "matrix", "ratio",
+          "multiple_choice", "text", "units", "percent", "degrees", "dollars"]  # fmt: skip
 KNOWN_HEDGES: dict[str, set[str]] = {name: {"or", "minerva_or"} for name in HEDGED}
 KNOWN_HEDGES["multiple_choice"] |= {"or_in_math", "boxed_or", "answer_tag_or", "list"}
 
@@ -64,6 +67,8 @@ KNOWN_FAILURES: list[tuple[str, str, str, str]] = [
     ("ratio", "equal", "1:1", "V_1 : V_2 = 1 : 1"),
     ("units", "equal", "0\\text{ cm}", "So the answer is $\\boxed{0\\textnormal{ cm}}$."),
     ("units", "equal", "1\\text{ cm}^2", "1 cm^2"),
+    ("inequality", "different", "x < 0", "y < 0"),
+    ("labelled", "different", "x = 0, y = 0", "x = 0 \\text{ or } y = 0"),
     ("integer", "different", "-44", "The final answer is $-44$ or $44$."),
     ("integer", "different", "-44", "Final Answer: The final answer is $-44$ or $44$. I hope it is correct."),
     ("fraction", "different", "\\frac{1}{2}", "The final answer is $\\frac{1}{2}$ or $0.501$."),
@@ -78,6 +83,28 @@ KNOWN_FAILURES: list[tuple[str, str, str, str]] = [
         "different",
         "(\\frac{16}{3}, 0)",
         "The final answer is $(\\frac{16}{3}, 0)$ or $[\\frac{16}{3}, 0]$.",
+    ),
+    (
+        "matrix",
+        "different",
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        "The final answer is $\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}$ or $\\begin{pmatrix} 1 & 2 \\end{pmatrix}$.",
+    ),
+    ("ratio", "different", "1:1", "The final answer is $1:1$ or $1:2$."),
+    ("percent", "different", "1\\%", "The final answer is $1\\%$ or $2\\%$."),
+    ("dollars", "different", "\\$1", "The final answer is $\\$1$ or $\\$1.01$."),
+    (
+        "rational_expression",
+        "different",
+        "\\frac{x}{x + 1}",
+        "The final answer is $\\frac{x}{x + 1}$ or $\\frac{x}{x + 2}$.",
+    ),
+    ("polynomial_2var", "different", "x^{2} + y", "The final answer is $x^{2} + y$ or $y^{2} + x$."),
+    (
+        "rational_expression_2var",
+        "different",
+        "\\frac{x + y}{y}",
+        "The final answer is $\\frac{x + y}{y}$ or $\\frac{x + 2y}{y}$.",
     ),
     ("text", "different", "\\text{Monday}", "The final answer is $\\text{Monday}$ or $Friday$."),
     ("units", "different", "0\\text{ cm}", "The final answer is $0\\text{ cm}$ or $1$."),
