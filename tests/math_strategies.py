@@ -222,6 +222,10 @@ WRAPPERS: dict[str, str] = {
     "answer_tag": "<think>first 12, then 13</think><answer>{A}</answer>",
     "bold_answer": "**Answer:** ${A}$",
     "bold_answer_plain": "**Answer:** {A}",
+    "answer_colon": "Answer: ${A}$",
+    "final_answer_sentence": "Final Answer: The value we want is ${A}$.",
+    "french": "Réponse : ${A}$",
+    "chinese": "答案：${A}$",
 }
 
 

@@ -4,7 +4,7 @@ as models write them, must pass; perturbations of them and hedges between a righ
 
 Runs are derandomized (the same examples on every run) and use no example database, so CI is reproducible.
 Branches the grader fails today are left out of the strict tests and listed in `KNOWN_*`; they are still drawn
-by the ``*_all_branches`` variants (xfail, not strict) and their minimal failing examples, as hypothesis shrank
+by the ``*_known_*`` variants (xfail, not strict) and their minimal failing examples, as hypothesis shrank
 them, are pinned one by one in `test_known_failure` (xfail, strict): a fix turns one into an XPASS, which fails
 the run until the entry is removed from `KNOWN_FAILURES` (and its branch from `KNOWN_*`).
 """
@@ -26,9 +26,9 @@ MATH = load_grader({"type": "math", "input": "{{ sample.output_text }}", "refere
 
 COMMON = {"deadline": None, "derandomize": True, "database": None,
           "suppress_health_check": [HealthCheck.filter_too_much, HealthCheck.too_slow]}  # fmt: skip
-STRICT = settings(max_examples=25, **COMMON)  # type: ignore[arg-type]
+STRICT = settings(max_examples=40, **COMMON)  # type: ignore[arg-type]
 # the variants that include known failures: no shrinking (it is slow and the pinned examples are minimal already)
-LOOSE = settings(max_examples=15, phases=[Phase.explicit, Phase.generate], **COMMON)  # type: ignore[arg-type]
+LOOSE = settings(max_examples=10, phases=[Phase.explicit, Phase.generate], **COMMON)  # type: ignore[arg-type]
 
 # Branches (form, wrapper, perturbation or hedge names) the grader gets wrong today, per structure.
 KNOWN_FORMS: dict[str, set[str]] = {
@@ -40,7 +40,8 @@ KNOWN_FORMS: dict[str, set[str]] = {
     "ratio": {"colon_command", "labelled"},
     "units": {"plain", "textnormal"},
 }
-KNOWN_WRAPPERS: dict[str, set[str]] = {}
+# 'Final Answer: The value we want is $5$.': the whole sentence is taken as the answer, for every structure
+KNOWN_WRAPPERS: dict[str, set[str]] = {n: {"final_answer_sentence"} for n, s in STRUCTURES.items() if s.wrap}
 # policy unclear (see the module docstring of rft.graders.math): a one-variable inequality equals its interval,
 # so 'y < 3' may be meant to equal 'x < 3'; 'x = 1 or y = 2' is not the system 'x = 1, y = 2'
 KNOWN_PERTURBATIONS: dict[str, set[str]] = {"inequality": {"variable"}, "labelled": {"joined_by_or"}}
@@ -53,6 +54,8 @@ KNOWN_HEDGES["multiple_choice"] |= {"or_in_math", "boxed_or", "answer_tag_or", "
 # (structure, property, gold, output): minimal failing examples as hypothesis shrank them; property "equal"
 # must pass, "different" must not (a perturbation or a hedge).
 KNOWN_FAILURES: list[tuple[str, str, str, str]] = [
+    ("integer", "equal", "0", "Final Answer: The value we want is $0$."),
+    ("tuple", "equal", "(2, -9)", "Final Answer: The value we want is $(2, -9)$."),
     ("inequality", "equal", "x < 0", "\\{x \\mid x < 0\\}"),
     ("inequality", "equal", "x < 0", "-x > 0"),
     ("labelled", "equal", "x = 0, y = 0", "(x, y) = (0, 0)"),
@@ -158,16 +161,26 @@ def test_equivalent_forms_pass(name: str, data: st.DataObject) -> None:
     check_equal(data.draw(equivalent(s, forms, wrappers)))
 
 
-@pytest.mark.parametrize("name", sorted(set(KNOWN_FORMS) | set(KNOWN_WRAPPERS)))
-@pytest.mark.xfail(strict=False, reason="draws the forms and wrappers listed in KNOWN_FORMS/KNOWN_WRAPPERS")
+@pytest.mark.parametrize("name", sorted(KNOWN_FORMS))
+@pytest.mark.xfail(strict=False, reason="draws the forms listed in KNOWN_FORMS")
 @LOOSE
 @given(data=st.data())
-def test_equivalent_forms_pass_all_branches(name: str, data: st.DataObject) -> None:
+def test_equivalent_forms_pass_known_forms(name: str, data: st.DataObject) -> None:
     s = STRUCTURES[name]
-    known_forms, known_wrappers = KNOWN_FORMS.get(name, set()), KNOWN_WRAPPERS.get(name, set())
-    forms = sorted(known_forms) if known_forms else sorted(s.forms)
-    wrappers = sorted(known_wrappers) if known_wrappers else sorted(WRAPPERS)
-    check_equal(data.draw(equivalent(s, forms, wrappers)))
+    check_equal(
+        data.draw(equivalent(s, sorted(KNOWN_FORMS[name]), keep(WRAPPERS, KNOWN_WRAPPERS.get(name, set()))))
+    )
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_WRAPPERS))
+@pytest.mark.xfail(strict=False, reason="draws the wrappers listed in KNOWN_WRAPPERS")
+@LOOSE
+@given(data=st.data())
+def test_equivalent_forms_pass_known_wrappers(name: str, data: st.DataObject) -> None:
+    s = STRUCTURES[name]
+    check_equal(
+        data.draw(equivalent(s, keep(s.forms, KNOWN_FORMS.get(name, set())), sorted(KNOWN_WRAPPERS[name])))
+    )
 
 
 # ---- property 2: perturbations and hedges do not pass -----------------------------------------------------------------
@@ -187,7 +200,7 @@ def test_perturbations_fail(name: str, data: st.DataObject) -> None:
 @pytest.mark.xfail(strict=False, reason="draws the perturbations listed in KNOWN_PERTURBATIONS")
 @LOOSE
 @given(data=st.data())
-def test_perturbations_fail_all_branches(name: str, data: st.DataObject) -> None:
+def test_perturbations_fail_known(name: str, data: st.DataObject) -> None:
     s = STRUCTURES[name]
     check_different(data.draw(perturbed(s, sorted(KNOWN_PERTURBATIONS[name]), ["bare", "boxed"])))
 
@@ -203,7 +216,7 @@ def test_hedges_fail(name: str, data: st.DataObject) -> None:
 @pytest.mark.xfail(strict=False, reason="draws the hedges listed in KNOWN_HEDGES")
 @LOOSE
 @given(data=st.data())
-def test_hedges_fail_all_branches(name: str, data: st.DataObject) -> None:
+def test_hedges_fail_known(name: str, data: st.DataObject) -> None:
     check_different(data.draw(hedged(STRUCTURES[name], sorted(KNOWN_HEDGES[name]))))
 
 
