@@ -35,6 +35,14 @@ def thousands(n: int, mark: str) -> str:
     return ("-" if n < 0 else "") + s
 
 
+def scientific(n: int, op: str) -> str | None:
+    """1500 -> '1.5 \\times 10^{3}' (None below 10)."""
+    if abs(n) < 10:
+        return None
+    k = len(str(abs(n))) - 1
+    return f"{decimal_str(Q(n, 10**k))} {op} 10^{{{k}}}"
+
+
 def big(f: Any) -> Any:
     return lambda draw, n: f(draw, n) if abs(n) >= 1000 else None
 
@@ -49,6 +57,8 @@ add(Structure(
         "thousands_thin": lambda d, n: thousands(n, "\\,"),
         "thousands_comma_negspace": lambda d, n: thousands(n, ",\\!"),
         "text": lambda d, n: f"\\text{{{n}}}",
+        "scientific": lambda d, n: scientific(n, "\\times"),
+        "scientific_cdot": lambda d, n: scientific(n, "\\cdot"),
     },
     perturbations={
         "changed_number": lambda d, n: str(n + d(nonzero(-3, 3))),
