@@ -491,3 +491,39 @@ add(Structure(
         "row_dropped": lambda d, m: mat_changed(d, m, "row_dropped"),
     },
 ))  # fmt: skip
+
+
+# ---- large exact values: a float comparison would accept their neighbours ------------------------------------------
+
+powers = st.tuples(st.integers(2, 9), st.integers(20, 70))
+
+add(Structure(
+    "big_power", powers, lambda v: f"{v[0]}^{{{v[1]}}}",
+    forms={
+        "digits": lambda d, v: str(v[0] ** v[1]),
+        "digits_thousands": lambda d, v: f"{v[0] ** v[1]:,}".replace(",", "{,}"),
+        "nested": lambda d, v: f"({v[0]}^{{2}})^{{{v[1] // 2}}}" if v[1] % 2 == 0 else None,
+        "product": lambda d, v: f"{v[0]} \\cdot {v[0]}^{{{v[1] - 1}}}",
+        "times_one": lambda d, v: f"{v[0] ** v[1]} \\cdot 1",
+    },
+    perturbations={
+        "digits_plus_one": lambda d, v: str(v[0] ** v[1] + d(st.sampled_from([1, -1]))),
+        "exponent": lambda d, v: f"{v[0]}^{{{v[1] + 1}}}",
+        "plus_one": lambda d, v: f"{v[0]}^{{{v[1]}}} + 1",
+        "reciprocal": lambda d, v: f"{v[0]}^{{-{v[1]}}}",
+    },
+))  # fmt: skip
+
+add(Structure(
+    "big_coefficient", powers, lambda v: f"{v[0]}^{{{v[1]}}} x + 1",
+    forms={
+        "digits": lambda d, v: f"{v[0] ** v[1]}x + 1",
+        "reordered": lambda d, v: f"1 + {v[0]}^{{{v[1]}}} x",
+        "factored_out": lambda d, v: f"{v[0]}^{{{v[1]}}} (x + {v[0]}^{{-{v[1]}}})",
+    },
+    perturbations={
+        "coefficient_plus_one": lambda d, v: f"{v[0] ** v[1] + 1}x + 1",
+        "tiny_constant": lambda d, v: f"{v[0]}^{{{v[1]}}} x + 1 + {v[0]}^{{-{v[1]}}}",
+        "constant_dropped": lambda d, v: f"{v[0]}^{{{v[1]}}} x",
+    },
+))  # fmt: skip
