@@ -271,6 +271,10 @@ HEDGES: dict[str, str] = {
     "list": "The final answer is ${A}, {B}$.",
     "set": "The final answer is $\\{{A}, {B}\\}$.",
     "plus_minus": "The final answer is $\\pm {A}$.",
+    "two_boxed_comma": "So $\\boxed{{A}}$, $\\boxed{{B}}$.",
+    "and": "The final answer is ${A}$ and ${B}$.",
+    "parenthetical": "The final answer is ${A}$ (or possibly ${B}$).",
+    "answer_tag_two": "<answer>{A}</answer> <answer>{B}</answer>",
 }
 
 

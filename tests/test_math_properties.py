@@ -48,7 +48,8 @@ KNOWN_PERTURBATIONS: dict[str, set[str]] = {"inequality": {"variable"}, "labelle
 HEDGED = ["integer", "fraction", "decimal", "radical", "pi", "e_power", "polynomial", "polynomial_2var",
           "rational_expression", "rational_expression_2var", "equation", "tuple", "matrix", "ratio",
           "multiple_choice", "text", "units", "percent", "degrees", "dollars"]  # fmt: skip
-KNOWN_HEDGES: dict[str, set[str]] = {name: {"or", "minerva_or"} for name in HEDGED}
+# 'The final answer is $A$ or/and/(or possibly) $B$.': the phrase takes its first math span, for every structure
+KNOWN_HEDGES: dict[str, set[str]] = {name: {"or", "minerva_or", "and", "parenthetical"} for name in HEDGED}
 KNOWN_HEDGES["multiple_choice"] |= {"or_in_math", "boxed_or", "answer_tag_or", "list"}
 
 # (structure, property, gold, output): minimal failing examples as hypothesis shrank them; property "equal"
@@ -74,6 +75,8 @@ KNOWN_FAILURES: list[tuple[str, str, str, str]] = [
     ("labelled", "different", "x = 0, y = 0", "x = 0 \\text{ or } y = 0"),
     ("integer", "different", "-44", "The final answer is $-44$ or $44$."),
     ("integer", "different", "-44", "Final Answer: The final answer is $-44$ or $44$. I hope it is correct."),
+    ("integer", "different", "-44", "The final answer is $-44$ and $44$."),
+    ("integer", "different", "-44", "The final answer is $-44$ (or possibly $44$)."),
     ("fraction", "different", "\\frac{1}{2}", "The final answer is $\\frac{1}{2}$ or $0.501$."),
     ("decimal", "different", "0.1", "The final answer is $0.1$ or $0.2$."),
     ("radical", "different", "\\sqrt{2}", "The final answer is $\\sqrt{2}$ or $1.414$."),
