@@ -26,9 +26,9 @@ MATH = load_grader({"type": "math", "input": "{{ sample.output_text }}", "refere
 
 COMMON = {"deadline": None, "derandomize": True, "database": None,
           "suppress_health_check": [HealthCheck.filter_too_much, HealthCheck.too_slow]}  # fmt: skip
-STRICT = settings(max_examples=40, **COMMON)  # type: ignore[arg-type]
+STRICT = settings(max_examples=40, **COMMON)
 # the variants that include known failures: no shrinking (it is slow and the pinned examples are minimal already)
-LOOSE = settings(max_examples=10, phases=[Phase.explicit, Phase.generate], **COMMON)  # type: ignore[arg-type]
+LOOSE = settings(max_examples=10, phases=[Phase.explicit, Phase.generate], **COMMON)
 
 # Branches (form, wrapper, perturbation or hedge names) the grader gets wrong today, per structure.
 KNOWN_FORMS: dict[str, set[str]] = {
