@@ -8,9 +8,11 @@ Both are warmed up on a few pairs outside the file first, so neither pays its im
 Prints pairs/s, median, p99 and max per pair, the ratio to Math-Verify, and each grader's false
 negatives/positives on the file (rows whose kind starts with ``policy_`` are counted apart); for rft also
 how many pairs needed its second parser (latex2sympy2_extended, for notation its own parser does not
-read) and the pairs per second on those alone. One table per input file; by default both dev files.
+read) and the pairs per second on those alone. One table per input file; by default both dev files;
+``--conformance`` adds Math-Verify's and ten other checkers' test cases (tests/data, judged against rft's
+policy verdict where the port records a documented difference; those rows are counted apart).
 
-Run: python bench/math_grading.py [--input FILE ...] [--limit N] [--misses]
+Run: python bench/math_grading.py [--input FILE ...] [--conformance] [--limit N] [--misses]
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TESTS_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 DEFAULT_INPUTS = [DATA / "math_pairs_dev.jsonl", DATA / "math_pairs_dev2.jsonl"]
+CONFORMANCE = [TESTS_DATA / "math_verify_cases.jsonl", TESTS_DATA / "peer_checker_cases.jsonl"]
 WARMUP = [("\\frac{1}{2}", "The answer is $0.5$."), ("x^2+1", "\\boxed{1+x^2}"), ("\\sqrt{2}", "\\boxed{2^{1/2}}"),
           ("e^{2}", "\\boxed{e^2}"), ("(1,2)", "$(1, 2)$"), ("\\sin x", "$\\sin(x)$"), ("3", "\\boxed{4}")]  # fmt: skip
 
@@ -75,8 +79,8 @@ def run(grade: Callable[[str, str], Graded], rows: list[dict[str, Any]]) -> dict
         passed.append(ok)
         second.append(used_second)
     ordered = sorted(times)
-    core = [(r, p) for r, p in zip(rows, passed, strict=True) if not r["kind"].startswith("policy_")]
-    policy = [(r, p) for r, p in zip(rows, passed, strict=True) if r["kind"].startswith("policy_")]
+    core = [(r, p) for r, p in zip(rows, passed, strict=True) if not _policy_row(r)]
+    policy = [(r, p) for r, p in zip(rows, passed, strict=True) if _policy_row(r)]
     pos = sum(1 for r, _ in core if r["expected"])
     neg = len(core) - pos
     misses = [r for r, p in core if r["expected"] != p]
@@ -97,8 +101,21 @@ def run(grade: Callable[[str, str], Graded], rows: list[dict[str, Any]]) -> dict
     }
 
 
+def _policy_row(r: dict[str, Any]) -> bool:
+    """A row where reasonable graders differ (``policy_*`` kinds, conformance rows marked ``differs``)."""
+    return r["kind"].startswith("policy_") or r.get("policy") == "differs"
+
+
+def _load_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in rows:  # conformance data: rft's policy verdict where its port records one
+        if "rft_expected" in r:
+            r["expected"] = r["rft_expected"]
+    return [r for r in rows if r["expected"] is not None][:limit]
+
+
 def table(path: Path, limit: int | None, show_misses: bool) -> dict[str, dict[str, Any]]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:limit]
+    rows = _load_rows(path, limit)
     load = os.getloadavg()[0]
     results: dict[str, dict[str, Any]] = {}
     results["math-verify 0.9.0 (anchor)"] = run(math_verify_grader(), rows)
@@ -128,10 +145,17 @@ def table(path: Path, limit: int | None, show_misses: bool) -> dict[str, dict[st
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", type=Path, nargs="+", default=DEFAULT_INPUTS)
+    ap.add_argument(
+        "--conformance",
+        action="store_true",
+        help="also Math-Verify's and other checkers' test cases (tests/data)",
+    )
     ap.add_argument("--limit", type=int, default=None, help="grade only the first N pairs of each file")
     ap.add_argument("--misses", action="store_true", help="list the ids of the rows each grader gets wrong")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args()
+    if args.conformance:
+        args.input = [*args.input, *CONFORMANCE]
     for path in args.input:
         if not path.is_file():
             raise SystemExit(f"{path} not found: the shared data lives in ../shared/data beside the checkout")

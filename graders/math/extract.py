@@ -47,15 +47,15 @@ _PHRASE_HINTS = (
 )
 # A lead-in before the value in an answer sentence: "The largest $n$ is 34", "la r\u00e9ponse est 5".
 _LEAD_IN = re.compile(
-    r"(?:\s(?:is|are|equals|est|es|ist|lautet)|\u662f|\u4e3a|\u70ba|\uff1a|:(?=\s))\s*+", re.I
-)
+    r"(?:\s(?:is|are|equals|est|es|ist|lautet)|\u662f|\u4e3a|\u70ba|\uff1a|(?<=[A-Za-z]):(?=\s))\s*+", re.I
+)  # a colon after a word ("The answer:"), not a ratio's ("1 : 2")
 # Prose between two values that joins them into one answer of several values (or a hedge between them).
 # "or" and "and" in English, French, Spanish, German, Chinese
 _OR = r"(?:or|ou|o|oder|\u6216|\u6216\u8005)"
 _AND = r"(?:and|et|y|und|\u548c|\u4ee5\u53ca)"
 _MAYBE = r"(?:possibly\s++|maybe\s++|perhaps\s++|peut-\u00eatre\s++|vielleicht\s++)?"
-_JOIN = re.compile(rf"\s*+(?:[,;/]\s*+)?(?:(?:{_AND}|{_OR})(?:/or)?\s*+{_MAYBE})?", re.I)
-_JOIN_OR = re.compile(rf"\s*+(?:,\s*+)?{_OR}\s*+{_MAYBE}", re.I)
+_JOIN = re.compile(rf"\s*+(?:[,;/]\s*+)?\(?(?:(?:{_AND}|{_OR})(?:/or)?\s*+{_MAYBE})?", re.I)
+_JOIN_OR = re.compile(rf"\s*+(?:,\s*+)?\(?{_OR}\s*+{_MAYBE}", re.I)  # "$-44$ (or possibly $44$)"
 _GSM8K = re.compile(r"####[ \t]*([^\n]*)")
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 _PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{2,}")  # two words in a row, not commands
@@ -261,7 +261,8 @@ def _strong(text: str, all_boxes: bool = False) -> Extraction | None:
     boxed = _last_boxed(text)
     phrase = _strong_phrases(text)
     if boxed is not None:  # the last box, as MATH keys are made, with the boxes joined to it by "or"/"and"
-        if phrase is not None and phrase[0] > boxed[1] and parse(phrase[1].text).kind not in _NOT_MATH:
+        box_end = boxed[1] + len(boxed[0])
+        if phrase is not None and phrase[0] > box_end and parse(phrase[1].text).kind not in _NOT_MATH:
             return phrase[1]  # "\boxed{255} ... Final Answer: The final answer is $10,455$."
         before = _all_boxes(text, boxed[1]) if all_boxes else _boxes_before(text, boxed[1])
         joined = [b for b in before if b != boxed[0].strip()] + [boxed[0].strip()]
@@ -306,7 +307,7 @@ def _strong_phrases(text: str) -> tuple[int, Extraction] | None:
             before = text[lo : last.start()].rstrip()
             spans = _spans(before)
             if spans and spans[-1][1] == len(before) and spans[-1][2].strip():
-                found.append((last.start(), Extraction(spans[-1][2].strip(), "math_is_answer")))
+                found.append((lo + spans[-1][0], Extraction(spans[-1][2].strip(), "math_is_answer")))
     if any(h in text for h in _PHRASE_HINTS):
         last = None
         for last in _PHRASE.finditer(text):  # noqa: B007

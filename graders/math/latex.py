@@ -58,7 +58,17 @@ _GREEK = {
     "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
     "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega",
 }  # fmt: skip
-_MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "vmatrix", "Vmatrix", "matrix", "smallmatrix", "array"}
+_MATRIX_ENVS = {
+    "pmatrix",
+    "bmatrix",
+    "Bmatrix",
+    "vmatrix",
+    "Vmatrix",
+    "matrix",
+    "smallmatrix",
+    "array",
+    "cases",
+}
 _ATOM_CMDS = {"\\frac", "\\sqrt", "\\binom", "\\pi", "\\infty", "\\infin", "\\lfloor", "\\lceil", "\\begin",
               "\\exp", "\\imath"} | {"\\" + f for f in _FUNCS} | {"\\" + g for g in _GREEK}  # fmt: skip
 _END = ("end", "")
@@ -508,6 +518,8 @@ class _Parser:
         self.depth -= 1
         if row:
             rows.append(tuple(row))
+        if env == "cases" and rows:  # a system: its lines (a condition after & is dropped)
+            return rows[0][0] if len(rows) == 1 else ("list", tuple(r[0] for r in rows))
         if not rows or any(len(r) != len(rows[0]) for r in rows):
             raise ParseError("matrix rows differ in length")
         return ("matrix", tuple(rows))

@@ -53,6 +53,7 @@ _REPLACE: tuple[tuple[str, str], ...] = (
     ("\u222a", "\\cup "),
     ("\u00b0", "^\\circ "),
     ("**", "^"),  # x**2 written in Python
+    ("\\colon", ":"),
     ("\u00bd", "\\frac{1}{2}"),
     ("\u2153", "\\frac{1}{3}"),
     ("\u2154", "\\frac{2}{3}"),
@@ -76,7 +77,9 @@ _CONNECTIVE = {
 } | {"": ""}
 _THOUSANDS_ONLY = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _THOUSANDS_SPACE = re.compile(r"-?\d{1,3}(?: \d{3})+(?:\.\d+)?")
-_TRAILING_WORDS = re.compile(r"(.*[\d})])\s++([A-Za-z][A-Za-z.]++(?:\s++[A-Za-z][A-Za-z.]++){0,3})")  # 5 cm
+_TRAILING_WORDS = re.compile(
+    r"(.*[\d})])\s++([A-Za-z][A-Za-z.]++(?:\s++[A-Za-z][A-Za-z.]++){0,3})(?:\^\{?[23]\}?)?"
+)  # 5 cm, 1 cm^2
 # Words after a number that are never taken for a unit.
 _MATH_WORDS = frozenset(
     {"pi", "sqrt", "sin", "cos", "tan", "sec", "csc", "cot", "log", "ln", "exp"}
@@ -177,7 +180,9 @@ def _texts(s: str) -> tuple[str, list[str], bool]:
             out.append(_CONNECTIVE[word])
         elif (
             before.strip()
-            and not (len(inner.strip()) == 1 and m.group().startswith("\\math"))  # \mathrm{e}: a symbol
+            and not (
+                len(inner.strip()) == 1 and inner[:1] != " " and m.group().startswith("\\math")
+            )  # \mathrm{e}
             and _UNIT_WORDS.fullmatch(inner.strip())
             and not before.rstrip().endswith((",", "("))
         ):
@@ -230,7 +235,9 @@ def clean(s: str) -> Cleaned:
     if s and "\u4e00" <= s[-1] <= "\u9fff":
         s, n = _CJK_UNIT.subn("", s)
         cjk_unit = n > 0
-    if "\\boxed" in s or "\\fbox" in s:
+    for _ in range(3):  # \boxed{\boxed{A}}
+        if "\\boxed" not in s and "\\fbox" not in s:
+            break
         s = strip_delimiters(_unwrap_command(s, _BOXED))
     if ",\\!" in s or "{,}" in s:
         s = _THOUSANDS_MARK.sub("", s)

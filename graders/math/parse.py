@@ -21,9 +21,10 @@ _DEC = re.compile(r"-?(?:\d{1,300}\.\d{0,300}|\.\d{1,300})")
 _FRAC = re.compile(r"(-?)\\frac\{(\d{1,300})\}\{(\d{1,300})\}")
 _MIXED = re.compile(r"(-?)(\d{1,300}) (\d{1,300})/(\d{1,300})")
 _SLASH = re.compile(r"(-?)(\d{1,300})/(\d{1,300})")
-# (B), B, (B) 12, and a letter that starts a sentence about it: "A. Blue", "D, it can't be A", "B。不是 A"
+# (B), B, (B) 12, and a letter that starts a sentence about it: "A. Blue", "D, it can't be A", "B。不是 A";
+# not "(A), (B)" or "(A), B": several options are a hedge.
 _CHOICE = re.compile(
-    r"\(([A-Ja-j])\)|([A-J])|\(([A-J])\)\s*.+|([A-J])(?:[.:)]\s+\S.*|,\s+[a-z].*|\s+(?:non|not|nicht|no)\b.*"
+    r"\(([A-Ja-j])\)|([A-J])|\(([A-J])\)\s*+(?![,;]|(?:or|and|ou|et|oder|und)\b|.*\([A-J]\)).+|([A-J])(?:[.:)]\s+\S.*|,\s+[a-z].*|\s+(?:non|not|nicht|no)\b.*"
     r"|\s*\u3002.*|\s*\u4e0d\u662f.*)",
     re.S,
 )
@@ -68,7 +69,7 @@ def _kind(node: Any) -> str:
     if tag == "num":
         return "number"
     return {"group": "group", "set": "set", "list": "list", "matrix": "matrix", "rel": "relation",
-            "union": "union", "builder": "set"}.get(tag, "expr")  # fmt: skip
+            "union": "union", "builder": "set", "or": "relation"}.get(tag, "expr")  # fmt: skip
 
 
 _MAX_PM = 3  # at most this many \pm signs are written out (2**3 values)
@@ -177,7 +178,7 @@ def parse(raw: str) -> Answer:
     if _CONNECTIVE_HINT.search(s) is not None:
         s = _DOUBLE_COMMA.sub(",", _CONNECTIVES.sub(", ", s))
     try:
-        node = _expand_pm(parse_latex(s))
+        node = _disjunction(_expand_pm(parse_latex(s)), raw)
     except ParseError as e:
         if not c.was_text and _PROSE.search(s) is None:  # notation this parser does not know
             second, _ = parse_second(s)
@@ -188,6 +189,21 @@ def parse(raw: str) -> Answer:
 
 
 _PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{2,}")  # two words in a row: prose, not math
+_OR_WORD = re.compile(r"(?<![A-Za-z])(?:or|ou|oder)(?![A-Za-z])|\u6216")
+
+
+def _disjunction(node: Any, raw: str) -> Any:
+    """``x = 0 or y = 0`` (values of different variables joined by "or") is a disjunction, not the point
+    ``(0, 0)``: ``("or", items)``, equal only to the same disjunction."""
+    if node[0] != "list" or _OR_WORD.search(raw) is None:
+        return node
+    items = node[1]
+    if not all(x[0] == "rel" and x[1] == ("=",) and x[2][0][0] == "sym" for x in items):
+        return node
+    labels = [x[2][0] for x in items]
+    return ("or", items) if len(set(labels)) == len(labels) else node
+
+
 _CONNECTIVE_HINT = re.compile(r" (?:and|or|ou|et|oder|und) |[\u6216\u548c]|\\text|\\mbox")
 _MATH_WORD = re.compile(r"\b(?:sqrt|frac|pi|sin|cos|tan|log|ln|exp)\b")
 

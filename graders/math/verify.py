@@ -197,27 +197,43 @@ def _solutions(items: tuple[Node, ...]) -> Node:
     return ("list", tuple(("list", items[i : i + k]) for i in range(0, len(items), k)))
 
 
+def _tuple_assignment(node: Node) -> tuple[tuple[Node, ...], tuple[Node, ...]] | None:
+    """``(p, q) = (3, 2)`` -> its labels and values."""
+    if node[0] != "rel" or node[1] != ("=",):
+        return None
+    lhs, rhs = node[2]
+    if (
+        lhs[0] == "group"
+        and rhs[0] == "group"
+        and lhs[1:3] == ("(", ")") == rhs[1:3]
+        and len(lhs[3]) == len(rhs[3])
+        and all(_is_label(x) for x in lhs[3])
+    ):
+        return lhs[3], rhs[3]
+    return None
+
+
 def assignments(node: Node, top: bool = True) -> Node:
     """The value an equation states, before comparing: a chain ``x = 5+5+1 = 11`` is ``x = 11``; a
     computation ``3 + 5 = 8`` (no variable anywhere; alone, not in a list, where ``\\cos(\\pi) = -1`` labels
-    a value) is ``8``; ``(p, q) = (3, 2)`` is the tuple ``(3, 2)``. In lists too."""
+    a value) is ``8``; ``(p, q) = (3, 2)`` is ``p = 3, q = 2`` (in a list beside plain tuples, as in
+    ``(x, y) = (5, 8) and (8, 5)``, the tuple ``(5, 8)``). In lists too."""
     if node[0] == "list":
-        return _solutions(tuple(assignments(x, top=False) for x in node[1]))
+        plain = any(x[0] == "group" for x in node[1])
+        items = []
+        for x in node[1]:
+            pair = _tuple_assignment(x)
+            items.append(("group", "(", ")", pair[1]) if pair and plain else assignments(x, top=False))
+        return _solutions(tuple(items))
+    pair = _tuple_assignment(node)
+    if pair is not None:
+        return ("list", tuple(("rel", ("=",), (a, b)) for a, b in zip(*pair, strict=True)))
     if node[0] == "rel" and all(op == "=" for op in node[1]):
         sides = node[2]
         if top and not any(_has_symbol(x) for x in sides):  # 3 + 5 = 8: the stated result (not 7 = 11a + c)
             return sides[-1]
-        lhs, rhs = sides[0], sides[-1]
-        if (
-            lhs[0] == "group"
-            and rhs[0] == "group"
-            and lhs[1:3] == ("(", ")") == rhs[1:3]
-            and len(lhs[3]) == len(rhs[3])
-            and all(_is_label(x) for x in lhs[3])
-        ):
-            return rhs  # (p, q) = (3, 2)
         if len(sides) > 2:  # x = 5+5+1 = 11: x = 11; 1 = a = x = 0: 0
-            return ("rel", ("=",), (lhs, rhs)) if _is_label(lhs) else rhs
+            return ("rel", ("=",), (sides[0], sides[-1])) if _is_label(sides[0]) else sides[-1]
     return node
 
 
@@ -247,6 +263,8 @@ def _eq(g: Node, p: Node, ctx: _Ctx) -> bool:
     if g == p and ctx.scale == 1:  # the same tree: equal whatever it holds (P(\{1\}) = 3/8 on both sides)
         return ctx.rule("exact", True)
     tg, tp = g[0], p[0]
+    if tg == "or" or tp == "or":  # x = 0 or y = 0: only the same disjunction
+        return _match(g[1], p[1], ctx, ordered=False) if tg == tp else ctx.rule("structure", False)
     if tg == "sympy" or tp == "sympy":
         return _eq_second(g, p, ctx)
     if tg == "builder" or tp == "builder":
