@@ -31,7 +31,8 @@ TESTS_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 DEFAULT_INPUTS = [DATA / "math_pairs_dev.jsonl", DATA / "math_pairs_dev2.jsonl"]
 CONFORMANCE = [TESTS_DATA / "math_verify_cases.jsonl", TESTS_DATA / "peer_checker_cases.jsonl"]
 WARMUP = [("\\frac{1}{2}", "The answer is $0.5$."), ("x^2+1", "\\boxed{1+x^2}"), ("\\sqrt{2}", "\\boxed{2^{1/2}}"),
-          ("e^{2}", "\\boxed{e^2}"), ("(1,2)", "$(1, 2)$"), ("\\sin x", "$\\sin(x)$"), ("3", "\\boxed{4}")]  # fmt: skip
+          ("e^{2}", "\\boxed{e^2}"), ("(1,2)", "$(1, 2)$"), ("\\sin x", "$\\sin(x)$"), ("3", "\\boxed{4}"),
+          ("6", "\\boxed{\\gcd(12, 18)}"), ("x < 1", "$-x > -1$")]  # fmt: skip  (the last two: second parser, solveset)
 
 
 Graded = tuple[bool, bool]  # (passed, the second parser read one side)
