@@ -30,6 +30,8 @@ TEMPLATES = [
     ("<answer>{a} or {b}</answer>", "<answer>{a}</answer>"),
     ("**Answer:** ${a}$ or ${b}$", "**Answer:** ${a}$"),
     ("Réponse : ${a}$ ou ${b}$", "Réponse : ${a}$"),
+    ("The answer is ${a}$. Alternatively, it could be ${b}$.", "The answer is ${a}$."),
+    ("\\boxed{{{a}}}. It might also be ${b}$.", "\\boxed{{{a}}}."),
 ]  # fmt: skip
 
 

@@ -67,6 +67,18 @@ _NEXT_LABEL = re.compile(r"\s*[A-Za-z](?:_\{?\w{1,3}\}?)?\s*=\s*$")  # "and y_2 
 _MATH_IS_ANSWER = re.compile(
     r"(?:is|are)\s++(?:the|our|my)\s++(?:final\s++|correct\s++)?(?:answer|solution)s?\b", re.I
 )
+# An alternative offered after the answer, the value right after the cue: "Alternatively, it could be $79$."
+_ALTERNATIVE = re.compile(
+    r"\b(?:alternatively,?\s*(?:the answer |it |the value )?(?:is|could be|might be|may be|would be)"
+    r"|or (?:possibly|maybe|perhaps)|(?:it )?(?:could|might|may) also be|or else"
+    r"|another possible (?:answer|value) is|it might be)\s*+",
+    re.I,
+)
+_VALUE_START = re.compile(r"\$|\\\(|\\boxed|-?\d")
+_NUMBER_OR_BEFORE = re.compile(
+    r"(?<![A-Za-z])(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s*+,?\s*+(?:or|ou|oder|\u6216)\s*+(?:maybe\s+|possibly\s+|perhaps\s+)?$",
+    re.I,
+)
 _SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>")
 _UNIT_TAIL = re.compile(r"[A-Za-z]+(?:\^?\d)?(?: [A-Za-z]+)?")  # "cm", "square units"
 _NUMBER = re.compile(r"(?<![A-Za-z])(?:-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+)")  # not inside a word: AZ2A
@@ -342,7 +354,7 @@ def extract_answer(text: str, *, last_number: bool = True, all_boxes: bool = Fal
         return Extraction(inner, "answer_tag") if inner else None
     strong = _strong(text, all_boxes)
     if strong is not None:
-        return strong
+        return strong if all_boxes else _with_alternative(text, strong)
     stripped = text.strip()
     if not stripped:
         return None
@@ -379,5 +391,29 @@ def extract_answer(text: str, *, last_number: bool = True, all_boxes: bool = Fal
         for number in _NUMBER.finditer(tail):  # noqa: B007
             pass
         if number is not None:
-            return Extraction(number.group().rstrip(","), "last_number")
+            value = number.group().rstrip(",")
+            before = _NUMBER_OR_BEFORE.search(tail, max(0, number.start() - 80), number.start())
+            if before is not None:  # "80 or maybe 79": a hedge between numbers
+                return Extraction(f"{before.group(1).rstrip(',')}, {value}", "last_number_hedged")
+            return Extraction(value, "last_number")
     return None
+
+
+def _with_alternative(text: str, found: Extraction) -> Extraction:
+    """`found`, joined with an alternative the text offers after it ("... is $80$. Alternatively, it could
+    be $79$."): a hedge, judged as a list."""
+    at = text.rfind(found.text)
+    if at < 0:
+        return found
+    after = text[at + len(found.text) : at + len(found.text) + 400]
+    cue = _ALTERNATIVE.search(after)
+    if cue is None:
+        return found
+    rest = _sentence(after[cue.end() :])
+    spans = _spans(rest)
+    value = spans[0][2].strip() if spans else None
+    if value is None:
+        box = _last_boxed(rest)
+        number = _NUMBER.search(rest)
+        value = box[0].strip() if box else (number.group().rstrip(",") if number else None)
+    return Extraction(f"{found.text}, {value}", "hedged_alternative") if value else found
