@@ -192,7 +192,7 @@ class RemoteSandbox:
                     f"no sandbox server answers at {self.url} ({e}); start one with `rft sandbox serve` "
                     f"there, or fix sandbox_options.url / ${URL_ENV}"
                 ) from None
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 self._drop_connection()
                 raise SandboxError(
                     f"the sandbox server at {self.url} sent no reply within {timeout:.0f} s; it may be "
@@ -200,8 +200,10 @@ class RemoteSandbox:
                 ) from None
             except (OSError, http.client.HTTPException) as e:
                 self._drop_connection()
-                if reused and attempt == 0 and isinstance(
-                    e, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError
+                if (
+                    reused
+                    and attempt == 0
+                    and isinstance(e, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
                 ):
                     continue  # the server closed an idle kept-alive connection: once more, afresh
                 raise SandboxError(

@@ -67,7 +67,9 @@ class ServiceConfig:
 
     def __post_init__(self) -> None:
         if self.backend in _NOT_SERVED:
-            raise ValueError(f"rft sandbox serve cannot serve backend {self.backend!r}; use local, bwrap or docker")
+            raise ValueError(
+                f"rft sandbox serve cannot serve backend {self.backend!r}; use local, bwrap or docker"
+            )
         for name in ("workers", "max_body", "per_client", "max_memory_mb"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be at least 1")
@@ -277,7 +279,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         client = self.client_address[0]
         if not self.server.enter(client):
-            self._error(429, f"this client already has {self.server.config.per_client} runs going", Retry_After="1")
+            self._error(
+                429, f"this client already has {self.server.config.per_client} runs going", Retry_After="1"
+            )
             return
         try:
             res = self.server.pool.run(program, stdin, limits, self.server.config.queue_wait)
@@ -310,7 +314,9 @@ class _Handler(BaseHTTPRequestHandler):
         if limits.timeout > c.max_timeout:
             raise ValueError(f"limits.timeout {limits.timeout} is over this server's cap {c.max_timeout}")
         if limits.memory_mb > c.max_memory_mb:
-            raise ValueError(f"limits.memory_mb {limits.memory_mb} is over this server's cap {c.max_memory_mb}")
+            raise ValueError(
+                f"limits.memory_mb {limits.memory_mb} is over this server's cap {c.max_memory_mb}"
+            )
         for name in ("output_bytes", "stderr_bytes", "result_bytes"):
             if getattr(limits, name) > _OUTPUT_CAP:
                 raise ValueError(f"limits.{name} is over this server's cap {_OUTPUT_CAP}")

@@ -22,14 +22,19 @@ def serve_cmd(
         Path | None, typer.Option(help="read the token from this file's first line (else $RFT_SANDBOX_TOKEN)")
     ] = None,
     backend: Annotated[
-        str | None, typer.Option(help="sandbox backend behind the server (default: auto where known, else local)")
+        str | None,
+        typer.Option(help="sandbox backend behind the server (default: auto where known, else local)"),
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="sandboxes in the pool (default: this machine's CPUs)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="sandboxes in the pool (default: this machine's CPUs)")
+    ] = None,
     max_body: Annotated[int, typer.Option(help="largest request body in bytes (413 above)")] = 8 * 2**20,
     per_client: Annotated[
         int | None, typer.Option(help="runs at once per client address (429 above; default: workers)")
     ] = None,
-    max_timeout: Annotated[float, typer.Option(help="largest per-run time limit a client may ask, seconds")] = 60.0,
+    max_timeout: Annotated[
+        float, typer.Option(help="largest per-run time limit a client may ask, seconds")
+    ] = 60.0,
     max_memory_mb: Annotated[int, typer.Option(help="largest per-run memory limit a client may ask")] = 4096,
     insecure_no_token: Annotated[
         bool, typer.Option("--insecure-no-token", help="run without a token (loopback addresses only)")
