@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from .base import ExecResult, Limits, SandboxError, SandboxUnavailable, register_sandbox
 
 __all__ = [
+    "HttpJson",
     "RemoteSandbox",
     "TOKEN_ENV",
     "URL_ENV",
@@ -109,7 +110,8 @@ def result_from_json(data: Any, backend: str) -> ExecResult:
         kw = {k: v for k, v in data.items() if k in known}
         for k in _BYTES:
             kw[k] = base64.b64decode(kw.get(k) or "", validate=True)
-        info = kw.get("info") if isinstance(kw.get("info"), dict) else {}
+        info = kw.get("info")
+        info = info if isinstance(info, dict) else {}
         kw["info"] = {**info, "server_backend": kw.get("backend", "")}
         kw["backend"] = backend
         return ExecResult(**kw)
@@ -118,6 +120,78 @@ def result_from_json(data: Any, backend: str) -> ExecResult:
 
 
 # ---- the client ---------------------------------------------------------------------------------------
+
+
+class HttpJson:
+    """JSON over HTTP(S) to one server, a kept-alive connection per thread; transport failures raise
+    `SandboxError` (`SandboxUnavailable` when nothing answers: `hint` says what to start or fix)."""
+
+    def __init__(self, url: str, *, token: str | None = None, hint: str = "") -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url {url!r} must look like http://host:port")
+        self.url = url.rstrip("/")
+        self.hint = hint
+        self._scheme, self._host = parts.scheme, parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.path = parts.path.rstrip("/")
+        self._token = token
+        self._local = threading.local()
+
+    def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        conn = getattr(self._local, "conn", None)
+        reused = conn is not None
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            conn = cls(self._host, self._port, timeout=timeout)
+            self._local.conn = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn, reused
+
+    def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+    def request(self, method: str, path: str, body: Any, timeout: float) -> tuple[int, bytes]:
+        """(status, body) of one request to `path` under the url's own path; `body` is sent as JSON
+        (None: no body). Retried once on a fresh connection when a kept-alive one turns out closed."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in (0, 1):
+            conn, reused = self._connection(timeout)
+            try:
+                conn.request(method, self.path + path, body=data, headers=headers)
+                resp = conn.getresponse()
+                reply = resp.read()
+            except (ConnectionRefusedError, socket.gaierror) as e:
+                self.close()
+                raise SandboxUnavailable(f"no server answers at {self.url} ({e}){self.hint}") from None
+            except TimeoutError:
+                self.close()
+                raise SandboxError(
+                    f"the server at {self.url} sent no reply within {timeout:.0f} s; it may be overloaded "
+                    "(raise sandbox_options.timeout_margin) or hung"
+                ) from None
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                stale = http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError
+                if reused and attempt == 0 and isinstance(e, stale):
+                    continue  # the server closed an idle kept-alive connection: once more, afresh
+                raise SandboxError(
+                    f"the connection to the server at {self.url} failed mid-request "
+                    f"({type(e).__name__}: {e}); is the server still running?"
+                ) from None
+            if resp.getheader("Connection", "").lower() == "close":
+                self.close()
+            return resp.status, reply
+        raise AssertionError("unreachable")
 
 
 @register_sandbox("remote")
@@ -142,78 +216,12 @@ class RemoteSandbox:
                 f"sandbox 'remote' needs a server: set sandbox_options.url (or ${URL_ENV}) to the address "
                 "that `rft sandbox serve` prints, e.g. http://127.0.0.1:8123"
             )
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"sandbox 'remote': url {url!r} must look like http://host:port")
-        self.url = url.rstrip("/")
-        self._scheme, self._host = parts.scheme, parts.hostname
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._base = parts.path.rstrip("/")
-        self._token = read_token(token, token_file)
+        hint = f"; start one with `rft sandbox serve` there, or fix sandbox_options.url / ${URL_ENV}"
+        self.http = HttpJson(url, token=read_token(token, token_file), hint=hint)
+        self.url = self.http.url
         self.timeout_margin = timeout_margin
         self.busy_wait = busy_wait
-        self._local = threading.local()
         self._closed = False
-
-    # -- HTTP
-
-    def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-        conn = getattr(self._local, "conn", None)
-        reused = conn is not None
-        if conn is None:
-            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=timeout)
-            self._local.conn = conn
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        return conn, reused
-
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            conn.close()
-
-    def _request(self, method: str, path: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
-        """One request (retried once on a fresh connection when a kept-alive one turns out closed)."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        for attempt in (0, 1):
-            conn, reused = self._connection(timeout)
-            try:
-                conn.request(method, self._base + path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-            except (ConnectionRefusedError, socket.gaierror) as e:
-                self._drop_connection()
-                raise SandboxUnavailable(
-                    f"no sandbox server answers at {self.url} ({e}); start one with `rft sandbox serve` "
-                    f"there, or fix sandbox_options.url / ${URL_ENV}"
-                ) from None
-            except TimeoutError:
-                self._drop_connection()
-                raise SandboxError(
-                    f"the sandbox server at {self.url} sent no reply within {timeout:.0f} s; it may be "
-                    "overloaded (raise sandbox_options.timeout_margin) or hung"
-                ) from None
-            except (OSError, http.client.HTTPException) as e:
-                self._drop_connection()
-                if (
-                    reused
-                    and attempt == 0
-                    and isinstance(e, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
-                ):
-                    continue  # the server closed an idle kept-alive connection: once more, afresh
-                raise SandboxError(
-                    f"the connection to the sandbox server at {self.url} failed mid-request "
-                    f"({type(e).__name__}: {e}); is the server still running?"
-                ) from None
-            if resp.getheader("Connection", "").lower() == "close":
-                self._drop_connection()
-            return resp.status, data
-        raise AssertionError("unreachable")
 
     def _check(self, status: int, data: bytes) -> Any:
         text = data.decode("utf-8", "replace")
@@ -241,7 +249,7 @@ class RemoteSandbox:
 
     def info(self) -> dict[str, Any]:
         """The server's description: backend, workers, per-client limit, body limit, uids."""
-        status, data = self._request("GET", "/v1/info", None, 30.0)
+        status, data = self.http.request("GET", "/v1/info", None, 30.0)
         return dict(self._check(status, data))
 
     def run(self, program: str, stdin: bytes | str = b"", limits: Limits | None = None) -> ExecResult:
@@ -249,18 +257,16 @@ class RemoteSandbox:
             raise SandboxError("this remote sandbox was closed")
         limits = limits or Limits()
         data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
-        body = json.dumps(
-            {
-                "program": program,
-                "stdin": base64.b64encode(data).decode("ascii"),
-                "limits": limits_to_json(limits),
-            }
-        ).encode()
+        body = {
+            "program": program,
+            "stdin": base64.b64encode(data).decode("ascii"),
+            "limits": limits_to_json(limits),
+        }
         timeout = limits.timeout + self.timeout_margin
         give_up = time.monotonic() + self.busy_wait
         delay = 0.02
         while True:
-            status, reply = self._request("POST", "/v1/run", body, timeout)
+            status, reply = self.http.request("POST", "/v1/run", body, timeout)
             if status != 429:
                 break
             if time.monotonic() + delay > give_up:
@@ -275,7 +281,7 @@ class RemoteSandbox:
 
     def close(self) -> None:
         self._closed = True
-        self._drop_connection()
+        self.http.close()
 
     def __enter__(self) -> RemoteSandbox:
         return self
