@@ -173,7 +173,7 @@ class FusionSandbox:
             )
         if resp.get("status") == "SandboxError":
             raise SandboxError(f"SandboxFusion at {self.url} failed: {str(resp.get('message'))[:500]}")
-        run = resp.get("run_result") if isinstance(resp.get("run_result"), dict) else {}
+        run: dict[str, Any] = resp["run_result"] if isinstance(resp.get("run_result"), dict) else {}
         res = parse_report(str(run.get("stdout") or ""), marker, run.get("status") == "TimeLimitExceeded")
         if res is None:
             raise SandboxError(
