@@ -10,6 +10,7 @@ import os
 import secrets
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,7 +32,17 @@ def start_server(*args: str, token: str | None, timeout: float = 60.0) -> tuple[
     if token is not None:
         env["RFT_SANDBOX_TOKEN"] = token
     proc = subprocess.Popen(
-        [RFT, "sandbox", "serve", "--host", "127.0.0.1", "--port", "0", "--quiet", *args],
+        [
+            RFT,
+            "sandbox",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--quiet",
+            *args,
+        ],  # a later --port wins
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -65,17 +76,35 @@ def stop_server(proc: subprocess.Popen[str], timeout: float = 30.0) -> int:
     return proc.returncode
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Set now, before any grader pool starts: multiprocessing's forkserver keeps the environment it started with.
+if not os.environ.get("RFT_SANDBOX_URL"):
+    os.environ["RFT_SANDBOX_URL"] = f"http://127.0.0.1:{_free_port()}"
+    os.environ["RFT_SANDBOX_TOKEN"] = secrets.token_hex(16)
+    _REMOTE_TO_START = True
+else:
+    _REMOTE_TO_START = False  # a server given by whoever runs the tests
+
+
 def _remote_server() -> None:
-    """Start the shared `remote` server and point $RFT_SANDBOX_URL / $RFT_SANDBOX_TOKEN at it."""
-    if os.environ.get("RFT_SANDBOX_URL"):
+    """Start the shared `remote` server where $RFT_SANDBOX_URL points (once)."""
+    global _REMOTE_TO_START
+    if not _REMOTE_TO_START:
         return
-    token = secrets.token_hex(16)
+    _REMOTE_TO_START = False
+    port = os.environ["RFT_SANDBOX_URL"].rsplit(":", 1)[1]
     try:
-        proc, url = start_server("--workers", "1", "--per-client", "4", token=token)
+        proc, _ = start_server(
+            "--workers", "1", "--per-client", "4", "--port", port, token=os.environ["RFT_SANDBOX_TOKEN"]
+        )
     except RuntimeError as e:
         raise SandboxUnavailable(str(e)) from None
     atexit.register(stop_server, proc)
-    os.environ["RFT_SANDBOX_URL"], os.environ["RFT_SANDBOX_TOKEN"] = url, token
 
 
 def backend_or_skip(name: str) -> Sandbox:
