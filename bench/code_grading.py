@@ -10,8 +10,10 @@ a per-slot uid, rlimits, private root and /tmp), the verdicts judged outside the
 its servers are started (and each row's tests planned once) before the clock starts; the second rft row
 pins each fork server (and its programs) to one CPU (``sandbox_options: {"pin_cpu": true}``).
 Each row is the best of `--repeat` passes over the 164 problems. Reads ../shared/data/humaneval.jsonl.
-The docker row needs a running Docker engine (the image is built locally on first use).
-Run: python bench/code_grading.py [--workers 2] [--repeat 3] [--no-docker]
+The docker row needs a running Docker engine (the image is built locally on first use). The remote row
+grades through an `rft sandbox serve` started here on loopback (`--workers` local fork servers behind
+HTTP with a token), the client pool as above: the cost of the HTTP hop.
+Run: python bench/code_grading.py [--workers 2] [--repeat 3] [--no-docker] [--no-remote]
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ import multiprocessing
 import os
 import platform
 import resource
+import secrets
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -146,6 +151,32 @@ def rft_pass(pool: GraderPool, grader: Any, rows: list[dict[str, Any]]) -> tuple
     return dt, sum(g.passed for g in grades)
 
 
+def start_remote(workers: int) -> tuple[subprocess.Popen[str], str, str]:
+    """`rft sandbox serve` on a free loopback port: the process, its URL and its token."""
+    token = secrets.token_hex(16)
+    rft = str(Path(sys.executable).with_name("rft"))
+    argv = [
+        rft,
+        "sandbox",
+        "serve",
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        "--quiet",
+        "--backend",
+        "local",
+    ]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, text=True, env={**os.environ, "RFT_SANDBOX_TOKEN": token}
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "http://" not in line:
+        raise SystemExit(f"rft sandbox serve did not start (exit {proc.wait()}): {line}")
+    return proc, line.split(" on ", 1)[1].split()[0], token
+
+
 def _load() -> str:
     return os.getloadavg().__repr__()
 
@@ -155,6 +186,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help="report the best of this many passes")
     ap.add_argument("--no-docker", action="store_true", help="leave out the docker backend row")
+    ap.add_argument("--no-remote", action="store_true", help="leave out the remote (loopback) row")
     args = ap.parse_args()
     if not DATA.exists():
         raise SystemExit(f"{DATA} not found (it lives in shared/data beside the checkout)")
@@ -165,6 +197,11 @@ def main() -> None:
     }
     if not args.no_docker:
         graders["rft_docker"] = load_grader({**SPEC, "sandbox": "docker"})
+    server = None
+    if not args.no_remote:
+        server, url, token = start_remote(args.workers)
+        options = {"url": url, "token": token}
+        graders["rft_remote"] = load_grader({**SPEC, "sandbox": "remote", "sandbox_options": options})
     print(f"HumanEval canonical solutions: {len(rows)}; workers: {args.workers}; load before: {_load()}")
     results: dict[str, list[tuple[float, int]]] = {name: [] for name in [*graders, "baseline"]}
     warm = [{"output_text": r["canonical_solution"]} for r in rows]
@@ -175,6 +212,9 @@ def main() -> None:
             for name, grader in graders.items():
                 results[name].append(rft_pass(pool, grader, rows))
             results["baseline"].append(baseline_pass(rows, args.workers))
+    if server is not None:
+        server.terminate()
+        server.wait(60)
     n = len(rows)
     best = {k: min(v) for k, v in results.items()}
     rate = {k: n / t for k, (t, _) in best.items()}
@@ -185,6 +225,7 @@ def main() -> None:
         "rft": "rft code grader, local sandbox (namespaces, uid, rlimits)",
         "rft_pinned": "rft code grader, local sandbox, each fork server on one CPU",
         "rft_docker": "rft code grader, docker sandbox (warm container + fork server)",
+        "rft_remote": "rft code grader, remote sandbox over loopback (HTTP, local)",
         "baseline": "human-eval style: Manager + Process per problem",
     }
     for k in results:
@@ -197,6 +238,8 @@ def main() -> None:
     )
     if "rft_docker" in rate:
         print(f"ratio rft docker / baseline: {rate['rft_docker'] / rate['baseline']:.2f}x")
+    if "rft_remote" in rate:
+        print(f"ratio rft remote / baseline: {rate['rft_remote'] / rate['baseline']:.2f}x")
 
 
 if __name__ == "__main__":
