@@ -173,6 +173,21 @@ def test_server_killed_mid_run_is_an_error_grade(local_ok):
     assert after.status == "error" and "rft sandbox serve" in after.details["error"], after
 
 
+def test_sigterm_lets_runs_in_flight_finish(local_ok):
+    token = secrets.token_hex(8)
+    proc, url = start_server("--workers", "1", token=token)
+    box = get_sandbox("remote", url=url, token=token)
+    with ThreadPoolExecutor(1) as ex:
+        future = ex.submit(box.run, "import time\ntime.sleep(1.5)\nprint('done')", b"", Limits(timeout=10))
+        time.sleep(0.7)
+        proc.send_signal(signal.SIGTERM)
+        res = future.result(60)
+    assert res.ok and res.stdout == b"done\n", res
+    assert proc.wait(30) == 0
+    assert "stopped" in proc.stderr.read()
+    stop_server(proc)
+
+
 def test_serve_refuses_to_start_without_a_token(local_ok):
     with pytest.raises(RuntimeError, match="needs a token"):
         start_server(token=None)
