@@ -333,3 +333,21 @@ def test_fusion_wrapper_source_runs_as_plain_python(tmp_path):
     report = json.loads(lines[1].split(" ", 1)[1])
     assert base64.b64decode(report["stdout"]) == b"hi\n" and base64.b64decode(report["result"]) == b"ok"
     assert not path.exists()  # the wrapper removed its own source (the marker)
+
+
+def test_missing_settings_are_error_grades_that_say_what_to_set(monkeypatch, tmp_path):
+    monkeypatch.delenv("RFT_SANDBOX_URL", raising=False)
+    monkeypatch.delenv("RFT_SANDBOX_FUSION_URL", raising=False)
+    for spec, needle in (
+        ({"sandbox": "remote"}, "RFT_SANDBOX_URL"),
+        ({"sandbox": "sandbox_fusion"}, "RFT_SANDBOX_FUSION_URL"),
+        (
+            {
+                "sandbox": "remote",
+                "sandbox_options": {"url": "http://127.0.0.1:9", "token_file": str(tmp_path / "no")},
+            },
+            "token file",
+        ),
+    ):
+        grade = load_grader({**SPEC, **spec}).grade({"output_text": "    return a + b\n"}, ADD)
+        assert grade.status == "error" and needle in grade.details["error"], grade

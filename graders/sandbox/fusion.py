@@ -132,14 +132,17 @@ class FusionSandbox:
     def __init__(self, *, url: str | None = None, timeout_margin: float = 30.0) -> None:
         url = url or os.environ.get(URL_ENV)
         if not url:
-            raise ValueError(
+            raise SandboxUnavailable(
                 f"sandbox 'sandbox_fusion' needs the service's address: set sandbox_options.url (or ${URL_ENV}), "
                 "e.g. http://127.0.0.1:8080"
             )
         url = url.rstrip("/")
         url = url if url.endswith("/run_code") else url + "/run_code"
         hint = f"; start SandboxFusion there, or fix sandbox_options.url / ${URL_ENV}"
-        self.http = HttpJson(url, hint=hint)
+        try:
+            self.http = HttpJson(url, hint=hint)
+        except ValueError as e:
+            raise SandboxUnavailable(f"sandbox 'sandbox_fusion': {e}") from None
         self.url = url
         self.timeout_margin = timeout_margin
 

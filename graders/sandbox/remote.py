@@ -212,12 +212,15 @@ class RemoteSandbox:
     ) -> None:
         url = url or os.environ.get(URL_ENV)
         if not url:
-            raise ValueError(
+            raise SandboxUnavailable(
                 f"sandbox 'remote' needs a server: set sandbox_options.url (or ${URL_ENV}) to the address "
                 "that `rft sandbox serve` prints, e.g. http://127.0.0.1:8123"
             )
         hint = f"; start one with `rft sandbox serve` there, or fix sandbox_options.url / ${URL_ENV}"
-        self.http = HttpJson(url, token=read_token(token, token_file), hint=hint)
+        try:
+            self.http = HttpJson(url, token=read_token(token, token_file), hint=hint)
+        except ValueError as e:
+            raise SandboxUnavailable(f"sandbox 'remote': {e}") from None
         self.url = self.http.url
         self.timeout_margin = timeout_margin
         self.busy_wait = busy_wait

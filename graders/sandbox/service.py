@@ -45,7 +45,15 @@ __all__ = ["ServiceConfig", "SandboxPool", "SandboxServer", "default_workers", "
 
 _NOT_SERVED = {"remote", "sandbox_fusion", "none"}  # loops, or no isolation for code from the network
 _DRAIN_CAP = 64 * 2**20  # an oversize body up to this is read and dropped, so the client sees the 413
-_OUTPUT_CAP = 64 * 2**20  # no Limits.*_bytes above this
+_CAPS = {  # the largest value of these Limits fields a client may ask for
+    "output_bytes": 64 * 2**20,
+    "stderr_bytes": 64 * 2**20,
+    "result_bytes": 64 * 2**20,
+    "processes": 1024,
+    "open_files": 4096,
+    "file_size_mb": 1024,
+    "tmp_mb": 1024,
+}
 
 
 @dataclass(frozen=True)
@@ -317,9 +325,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError(
                 f"limits.memory_mb {limits.memory_mb} is over this server's cap {c.max_memory_mb}"
             )
-        for name in ("output_bytes", "stderr_bytes", "result_bytes"):
-            if getattr(limits, name) > _OUTPUT_CAP:
-                raise ValueError(f"limits.{name} is over this server's cap {_OUTPUT_CAP}")
+        for name, cap in _CAPS.items():
+            if getattr(limits, name) > cap:
+                raise ValueError(f"limits.{name} {getattr(limits, name)} is over this server's cap {cap}")
         return req["program"], stdin, limits
 
 
