@@ -34,6 +34,8 @@ The program's outputs are judged here, as with the other backends: only bytes co
 - Isolation (network, file system, other users, process counts) is the service's: this backend adds
   rlimits and a process group, not namespaces. It is as strong as the SandboxFusion deployment.
 - The service's memory limit covers the wrapper too; it is set to the program's limit + 256 MiB.
+- The report carries the outputs as base64 (4/3 of their size) on the service's stdout: a deployment
+  that cuts its stdout shorter than that turns a large output into an error grade (a malformed report).
 """
 
 from __future__ import annotations
