@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import secrets
 import signal
 import subprocess
@@ -21,8 +22,9 @@ import pytest
 from _sandboxes import backend_or_skip, start_server, stop_server
 
 from rft.graders import load_grader
-from rft.graders.sandbox import Limits, SandboxError, get_sandbox, shared_sandbox
+from rft.graders.sandbox import Limits, SandboxError, get_sandbox
 from rft.graders.sandbox.fusion import wrapper_program
+from rft.graders.sandbox.service import SandboxPool
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval.jsonl"
 SPEC = {
@@ -188,6 +190,25 @@ def test_sigterm_lets_runs_in_flight_finish(local_ok):
     stop_server(proc)
 
 
+def test_pool_restarts_a_dead_fork_server_that_outlives_the_request_thread(local_ok):
+    """A fork server dies with the thread that started it (PR_SET_PDEATHSIG): after a crash, the pool
+    restarts it from the sandbox's own thread, not from the request's, which ends with its connection."""
+    pool = SandboxPool("local", 1)
+    try:
+        os.kill(pool.boxes[0].hello["pid"], signal.SIGKILL)  # type: ignore[attr-defined]
+
+        def once_in_a_new_thread():
+            with ThreadPoolExecutor(1) as ex:  # its thread ends when the run is done
+                return ex.submit(pool.run, "print(1)", b"", Limits(timeout=5), 30).result()
+
+        with pytest.raises(SandboxError, match="fork server failed"):
+            once_in_a_new_thread()  # the run that finds the server dead
+        for _ in range(3):
+            assert once_in_a_new_thread().stdout == b"1\n"
+    finally:
+        pool.close()
+
+
 def test_serve_refuses_to_start_without_a_token(local_ok):
     with pytest.raises(RuntimeError, match="needs a token"):
         start_server(token=None)
@@ -219,8 +240,8 @@ def test_token_file(local_ok, tmp_path):
 
 class _RunCode(BaseHTTPRequestHandler):
     """POST /run_code as SandboxFusion answers it: the code is run as a Python file's __main__ with
-    `stdin`, under run_timeout and memory_limit_MB; run_result carries status, return_code, stdout,
-    stderr and execution_time as text."""
+    `stdin`, under run_timeout and memory_limit_MB (on a pool of local sandboxes); run_result carries
+    status, return_code, stdout, stderr and execution_time as text."""
 
     def log_message(self, *_):
         pass
@@ -228,11 +249,10 @@ class _RunCode(BaseHTTPRequestHandler):
     def do_POST(self):
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert self.path == "/run_code" and req["language"] == "python"
-        box = shared_sandbox("local")
         limits = Limits(
             timeout=req["run_timeout"], memory_mb=max(256, req["memory_limit_MB"]), output_bytes=2**26
         )
-        res = box.run(req["code"], (req.get("stdin") or "").encode(), limits)
+        res = self.server.pool.run(req["code"], (req.get("stdin") or "").encode(), limits, 60)  # type: ignore[attr-defined]
         status = "TimeLimitExceeded" if res.outcome == "timeout" else "Finished"
         rc = res.exit_code if res.exit_code is not None else -(res.signal or 9)
         run = {
@@ -261,10 +281,12 @@ class _RunCode(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def fusion_url(local_ok):
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RunCode)
+    httpd.pool = SandboxPool("local", 2)  # type: ignore[attr-defined]
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
+    httpd.pool.close()  # type: ignore[attr-defined]
 
 
 def fusion_grader(url: str, **spec):

@@ -105,24 +105,74 @@ def _loopback(host: str) -> bool:
         return False
 
 
+class _Job:
+    """One run waiting for a sandbox: taken by a worker, or given up by its requester, not both."""
+
+    def __init__(self, program: str, stdin: bytes, limits: Limits) -> None:
+        self.program, self.stdin, self.limits = program, stdin, limits
+        self.taken = threading.Event()
+        self.done = threading.Event()
+        self.result: ExecResult | None = None
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._state = "waiting"
+
+    def claim(self, by: str) -> bool:
+        with self._lock:
+            if self._state != "waiting":
+                return False
+            self._state = by
+        if by == "worker":
+            self.taken.set()
+        return True
+
+
 class SandboxPool:
-    """`workers` sandboxes of one backend, each started up front; `run` borrows a free one."""
+    """`workers` sandboxes of one backend, each started up front and owned by a thread of its own for
+    its whole life: `run` hands the program to a free one. (The local fork server dies with the thread
+    that started it, PR_SET_PDEATHSIG, so a server restarted after a crash must not be started from a
+    request's thread, which ends with its connection.)"""
 
     def __init__(self, backend: str, workers: int, **options: Any) -> None:
         self.backend = backend
         self.boxes: list[Sandbox] = []
-        self._free: queue.Queue[Sandbox] = queue.Queue()
-        try:
-            for _ in range(workers):
-                box = get_sandbox(backend, **options)
-                self.boxes.append(box)
-                start = getattr(box, "start", None)
-                if start is not None:
-                    start()
-                self._free.put(box)
-        except BaseException:
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        ready: queue.Queue[Sandbox | BaseException] = queue.Queue()
+        for i in range(workers):
+            t = threading.Thread(
+                target=self._worker, args=(backend, options, ready), name=f"sandbox-{i}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+        started = [ready.get() for _ in range(workers)]
+        self.boxes = [b for b in started if not isinstance(b, BaseException)]
+        failed = [e for e in started if isinstance(e, BaseException)]
+        if failed:
             self.close()
-            raise
+            raise failed[0]
+
+    def _worker(self, backend: str, options: dict[str, Any], ready: queue.Queue[Any]) -> None:
+        try:
+            box = get_sandbox(backend, **options)
+            start = getattr(box, "start", None)
+            if start is not None:
+                start()
+        except BaseException as e:  # handed to the constructor, which raises it
+            ready.put(e)
+            return
+        ready.put(box)
+        try:
+            while (job := self._jobs.get()) is not None:
+                if not job.claim("worker"):
+                    continue  # its requester stopped waiting
+                try:
+                    job.result = box.run(job.program, job.stdin, job.limits)
+                except BaseException as e:  # handed to the request's thread, which raises it
+                    job.error = e
+                job.done.set()
+        finally:
+            box.close()
 
     def uids(self) -> list[int]:
         """The host uids the pool's programs run as, where the backend says."""
@@ -130,18 +180,22 @@ class SandboxPool:
 
     def run(self, program: str, stdin: bytes, limits: Limits, wait: float) -> ExecResult | None:
         """The program's result, or None when no sandbox came free within `wait` seconds."""
-        try:
-            box = self._free.get(timeout=wait)
-        except queue.Empty:
+        job = _Job(program, stdin, limits)
+        self._jobs.put(job)
+        if not job.taken.wait(wait) and job.claim("requester"):
             return None
-        try:
-            return box.run(program, stdin, limits)
-        finally:
-            self._free.put(box)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
 
-    def close(self) -> None:
-        for box in self.boxes:
-            box.close()
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the workers (each after its current run) and close their sandboxes."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        end = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, end - time.monotonic()))
 
 
 class SandboxServer(ThreadingHTTPServer):
