@@ -384,3 +384,38 @@ def test_missing_settings_are_error_grades_that_say_what_to_set(monkeypatch, tmp
     ):
         grade = load_grader({**SPEC, **spec}).grade({"output_text": "    return a + b\n"}, ADD)
         assert grade.status == "error" and needle in grade.details["error"], grade
+
+
+class _Broken(BaseHTTPRequestHandler):
+    """A server in front of the sandbox that answers badly: 502 (a proxy), non-JSON, a result without an
+    outcome, by the path's last part."""
+
+    replies = {
+        "502": (502, b"<html>bad gateway</html>"),
+        "text": (200, b"ok"),
+        "empty": (200, b'{"stdout": ""}'),
+    }
+
+    def log_message(self, *_):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        status, data = self.replies[self.path.split("/")[1]]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_bad_replies_are_error_grades():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        for kind, needle in (("502", "HTTP 502"), ("text", "not a JSON object"), ("empty", "malformed")):
+            g = remote_grader(f"http://127.0.0.1:{httpd.server_address[1]}/{kind}", "t")
+            grade = g.grade({"output_text": "    return a + b\n"}, ADD)
+            assert grade.status == "error" and needle in grade.details["error"], (kind, grade)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

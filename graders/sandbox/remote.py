@@ -229,13 +229,16 @@ class RemoteSandbox:
     def _check(self, status: int, data: bytes) -> Any:
         text = data.decode("utf-8", "replace")
         try:
-            body = json.loads(text) if text else {}
+            body = json.loads(text)
         except ValueError:
-            body = {}
+            body = None
         why = body.get("error", text[:300]) if isinstance(body, dict) else text[:300]
         if status == 200:
             if not isinstance(body, dict):
-                raise SandboxError(f"the sandbox server at {self.url} sent a reply that is not JSON: {why}")
+                raise SandboxError(
+                    f"the sandbox server at {self.url} sent a reply that is not a JSON object: {text[:300]!r}; "
+                    "is the url that of `rft sandbox serve`?"
+                )
             return body
         if status == 401:
             raise SandboxUnavailable(
