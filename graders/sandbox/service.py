@@ -7,11 +7,11 @@ the standard library's `ThreadingHTTPServer`. Endpoints: ``POST /v1/run`` (a pro
 `Limits`; the reply is the `ExecResult`, bytes as base64) and ``GET /v1/info``. Every request needs
 ``Authorization: Bearer <token>`` (compared in constant time; 401 otherwise). A request body over
 `max_body` bytes is refused with 413 before it is parsed; limits over the server's caps (`max_timeout`,
-`max_memory_mb`) with 400. Each client address may have `per_client` runs going at once: one more is
-refused at once with 429 (not queued; the ``remote`` client backs off and retries), and a run that
-waits more than `queue_wait` s for a free sandbox (all busy with other clients) gets 429 too. A
-sandbox that cannot run gives 503, one that failed mid-run 500; the client turns both into error
-grades.
+`max_memory_mb`, and fixed caps on processes, files and output sizes) with 400. Each client address
+(behind a proxy, all clients are one) may have `per_client` runs going at once: one more is refused
+at once with 429 (not queued; the ``remote`` client backs off and retries), and a run that waits more
+than `queue_wait` s for a free sandbox (all busy with other clients) gets 429 too. A sandbox that
+cannot run gives 503, one that failed mid-run 500; the client turns both into error grades.
 
 The token comes from ``--token``, ``--token-file`` or ``$RFT_SANDBOX_TOKEN`` (the latter two keep it
 out of ``ps``). Without one the server refuses to start, unless `insecure_no_token` and a loopback
