@@ -75,9 +75,7 @@ class ServiceConfig:
 
     def __post_init__(self) -> None:
         if self.backend in _NOT_SERVED:
-            raise ValueError(
-                f"rft sandbox serve cannot serve backend {self.backend!r}; use local, bwrap or docker"
-            )
+            raise ValueError(f"backend {self.backend!r} cannot be served; use local, bwrap or docker")
         for name in ("workers", "max_body", "per_client", "max_memory_mb"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be at least 1")
@@ -86,8 +84,8 @@ class ServiceConfig:
         if not self.token:
             if not self.insecure_no_token:
                 raise ValueError(
-                    "rft sandbox serve needs a token: --token-file FILE or $RFT_SANDBOX_TOKEN (kept out "
-                    "of `ps`), or --token; make one with `python -c 'import secrets; print(secrets.token_hex(32))'`"
+                    "no token: give one with --token-file FILE or $RFT_SANDBOX_TOKEN (kept out of `ps`), "
+                    "or --token; make one with `python -c 'import secrets; print(secrets.token_hex(32))'`"
                 )
             if not _loopback(self.host):
                 raise ValueError(
