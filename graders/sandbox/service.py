@@ -388,9 +388,11 @@ def make_server(config: ServiceConfig) -> SandboxServer:
     pool = SandboxPool(config.backend, config.workers, **dict(config.backend_options))
     try:
         return SandboxServer(config, pool)
-    except OSError:
+    except OSError as e:
         pool.close()
-        raise
+        raise OSError(
+            f"cannot listen on {config.host}:{config.port}: {e.strerror or e}; pick another --port"
+        ) from e
 
 
 def serve(config: ServiceConfig, *, quiet: bool = False) -> None:
