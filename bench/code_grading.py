@@ -18,8 +18,10 @@ this script as that user in a child process for each pass, timed there the same 
 and warmed before the clock). As root the script makes that user (``--user`` names an existing one).
 Each rft row also grades ``return None`` for every problem once (not timed): it must pass 0/164.
 Each row is the best of `--repeat` passes over the 164 problems. Reads ../shared/data/humaneval.jsonl.
-The docker row needs a running Docker engine (the image is built locally on first use).
-Run: python bench/code_grading.py [--workers 2] [--repeat 3] [--no-docker] [--user NAME | --no-user]
+The docker row needs a running Docker engine (the image is built locally on first use). The remote row
+grades through an `rft sandbox serve` started here on loopback (`--workers` local fork servers behind
+HTTP with a token), the client pool as above: the cost of the HTTP hop.
+Run: python bench/code_grading.py [--workers 2] [--repeat 3] [--no-docker] [--no-remote] [--user NAME | --no-user]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -224,6 +227,32 @@ class OtherUser:
                 shutil.rmtree(f"/tmp/rft-sandbox-{uid}", ignore_errors=True)
 
 
+def start_remote(workers: int) -> tuple[subprocess.Popen[str], str, str]:
+    """`rft sandbox serve` on a free loopback port: the process, its URL and its token."""
+    token = secrets.token_hex(16)
+    rft = str(Path(sys.executable).with_name("rft"))
+    argv = [
+        rft,
+        "sandbox",
+        "serve",
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        "--quiet",
+        "--backend",
+        "local",
+    ]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, text=True, env={**os.environ, "RFT_SANDBOX_TOKEN": token}
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "http://" not in line:
+        raise SystemExit(f"rft sandbox serve did not start (exit {proc.wait()}): {line}")
+    return proc, line.split(" on ", 1)[1].split()[0], token
+
+
 def _load() -> str:
     return os.getloadavg().__repr__()
 
@@ -237,6 +266,7 @@ def main() -> None:
     ap.add_argument("--user", help="as root: the existing user to run the non-root auto row as")
     ap.add_argument("--no-user", action="store_true", help="leave out the non-root auto row")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--no-remote", action="store_true", help="leave out the remote (loopback) row")
     args = ap.parse_args()
     if args.child:
         return child_main(args.workers, args.child)
@@ -252,6 +282,11 @@ def main() -> None:
     other = OtherUser(args.user) if root and not args.no_user else None
     if not args.no_docker:
         graders["rft_docker"] = load_grader({**SPEC, "sandbox": "docker"})
+    server = None
+    if not args.no_remote:
+        server, url, token = start_remote(args.workers)
+        options = {"url": url, "token": token}
+        graders["rft_remote"] = load_grader({**SPEC, "sandbox": "remote", "sandbox_options": options})
     print(f"HumanEval canonical solutions: {len(rows)}; workers: {args.workers}; load before: {_load()}")
     names = [*graders, *(["rft_auto_user"] if other else []), "baseline"]
     results: dict[str, list[tuple[float, int]]] = {name: [] for name in names}
@@ -274,6 +309,9 @@ def main() -> None:
     finally:
         if other is not None:
             other.close()
+        if server is not None:
+            server.terminate()
+            server.wait(60)
     if other is not None:
         none_passed["rft_auto_user"] = max(other.none_passed)
     n = len(rows)
@@ -290,6 +328,7 @@ def main() -> None:
         "rft_pinned": "rft code grader, local sandbox, each fork server on one CPU",
         "rft_no_seccomp": "rft code grader, local sandbox, seccomp off",
         "rft_docker": "rft code grader, docker sandbox (warm container + fork server)",
+        "rft_remote": "rft code grader, remote sandbox over loopback (HTTP, local)",
         "baseline": "human-eval style: Manager + Process per problem",
     }
     for k in results:

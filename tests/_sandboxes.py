@@ -1,12 +1,19 @@
 """Sandbox backends for the tests: every registered backend that can run here, by name (a backend that
 cannot is skipped with its reason). The docker backend joins when its module is present. ``auto``
 picks ``local`` as root and ``userns`` as another user, both listed here; `other_user` makes a
-user to run tests as, for the unprivileged backends."""
+user to run tests as, for the unprivileged backends. ``remote`` is an `rft sandbox serve` started here
+on loopback (once per test process, one worker so that its programs' uid is known), found through
+$RFT_SANDBOX_URL and $RFT_SANDBOX_TOKEN as a user would set them."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import secrets
+import select
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,9 +24,92 @@ import pytest
 
 from rft.graders.sandbox import Limits, Sandbox, SandboxUnavailable, shared_sandbox
 
-BACKENDS = ["local", "userns", "bwrap", "docker"]
+BACKENDS = ["local", "userns", "bwrap", "docker", "remote"]
 ROOT = Path(__file__).resolve().parents[1]
 _UNAVAILABLE: dict[str, str] = {}
+RFT = str(Path(sys.executable).with_name("rft"))
+
+
+def start_server(*args: str, token: str | None, timeout: float = 60.0) -> tuple[subprocess.Popen[str], str]:
+    """`rft sandbox serve --port 0 ARGS` on loopback (token in $RFT_SANDBOX_TOKEN): the process and its
+    URL (read from the line it prints once it serves). RuntimeError with its output when it does not."""
+    env = {k: v for k, v in os.environ.items() if k != "RFT_SANDBOX_TOKEN"}
+    if token is not None:
+        env["RFT_SANDBOX_TOKEN"] = token
+    proc = subprocess.Popen(
+        [
+            RFT,
+            "sandbox",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--quiet",
+            *args,
+        ],  # a later --port wins
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    if not select.select([proc.stdout], [], [], timeout)[0]:
+        proc.kill()
+        raise RuntimeError(f"rft sandbox serve printed nothing in {timeout} s")
+    line = proc.stdout.readline()
+    if "http://" not in line:
+        proc.wait(10)
+        raise RuntimeError(
+            f"rft sandbox serve did not start (exit {proc.returncode}): {line}{proc.stderr.read()}"
+        )
+    return proc, line.split(" on ", 1)[1].split()[0]
+
+
+def stop_server(proc: subprocess.Popen[str], timeout: float = 30.0) -> int:
+    """SIGTERM, then the exit status (SIGKILL past `timeout`)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for f in (proc.stdout, proc.stderr):
+        if f is not None:
+            f.close()
+    return proc.returncode
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Set now, before any grader pool starts: multiprocessing's forkserver keeps the environment it started with.
+if not os.environ.get("RFT_SANDBOX_URL"):
+    os.environ["RFT_SANDBOX_URL"] = f"http://127.0.0.1:{_free_port()}"
+    os.environ["RFT_SANDBOX_TOKEN"] = secrets.token_hex(16)
+    _REMOTE_TO_START = True
+else:
+    _REMOTE_TO_START = False  # a server given by whoever runs the tests
+
+
+def _remote_server() -> None:
+    """Start the shared `remote` server where $RFT_SANDBOX_URL points (once)."""
+    global _REMOTE_TO_START
+    if not _REMOTE_TO_START:
+        return
+    _REMOTE_TO_START = False
+    port = os.environ["RFT_SANDBOX_URL"].rsplit(":", 1)[1]
+    try:
+        proc, _ = start_server(
+            "--workers", "1", "--per-client", "4", "--port", port, token=os.environ["RFT_SANDBOX_TOKEN"]
+        )
+    except RuntimeError as e:
+        raise SandboxUnavailable(str(e)) from None
+    atexit.register(stop_server, proc)
 
 
 def backend_or_skip(name: str) -> Sandbox:
@@ -27,6 +117,8 @@ def backend_or_skip(name: str) -> Sandbox:
     if name in _UNAVAILABLE:
         pytest.skip(f"sandbox {name!r} unavailable: {_UNAVAILABLE[name]}")
     try:
+        if name == "remote":
+            _remote_server()
         box = shared_sandbox(name)
         res = box.run("print('ready')", b"", Limits(timeout=60))
     except SandboxUnavailable as e:
@@ -38,6 +130,9 @@ def backend_or_skip(name: str) -> Sandbox:
 
 def sandbox_uid(box: Sandbox) -> int | None:
     """The host uid the backend's programs run as, where it says (for the stray-process checks)."""
+    if box.name == "remote":  # a server on this machine with one worker: its uid
+        uids = box.info()["uids"]  # type: ignore[attr-defined]
+        return uids[0] if len(uids) == 1 else None
     return getattr(box, "uid", None)
 
 

@@ -175,6 +175,8 @@ _MODULES = {
     "none": "rft.graders.sandbox.local",
     "bwrap": "rft.graders.sandbox.bwrap",
     "docker": "rft.graders.sandbox.docker",
+    "remote": "rft.graders.sandbox.remote",
+    "sandbox_fusion": "rft.graders.sandbox.fusion",
 }
 
 

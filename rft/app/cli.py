@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rft.app.console import Bar, progress_bar
+from rft.app.sandbox_cli import sandbox_app
 from rft.eval.spec import EvalSpec
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ train_app = typer.Typer(
     no_args_is_help=True, help="Train a model: sft, dpo (warm start), grpo, ppo (from a YAML recipe)."
 )
 app.add_typer(train_app, name="train")
+app.add_typer(sandbox_app, name="sandbox")
 
 out = Console()
 err = Console(stderr=True)
