@@ -292,3 +292,26 @@ def test_close_stops_the_server():
             break
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_local_server_outlives_the_thread_that_started_it():
+    """The fork server dies with the thread that started it (PR_SET_PDEATHSIG follows the thread): one
+    started from a short-lived thread must keep serving after that thread ends, not be restarted per run."""
+    import threading
+
+    backend_or_skip("local")
+    from rft.graders.sandbox.local import LocalSandbox
+
+    box = LocalSandbox()
+    try:
+        t = threading.Thread(target=box.start)
+        t.start()
+        t.join()
+        pid = box.hello["pid"]
+        time.sleep(0.5)  # time for a death signal to land
+        for _ in range(3):
+            res = box.run("print(6 * 7)")
+            assert res.ok and res.stdout.strip() == b"42", res
+        assert box.hello["pid"] == pid  # the same server: it was never restarted
+    finally:
+        box.close()

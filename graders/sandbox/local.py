@@ -17,6 +17,7 @@ killed at the end), for machines where nothing else runs: ``get_sandbox("none", 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import select
@@ -135,14 +136,7 @@ class LocalSandbox:
         self._preflight()
         self._state = state_dir(self.lock_dir)  # checked at each start: owner, mode, no symlink
         try:
-            proc = subprocess.Popen(
-                self._argv(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                cwd="/",
-            )
+            proc = _spawn(self._argv())
         except OSError as e:
             raise SandboxUnavailable(f"could not start the {self.name} sandbox's fork server: {e}") from e
         assert proc.stdout is not None
@@ -309,6 +303,35 @@ class UnsafeLocalSandbox(LocalSandbox):
     def _preflight(self) -> None:
         if sys.platform != "linux":
             raise SandboxUnavailable(f"the {self.name} sandbox needs Linux (this is {sys.platform})")
+
+
+_spawner: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start a fork server from a thread that lives as long as this process. The server dies with the
+    thread that started it (PR_SET_PDEATHSIG follows the thread, not the process), so one started from a
+    short-lived thread (a request handler, a recycled pool thread) would die as soon as that thread ends."""
+    global _spawner
+    if threading.current_thread() is threading.main_thread():
+        return _popen(argv)
+    with _spawner_lock:
+        if _spawner is None or _spawner[0] != os.getpid():  # none yet, or one of the parent's before a fork
+            _spawner = (os.getpid(), concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rft-spawner"))
+        executor = _spawner[1]
+    return executor.submit(_popen, argv).result()
+
+
+def _popen(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        cwd="/",
+    )
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -48,7 +48,7 @@ _DRAIN_CAP = 64 * 2**20  # an oversize body up to this is read and dropped, so t
 _CAPS = {  # the largest value of these Limits fields a client may ask for
     "output_bytes": 64 * 2**20,
     "stderr_bytes": 64 * 2**20,
-    "result_bytes": 64 * 2**20,
+    "result_bytes": 128 * 2**20,  # a C++ compile sends its binary back (code_cpp: up to binary_mb 64 + slack)
     "processes": 1024,
     "open_files": 4096,
     "file_size_mb": 1024,
