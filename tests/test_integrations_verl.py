@@ -58,19 +58,39 @@ def test_every_gold_scores_one_and_every_decoy_zero_from_the_parquet_rows(parque
     rows = read_rows(parquet_dirs[env_id])
     suite = rft.envs.get_suite(rft.envs.suite_path(env_id))
     assert len(rows) == len(suite.items())  # both splits: every GSM8K train row, every MATH dev row
-    wrong = []
+    wrong, keyed_quirks = [], set()
     for row in rows:
         item = json.loads(row["extra_info"]["item"])
         gold = item[gold_field]  # GSM8K: the rationale ending "#### n"; MATH: the solution with \boxed{}
         truth = row["reward_model"]["ground_truth"]
         got = compute_score(row["data_source"], gold, truth, row["extra_info"])
         if got != {"score": 1.0, "acc": 1.0, "pred": got["pred"], **OK}:
-            wrong.append((item["id"], got))
+            if item["id"] in MATH_KEY_QUIRKS and got["score"] == 0.0 and got["grader_status"] == "ok":
+                keyed_quirks.add(item["id"])
+            else:
+                wrong.append((item["id"], got))
         decoy = decoy_of(gold, truth)
         bad = compute_score(row["data_source"], decoy, truth, row["extra_info"])
         if bad["score"] != 0.0 or bad["grader_status"] != "ok":
             wrong.append((item["id"], "decoy", decoy[-60:], bad))
     assert wrong == []
+    assert keyed_quirks == (set(MATH_KEY_QUIRKS) if env_id == "rft/math-v0" else set())
+
+
+# MATH solutions its answer key (the last \boxed{} of the solution) misreads, graded 0 by rft's policy: the
+# solution boxes several answers joined by "and"/"or" (both roots; "either point is an acceptable answer") where
+# the key keeps the last one, so a model writing the solution's answer gets the hedging rule's 0 (README:
+# hedging); or the solution states its answer outside the box it warns about.
+MATH_KEY_QUIRKS = {
+    "test/algebra/1878.json": "$\\boxed{-2}$ and $\\boxed{1}$; the key: 1",
+    "test/intermediate_algebra/25.json": "two foci boxed, either acceptable; the key: (0,0)",
+    "test/intermediate_algebra/225.json": "$\\boxed{3}$ or $\\boxed{\\frac{2}{5}}$; the key: 2/5",
+    "test/intermediate_algebra/702.json": "two vertices boxed, either acceptable; the key: the second",
+    "test/intermediate_algebra/1855.json": "two solutions boxed; the key: the second",
+    "test/precalculus/679.json": "two solutions in [0, 2pi) boxed; the key: the second",
+    "test/precalculus/1227.json": "$a = \\boxed{-1}$ and $a = \\boxed{2}$; the key: 2",
+    "test/prealgebra/177.json": "boxes are an operator here; the solution says '$6$ is our answer', the key: 12",
+}
 
 
 OK = {"grader_status": "ok", "grader_failed": 0.0, "grader_error": ""}

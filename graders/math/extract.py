@@ -70,7 +70,7 @@ _MATH_IS_ANSWER = re.compile(
 # An alternative offered after the answer, the value right after the cue: "Alternatively, it could be $79$."
 _ALTERNATIVE = re.compile(
     r"\b(?:alternatively,?\s*(?:the answer |it |the value )?(?:is|could be|might be|may be|would be)"
-    r"|or (?:possibly|maybe|perhaps)|(?:it )?(?:could|might|may) also be|or else"
+    r"|or (?:possibly|maybe|perhaps)|(?:it )?(?:could|might|may) also be"
     r"|another possible (?:answer|value) is|it might be)\s*+",
     re.I,
 )
@@ -274,7 +274,8 @@ def _strong(text: str, all_boxes: bool = False) -> Extraction | None:
     phrase = _strong_phrases(text)
     if boxed is not None:  # the last box, as MATH keys are made, with the boxes joined to it by "or"/"and"
         box_end = boxed[1] + len(boxed[0])
-        if phrase is not None and phrase[0] > box_end and parse(phrase[1].text).kind not in _NOT_MATH:
+        later = phrase is not None and phrase[0] > box_end
+        if later and parse(phrase[1].text).kind not in _NOT_MATH and _PROSE.search(phrase[1].text) is None:
             return phrase[1]  # "\boxed{255} ... Final Answer: The final answer is $10,455$."
         before = _all_boxes(text, boxed[1]) if all_boxes else _boxes_before(text, boxed[1])
         joined = [b for b in before if b != boxed[0].strip()] + [boxed[0].strip()]

@@ -271,6 +271,8 @@ def _eq(g: Node, p: Node, ctx: _Ctx) -> bool:
         return _eq_sets(g, p, ctx)
     if tg == "rel" or tp == "rel":
         return _eq_rel(g, p, ctx)
+    if tp == "list" and tg not in ("list", "set") and _all_equal(p[1], ctx):  # 12x - 34, or -34 + 12x
+        return _eq(g, p[1][0], ctx)
     if tg in ("list", "set") or tp in ("list", "set"):
         if _relations_vs_set(g, p) or _relations_vs_set(p, g):  # x < -2 or x > 3 against a union
             return _eq_sets(g, p, ctx)
@@ -299,6 +301,14 @@ def _eq(g: Node, p: Node, ctx: _Ctx) -> bool:
     if tg in ("group", "union") or tp in ("group", "union"):
         return ctx.rule("structure", False)
     return _scalar(g, p, ctx)
+
+
+def _all_equal(items: tuple[Node, ...], ctx: _Ctx) -> bool:
+    """One answer written several ways ("$12x - 34$, or $-34 + 12x$"): every item equals the first."""
+    if len(items) < 2 or len(items) > 4 or any(x[0] in ("list", "set", "rel", "or") for x in items):
+        return False
+    probe = _Ctx(ctx.policy, Fraction(1))
+    return all(_eq_item(items[0], x, probe) for x in items[1:])
 
 
 def _relations_vs_set(a: Node, b: Node) -> bool:
