@@ -1,5 +1,6 @@
 """Sandboxes for untrusted code: one interface (`run(program, stdin, limits) -> ExecResult`), several
-backends by name (`get_sandbox("auto" | "local" | "userns" | "bwrap" | "docker" | "none", **options)`;
+backends by name (`get_sandbox("auto" | "local" | "userns" | "bwrap" | "docker" | "remote" |
+"sandbox_fusion" | "none", **options)`;
 ``auto``, the default, picks the strongest that runs here)."""
 
 from __future__ import annotations

@@ -5,9 +5,11 @@ under a name with `register_sandbox`; `get_sandbox(name, **options)` builds one.
 package: ``auto`` (the default: the strongest of the others that runs here, see auto.py), ``local``
 (root: a fork server with user, network, mount, pid, ipc and uts namespaces, per-slot uids), ``userns``
 (the same server for other users, inside a user namespace of its own), ``bwrap`` (bubblewrap per
-program) and ``none`` (rlimits only; refused unless ``unsafe=True``). The ``docker`` backend lives in
-``rft.graders.sandbox.docker`` and is imported the first time it is asked for by name. Backends keep
-their files in a private per-user folder (state.py).
+program) and ``none`` (rlimits only; refused unless ``unsafe=True``). ``docker`` (docker.py), ``remote``
+(an ``rft sandbox serve`` over HTTP: remote.py, service.py) and ``sandbox_fusion`` (a SandboxFusion
+``run_code`` service: fusion.py) are imported the first time they are asked for by name. Backends keep
+their files in a private per-user folder (state.py); local and userns programs run under a seccomp
+filter (seccomp.py).
 
 The program is Python source, run as ``__main__`` by the backend's interpreter, with `stdin` as its
 standard input. Besides stdout and stderr it gets a third output, file descriptor 3 (the *result
