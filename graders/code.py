@@ -97,7 +97,8 @@ class CodeGrader(Grader):
     """Run the extracted program against `tests` (HumanEval, MBPP) or stdin/stdout `cases` in a sandbox.
 
     `sandbox` names the backend (auto, the default: the strongest that runs here; local, userns, bwrap,
-    docker, remote, sandbox_fusion, none); `sandbox_options` go to it; the backend that ran is ``details["sandbox"]``. `run_timeout`
+    docker, remote, sandbox_fusion, none); `sandbox_options` go to it; the backend that ran is
+    ``details["sandbox"]``. `run_timeout`
     is the wall-clock limit of one sandbox run (default 10 s, or 90% of `timeout` when that is smaller);
     `timeout` stays the executor's deadline for the whole sample. `language` is ``python`` (default) or
     ``cpp`` (with `cases` only; `compiler` sets g++'s flags and the compile's limits).

@@ -51,8 +51,8 @@ class MathGrader(Grader):
 
     Details: ``extraction`` (which rule found the answer), ``rule`` (what decided: string, fast_path,
     exact, symbolic, expand, cancel, numeric, numeric_probe, tolerance, too_large_structural, structure,
-    relation, solution_set, second_parser, choice, text, base, string_fallback, fallback, ...; ``+percent`` when a percent was rescaled) and the
-    parsed ``gold`` and ``pred`` (cleaned text, kind, removed decorations, parse error). With a `form`
+    relation, solution_set, second_parser, choice, text, base, string_fallback, fallback, ...; ``+percent``
+    when a percent was rescaled) and the parsed ``gold`` and ``pred`` (cleaned text, kind, removed decorations, parse error). With a `form`
     other than ``any``, an answer of the wrong form scores 0 (status ok) whatever its value, and the
     details add ``form`` (the form required and why the answer fails it) and ``value_equal``.
 
