@@ -207,12 +207,15 @@ def _exact_part(s: str) -> str:
     first = parts[0].strip()
     if first and not _LONE_LABEL.fullmatch(first):
         return first
+    if first and len(parts) == 2 and "=" not in first:  # x \approx 11: nothing exact is stated; x = 11
+        return f"{first} = {parts[1].strip()}"
     return s
 
 
 # Plain-text function names and pi (sqrt(4), sin(pi/2), exp(0), pi + 1) as the LaTeX commands they mean.
 _PLAIN_NAMES = re.compile(r"(?<![\\A-Za-z])(sqrt|sin|cos|tan|exp|ln|log|pi)(?![A-Za-z])")
 _CJK_UNIT = re.compile(r"(?<=[\d})])\s*[\u4e00-\u9fff]{1,4}$")  # 40厘米, (\frac{2}{5}) 吨
+_BRACED_COMMA = re.compile(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d)")
 _DOUBLED = re.compile(r"(?<!\\)\\\\(?=[A-Za-z]{2})")  # \\frac: a command escaped twice (JSON in JSON)
 _DOLLAR = re.compile(r"(?<!\\)\$")
 _GLUED_OR = re.compile(
@@ -224,6 +227,8 @@ def clean(s: str) -> Cleaned:
     """Strip decorations from one answer string (see the module docstring)."""
     if "\\\\" in s:
         s = _DOUBLED.sub(r"\\", s)
+    if "{" in s and "," in s:
+        s = _BRACED_COMMA.sub("{,}", s)  # 14 {, }916
     s = strip_delimiters(s)
     if "$" in s:  # $125$ miles: the math delimiters of a span inside the answer
         s = _DOLLAR.sub("", s).strip()

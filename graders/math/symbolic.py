@@ -166,7 +166,12 @@ def _evalf(e: sp.Expr, subs: dict[sp.Symbol, sp.Rational] | None = None) -> Any:
         return None
 
 
+_UNEVALUATED = (sp.Sum, sp.Product, sp.Integral, sp.Limit, sp.Derivative)
+
+
 def _probe(d: sp.Expr, syms: set[sp.Symbol]) -> tuple[bool, str]:
+    if d.has(*_UNEVALUATED):  # a sum to a symbolic bound at a fractional point: slow and meaningless
+        return False, "numeric_probe"
     ordered = sorted(syms, key=lambda s: s.name)
     zeros = 0
     for trial in range(4):
@@ -310,6 +315,10 @@ def _real_set(node: Node, var: sp.Symbol | None) -> tuple[sp.Set, sp.Symbol | No
         result: sp.Set = sp.S.Reals
         for op, a, b in zip(node[1], sides, sides[1:], strict=False):
             d = a - b
+            line = _linear_set(op, d, x)
+            if line is not None:  # a x + b < 0: solved here, without solveset
+                result = sp.Intersection(result, line)
+                continue
             if sp.count_ops(d) > _MAX_OPS // 4:
                 return None
             poly = d if not d.has(sp.Abs) else d.replace(sp.Abs, lambda u: u)
@@ -318,6 +327,21 @@ def _real_set(node: Node, var: sp.Symbol | None) -> tuple[sp.Set, sp.Symbol | No
             result = sp.Intersection(result, sp.solveset(_SET_RELS[op](a, b), x, sp.S.Reals))
         return result, x
     return None
+
+
+def _linear_set(op: str, d: sp.Expr, x: sp.Symbol) -> sp.Set | None:
+    """The reals where ``d op 0`` for d = a x + b with numbers a != 0, b; None for anything else."""
+    if op not in ("<", "<=") or d.has(sp.Abs) or not d.is_polynomial(x):
+        return None
+    coeffs = sp.Poly(d, x).all_coeffs()
+    if len(coeffs) != 2 or not all(c.is_real and c.is_number for c in coeffs) or coeffs[0] == 0:
+        return None
+    a, b = coeffs
+    root = -b / a
+    closed = op == "<="
+    if a > 0:  # x < root
+        return sp.Interval(-sp.oo, root, True, not closed)
+    return sp.Interval(root, sp.oo, not closed, True)
 
 
 def _solvable(poly: sp.Expr, x: sp.Symbol) -> bool:
