@@ -8,36 +8,21 @@ deleted. `python tests/test_math_conformance.py` prints the current numbers and 
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _conformance import cases, known_gaps
 
 from rft.app.answer_kind import answer_kind
 from rft.graders import load_grader
 
-DATA = Path(__file__).resolve().parent / "data"
-CASES = [
-    json.loads(line) for line in (DATA / "math_verify_cases.jsonl").read_text(encoding="utf-8").splitlines()
-]
+CASES = cases("math_verify_cases.jsonl")
 MATH = load_grader({"type": "math", "input": "{{ sample.output_text }}", "reference": "{{ item.answer }}"})
 
 
-def known_gaps() -> dict[str, str]:
-    """Case id -> the `## heading` of its group in the known-gaps file."""
-    gaps, group = {}, ""
-    for line in (DATA / "math_verify_known_gaps.txt").read_text(encoding="utf-8").splitlines():
-        if line.startswith("## "):
-            group = line[3:].strip()
-        elif (text := line.split("#", 1)[0].strip()) and not line.startswith("#"):
-            gaps[text] = group
-    return gaps
-
-
-GAPS = known_gaps()
+GAPS = known_gaps("math_verify_known_gaps.txt")
 JUDGED = [c for c in CASES if c["rft_expected"] is not None]
 
 
