@@ -27,6 +27,8 @@ KEYS = {"score", "acc", "pred", "grader_status", "grader_failed", "grader_error"
 
 
 def needs(name: str) -> Path:
+    if DATA is None:
+        pytest.skip("the shared data sets are not found (set RFT_DATA to their folder)")
     path = DATA / name
     if not path.is_file():
         pytest.skip(f"{path} is missing (set RFT_DATA to the folder of the shared data sets)")

@@ -274,9 +274,10 @@ def _strong(text: str, all_boxes: bool = False) -> Extraction | None:
     phrase = _strong_phrases(text)
     if boxed is not None:  # the last box, as MATH keys are made, with the boxes joined to it by "or"/"and"
         box_end = boxed[1] + len(boxed[0])
-        later = phrase is not None and phrase[0] > box_end
-        if later and parse(phrase[1].text).kind not in _NOT_MATH and _PROSE.search(phrase[1].text) is None:
-            return phrase[1]  # "\boxed{255} ... Final Answer: The final answer is $10,455$."
+        if phrase is not None and phrase[0] > box_end:  # "\boxed{255} ... The final answer is $10,455$."
+            value = phrase[1].text
+            if parse(value).kind not in _NOT_MATH and _PROSE.search(value) is None:
+                return phrase[1]
         before = _all_boxes(text, boxed[1]) if all_boxes else _boxes_before(text, boxed[1])
         joined = [b for b in before if b != boxed[0].strip()] + [boxed[0].strip()]
         return Extraction(", ".join(joined), "boxed" if len(joined) == 1 else "boxes_joined")
