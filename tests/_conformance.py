@@ -24,3 +24,19 @@ def known_gaps(name: str) -> dict[str, str]:
         elif (text := line.split("#", 1)[0].strip()) and not line.startswith("#"):
             gaps[text] = group
     return gaps
+
+
+def params(judged: list[dict[str, Any]], gaps: dict[str, str]) -> list[Any]:
+    """One pytest param per case, named by its id; a known gap is a strict xfail (a fix fails the test
+    until its line leaves the known-gaps file)."""
+    import pytest
+
+    out = []
+    for case in judged:
+        marks = (
+            [pytest.mark.xfail(strict=True, reason=f"known gap: {gaps[case['id']]}")]
+            if case["id"] in gaps
+            else []
+        )
+        out.append(pytest.param(case, id=case["id"], marks=marks))
+    return out

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from _conformance import cases, known_gaps
+from _conformance import cases, known_gaps, params
 
 from rft.app.answer_kind import answer_kind
 from rft.graders import load_grader
@@ -30,16 +30,7 @@ def grade(case: dict[str, Any]) -> bool:
     return MATH.grade(case["sample"], case["item"]).passed
 
 
-def _param(case: dict[str, Any]) -> Any:
-    marks = (
-        [pytest.mark.xfail(strict=True, reason=f"known gap: {GAPS[case['id']]}")]
-        if case["id"] in GAPS
-        else []
-    )
-    return pytest.param(case, id=case["id"], marks=marks)
-
-
-@pytest.mark.parametrize("case", [_param(c) for c in JUDGED])
+@pytest.mark.parametrize("case", params(JUDGED, GAPS))
 def test_case(case):
     assert grade(case) == case["rft_expected"], (
         f"gold {case['item']['answer']!r} vs {case['prediction'][-200:]!r}"

@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from _conformance import cases, known_gaps
+from _conformance import cases, known_gaps, params
 
 from rft.graders import load_grader
 
@@ -32,16 +32,7 @@ def grade(case: dict[str, Any]) -> Any:
     return MATH.grade({"output_text": case["prediction"]}, {"answer": case["item"]["answer"]})
 
 
-def _param(case: dict[str, Any]) -> Any:
-    marks = (
-        [pytest.mark.xfail(strict=True, reason=f"known gap: {GAPS[case['id']]}")]
-        if case["id"] in GAPS
-        else []
-    )
-    return pytest.param(case, id=case["id"], marks=marks)
-
-
-@pytest.mark.parametrize("case", [_param(c) for c in JUDGED])
+@pytest.mark.parametrize("case", params(JUDGED, GAPS))
 def test_case(case):
     g = grade(case)
     assert g.passed == case["rft_expected"], (
