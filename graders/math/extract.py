@@ -87,7 +87,8 @@ _NUMBER = re.compile(r"(?<![A-Za-z])(?:-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+)") 
 @dataclass(frozen=True, slots=True)
 class Extraction:
     text: str  # the answer as written (LaTeX or plain text)
-    rule: str  # answer_tag, boxed, answer_phrase, gsm8k, last_math, whole, last_number
+    rule: str  # answer_tag, boxed, boxes_joined, answer_phrase, math_is_answer, gsm8k, hedged_alternative,
+    # last_math, last_math_hedged, whole, last_number, last_number_hedged
 
 
 def _last_boxed(text: str) -> tuple[str, int] | None:
@@ -271,16 +272,18 @@ def _strong(text: str, all_boxes: bool = False) -> Extraction | None:
     """The last box, unless an answer phrase with a math value comes after it; else the later of the
     last answer phrase, the last "$...$ is the answer" and the last GSM8K line."""
     boxed = _last_boxed(text)
-    phrase = _strong_phrases(text)
     if boxed is not None:  # the last box, as MATH keys are made, with the boxes joined to it by "or"/"and"
-        box_end = boxed[1] + len(boxed[0])
-        if phrase is not None and phrase[0] > box_end:  # "\boxed{255} ... The final answer is $10,455$."
-            value = phrase[1].text
+        # an answer phrase after the box (only the text after it is searched): "\boxed{255} ... The final
+        # answer is $10,455$."
+        later = _strong_phrases(text[boxed[1] + len(boxed[0]) :])
+        if later is not None:
+            value = later[1].text
             if parse(value).kind not in _NOT_MATH and _PROSE.search(value) is None:
-                return phrase[1]
+                return later[1]
         before = _all_boxes(text, boxed[1]) if all_boxes else _boxes_before(text, boxed[1])
         joined = [b for b in before if b != boxed[0].strip()] + [boxed[0].strip()]
         return Extraction(", ".join(joined), "boxed" if len(joined) == 1 else "boxes_joined")
+    phrase = _strong_phrases(text)
     return phrase[1] if phrase is not None else None
 
 

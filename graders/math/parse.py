@@ -180,11 +180,13 @@ def parse(raw: str) -> Answer:
     try:
         node = _disjunction(_expand_pm(parse_latex(s)), raw)
     except ParseError as e:
+        why = str(e)
         if not c.was_text and _PROSE.search(s) is None:  # notation this parser does not know
-            second, _ = parse_second(s)
+            second, reason = parse_second(s)
             if second is not None:
                 return answer("sympy", second)
-        return answer("text" if c.was_text else "unparsed", " ".join(c.text.casefold().split()), str(e))
+            why = f"{why}; {reason}"  # both parsers' reasons in the details
+        return answer("text" if c.was_text else "unparsed", " ".join(c.text.casefold().split()), why)
     return answer(_kind(node), node)
 
 
