@@ -183,7 +183,7 @@ def _has_symbol(node: Any) -> bool:
 def _solutions(items: tuple[Node, ...]) -> Node:
     """``p = 5, q = 2, p = 7, q = 2`` (labels repeating in blocks: solutions joined by "and") -> the two
     solutions ``(p = 5, q = 2), (p = 7, q = 2)``, as ``;`` would group them. Other lists stay as they are."""
-    labels = [x[2][0] if x[0] == "rel" and x[1] == ("=",) and _is_label(x[2][0]) else None for x in items]
+    labels = [_label_of(x) for x in items]
     if None in labels:
         return ("list", items)
     k = len(dict.fromkeys(labels))  # distinct labels, in order of first use
@@ -244,13 +244,19 @@ def _label_value(node: Node) -> Node | None:
     return None
 
 
+def _label_of(node: Node) -> Node | None:
+    """The label of ``label = value`` (``x = 5``, ``f(x) = 5``, ``|AB| = 5``), else None."""
+    if node[0] == "rel" and node[1] == ("=",) and _is_label(node[2][0]):
+        return node[2][0]
+    return None
+
+
 def _solution_point(node: Node) -> Node | None:
-    """``x = 1, y = 2`` (distinct lone symbols) -> the point ``(1, 2)``."""
-    if node[0] != "list" or not all(
-        x[0] == "rel" and x[1] == ("=",) and _is_label(x[2][0]) and x[2][0][0] != "group" for x in node[1]
-    ):
+    """``x = 1, y = 2`` (distinct labels, not tuples of them) -> the point ``(1, 2)``."""
+    if node[0] != "list":
         return None
-    if len({x[2][0] for x in node[1]}) != len(node[1]):
+    labels = [_label_of(x) for x in node[1]]
+    if any(lab is None or lab[0] == "group" for lab in labels) or len(set(labels)) != len(labels):
         return None
     return ("group", "(", ")", tuple(x[2][1] for x in node[1]))
 
