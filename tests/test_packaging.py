@@ -61,3 +61,13 @@ def test_installed_copy_finds_the_builtin_suites(wheel, tmp_path):
     found = [Path(line) for line in res.stdout.split()]
     assert [p.name for p in found] == sorted(p.name for p in (ROOT / "tasks").glob("*.yaml"))
     assert all(p.is_relative_to(target) and p.is_file() for p in found)
+
+
+def test_readme_says_which_torch_build_to_install_on_cpu_and_gpu_machines():
+    """`torch==2.13.0` is the CPU build only on some package indexes: the README must not say it is the CPU
+    build everywhere, and must give the command for a CPU-only machine and for a GPU machine."""
+    text = (ROOT / "README.md").read_text()
+    assert "it is the CPU build;" not in text
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in text
+    gpu = [line for line in text.splitlines() if "GPU" in line and "`pip install torch==2.13.0`" in line]
+    assert gpu, "the README has no torch install line for a GPU machine"
