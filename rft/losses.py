@@ -11,15 +11,19 @@ import torch.nn.functional as F
 
 __all__ = [
     "aggregate",
+    "cispo_loss",
     "entropy_from_logits",
     "gae",
     "group_advantages",
+    "gspo_loss",
     "kl_penalty",
     "masked_mean",
     "masked_sum",
     "masked_var",
     "masked_whiten",
     "policy_loss",
+    "reinforce_pp_advantages",
+    "rloo_advantages",
     "selective_log_softmax",
     "token_rewards",
     "value_loss",
@@ -118,6 +122,36 @@ def group_advantages(
     return torch.where(keep, adv, torch.zeros_like(adv)).view(-1)  # (N,)
 
 
+def rloo_advantages(
+    rewards: torch.Tensor, group_size: int, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """RLOO (Ahmadian et al. 2024): each reward minus the mean of its group's *other* valid rewards, which is
+    n/(n-1) * (r - group mean) for n valid samples. No std scaling. Invalid samples (and groups with < 2 valid
+    ones) get 0. (N,) -> (N,)."""
+    r, v = _groups(rewards, group_size, valid)  # (P, G)
+    n = v.sum(1, keepdim=True).to(r.dtype)  # (P, 1)
+    total = masked_sum(r, v, dim=1).unsqueeze(1)  # (P, 1)
+    adv = r - (total - r) / (n - 1).clamp(min=1.0)  # (P, G)
+    keep = v & (n >= 2)  # (P, G)
+    return torch.where(keep, adv, torch.zeros_like(adv)).view(-1)  # (N,)
+
+
+def reinforce_pp_advantages(
+    rewards: torch.Tensor, group_size: int, valid: torch.Tensor | None = None, eps: float = 1e-8
+) -> torch.Tensor:
+    """REINFORCE++-baseline (Hu et al. 2025, arXiv 2501.03262): the reward minus its group's mean, then
+    whitened over every valid sample of the batch (the batch mean subtracted again and divided by the batch's
+    unbiased std + `eps`), so the scale comes from the whole batch instead of each group. Invalid samples and
+    groups with < 2 valid ones get 0 and stay out of the batch statistics. (N,) -> (N,)."""
+    r, v = _groups(rewards, group_size, valid)  # (P, G)
+    n = v.sum(1, keepdim=True)  # (P, 1)
+    keep = v & (n >= 2)  # (P, G)
+    centred = r - masked_mean(r, v, dim=1).unsqueeze(1)  # (P, G)
+    mean, std = masked_mean(centred, keep), masked_var(centred, keep).sqrt()
+    adv = (centred - mean) / (std + eps)  # (P, G)
+    return torch.where(keep, adv, torch.zeros_like(adv)).view(-1)  # (N,)
+
+
 def zero_variance_groups(
     rewards: torch.Tensor, group_size: int, valid: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -194,6 +228,91 @@ def policy_loss(
             "clip_frac": masked_mean((low | high).to(ratio.dtype), m),
             "clip_frac_low": masked_mean(low.to(ratio.dtype), m),
             "clip_frac_high": masked_mean(high.to(ratio.dtype), m),
+            "ratio_mean": masked_mean(ratio, m),
+            "approx_kl": masked_mean((ratio - 1) - log_ratio, m),
+        }
+    return loss, stats
+
+
+def gspo_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float = 3e-4,
+    eps_high: float | None = 4e-4,
+    agg: str = "grpo",
+    num_items: int | float | torch.Tensor | None = None,
+    max_tokens: int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GSPO (Zheng et al. 2025, arXiv 2507.18071): one importance ratio per sequence, the geometric mean of its
+    tokens' ratios, s = exp(mean_t log(pi/pi_old)), clipped at the sequence level: -min(s*A, clip(s, 1-eps_low,
+    1+eps_high)*A), the same value at each of the sequence's tokens, then aggregated by `agg` ("grpo", the
+    paper's per-sequence mean, by default). The paper's clip range is 3e-4 / 4e-4: sequence ratios stay far
+    closer to 1 than token ratios. As TRL's `importance_sampling_level="sequence"`.
+
+    logprobs, old_logprobs, mask (B, T); advantages (B,) (one per sequence). Stats as `policy_loss`'s, with the
+    clip fractions counted per token of clipped sequences."""
+    if advantages.ndim != 1:
+        raise ValueError(f"gspo needs one advantage per sequence, (B,), got shape {tuple(advantages.shape)}")
+    eps_high = eps_low if eps_high is None else eps_high
+    m = mask.bool()  # (B, T)
+    lp = _up(logprobs)
+    log_ratio = torch.where(m, lp - _up(old_logprobs).to(lp.dtype), torch.zeros_like(lp))  # (B, T)
+    seq_ratio = torch.exp(masked_mean(log_ratio, m, dim=-1)).unsqueeze(-1)  # (B, 1)
+    adv = _up(advantages).to(lp.dtype).unsqueeze(-1)  # (B, 1)
+    clipped = torch.clamp(seq_ratio, 1 - eps_low, 1 + eps_high)  # (B, 1)
+    per_token = (-torch.min(seq_ratio * adv, clipped * adv)).expand_as(lp)  # (B, T)
+    loss = aggregate(per_token, m, agg, num_items, max_tokens)
+    with torch.no_grad():
+        low = ((seq_ratio < 1 - eps_low) & (adv < 0)).expand_as(m)  # (B, T)
+        high = ((seq_ratio > 1 + eps_high) & (adv > 0)).expand_as(m)  # (B, T)
+        ratio = torch.exp(log_ratio)  # (B, T)
+        stats = {
+            "clip_frac": masked_mean((low | high).to(lp.dtype), m),
+            "clip_frac_low": masked_mean(low.to(lp.dtype), m),
+            "clip_frac_high": masked_mean(high.to(lp.dtype), m),
+            "ratio_mean": masked_mean(seq_ratio.expand_as(lp), m),
+            "approx_kl": masked_mean((ratio - 1) - log_ratio, m),
+        }
+    return loss, stats
+
+
+def cispo_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float = 1.0,
+    eps_high: float | None = 4.0,
+    agg: str = "dapo",
+    num_items: int | float | torch.Tensor | None = None,
+    max_tokens: int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """CISPO (MiniMax-M1, arXiv 2506.13585): clip the importance weight, not the update, and keep the gradient
+    of every token: -sg(clip(r, 1-eps_low, 1+eps_high)) * A * log pi per token, aggregated by `agg` ("dapo", a
+    token mean, by default). The defaults bound the weight to [0, 5] (no lower bound; ScaleRL's eps_max = 5,
+    TRL's `epsilon_high=5.0` for `loss_type="cispo"`). Unlike the clipped surrogate, a token whose ratio is
+    clipped still gets a gradient (weighted by the bound).
+
+    logprobs, old_logprobs, mask (B, T); advantages (B,) or (B, T). Stats as `policy_loss`'s; clip_frac counts
+    the tokens whose weight was clipped."""
+    eps_high = eps_low if eps_high is None else eps_high
+    m = mask.bool()  # (B, T)
+    lp = _up(logprobs)
+    log_ratio = torch.where(m, lp - _up(old_logprobs).to(lp.dtype), torch.zeros_like(lp))  # (B, T)
+    ratio = torch.exp(log_ratio)  # (B, T)
+    adv = _up(advantages).to(lp.dtype)
+    adv = adv.unsqueeze(-1) if adv.ndim == 1 else adv  # (B, 1) or (B, T)
+    weight = torch.clamp(ratio, 1 - eps_low, 1 + eps_high).detach()  # (B, T)
+    per_token = torch.where(m, -weight * adv * lp, torch.zeros_like(lp))  # (B, T)
+    loss = aggregate(per_token, m, agg, num_items, max_tokens)
+    with torch.no_grad():
+        low, high = ratio < 1 - eps_low, ratio > 1 + eps_high  # (B, T)
+        stats = {
+            "clip_frac": masked_mean((low | high).to(lp.dtype), m),
+            "clip_frac_low": masked_mean(low.to(lp.dtype), m),
+            "clip_frac_high": masked_mean(high.to(lp.dtype), m),
             "ratio_mean": masked_mean(ratio, m),
             "approx_kl": masked_mean((ratio - 1) - log_ratio, m),
         }

@@ -29,12 +29,13 @@ from rft.engines import Engine, Sampling
 from rft.envs import SuiteEnv
 from rft.eval.heldout import EvalConfig
 from rft.graders.executor import GradingPool
-from rft.losses import aggregate, group_advantages, kl_penalty, policy_loss, zero_variance_groups
+from rft.losses import aggregate, group_advantages, kl_penalty, zero_variance_groups
 from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from rft.rl.config import GenConfig, RLConfig
 from rft.rl.distributed import Dist
 from rft.rl.harness import Harness, chunks, prompt_indices
 from rft.rl.metrics import UpdateMetrics, reward_metrics
+from rft.rl.plugins import EPS_DEFAULTS, batch_wide, resolve_advantage, resolve_loss
 from rft.rollout import Trajectory, run_episodes
 
 __all__ = ["GRPOConfig", "GenConfig", "LossConfig", "EvalConfig", "train"]
@@ -47,21 +48,31 @@ log = logging.getLogger("rft.rl.grpo")
 
 @dataclass
 class LossConfig:
+    name: str = "clip"  # clip (PPO's clipped surrogate), gspo, cispo, or module:callable (rft.rl.plugins)
+    advantage: str = "grpo"  # grpo (group mean, std: scale_rewards), rloo, reinforce_pp, module:callable
     agg: Literal["grpo", "dr_grpo", "dapo"] = "dapo"  # how token losses are averaged (see rft.losses)
-    scale_rewards: Literal["group", "batch", "none"] = "group"  # divide advantages by this std
-    eps_low: float = 0.2
-    eps_high: float = 0.28  # > eps_low: clip-higher (DAPO)
+    scale_rewards: Literal["group", "batch", "none"] = "group"  # grpo advantages: divide by this std
+    eps_low: float | None = None  # clip range; None: by loss (clip 0.2, gspo 3e-4, cispo 1.0: no lower bound)
+    eps_high: float | None = None  # None: clip 0.28 (clip-higher, DAPO), gspo 4e-4, cispo 4.0 (weights <= 5)
     beta: float = 0.0  # KL(pi || ref) coefficient, k3 estimator
     overlong: Literal["none", "mask", "penalty"] = "none"  # samples cut at max_new_tokens
     overlong_buffer: int = 16  # penalty: linear from 0 to -1 over the last this-many tokens
 
     def __post_init__(self) -> None:
-        if not 0 < self.eps_low < 1 or self.eps_high < self.eps_low:
+        resolve_loss(self.name)  # an unknown name or a bad import path fails before the run starts
+        resolve_advantage(self.advantage)
+        lo, hi = EPS_DEFAULTS.get(self.name, EPS_DEFAULTS["clip"])
+        self.eps_low = lo if self.eps_low is None else self.eps_low
+        self.eps_high = max(hi, self.eps_low) if self.eps_high is None else self.eps_high
+        no_floor = self.name == "cispo" and self.eps_low == 1  # cispo: 1 = no lower bound on the weight
+        if not (0 < self.eps_low < 1 or no_floor) or self.eps_high < self.eps_low:
             raise ValueError(
-                f"need 0 < eps_low < 1 and eps_high >= eps_low, got {self.eps_low}, {self.eps_high}"
+                f"need 0 < eps_low < 1 (cispo: <= 1) and eps_high >= eps_low, got {self.eps_low}, {self.eps_high}"
             )
         if self.beta < 0 or self.overlong_buffer < 1:
             raise ValueError("loss.beta must be >= 0 and loss.overlong_buffer >= 1")
+        if self.name == "gspo" and self.agg == "dr_grpo":
+            raise ValueError("loss.name gspo weighs whole sequences: use agg grpo (the paper's) or dapo")
 
 
 @dataclass
@@ -213,14 +224,21 @@ def _rewards(cfg: GRPOConfig, trajs: list[Trajectory], max_turns: int) -> tuple[
 
 
 def _advantages(cfg: GRPOConfig, rewards: torch.Tensor, valid: torch.Tensor, dist: Dist) -> torch.Tensor:
-    """Group advantages (N,). Groups never span ranks; with `scale_rewards: batch` the std is every rank's
-    rewards', so the whole batch's advantages are computed and this rank's rows taken."""
-    if cfg.loss.scale_rewards != "batch" or dist.world == 1:
-        return group_advantages(rewards, cfg.group_size, cfg.loss.scale_rewards, valid=valid)
+    """Advantages (N,) by `loss.advantage`. Groups never span ranks; an estimator with batch statistics
+    (`scale_rewards: batch`, reinforce_pp) gets every rank's rewards, and this rank's rows are taken."""
+    name = cfg.loss.advantage
+
+    def estimate(r: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if name == "grpo":
+            return group_advantages(r, cfg.group_size, cfg.loss.scale_rewards, valid=v)
+        return resolve_advantage(name)(r, cfg.group_size, v)
+
+    if not batch_wide(name, cfg.loss.scale_rewards) or dist.world == 1:
+        return estimate(rewards, valid)
     parts = dist.all_gather((rewards, valid))  # the whole batch; this rank's rows are a slice of it
     r, v = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])  # (N * world,)
     lo = sum(len(p[0]) for p in parts[: dist.rank])
-    return group_advantages(r, cfg.group_size, "batch", valid=v)[lo : lo + len(rewards)]
+    return estimate(r, v)[lo : lo + len(rewards)]
 
 
 def _rollout(
@@ -332,6 +350,9 @@ def _update(
     # one on-policy pass: old logprobs = current, detached; async: the sampler's (one update behind)
     reuse_old = cfg.epochs == 1 and cfg.minibatches == 1 and not cfg.async_rollout
     behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if cfg.async_rollout else None
+    loss_fn = resolve_loss(cfg.loss.name)
+    eps_low, eps_high = cfg.loss.eps_low, cfg.loss.eps_high  # set by LossConfig.__post_init__
+    assert eps_low is not None and eps_high is not None
     ok, nonzero = valid.tolist(), (adv != 0).tolist()
     needs = [i for i in range(n) if ok[i] and (nonzero[i] or cfg.loss.beta > 0)]
     needed = set(needs)
@@ -370,13 +391,13 @@ def _update(
                     sub = batch.rows(rows)
                     lp = logprobs(model, sub, rows)  # (b, T-1)
                     old = lp.detach() if reuse_old else old_lp[rows, : lp.shape[1]]
-                    loss, st = policy_loss(
+                    loss, st = loss_fn(
                         lp,
                         old,
                         adv[rows],
                         sub.mask,
-                        cfg.loss.eps_low,
-                        cfg.loss.eps_high,
+                        eps_low,
+                        eps_high,
                         cfg.loss.agg,
                         num_items=num_items,
                         max_tokens=cfg.gen.max_new_tokens * max_turns,
