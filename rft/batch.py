@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from rft.logprobs import NO_HEAD, chunked_logprobs, head_of
 from rft.losses import selective_log_softmax
 from rft.rollout import Trajectory
 
@@ -55,22 +56,39 @@ def behaviour_logprobs(trajs: Sequence[Trajectory], width: int) -> torch.Tensor:
     return out[:, 1:]  # (B, T-1): position t predicts token t+1
 
 
-def token_logprobs(model: torch.nn.Module, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
-    """log p(ids[:, t+1] | ids[:, :t+1]) for every position: (B, T-1), at the sampling temperature."""
-    logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits[:, :-1, :]  # (B, T-1, V)
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
-    return selective_log_softmax(logits, batch.ids[:, 1:])  # (B, T-1)
+def token_logprobs(
+    model: torch.nn.Module, batch: Batch, temperature: float = 1.0, chunk: int | None = None
+) -> torch.Tensor:
+    """log p(ids[:, t+1] | ids[:, :t+1]) for every position: (B, T-1), at the sampling temperature. The
+    output head runs on `chunk` positions at a time (None: a byte budget; `rft.logprobs`): the logits
+    (B, T, V) never exist."""
+    found = head_of(model)
+    if found is None:
+        logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits[:, :-1, :]  # (B, T-1, V)
+        if temperature > 0 and temperature != 1.0:
+            logits = logits / temperature
+        return selective_log_softmax(logits, batch.ids[:, 1:])  # (B, T-1)
+    head, cap = found
+    out = model(input_ids=batch.ids, attention_mask=batch.attn, **NO_HEAD)
+    hidden = out.hidden_states[-1][:, :-1, :]  # (B, T-1, H)
+    return chunked_logprobs(hidden, batch.ids[:, 1:], head, temperature, chunk, cap)[0]  # (B, T-1)
 
 
 def shared_prefix_logprobs(
-    model: torch.nn.Module, batch: Batch, prompt_lens: Sequence[int], temperature: float = 1.0
+    model: torch.nn.Module,
+    batch: Batch,
+    prompt_lens: Sequence[int],
+    temperature: float = 1.0,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """`token_logprobs` for rows whose first `prompt_lens[i]` tokens repeat across rows (GRPO's groups):
     each distinct prompt is run once and its key/value cache is shared by its rows, so the model sees the
     prompt tokens once per group instead of once per sample. Same values and gradients; (B, T-1), with 0
     at the prompt positions (which the loss mask leaves out anyway)."""
     from transformers import DynamicCache
+
+    found = head_of(model)
+    extra = NO_HEAD if found else {}  # the chunked head: no full logits from either pass
 
     B, T = batch.ids.shape
     device = batch.ids.device
@@ -90,8 +108,9 @@ def shared_prefix_logprobs(
     p_pos = (p_attn.cumsum(1) - 1).clamp(min=0)
     with warnings.catch_warnings():  # `past_key_values` is being renamed `cache` (transformers 5.2x)
         warnings.simplefilter("ignore", FutureWarning)
-        out = model(input_ids=p_ids, attention_mask=p_attn, position_ids=p_pos, use_cache=True)
-    first = out.logits[:, -1, :]  # (U, V): predicts each row's first completion token
+        out = model(input_ids=p_ids, attention_mask=p_attn, position_ids=p_pos, use_cache=True, **extra)
+    # predicts each row's first completion token: hidden (U, H) with the chunked head, else logits (U, V)
+    first = out.hidden_states[-1][:, -1, :] if found else out.logits[:, -1, :]
     rows = torch.tensor(owner, device=device)
     cache = DynamicCache()
     for layer, kv in enumerate(out.past_key_values.layers):
@@ -109,11 +128,15 @@ def shared_prefix_logprobs(
     attn = torch.cat([p_attn[rows], c_attn], dim=1)  # (B, P + C)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        logits = model(input_ids=c_ids, attention_mask=attn, position_ids=c_pos, past_key_values=cache).logits
-    logits = torch.cat([first[rows][:, None, :], logits[:, :-1, :]], dim=1)  # (B, C, V): predicts c_ids
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
-    lp = selective_log_softmax(logits, c_ids)  # (B, C)
+        rest = model(input_ids=c_ids, attention_mask=attn, position_ids=c_pos, past_key_values=cache, **extra)
+    if found:
+        hidden = torch.cat([first[rows][:, None, :], rest.hidden_states[-1][:, :-1, :]], dim=1)  # (B, C, H)
+        lp = chunked_logprobs(hidden, c_ids, found[0], temperature, chunk, found[1])[0]  # (B, C)
+    else:
+        logits = torch.cat([first[rows][:, None, :], rest.logits[:, :-1, :]], dim=1)  # (B, C, V)
+        if temperature > 0 and temperature != 1.0:
+            logits = logits / temperature
+        lp = selective_log_softmax(logits, c_ids)  # (B, C)
     # back to the (B, T-1) layout: position lens[i] - 1 + k predicts token lens[i] + k
     target = torch.tensor(lens, device=device)[:, None] - 1 + torch.arange(cw, device=device)[None]  # (B, C)
     target = torch.where(c_attn.bool(), target, torch.full_like(target, T - 1))  # padding -> a spare column

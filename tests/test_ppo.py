@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import rft.rl.ppo as ppo_module
 from rft.batch import Batch, collate
 from rft.config import from_dict
 from rft.rl.ppo import PPOConfig, _advantages, _update, forward, train
@@ -190,16 +191,23 @@ def test_values_are_aligned_with_the_mask_and_see_only_model_tokens(monkeypatch)
         def hook(_module, _inputs, out):
             rows = calls[-1]
 
-            def add(g):  # values: (b, w, 1) on hidden[:, :-1]; logits: (b, w + 1, V), the last unused
-                w = out.shape[1] - (name == "logits")
-                grads[name][rows, :w] += g[:, :w].abs().sum(-1)
+            def add(g):  # values: (b, w, 1) on hidden[:, :-1]; logprobs: (b, w) from the chunked head
+                w = out.shape[1]
+                grads[name][rows, :w] += g[:, :w].abs().reshape(len(rows), w, -1).sum(-1)
 
             out.register_hook(add)
 
         return hook
 
     head.register_forward_hook(keep("values"))
-    model.lm_head.register_forward_hook(keep("logits"))
+    chunked = ppo_module.chunked_logprobs
+
+    def logprobs_hooked(*args, **kwargs):  # the head runs in chunks (rft.logprobs): hook its output
+        lp, ent = chunked(*args, **kwargs)
+        keep("logits")(None, None, lp)
+        return lp, ent
+
+    monkeypatch.setattr(ppo_module, "chunked_logprobs", logprobs_hooked)
     old["advantages"] = torch.where(m, torch.randn_like(old["advantages"]), 0.0)  # nonzero advantages
     old["returns"] = torch.where(m, torch.ones_like(old["returns"]), 0.0)
     opts = [torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.0)]

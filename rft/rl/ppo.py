@@ -32,6 +32,7 @@ import torch
 from rft.batch import Batch, collate, token_logprobs
 from rft.engines import Engine, Sampling
 from rft.eval.heldout import EvalConfig
+from rft.logprobs import chunked_logprobs, head_of
 from rft.losses import (
     gae,
     kl_penalty,
@@ -272,17 +273,24 @@ def forward(
     each, aligned with `batch.mask`: both at position t are read from the last hidden state at t, from
     which token t+1 is sampled. The values come from the policy's hidden states (critic None: shared
     trunk) or from the critic's. `compute`: the models run under autocast in it (the head never does)."""
+    found = head_of(model)
     with autocast(compute, batch.ids.device):
         out = model(
             input_ids=batch.ids,
             attention_mask=batch.attn,
-            output_hidden_states=critic is None,
+            output_hidden_states=critic is None or found is not None,
             use_cache=False,
+            **({"logits_to_keep": 1} if found else {}),  # the head runs below, in chunks
         )
-        logits = out.logits[:, :-1, :]  # (B, T-1, V)
-        if temperature > 0 and temperature != 1.0:
-            logits = logits / temperature
-        logprobs = selective_log_softmax(logits, batch.ids[:, 1:])  # (B, T-1)
+        if found:  # the head in chunks of positions: no (B, T, V) logits (rft.logprobs)
+            targets = batch.ids[:, 1:]
+            logprobs = chunked_logprobs(out.hidden_states[-1][:, :-1, :], targets, found[0], temperature,
+                                        cap=found[1])[0]  # fmt: skip  # (B, T-1)
+        else:
+            logits = out.logits[:, :-1, :]  # (B, T-1, V)
+            if temperature > 0 and temperature != 1.0:
+                logits = logits / temperature
+            logprobs = selective_log_softmax(logits, batch.ids[:, 1:])  # (B, T-1)
         if critic is not None:
             out = critic(
                 input_ids=batch.ids, attention_mask=batch.attn, output_hidden_states=True, use_cache=False

@@ -1,0 +1,107 @@
+"""Per-token log-probabilities (and entropies) of given tokens without ever holding the logits (B, T, V).
+
+At a real vocabulary (151,936 for Qwen) the logits of one 1,024-token row are 0.6 GB in float32, and as much
+again for their gradient: the largest tensors of an RL update. Here the model runs without its output head
+(`logits_to_keep=1`, hidden states returned), and the head is applied to `chunk` positions at a time under
+activation checkpointing, so the forward pass holds one chunk's logits at a time and the backward pass
+recomputes them chunk by chunk. Values and gradients equal the full computation's (tests/test_logprobs.py).
+Models whose `forward` does not take `logits_to_keep` fall back to the full logits.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["DEFAULT_CHUNK_BYTES", "chunk_positions", "NO_HEAD", "head_of", "chunked_logprobs"]
+
+# a chunk's float32 logits, (B, chunk, V), are at most this many bytes (and at least one position): at Qwen's
+# 151,936 tokens that is 220 positions of one row or 27 of eight. Above 32 MiB (glibc's largest dynamic mmap
+# threshold) such tensors are always mmap-ed, so their memory goes back to the system when freed; smaller
+# chunks of a long row fragment the heap (measured: 2 x 4,096 tokens at V = 32,000 in chunks of 128
+# positions, 33 MB each, grew the peak by 1.8 GB, as much as the full logits).
+DEFAULT_CHUNK_BYTES = 128 * 2**20
+# what a `forward` call adds to skip the head: the last position's logits only, and the hidden states
+# (`out.hidden_states[-1]` is the final, normed layer the head reads)
+NO_HEAD: dict[str, Any] = {"output_hidden_states": True, "logits_to_keep": 1}
+
+
+def _plain(model: torch.nn.Module) -> torch.nn.Module:
+    """The module under DDP/FSDP/compile wrappers (the one with the HF API)."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def chunk_positions(rows: int, vocab: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Positions per chunk so that a chunk's float32 logits (rows, positions, vocab) fit `chunk_bytes`."""
+    return max(1, chunk_bytes // (4 * max(1, rows) * max(1, vocab)))
+
+
+def head_of(model: torch.nn.Module) -> tuple[torch.nn.Module, float | None] | None:
+    """(output head, final logit soft-cap) of a Hugging Face causal LM that can skip its head in `forward`
+    (`logits_to_keep`), else None."""
+    plain = _plain(model)
+    get_head = getattr(plain, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    base = getattr(plain, "get_base_model", None)  # peft: the wrapped model's forward signature
+    target = base() if callable(base) else plain
+    if head is None or "logits_to_keep" not in inspect.signature(target.forward).parameters:
+        return None
+    cap = getattr(getattr(plain, "config", None), "final_logit_softcapping", None)
+    return head, (float(cap) if cap else None)
+
+
+def _chunk_stats(
+    hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+    temperature: float, cap: float | None, entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Log-probabilities and entropies (zeros unless `entropy`) of one chunk: hidden (b, c, H), targets (b, c)
+    -> (b, c), (b, c)."""
+    logits = F.linear(hidden, weight, bias).float()  # (b, c, V)
+    if cap is not None:
+        logits = cap * torch.tanh(logits / cap)
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    logp = torch.log_softmax(logits, dim=-1)  # (b, c, V)
+    picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (b, c)
+    if not entropy:
+        return picked, torch.zeros_like(picked)
+    p = logp.exp()
+    return picked, -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)  # (b, c), (b, c)
+
+
+def chunked_logprobs(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    head: torch.nn.Module,
+    temperature: float = 1.0,
+    chunk: int | None = None,
+    cap: float | None = None,
+    entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(targets) and the entropy at each position (zeros unless `entropy`), from the final hidden states: hidden (B, T, H),
+    targets (B, T) -> (B, T), (B, T) in float32. The head (a linear layer: its `weight` and `bias`) runs on
+    `chunk` positions at a time (None: `chunk_positions`, a byte budget); with gradients on, each chunk is
+    checkpointed (its logits recomputed in backward), so at most one chunk's (B, chunk, V) logits exist at
+    once."""
+    weight, bias = head.weight, getattr(head, "bias", None)
+    chunk = chunk_positions(hidden.shape[0], weight.shape[0]) if chunk is None else chunk
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    lps, ents = [], []
+    for start in range(0, hidden.shape[1], chunk):
+        h, tgt = hidden[:, start : start + chunk], targets[:, start : start + chunk]  # (B, c, H), (B, c)
+        args: tuple[Any, ...] = (h, tgt, weight, bias, temperature, cap, entropy)
+        if grad:
+            lp, ent = checkpoint(_chunk_stats, *args, use_reentrant=False)
+        else:
+            lp, ent = _chunk_stats(*args)
+        lps.append(lp)
+        ents.append(ent)
+    return torch.cat(lps, dim=1), torch.cat(ents, dim=1)  # (B, T), (B, T)

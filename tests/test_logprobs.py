@@ -1,0 +1,148 @@
+"""The chunked output head (rft.logprobs): the same log-probabilities and gradients as the full logits, on
+real architectures (Llama, Qwen2, Gemma2's soft-capped logits, a LoRA model), in every path that scores
+tokens (token_logprobs, shared_prefix_logprobs), and peak memory that grows with the chunk, not with T x V."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rft.batch import Batch, shared_prefix_logprobs, token_logprobs
+from rft.logprobs import chunked_logprobs, head_of
+from rft.losses import entropy_from_logits
+
+torch.set_num_threads(1)
+
+
+def test_chunked_head_equals_the_full_logits_values_entropies_and_gradients():
+    g = torch.Generator().manual_seed(0)
+    B, T, H, V = 2, 7, 16, 50
+    hidden = torch.randn(B, T, H, generator=g, dtype=torch.float64, requires_grad=True)
+    head = torch.nn.Linear(H, V, bias=True).double()
+    targets = torch.randint(0, V, (B, T), generator=g)
+    for temperature, cap in ((1.0, None), (0.7, None), (1.0, 5.0)):
+        logits = head(hidden)
+        if cap:
+            logits = cap * torch.tanh(logits / cap)
+        logits = logits / temperature
+        want = F.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]  # (B, T)
+        (w_h, w_w) = torch.autograd.grad(want.sum(), (hidden, head.weight))
+        for chunk in (1, 3, 7, 100):
+            lp, ent = chunked_logprobs(hidden, targets, head, temperature, chunk, cap, entropy=True)
+            torch.testing.assert_close(lp.double(), want, atol=1e-5, rtol=0)
+            torch.testing.assert_close(ent.double(), entropy_from_logits(logits.detach()), atol=1e-5, rtol=0)
+            (g_h, g_w) = torch.autograd.grad(lp.sum(), (hidden, head.weight))
+            torch.testing.assert_close(g_h.double(), w_h, atol=1e-5, rtol=0)
+            torch.testing.assert_close(g_w.double(), w_w, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="chunk"):
+        chunked_logprobs(hidden, targets, head, chunk=0)
+
+
+def _models():
+    from transformers import (
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    kw = {"vocab_size": 97, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 2}  # fmt: skip
+    torch.manual_seed(0)
+    yield "llama-tied", LlamaForCausalLM(LlamaConfig(**kw, tie_word_embeddings=True))
+    yield "qwen2", Qwen2ForCausalLM(Qwen2Config(**kw))
+    yield "gemma2-softcap", Gemma2ForCausalLM(Gemma2Config(**kw, head_dim=8, attn_implementation="eager"))
+    from peft import LoraConfig, get_peft_model
+
+    base = LlamaForCausalLM(LlamaConfig(**kw))
+    yield "llama-lora", get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+
+
+def _full(model, batch, temperature):
+    logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits[:, :-1, :].float() / temperature
+    return F.log_softmax(logits, -1).gather(-1, batch.ids[:, 1:, None])[..., 0]
+
+
+@pytest.mark.parametrize("name", ["llama-tied", "qwen2", "gemma2-softcap", "llama-lora"])
+def test_scoring_paths_use_the_chunked_head_and_match_the_full_logits(name):
+    model = dict(_models())[name]
+    assert head_of(model) is not None
+    g = torch.Generator().manual_seed(1)
+    prompt = torch.randint(1, 97, (5,), generator=g)
+    rows = [torch.cat([prompt, torch.randint(1, 97, (n,), generator=g)]) for n in (6, 3, 8)]
+    T = max(len(r) for r in rows)
+    ids = torch.zeros(3, T, dtype=torch.long)
+    attn = torch.zeros(3, T, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], attn[i, : len(r)] = r, 1
+    mask = torch.zeros(3, T - 1)
+    for i, r in enumerate(rows):
+        mask[i, 4 : len(r) - 1] = 1  # the completion tokens' positions
+    batch = Batch(ids, attn, mask)
+    params = [p for p in model.parameters() if p.requires_grad]
+    want = _full(model, batch, 0.8)
+    want_g = torch.autograd.grad((want * mask).sum(), params)
+    for lp in (
+        token_logprobs(model, batch, 0.8, chunk=2),
+        shared_prefix_logprobs(model, batch, [5, 5, 5], 0.8, chunk=3),
+    ):
+        torch.testing.assert_close(lp * mask, want * mask, atol=2e-5, rtol=0)
+        got_g = torch.autograd.grad((lp * mask).sum(), params)
+        for a, b in zip(got_g, want_g, strict=True):
+            torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
+_PEAK = textwrap.dedent(
+    """
+    import json, resource, sys, torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from rft.batch import Batch, token_logprobs
+    from rft.logprobs import chunk_positions
+    torch.set_num_threads(1)
+    T, budget = int(sys.argv[1]), int(sys.argv[2]) * 2**20
+    V = 32000
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
+    def run(t):
+        ids = torch.randint(0, V, (2, t))
+        b = Batch(ids, torch.ones_like(ids), torch.ones(2, t - 1))
+        if budget:
+            lp = token_logprobs(model, b, chunk=chunk_positions(2, V, budget))
+        else:  # the full logits, as before
+            lp = torch.log_softmax(model(input_ids=b.ids).logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])
+        lp.sum().backward()
+        model.zero_grad(set_to_none=True)
+    run(16)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run(T)
+    print(json.dumps({"grew_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}))
+    """
+)
+
+
+def _peak_growth_mb(T: int, chunk: int) -> float:
+    res = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(T), str(chunk)], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return float(json.loads(res.stdout.strip().splitlines()[-1])["grew_mb"])
+
+
+def test_peak_memory_grows_with_the_chunk_not_with_t_times_v():
+    """Forward and backward of 2 rows x 4,096 tokens at V = 32,000: the full logits are 1 GB in float32 (and
+    their log-softmax and gradient as much again); chunks of 64 MB of logits (262 positions) or 512 MB."""
+    full = _peak_growth_mb(4096, 0)
+    small = _peak_growth_mb(4096, 64)
+    big = _peak_growth_mb(4096, 512)
+    print(f"peak growth MB: full {full:.0f}, chunks of 64 MB {small:.0f}, of 512 MB {big:.0f}")
+    assert full > 2000  # the full logits path holds several (B, T, V) tensors at once
+    assert small < 400  # a few chunks' worth, far below one (B, T, V) float32 tensor (1,000 MB)
+    assert big > small + 500  # the peak follows the chunk
