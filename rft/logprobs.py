@@ -89,8 +89,9 @@ def chunked_logprobs(
     `chunk` positions at a time (None: `chunk_positions`, a byte budget); with gradients on, each chunk is
     checkpointed (its logits recomputed in backward), so at most one chunk's (B, chunk, V) logits exist at
     once."""
-    weight, bias = head.weight, getattr(head, "bias", None)
-    chunk = chunk_positions(hidden.shape[0], weight.shape[0]) if chunk is None else chunk
+    weight: torch.Tensor = head.weight  # type: ignore[assignment]  # (V, H)
+    bias = getattr(head, "bias", None)
+    chunk = chunk_positions(hidden.shape[0], int(weight.shape[0])) if chunk is None else chunk
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
