@@ -17,8 +17,9 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from typing import Any
 
 __all__ = ["Retry", "RequestFailed", "ApiClient", "RETRY_STATUS", "FATAL_STATUS"]
@@ -65,7 +66,7 @@ class RequestFailed(RuntimeError):
         return self.status in FATAL_STATUS
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+def _retry_after(headers: Message | None) -> float | None:
     """The server's requested wait in seconds (``retry-after-ms``, ``Retry-After`` seconds or date)."""
     if not headers:
         return None
@@ -120,7 +121,7 @@ class ApiClient:
         data = json.dumps(body).encode()
         for attempt in range(1, self.retry.attempts + 1):
             status: int | None = None
-            headers: Mapping[str, str] | None = None
+            headers: Message | None = None
             try:
                 req = urllib.request.Request(url, data=data, headers=self._headers())
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
