@@ -136,8 +136,14 @@ class FlakyAPI:
     closes with no answer), or ``"always:503"``. Records requests per question, Authorization headers and
     the most requests it had in flight at once."""
 
-    def __init__(self, plans: dict[str, list], retry_after: str = "0.05", delay: float = 0.05) -> None:
-        self.plans, self.retry_after, self.delay = plans, retry_after, delay
+    def __init__(
+        self,
+        plans: dict[str, list],
+        retry_after: str = "0.05",
+        delay: float = 0.05,
+        wrong_first: bool = False,
+    ) -> None:
+        self.plans, self.retry_after, self.delay, self.wrong_first = plans, retry_after, delay, wrong_first
         self.hits: dict[str, int] = {}
         self.auth: set[str | None] = set()
         self.in_flight = self.peak = 0
@@ -169,7 +175,8 @@ class FlakyAPI:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def answer(self, h: BaseHTTPRequestHandler, body: dict) -> None:
-        question = body["messages"][-1]["content"]
+        question = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        first_turn = not any(m["role"] == "assistant" for m in body["messages"])
         with self.lock:
             k = self.hits[question] = self.hits.get(question, 0) + 1
         plan = self.plans.get(question, [])
@@ -183,7 +190,8 @@ class FlakyAPI:
                       {"Retry-After": self.retry_after} if code == 429 else {})  # fmt: skip
             return
         a, b = map(int, re.findall(r"\d+", question))
-        choice = {"index": 0, "message": {"role": "assistant", "content": f"\\boxed{{{a + b}}}"},
+        answer = 0 if self.wrong_first and first_turn else a + b
+        choice = {"index": 0, "message": {"role": "assistant", "content": f"\\boxed{{{answer}}}"},
                   "finish_reason": "stop"}  # fmt: skip
         self.send(h, 200, {"object": "chat.completion", "choices": [choice]}, {})
 
@@ -274,6 +282,34 @@ def test_api_client_honours_retry_after_and_backs_off_exponentially(flaky):
         )
     assert e.value.status is None and not e.value.fatal
     assert "key" not in repr(client).replace("key=none", "")
+
+
+def test_feedback_episodes_take_several_requests(flaky, tmp_path):
+    """A multi-turn suite through a served model: the wrong first answer gets the suite's feedback, the second
+    request carries the whole conversation and its right answer passes."""
+    from rft.eval.evaluate import evaluate_suite
+
+    suite = tmp_path / "add-feedback-v0.yaml"
+    suite.write_text(
+        "id: add-feedback-v0\n"
+        'source: {type: generator, name: arithmetic, params: {digits: 2, operands: 2, ops: "+"}, size: 40}\n'
+        "fields: {id: id, reference: answer}\n"
+        'prompt: {user: "{{ item.question }}"}\n'
+        'grader: {type: math, input: "{{ sample.output_text }}", reference: "{{ item.reference }}"}\n'
+        "episode: {type: feedback, max_turns: 2}\nsplit: 0.5\n"
+    )
+    api = flaky({}, wrong_first=True, delay=0.0)
+    spec = EvalSpec(suite=str(suite), limit=3, n=2, ks=(1, 2), grader_workers=0, engine="openai", seed=5,
+                    server=ServerSpec(base_url=api.url, api_key_env="RFT_TEST_NO_SUCH_VARIABLE"))  # fmt: skip
+    scored = evaluate_suite("m", spec, tmp_path / "fb")
+    assert {r["metric"]: r["value"] for r in scored["results"]}["pass@1"] == 1.0
+    rows = samples(tmp_path / "fb")
+    assert [(r["index"], r["sample"]) for r in rows] == [(i, j) for i in range(3) for j in range(2)]
+    for r in rows:
+        roles = [m["role"] for m in r["completion"]]
+        assert roles == ["assistant", "user", "assistant"] and r["completion"][0]["content"] == "\\boxed{0}"
+        assert r["passed"] and r["reward"] == 1.0
+    assert sorted(api.hits.values()) == [4, 4, 4]  # 2 samples x 2 turns per problem
 
 
 # ----------------------------------------------------------------------------------------------- options
