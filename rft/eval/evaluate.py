@@ -22,13 +22,17 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rft.envs import SuiteEnv
 from rft.eval.metrics import bootstrap_ci, maj_at_k, mcnemar, mean_at_n, paired_bootstrap_ci, pass_at_k
 from rft.eval.spec import EvalSpec
+
+if TYPE_CHECKING:
+    from rft.engines import Sampling
+    from rft.graders.executor import GradingPool
 
 __all__ = ["evaluate_suite", "score_samples", "write_eval", "load_eval", "compare_runs", "fewshot_messages"]
 
@@ -102,7 +106,7 @@ def evaluate_suite(
     from rft.engines import Sampling
     from rft.envs import get_suite
     from rft.eval.samples import sample_row
-    from rft.graders.executor import GraderPool, GradingPool
+    from rft.graders.executor import GraderPool
 
     spec = EvalSpec(suite=spec, **fields) if isinstance(spec, str) else replace(spec, **fields)
     if spec.suite is None:
@@ -160,8 +164,8 @@ def _sample_local(
     spec: EvalSpec,
     src: Any,
     shots: list[Message],
-    sampling: Any,
-    executor: Any,
+    sampling: Sampling,
+    executor: GradingPool | None,
     progress: Callable[[int, int], None] | None,
 ) -> list[dict[str, Any]]:
     """The graded sample rows of a local engine (hf or vllm), `spec.batch_prompts` problems at a time."""
