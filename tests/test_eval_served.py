@@ -85,6 +85,21 @@ def test_rft_eval_through_rft_serve_chat_api(served, tmp_path):
     assert config["engine"] == "openai" and config["server"]["api"] == "chat"
 
 
+def test_make_engine_takes_a_served_models_name_as_an_option(served):
+    """The crash of item 1 at its root: `model=` in the options collided with make_engine's own argument."""
+    from rft.engines import Sampling, make_engine
+    from rft.tiny import load_tiny
+
+    server, path = served
+    _, tok = load_tiny(path)
+    engine = make_engine("openai", None, tok, base_url=server.url, model=str(path))
+    assert engine.model == str(path)
+    with pytest.raises(
+        RequestFailed, match="HTTP 400: prompt must be a string"
+    ):  # rft serve: text prompts only
+        engine.generate([[1, 2, 3]], Sampling(max_new_tokens=2))
+
+
 def test_completions_api_with_a_local_chat_template_agrees_with_chat(served, tmp_path):
     from rft.eval.evaluate import evaluate_suite
 
