@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -298,6 +299,34 @@ def test_server_mode_greedy_logprobs_and_weight_pushes(setup, server):
     server.update_weights(model)  # and back
     assert greedy(server, prompts) == before
     assert len(list(server.weights_dir.glob("v*"))) == 1  # older pushes are removed
+
+
+def test_rft_eval_through_a_vllm_servers_chat_endpoint(setup, server, tmp_path):
+    """`rft eval --engine openai` (the chat API: messages in, text out) against vLLM's own OpenAI-compatible
+    server, the second implementation beside `rft serve` (issue 20, item 13): the taught replies pass."""
+    rows = [{"q": m[0]["content"], "a": reply} for m, reply in PAIRS]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "taught.yaml").write_text(
+        "id: taught-v0\nsource: {type: jsonl, path: rows.jsonl}\nfields: {reference: a}\nsplit: 0\n"
+        "prompt: {user: '{{ item.q }}'}\n"
+        "grader: {type: string_check, input: '{{ sample.output_text }}', reference: '{{ item.a }}', operation: eq}\n"
+    )
+    rft = str(Path(sys.executable).with_name("rft"))
+    res = subprocess.run(
+        [rft, "eval", "--engine", "openai", "--base-url", server.base_url, "--model", server.model,
+         "--suite", str(tmp_path / "taught.yaml"), "--split", "train", "--max-new-tokens", "20",
+         "--workers", "0", "--out", str(tmp_path / "eval")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((tmp_path / "eval" / "results.json").read_text())
+    got = {r["metric"]: r["value"] for r in doc["results"]}
+    assert got["pass@1"] == 1.0 and got["eval/request_error_rate"] == 0.0
+    assert doc["config"]["server"]["api"] == "chat"
+    replies = [
+        json.loads(line)["completion"][0]["content"] for line in (tmp_path / "eval" / "samples.jsonl").open()
+    ]
+    assert replies == [r["a"] for r in rows]
 
 
 def test_grpo_with_a_vllm_server(server, tmp_path, monkeypatch):

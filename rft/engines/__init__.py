@@ -4,7 +4,10 @@
 - `ProcessEngine` (`process`): HF ``generate`` in a child process, overlapping sampling with the update.
 - `VLLMEngine` (`vllm`): a colocated ``vllm.LLM``; weights pushed after each update.
 - `VLLMServerEngine` (`vllm_server`): a ``vllm serve`` process of its own; weights pushed over HTTP.
-- `OpenAIEngine` (`openai`): any OpenAI-compatible ``/v1/completions`` server, for evaluation.
+- `OpenAIEngine` (`openai`): token ids through an OpenAI-compatible ``/v1/completions`` server (vLLM's).
+
+Evaluation of served models goes through text instead: `rft.engines.served` (``/chat/completions`` or
+``/completions``), on `rft.engines.api.ApiClient` (retries, backoff, the API key).
 """
 
 from __future__ import annotations
@@ -21,22 +24,26 @@ __all__ = ["Sampling", "Completion", "Engine", "FinishReason", "HFEngine", "Open
 
 
 def make_engine(
-    kind: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **options: Any
+    kind: str, model: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase, /, **options: Any
 ) -> Engine:
     """An engine by name: ``hf`` (options: batch_size), ``vllm`` (see `rft.engines.vllm.VLLMEngine`),
-    ``vllm_server`` (options: base_url, weights_dir; see `rft.engines.vllm_server`), ``openai`` (base_url, model)."""
+    ``vllm_server`` (options: base_url, weights_dir; see `rft.engines.vllm_server`), ``openai`` (options:
+    base_url, model: the served model's name; the `model` argument is unused there and may be None). The
+    first three arguments are positional only, so `options` may hold a ``model`` of its own."""
+    if kind not in ("hf", "vllm", "vllm_server", "openai"):
+        raise ValueError(f"unknown engine {kind!r}; use hf, vllm, vllm_server or openai")
+    if kind == "openai":
+        return OpenAIEngine(tokenizer=tokenizer, **options)
+    if model is None:
+        raise ValueError(f"the {kind} engine samples from a loaded model; got None")
     if kind == "hf":
         return HFEngine(model, tokenizer, **options)
     if kind == "vllm":
         from rft.engines.vllm import VLLMEngine
 
         return VLLMEngine(model, tokenizer, **options)
-    if kind == "openai":
-        return OpenAIEngine(tokenizer=tokenizer, **options)
-    if kind == "vllm_server":
-        from rft.engines.vllm_server import VLLMServerEngine
+    from rft.engines.vllm_server import VLLMServerEngine
 
-        engine = VLLMServerEngine(tokenizer=tokenizer, **options)
-        engine.update_weights(model)  # the server starts from the trainer's weights, whatever it loaded
-        return engine
-    raise ValueError(f"unknown engine {kind!r}; use hf, vllm, vllm_server or openai")
+    engine = VLLMServerEngine(tokenizer=tokenizer, **options)
+    engine.update_weights(model)  # the server starts from the trainer's weights, whatever it loaded
+    return engine

@@ -1,16 +1,17 @@
-"""`OpenAIEngine`: any OpenAI-compatible ``/v1/completions`` server (vLLM's), for evaluation."""
+"""`OpenAIEngine`: token ids in and out of an OpenAI-compatible ``/v1/completions`` server (vLLM's).
+
+The token-level engine behind `rft.engines.vllm_server`; ``rft eval --engine openai`` samples text through
+`rft.engines.served` instead. Requests are retried as `rft.engines.api.ApiClient` says."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from rft.engines.api import ApiClient, Retry
 from rft.engines.base import Completion, FinishReason, Sampling
 
 __all__ = ["OpenAIEngine"]
@@ -30,9 +31,11 @@ class OpenAIEngine:
         tokenizer: PreTrainedTokenizerBase,
         api_key: str = "EMPTY",
         timeout: float = 600.0,
+        retry: Retry = Retry(),  # noqa: B008  (frozen: shared safely)
     ) -> None:
         self.base_url, self.model, self.tokenizer = base_url.rstrip("/"), model, tokenizer
         self.api_key, self.timeout = api_key, timeout
+        self.client = ApiClient(self.base_url, api_key=api_key, timeout_s=timeout, retry=retry)
 
     def update_weights(self, model: torch.nn.Module) -> None:
         raise NotImplementedError(
@@ -72,13 +75,5 @@ class OpenAIEngine:
         return results
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(
-            self.base_url + path,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            raise RuntimeError(f"{self.base_url}{path}: HTTP {e.code}: {e.read()[:500]!r}") from None
+        """POST `body` to `path` under the base URL; `rft.engines.api.RequestFailed` when it fails for good."""
+        return self.client.post(path, body)

@@ -9,7 +9,11 @@ An evaluation folder holds::
     report.md       the table with intervals and grader timeout/error rates, and the plots (matplotlib)
 
 A grader timeout or error counts as a failed sample in pass@k (it cannot be shown to pass) and is reported
-as `grader/timeout_rate` and `grader/error_rate` beside the metrics, never hidden.
+as `grader/timeout_rate` and `grader/error_rate` beside the metrics, never hidden; so is a sample whose
+request to a served model failed for good (`eval/request_error_rate`, see `rft.eval.served`).
+
+Local engines (hf, vllm) sample token ids (`rft.rollout`); a served model (engine openai) text, through its
+chat or completions API (`rft.eval.served`).
 """
 
 from __future__ import annotations
@@ -18,13 +22,17 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rft.envs import SuiteEnv
 from rft.eval.metrics import bootstrap_ci, maj_at_k, mcnemar, mean_at_n, paired_bootstrap_ci, pass_at_k
 from rft.eval.spec import EvalSpec
+
+if TYPE_CHECKING:
+    from rft.engines import Sampling
+    from rft.graders.executor import GradingPool
 
 __all__ = ["evaluate_suite", "score_samples", "write_eval", "load_eval", "compare_runs", "fewshot_messages"]
 
@@ -80,21 +88,6 @@ class _FewShotEnv(SuiteEnv):
         return obs, info
 
 
-def _engine(kind: str, model: str, options: dict[str, Any]) -> tuple[Any, Any]:
-    from rft.engines import make_engine
-
-    if kind == "openai":
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(options.pop("tokenizer", model))
-        options.setdefault("model", model)
-        return make_engine("openai", None, tokenizer, **options), tokenizer  # type: ignore[arg-type]
-    from rft.models import load_policy
-
-    policy, tokenizer = load_policy(model)
-    return make_engine(kind, policy, tokenizer, **options), tokenizer
-
-
 def evaluate_suite(
     model: str,
     spec: EvalSpec | str,
@@ -113,8 +106,7 @@ def evaluate_suite(
     from rft.engines import Sampling
     from rft.envs import get_suite
     from rft.eval.samples import sample_row
-    from rft.graders.executor import GraderPool, GradingPool
-    from rft.rollout import sample_problems
+    from rft.graders.executor import GraderPool
 
     spec = EvalSpec(suite=spec, **fields) if isinstance(spec, str) else replace(spec, **fields)
     if spec.suite is None:
@@ -126,35 +118,76 @@ def evaluate_suite(
     if not items:
         raise ValueError(f"suite {src.id} has no {split} problems to evaluate (limit={spec.limit})")
     shots = fewshot_messages(src, spec.fewshot, spec.seed, solution)
-    eng, tokenizer = _engine(spec.engine, model, dict(spec.engine_options))
-    envs = [_FewShotEnv(src, split, shots) for _ in range(spec.batch_prompts * n)]
+    sampling = Sampling(temperature=spec.sampling_temperature, top_p=spec.top_p,
+                        max_new_tokens=spec.max_new_tokens, seed=spec.seed)  # fmt: skip
     executor: GradingPool | None = (
         GraderPool(workers=spec.grader_workers) if spec.grader_workers > 0 else None
     )
     rows: list[dict[str, Any]] = []
     try:
-        sampling = Sampling(temperature=spec.sampling_temperature, top_p=spec.top_p,
-                            max_new_tokens=spec.max_new_tokens, seed=spec.seed)  # fmt: skip
+        if spec.engine == "openai":
+            from rft.eval.engines import open_served
+            from rft.eval.served import sample_served
+
+            trajs = sample_served(
+                open_served(spec, model), lambda: _FewShotEnv(src, split, shots), split, len(items), n,
+                sampling, concurrency=spec.server.concurrency, executor=executor, progress=progress,
+            )  # fmt: skip
+            rows = [{"suite": src.id, **sample_row(t, split, k // n, k % n)} for k, t in enumerate(trajs)]
+        else:
+            rows = _sample_local(model, spec, src, shots, sampling, executor, progress)
+    finally:
+        if executor is not None:
+            executor.close()
+    config = {
+        "model": model, "suite": src.id, "split": split, "n": n, "ks": list(spec.ks), "engine": spec.engine,
+        "fewshot": spec.fewshot, "seed": spec.seed, "temperature": spec.sampling_temperature,
+        "top_p": spec.top_p, "max_new_tokens": spec.max_new_tokens, "limit": spec.limit,
+        "model_args": spec.model_args,
+    }  # fmt: skip
+    if spec.engine == "openai":  # the URL and API as given (the key is never saved: only its variable's name)
+        config["server"] = {"base_url": spec.server.base_url, "api": spec.server.api,
+                            "concurrency": spec.server.concurrency, "attempts": spec.server.attempts}  # fmt: skip
+    scored = score_samples(rows, spec.ks, model=model, suite=src.id, split=split, n_boot=spec.n_boot,
+                           seed=spec.seed)  # fmt: skip
+    scored["config"] = config
+    if spec.engine == "openai":
+        from rft.eval.served import request_failures
+
+        scored["request_failures"] = request_failures(rows)
+    write_eval(out, rows, scored)
+    return scored
+
+
+def _sample_local(
+    model: str,
+    spec: EvalSpec,
+    src: Any,
+    shots: list[Message],
+    sampling: Sampling,
+    executor: GradingPool | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[dict[str, Any]]:
+    """The graded sample rows of a local engine (hf or vllm), `spec.batch_prompts` problems at a time."""
+    from rft.eval.engines import open_local
+    from rft.eval.samples import sample_row
+    from rft.rollout import sample_problems
+
+    split, n = spec.split, spec.n
+    n_problems = len(src.items(split)[: spec.limit])
+    eng, tokenizer = open_local(spec, model)
+    envs = [_FewShotEnv(src, split, shots) for _ in range(spec.batch_prompts * n)]
+    rows = []
+    try:
         batches = sample_problems(
-            eng, tokenizer, envs, split, len(items), n, sampling, executor=executor, progress=progress
+            eng, tokenizer, envs, split, n_problems, n, sampling, executor=executor, progress=progress
         )
         for start, trajs in batches:
             for j, t in enumerate(trajs):  # sample_row splits at the prompt's end (few-shot turns included)
                 rows.append({"suite": src.id, **sample_row(t, split, start + j // n, j % n)})
     finally:
-        if executor is not None:
-            executor.close()
         eng.close()
-    config = {
-        "model": model, "suite": src.id, "split": split, "n": n, "ks": list(spec.ks), "engine": spec.engine,
-        "fewshot": spec.fewshot, "seed": spec.seed, "temperature": spec.sampling_temperature,
-        "top_p": spec.top_p, "max_new_tokens": spec.max_new_tokens, "limit": spec.limit,
-    }  # fmt: skip
-    scored = score_samples(rows, spec.ks, model=model, suite=src.id, split=split, n_boot=spec.n_boot,
-                           seed=spec.seed)  # fmt: skip
-    scored["config"] = config
-    write_eval(out, rows, scored)
-    return scored
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------- scoring
@@ -194,6 +227,7 @@ def _sample(row: dict[str, Any], line: int) -> tuple[str, str | None, str | None
         "score": float(grade.get("score", 0.0)) if status not in FAILED else 0.0,
         "status": status,
         "answer": _answer_key(grade.get("extracted")),
+        "request_failed": status == "error" and (grade.get("details") or {}).get("source") == "request",
     }
     return str(pid), suite, split, index, sample
 
@@ -225,7 +259,8 @@ def _problem(pid: str, samples: list[dict[str, Any]], ks: Sequence[int]) -> dict
     rec["mean@n"] = mean_at_n([s["score"] for s in samples])
     rec["first_pass"] = passes[0]
     rec["timeouts"] = sum(s["status"] == "timeout" for s in samples)
-    rec["errors"] = sum(s["status"] == "error" for s in samples)
+    rec["errors"] = sum(s["status"] == "error" and not s["request_failed"] for s in samples)
+    rec["request_errors"] = sum(s["request_failed"] for s in samples)
     return rec
 
 
@@ -262,6 +297,7 @@ def score_samples(
         per: dict[str, list[float]] = {m: [r[m] for r in recs] for m in metrics}
         per["grader/timeout_rate"] = [r["timeouts"] / r["n"] for r in recs]
         per["grader/error_rate"] = [r["errors"] / r["n"] for r in recs]
+        per["eval/request_error_rate"] = [r["request_errors"] / r["n"] for r in recs]
         for m, values in per.items():
             lo, hi = bootstrap_ci(values, n_boot=n_boot, seed=seed)
             results.append({"model": model, "suite": s, "split": sp, "metric": m,
@@ -330,6 +366,10 @@ def _report(scored: dict[str, Any], plots: list[str] | str) -> str:
         lines += ["| metric | value | 95% CI |", "|---|---|---|"]
         lines += [f"| {r['metric']} | {r['value']:.3f} | {fmt_ci(r['ci95'])} |" for r in rs]
         failed = {r["metric"]: r["value"] for r in rs if r["metric"].startswith("grader/")}
+        unanswered = next((r["value"] for r in rs if r["metric"] == "eval/request_error_rate"), 0.0)
+        if unanswered:
+            lines += ["", f"**Request failures:** {unanswered:.3f} of the samples got no reply from the server "
+                      "after retries (status `error`, details `source: request`); they count as not passed."]  # fmt: skip
         if any(failed.values()):
             lines += ["", f"**Grader failures:** timeout rate {failed['grader/timeout_rate']:.3f}, error rate "
                       f"{failed['grader/error_rate']:.3f}; failed samples count as not passed."]  # fmt: skip

@@ -1,0 +1,65 @@
+"""What an evaluation samples from, built from its `EvalSpec`: a local engine on a loaded model (`open_local`,
+``hf`` or ``vllm``, loaded as `model_args` say), or a served model (`open_served`, engine ``openai``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rft.engines import Engine, make_engine
+from rft.engines.api import ApiClient, Retry
+from rft.engines.served import ChatModel, CompletionsModel, ServedModel
+from rft.eval.spec import EvalSpec
+
+__all__ = ["open_local", "open_served", "load_model"]
+
+LOADING = ("dtype", "revision", "trust_remote_code")  # how the weights load; the rest go to the engine
+
+
+def load_model(name_or_path: str, args: dict[str, Any]) -> tuple[Any, Any]:
+    """The model and tokenizer at `name_or_path`, loaded with the model args `dtype`, `revision` and
+    `trust_remote_code` (`rft.models.load_policy` when only `dtype` is set)."""
+    from rft.models import load_policy
+
+    dtype = args.get("dtype", "auto")
+    if args.get("revision") is None and not args.get("trust_remote_code"):
+        return load_policy(name_or_path, dtype=dtype)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rft.models import pick_dtype, resolve_model_path
+
+    path = resolve_model_path(name_or_path)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    hub = {"revision": args.get("revision"), "trust_remote_code": bool(args.get("trust_remote_code"))}
+    tokenizer = AutoTokenizer.from_pretrained(path, **hub)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, device), **hub).to(device)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def open_local(spec: EvalSpec, model: str) -> tuple[Engine, Any]:
+    """A local engine (hf or vllm) on `model` loaded per `spec.model_args`, and its tokenizer."""
+    policy, tokenizer = load_model(model, spec.model_args)
+    options = dict(spec.engine_options) | {k: v for k, v in spec.model_args.items() if k not in LOADING}
+    return make_engine(spec.engine, policy, tokenizer, **options), tokenizer
+
+
+def open_served(spec: EvalSpec, model: str) -> ServedModel:
+    """The served `model` (its name on the server) behind `spec.server`, through its chat or completions
+    API; the API key comes from the environment variable `spec.server.api_key_env`."""
+    s = spec.server
+    if s.base_url is None:
+        raise ValueError("the openai engine needs the server's URL: --base-url http://HOST:PORT/v1")
+    key = os.environ.get(s.api_key_env) or None
+    retry = Retry(attempts=s.attempts, backoff_s=s.backoff_s, max_wait_s=s.max_wait_s)
+    client = ApiClient(s.base_url, api_key=key or "", timeout_s=s.timeout_s, retry=retry)
+    if s.api == "chat":
+        return ChatModel(client, model)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(spec.model_args.get("tokenizer", model))
+    return CompletionsModel(client, model, tokenizer, token_ids=bool(spec.model_args.get("token_ids")))
