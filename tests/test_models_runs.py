@@ -270,3 +270,39 @@ def test_an_rl_run_ends_with_a_standalone_model_folder(tmp_path, kind, lora):
     scored = evaluate_suite(str(out), str(suite), tmp_path / "eval", n=1, ks=(1,), limit=2,
                             max_new_tokens=4, grader_workers=0)  # fmt: skip
     assert scored["results"] and json.loads((tmp_path / "eval" / "results.json").read_text())
+
+
+def test_a_lora_run_without_a_final_model_stands_for_its_adapter_checkpoint(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base = tiny_model(tmp_path / "base")
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules=["q_proj"])
+    )
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)  # B starts at zero: make the adapter matter
+    _, tok = load_policy(base)
+    with Run.open(tmp_path / "run", Cfg(str(base))) as run:
+        ckpt = run.save_checkpoint(1, model=peft_model, tokenizer=tok, state={})
+    assert resolve_model_path(tmp_path / "run") == ckpt / "model"
+    loaded, _ = load_policy(tmp_path / "run")  # transformers loads the base and the adapter
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, peft_model(input_ids=ids).logits, atol=1e-5)
+
+
+def test_a_hub_id_in_the_local_cache_needs_no_probe(tmp_path, hub, monkeypatch):
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "hub" / "models--org--cached" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--org--cached" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--cached" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_model_path("org/cached") == "org/cached"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_model_path("org/cached") == "org/cached"
+    assert hub == []

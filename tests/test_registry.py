@@ -48,7 +48,10 @@ def test_a_bad_file_is_set_aside_and_raised_on_its_own_use(tmp_path):
         suite_path(f"badkey{tag}-v0")
     with pytest.raises(SuiteError, match=r"torn\.yaml: not valid YAML"):
         suite_path("torn")
-    assert "already registered" in broken["zcopy.yaml"].error and "bump the version" in broken["zcopy.yaml"].error
+    assert (
+        "already registered" in broken["zcopy.yaml"].error
+        and "bump the version" in broken["zcopy.yaml"].error
+    )
     with pytest.raises(SuiteError, match=r"unknown task 'nope-v0'.*broken \(rft task list\)"):
         suite_path("nope-v0")
 
