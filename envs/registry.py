@@ -2,25 +2,40 @@
 
 `get_suite` takes an env id (``rft/arithmetic-v0``), a suite id (``arithmetic-v0``), a suite YAML path or a
 `Suite`. Importing this module registers the built-in suites (`rft.tasks`) and every suite file in the
-folders listed in ``$RFT_TASKS`` (separated by ``os.pathsep``).
+folders listed in ``$RFT_TASKS`` (separated by ``os.pathsep``). A user suite file that does not load is
+kept aside as a `BrokenSuite` (`broken_suites`): asking for it raises its `SuiteError`, the others work.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium
+import yaml
 
 from rft.tasks import builtin_suites
 
 from .suite import Suite, SuiteError, load_suite
 
-__all__ = ["NAMESPACE", "get_suite", "suite_path", "register_suite", "registered_ids", "builtin_suites"]
+__all__ = ["NAMESPACE", "get_suite", "suite_path", "register_suite", "registered_ids", "builtin_suites",
+           "BrokenSuite", "broken_suites", "register_folder"]  # fmt: skip
 
 NAMESPACE = "rft"
 _REGISTERED: dict[str, str] = {}  # env id -> resolved suite file
 _SUITES: dict[str, Suite] = {}  # resolved suite file -> suite (rows read once per process)
+_BROKEN: dict[str, BrokenSuite] = {}  # resolved suite file -> why it did not register
+
+
+@dataclass(frozen=True)
+class BrokenSuite:
+    """A suite file in ``$RFT_TASKS`` that did not register: the env id it claims (its ``id``, else the
+    file's name), the file, and the error that says what to fix."""
+
+    env_id: str
+    path: Path
+    error: str
 
 
 def suite_path(name: str | Path) -> Path:
@@ -32,8 +47,13 @@ def suite_path(name: str | Path) -> Path:
         return path
     full = name if "/" in name else f"{NAMESPACE}/{name}"
     if full not in _REGISTERED:
+        for b in _BROKEN.values():
+            if b.env_id == full:
+                raise SuiteError(f"task {name!r} is broken: {b.error}")
+        broken = f"; {len(_BROKEN)} suite file(s) in $RFT_TASKS are broken (rft task list)" if _BROKEN else ""
         raise SuiteError(
             f"unknown task {name!r}; registered: {', '.join(registered_ids())} (or give a suite YAML path)"
+            + broken
         )
     return Path(_REGISTERED[full])
 
@@ -69,8 +89,39 @@ def registered_ids() -> list[str]:
     return sorted(_REGISTERED)
 
 
+def broken_suites() -> list[BrokenSuite]:
+    """The suite files of `register_folder` (``$RFT_TASKS``) that did not register, by file name."""
+    return sorted(_BROKEN.values(), key=lambda b: str(b.path))
+
+
+def register_folder(folder: str | Path) -> list[str]:
+    """Register every ``*.yaml``/``*.yml`` suite in `folder`; returns the new env ids. A file that fails
+    (bad YAML, a bad key, an id taken by another file) is set aside as a `BrokenSuite`, not raised: one
+    bad file must not break the others or every command that imports `rft.envs`."""
+    ids = []
+    for path in sorted([*Path(folder).glob("*.yaml"), *Path(folder).glob("*.yml")]):
+        key = str(path.resolve())
+        try:
+            ids.append(register_suite(path))
+        except SuiteError as e:
+            message = str(e) if key in str(e) else f"{key}: {e}"
+            _BROKEN[key] = BrokenSuite(_claimed_id(path), Path(key), message)
+        else:
+            _BROKEN.pop(key, None)
+    return ids
+
+
+def _claimed_id(path: Path) -> str:
+    """The env id a suite file asks for: its ``id`` when the YAML has one, else the file's name."""
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        spec = None
+    claimed = spec.get("id") if isinstance(spec, dict) else None
+    return f"{NAMESPACE}/{claimed if isinstance(claimed, str) and claimed else path.stem}"
+
+
 for _p in builtin_suites():
     register_suite(_p)
 for _d in filter(None, os.environ.get("RFT_TASKS", "").split(os.pathsep)):
-    for _p in sorted([*Path(_d).glob("*.yaml"), *Path(_d).glob("*.yml")]):
-        register_suite(_p)
+    register_folder(_d)

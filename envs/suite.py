@@ -214,6 +214,13 @@ _FIELDS = {
 }
 
 
+_MAPPINGS = {  # the sections that must be mappings, with an example each for the error
+    "prompt": "{user: '{{ item.question }}'}",
+    "fields": "{id: id, reference: answer}",
+    "check": "{completion: '{{ item.reference }}'}",
+}
+
+
 def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
     """Load a suite from a YAML file or a dict; raises `SuiteError` saying what to fix."""
     path: Path | None = None
@@ -223,8 +230,8 @@ def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
             raise SuiteError(f"suite file {path} does not exist")
         try:
             spec = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise SuiteError(f"{path}: not valid YAML: {e}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise SuiteError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
     where = f"{path}: " if path else ""
     if not isinstance(spec, dict):
         raise SuiteError(f"{where}a suite must be a mapping with keys {sorted(_FIELDS)}")
@@ -234,6 +241,17 @@ def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
     missing = {"id", "source", "prompt", "grader"} - set(spec)
     if missing:
         raise SuiteError(f"{where}missing keys {sorted(missing)}")
+    for key, example in _MAPPINGS.items():
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            raise SuiteError(f"{where}{key} must be a mapping like {example}, got {type(spec[key]).__name__}")
+    if not isinstance(spec.get("description", ""), str):
+        raise SuiteError(f"{where}description must be a string")
+    try:
+        split = float(spec.get("split", 0.1))
+    except (TypeError, ValueError):
+        raise SuiteError(
+            f"{where}split is the held-out fraction, a number in [0, 1); got {spec['split']!r}"
+        ) from None
     try:
         source = source_from_spec(spec["source"], path.parent if path else None)
         fields = Fields(**(spec.get("fields") or {}))
@@ -244,7 +262,7 @@ def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
             prompt=prompt,
             grader=spec["grader"],
             fields=fields,
-            split=float(spec.get("split", 0.1)),
+            split=split,
             description=spec.get("description", ""),
             check=dict(spec.get("check") or {}),
             episode=_episode(spec.get("episode")),
@@ -255,6 +273,15 @@ def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
         raise SuiteError(f"{where}{typeerror_message(e)}") from None
     except SuiteError as e:
         raise SuiteError(f"{where}{e}") from None
+
+
+def _yaml_problem(e: Exception) -> str:
+    """A YAML error in one line: where (line, column) and what."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(e).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def _episode(spec: Any) -> Episode:

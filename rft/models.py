@@ -1,19 +1,36 @@
-"""Loading the policy: any Hugging Face causal LM by id or path, optionally with a LoRA adapter (peft)."""
+"""Loading the policy: any Hugging Face causal LM by id or path, optionally with a LoRA adapter (peft).
+
+`resolve_model_path` is the one place a model argument is checked and turned into what to load: a model
+folder, a run folder (its final ``model/``, else its latest checkpoint's model), or a hub id that is in
+the local cache or that one quick probe of the hub finds. Every command calls it before it creates
+anything, so a typo or a placeholder fails in a second with one line that says what to pass instead.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import re
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
     "LoraSpec",
+    "ModelError",
     "load_policy",
     "resolve_model_path",
+    "model_folder",
+    "latest_checkpoint",
+    "complete_checkpoints",
     "trainable_parameters",
     "pick_dtype",
     "training_precision",
@@ -105,6 +122,8 @@ def load_policy(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model and tokenizer at `name_or_path`; with `lora` (r > 0) wrapped in a fresh trainable
     adapter, or with `adapter` (a saved peft folder, e.g. a checkpoint's) loaded trainable on top."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     name_or_path = resolve_model_path(name_or_path)
     dev = _device(device)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
@@ -134,13 +153,131 @@ def load_policy(
     return model, tokenizer
 
 
-def resolve_model_path(name_or_path: str | Path) -> str | Path:
-    """A stage's run folder (SFT/DPO write their model to ``out/model``) stands for that model, so the next
-    stage can take ``model: runs/sft``; anything else is passed on as given (a model folder or a hub id)."""
-    p = Path(name_or_path)
-    if not (p / "config.json").is_file() and (p / "model" / "config.json").is_file():
+class ModelError(ValueError):
+    """A model argument names nothing that can be loaded; the message says what to pass instead."""
+
+
+_STEP_DIR = re.compile(r"step-(\d+)")
+# a hub id: "name" or "owner/name" (letters, digits, "-", "_", "."); "./x", "../x", "/x", "a/b/c" are paths
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?")
+_TRUE = {"1", "on", "yes", "true"}
+
+
+def _is_model(folder: Path) -> bool:
+    return (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()
+
+
+def complete_checkpoints(ckdir: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of the complete checkpoints in a run's ``checkpoints/`` (model/ and state.pt), oldest
+    first."""
+    if not ckdir.is_dir():
+        return []
+    found = []
+    for p in ckdir.iterdir():
+        m = _STEP_DIR.fullmatch(p.name)
+        if m and (p / "state.pt").is_file() and (p / "model").is_dir():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(ckdir: Path) -> Path | None:
+    """The checkpoint ``ckdir/latest`` names, else the highest complete one; None when there is none."""
+    pointer = ckdir / "latest"
+    done = complete_checkpoints(ckdir)
+    if pointer.is_file():
+        name = pointer.read_text().strip()
+        if name in {p.name for _, p in done}:
+            return ckdir / name
+    return done[-1][1] if done else None
+
+
+def model_folder(path: str | Path) -> Path:
+    """The model folder a local folder stands for: itself (a ``config.json``, or a LoRA adapter's
+    ``adapter_config.json``), its ``model/`` (a finished run, or one checkpoint), else its latest
+    checkpoint's ``model/`` (a run still training). `ModelError` when it holds none of them."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ModelError(f"no such folder: {p.absolute()}; pass a model folder, a run folder or a checkpoint")
+    if _is_model(p):
+        return p
+    if _is_model(p / "model"):
         return p / "model"
-    return name_or_path
+    ckpt = latest_checkpoint(p / "checkpoints")
+    if ckpt is not None and _is_model(ckpt / "model"):
+        return ckpt / "model"
+    if (p / "config.yaml").is_file() or (p / "checkpoints").is_dir():
+        raise ModelError(
+            f"run folder {p} has no model yet (no model/, no checkpoint): train it until it saves one, "
+            "or pass a model folder"
+        )
+    raise ModelError(
+        f"{p} holds no model: pass a model folder (with config.json), a run folder or one of its checkpoints"
+    )
+
+
+def resolve_model_path(name_or_path: str | Path) -> str | Path:
+    """What to load for a model argument: a local folder through `model_folder` (so a run folder stands for
+    its model), else a hub id, accepted when the local hub cache has it or one quick probe of the hub
+    (``$HF_ENDPOINT``, ``$RFT_HUB_TIMEOUT`` seconds, default 5) finds it; with ``HF_HUB_OFFLINE`` set, no
+    probe. Raises `ModelError`, one line saying what to pass instead, before anything is written."""
+    text = str(name_or_path)
+    p = Path(text).expanduser()
+    if p.is_dir():
+        return model_folder(p)
+    if p.exists():
+        raise ModelError(f"model {text!r} is a file; pass a model folder, a run folder or a hub id")
+    if isinstance(name_or_path, Path) or not _HUB_ID.fullmatch(text) or ".." in text:
+        raise ModelError(
+            f"no such model folder: {p.absolute()}; pass a model folder, a run folder or a hub id "
+            "(e.g. Qwen/Qwen2.5-0.5B-Instruct)"
+        )
+    if _in_hub_cache(text):
+        return text
+    where = f"model {text!r} is not a local folder ({p.absolute()} does not exist)"
+    fix = (
+        "pass a local model folder or run folder instead (recipes: --set model=PATH; commands: --model PATH)"
+    )
+    if any(
+        os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    ):
+        raise ModelError(f"{where} nor in the Hugging Face cache, and HF_HUB_OFFLINE is set; {fix}")
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    problem = _probe_hub(endpoint, text, float(os.environ.get("RFT_HUB_TIMEOUT", "5")))
+    if problem is not None:
+        raise ModelError(f"{where}, and {problem}; {fix}")
+    return text
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(
+        isinstance(try_to_load_from_cache(repo_id, name), str)
+        for name in ("config.json", "adapter_config.json")
+    )
+
+
+@functools.cache
+def _probe_hub(endpoint: str, repo_id: str, timeout: float) -> str | None:
+    """None when the hub at `endpoint` knows `repo_id`, else what went wrong (one request, no retries)."""
+    from huggingface_hub import get_token
+
+    request = urllib.request.Request(f"{endpoint}/api/models/{repo_id}")
+    token = get_token()
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403, 404):
+            return (
+                f"the Hugging Face hub ({endpoint}) has no model by that name (HTTP {e.code}; "
+                "a private or gated model needs `hf auth login`)"
+            )
+        return f"the Hugging Face hub ({endpoint}) answered HTTP {e.code} when asked for it"
+    except (urllib.error.URLError, OSError) as e:  # no network, DNS, refused, timed out
+        return f"the Hugging Face hub ({endpoint}) could not be reached to look it up ({getattr(e, 'reason', e)})"
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

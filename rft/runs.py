@@ -31,8 +31,9 @@ import torch
 import yaml
 
 from rft.config import config_diff, save_config, to_dict
+from rft.models import ModelError, complete_checkpoints, latest_checkpoint, model_folder, resolve_model_path
 
-__all__ = ["Run", "RunError", "rng_state", "set_rng_state", "export_model"]
+__all__ = ["Run", "RunError", "rng_state", "set_rng_state", "export_model", "latest_checkpoint", "trained"]
 
 DEFAULT_ALLOW_CHANGES = ("steps", "save_every", "eval_every", "log_every")
 _STEP_DIR = re.compile(r"step-(\d+)")
@@ -67,28 +68,6 @@ def _write_atomic(path: Path, text: str) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
-
-
-def _complete_checkpoints(ckdir: Path) -> list[tuple[int, Path]]:
-    """(step, folder) of the complete checkpoints, oldest first."""
-    if not ckdir.is_dir():
-        return []
-    found = []
-    for p in ckdir.iterdir():
-        m = _STEP_DIR.fullmatch(p.name)
-        if m and (p / "state.pt").is_file() and (p / "model").is_dir():
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def latest_checkpoint(ckdir: Path) -> Path | None:
-    pointer = ckdir / "latest"
-    if pointer.is_file():
-        name = pointer.read_text().strip()
-        if name in {p.name for _, p in _complete_checkpoints(ckdir)}:
-            return ckdir / name
-    done = _complete_checkpoints(ckdir)
-    return done[-1][1] if done else None
 
 
 def _truncate_jsonl(path: Path, last_step: int | None) -> None:
@@ -152,14 +131,18 @@ class Run:
         allow_changes: Sequence[str] = DEFAULT_ALLOW_CHANGES,
     ) -> Run:
         """Start a run in `out`, or continue it (`resume`) when only keys in `allow_changes` (dotted,
-        a key covers its sub-keys) differ from its saved config. Resuming a folder that has no config
-        or no checkpoint yet starts from scratch."""
+        a key covers its sub-keys) differ from its saved config. A folder whose run never trained (no
+        checkpoint, no model, no metrics after step 0: a start that failed) is started again from scratch,
+        with or without `resume`, whatever its config was."""
         out = Path(out)
         cfg_path = out / "config.yaml"
         ckdir = out / "checkpoints"
-        if cfg_path.exists():
+        if cfg_path.exists() and trained(out):
             if not resume:
-                raise RunError(f"{out} exists; pass --resume to continue it or choose another --out")
+                raise RunError(
+                    f"{out} holds a run that trained already; to continue it pass --resume (grpo, ppo), to "
+                    f"start over delete the folder (rm -r {out}), or choose another out folder"
+                )
             saved = yaml.safe_load(cfg_path.read_text()) or {}
             allowed = tuple(allow_changes)
             changed = [
@@ -170,14 +153,16 @@ class Run:
             if changed:
                 raise RunError(
                     f"cannot resume {out}: the config differs from its config.yaml in {', '.join(changed)}; "
-                    f"only {', '.join(allowed) or 'nothing'} may change on resume. Put the old values back "
-                    "or start a new run with another --out"
+                    f"only {', '.join(allowed) or 'nothing'} may change on resume. Put the old values back, "
+                    f"delete the folder to start over (rm -r {out}), or choose another out folder"
                 )
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, cfg_path)
         if ckdir.is_dir():
             for tmp in ckdir.glob(".tmp-*"):  # left by a run killed while saving
                 shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in out.glob(".tmp-model-*"):  # a final model killed half-written
+            shutil.rmtree(tmp, ignore_errors=True)
         ckpt = latest_checkpoint(ckdir) if resume else None
         step = int(_STEP_DIR.fullmatch(ckpt.name).group(1)) if ckpt else None  # type: ignore[union-attr]
         for name in ("metrics.jsonl", "rollouts.jsonl"):
@@ -232,9 +217,22 @@ class Run:
             os.rename(tmp, final)
         _fsync_dir(ckdir)
         _write_atomic(ckdir / "latest", name + "\n")
-        for _, path in _complete_checkpoints(ckdir)[:-keep]:
+        shutil.rmtree(self.dir / "model", ignore_errors=True)  # a resumed run's old final model: stale now
+        for _, path in complete_checkpoints(ckdir)[:-keep]:
             if path != final:
                 shutil.rmtree(path)
+        return final
+
+    def save_final_model(self, ckpt: str | Path, *, base_model: str | None = None) -> Path:
+        """Write ``model/``: the checkpoint's model as a standalone folder that loads like an SFT stage's
+        (a LoRA adapter merged into `base_model`), replacing an older one atomically."""
+        final, tmp = self.dir / "model", self.dir / f".tmp-model-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        export_model(ckpt, tmp, base_model=base_model, link=True)
+        _fsync_tree(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+        _fsync_dir(self.dir)
         return final
 
     def latest_checkpoint(self) -> Path | None:
@@ -261,6 +259,25 @@ class Run:
         self.close()
 
 
+def trained(out: str | Path) -> bool:
+    """Whether the run folder `out` holds anything a training run made: a complete checkpoint, a final
+    ``model/``, or a metrics line after step 0 (step 0 is the evaluation before training)."""
+    out = Path(out)
+    if latest_checkpoint(out / "checkpoints") is not None or (out / "model").exists():
+        return True
+    metrics = out / "metrics.jsonl"
+    if not metrics.is_file():
+        return False
+    for line in metrics.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] > 0:
+            return True
+    return False
+
+
 def rng_state() -> dict[str, Any]:
     """The state of Python's `random`, numpy's global RNG, torch's CPU RNG (and CUDA's, when present)."""
     return {
@@ -280,32 +297,22 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _model_dir(path: Path) -> Path:
-    """The model folder inside a run folder (its latest checkpoint), a checkpoint, or a model folder."""
-    if (path / "config.yaml").is_file() or (path / "checkpoints").is_dir():
-        ckpt = latest_checkpoint(path / "checkpoints")
-        if ckpt is None:
-            raise RunError(f"run {path} has no checkpoint yet; pass a checkpoint folder or train longer")
-        return ckpt / "model"
-    if (path / "model").is_dir():
-        return path / "model"
-    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
-        return path
-    raise RunError(f"{path} is not a run folder, a checkpoint (model/ + state.pt), or a model folder")
-
-
-def export_model(ckpt_or_run: str | Path, out: str | Path, *, base_model: str | None = None) -> Path:
+def export_model(
+    ckpt_or_run: str | Path, out: str | Path, *, base_model: str | None = None, link: bool = False
+) -> Path:
     """Write a standalone model folder (safetensors + tokenizer) that `AutoModelForCausalLM` and vLLM
-    load. A peft adapter is merged into its base (`base_model`, else the one the adapter names)."""
+    load, from a run folder (its final model, else its latest checkpoint), a checkpoint or a model folder.
+    A peft adapter is merged into its base (`base_model`, else the one the adapter names). `link`: a full
+    model's files are hard links to the checkpoint's (no copy; neither is ever rewritten in place)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src, out = _model_dir(Path(ckpt_or_run)), Path(out)
+    src, out = model_folder(ckpt_or_run), Path(out)
     if out.exists() and any(out.iterdir()):
         raise RunError(f"{out} exists and is not empty; choose another export folder or delete it")
     if not (src / "adapter_config.json").is_file():  # a full model: copy it as saved
         if out.exists():
             out.rmdir()
-        shutil.copytree(src, out)
+        shutil.copytree(src, out, copy_function=os.link if link else shutil.copy2)
         return out
     from peft import PeftConfig, PeftModel
 
@@ -313,14 +320,14 @@ def export_model(ckpt_or_run: str | Path, out: str | Path, *, base_model: str | 
     if not base:
         raise RunError(f"the adapter in {src} does not name its base model; pass base_model= (--base-model)")
     try:
-        model = AutoModelForCausalLM.from_pretrained(base)
-    except OSError as e:
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base))
+    except (OSError, ModelError) as e:
         raise RunError(
             f"cannot load {base!r}, the base model of the adapter in {src} ({e}); "
             "pass base_model= (--base-model) with a local path or hub id of the base model"
         ) from e
     merged = PeftModel.from_pretrained(model, str(src)).merge_and_unload()
     merged.save_pretrained(out)  # transformers >= 5 always writes safetensors
-    tok_src = src if (src / "tokenizer_config.json").is_file() else base
+    tok_src = src if (src / "tokenizer_config.json").is_file() else resolve_model_path(base)
     AutoTokenizer.from_pretrained(tok_src).save_pretrained(out)
     return out

@@ -200,13 +200,14 @@ def test_new_run_writes_config_and_refuses_to_reopen(tmp_path):
         "loss/policy": 0.5,
         "reward/math": 1.0,
     }
-    with pytest.raises(RunError, match="exists; pass --resume to continue it or choose another --out"):
+    with pytest.raises(RunError, match=r"trained already; to continue it pass --resume .* delete the folder"):
         Run.open(out, _cfg(lr=0.1))
 
 
 def test_resume_checks_the_config(tmp_path):
     out = tmp_path / "run"
-    Run.open(out, _cfg()).close()
+    with Run.open(out, _cfg()) as run:
+        run.log(1, {"loss/policy": 0.5})  # it trained: its config counts (an untrained one is replaced)
     with pytest.raises(RunError, match=r"differs from its config.yaml in lr, loss\.beta;"):
         Run.open(out, _cfg(lr=0.5, loss=LossCfg(beta=0.1)), resume=True)
     with Run.open(out, _cfg(steps=99, save_every=1), resume=True) as run:

@@ -61,6 +61,14 @@ def _each(tick: Bar) -> Callable[..., None]:
     return lambda *_: tick(next(done))
 
 
+def _model(model: str) -> str:
+    """`model` checked before anything is made (a run folder stands for its model); the path to load."""
+    from rft.models import ModelError, resolve_model_path
+
+    with _user_errors(ModelError):
+        return str(resolve_model_path(model))
+
+
 def _input_file(path: Path) -> Path:
     if not path.is_file():
         _fail(f"no such input file: {path}")
@@ -195,14 +203,14 @@ def grader_types_cmd() -> None:
 
 @app.command()
 def serve(
-    model: Annotated[str, typer.Option(help="a Hugging Face model id or local path")],
+    model: Annotated[str, typer.Option(help="a Hugging Face model id, a model folder or a run folder")],
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings)."""
     from rft.app.serve import run_server
 
-    run_server(model, host, port)
+    run_server(_model(model), host, port, name=model)
 
 
 @app.command()
@@ -258,9 +266,10 @@ def run_cmd(
     quiet_libraries()
     from rft.app.pipeline import PipelineError, load_pipeline, run_pipeline
     from rft.config import ConfigError
+    from rft.models import ModelError
     from rft.runs import RunError
 
-    with _user_errors(ConfigError, PipelineError, RunError, FileNotFoundError):
+    with _user_errors(ConfigError, PipelineError, RunError, ModelError, FileNotFoundError):
         p = load_pipeline(pipeline, set_ or [])
         summary = run_pipeline(p, bar=rich_bars(out), say=out.print, restart_from=from_)
     out.print(summary_table(summary))
@@ -279,7 +288,7 @@ def _env_id(task: str) -> str:
 
 @task_app.command("list")
 def task_list() -> None:
-    """The registered tasks: built-in suites and those in $RFT_TASKS."""
+    """The registered tasks: built-in suites and those in $RFT_TASKS (a file that does not load: a red row)."""
     import rft.envs
 
     table = Table("env id", "source", "grader", "held-out", "description")
@@ -287,6 +296,10 @@ def task_list() -> None:
         s = rft.envs.get_suite(env_id)
         src = s.source.name if s.source.type != "jsonl" else Path(s.source.path).name
         table.add_row(env_id, f"{s.source.type}: {src}", s.grader["type"], f"{s.split:g}", s.description)
+    for b in rft.envs.broken_suites():  # kept aside so that the others work; using it raises this error
+        table.add_row(
+            b.env_id, f"[red]broken: {escape(b.path.name)}[/red]", "", "", f"[red]{escape(b.error)}[/red]"
+        )
     out.print(table)
 
 
@@ -344,6 +357,7 @@ def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: 
 
     with _user_errors(ConfigError, prefix="invalid config: "):
         cfg: Any = load_config(stage_class(kind), config, overrides or [])
+    _model(cfg.model)  # before the run folder and the progress bar
     with _user_errors(RunError, ValueError), progress_bar(out, kind, cfg.steps or None) as tick:
         final = train_stage(kind, cfg, resume, tick)  # sft/dpo: steps 0 runs `epochs` passes
     out.print(f"run folder: {cfg.out}")
@@ -407,7 +421,7 @@ def export(
 
 @app.command("sample")
 def sample(
-    model: Annotated[str, typer.Option("--model", help="model id or path (e.g. an SFT run's out/model)")],
+    model: Annotated[str, typer.Option("--model", help="model id, model folder or run folder")],
     suite: Annotated[str, typer.Option("--suite", help="task id or suite .yaml")],
     out_file: Annotated[Path, typer.Option("--out", help="JSONL file of graded samples")],
     n: Annotated[int, typer.Option("--n", help="samples per problem")] = 8,
@@ -425,9 +439,10 @@ def sample(
 
     if split not in ("train", "heldout"):
         _fail(f"--split must be train or heldout, got {split!r}")
+    path = _model(model)
     with _user_errors(SuiteError, ValueError), progress_bar(out, "sample") as tick:
         res = sample_suite(
-            model, suite, out_file, n=n, split=split, limit=limit, seed=seed,  # type: ignore[arg-type]
+            path, suite, out_file, n=n, split=split, limit=limit, seed=seed,  # type: ignore[arg-type]
             temperature=temperature, max_new_tokens=max_new_tokens, grader_workers=workers,
             torch_threads=threads, progress=tick,
         )  # fmt: skip
@@ -439,7 +454,7 @@ def sample(
 
 @task_app.command("filter")
 def task_filter(
-    model: Annotated[str, typer.Option("--model", help="model id or path")],
+    model: Annotated[str, typer.Option("--model", help="model id, model folder or run folder")],
     suite: Annotated[str, typer.Option("--suite", help="task id or suite .yaml")],
     out_dir: Annotated[Path, typer.Option("--out", help="folder for the filtered suite")],
     band: Annotated[str, typer.Option(help="keep pass rates in low,high")] = "0.1,0.9",
@@ -457,8 +472,9 @@ def task_filter(
         lo, hi = (float(x) for x in band.split(","))
     except ValueError:
         _fail(f"--band takes two numbers like 0.1,0.9, got {band!r}")
+    path = _model(model)
     with _user_errors(SuiteError, ValueError), progress_bar(out, "filter") as tick:
-        res = filter_suite(model, suite, out_dir, band=(lo, hi), n=n, limit=limit, max_new_tokens=max_new_tokens,
+        res = filter_suite(path, suite, out_dir, band=(lo, hi), n=n, limit=limit, max_new_tokens=max_new_tokens,
                            seed=seed, torch_threads=threads, progress=tick)  # fmt: skip
     out.print(f"kept {res.kept} of {res.total} problems -> {res.suite_path}")
 

@@ -120,7 +120,11 @@ def _evaluate(model: str, spec: EvalSpec, folder: Path, label: str, bar: BarFact
 
 
 def train_stage(kind: str, cfg: Any, resume: bool, tick: Bar) -> dict[str, float]:
-    """Run one training stage (sft, dpo, grpo, ppo) on its config; returns its final metrics."""
+    """Run one training stage (sft, dpo, grpo, ppo) on its config; returns its final metrics. A model that
+    cannot be found fails first (`rft.models.ModelError`), before the run folder is made."""
+    from rft.models import resolve_model_path
+
+    resolve_model_path(cfg.model)
     if kind == "sft":
         from rft.sft_dpo.sft import train
     elif kind == "dpo":
@@ -144,10 +148,11 @@ def _sample_for_dpo(stage: Stage, cfg: Any, bar: BarFactory) -> None:
 
 
 def _output_model(kind: str, cfg: Any) -> str:
-    """Where a training stage leaves its model: sft/dpo write out/model; a grpo/ppo run is exported there
-    (its last checkpoint, LoRA merged)."""
+    """Where a training stage leaves its model: every stage ends with a standalone ``out/model`` (a grpo/ppo
+    run writes it from its last checkpoint, LoRA merged); a grpo/ppo run that ended before that existed
+    is exported there now."""
     folder = Path(cfg.out) / "model"
-    if kind in ("grpo", "ppo"):
+    if kind in ("grpo", "ppo") and not (folder / "config.json").is_file():
         from rft.runs import export_model
 
         shutil.rmtree(folder, ignore_errors=True)
@@ -177,6 +182,10 @@ def run_pipeline(
     from rft.app.report import write_report
 
     out = Path(p.out)
+    if not p.tiny:
+        from rft.models import resolve_model_path
+
+        resolve_model_path(str(p.model))  # a wrong model fails here, before the pipeline's folder is made
     out.mkdir(parents=True, exist_ok=True)
     (out / "pipeline.yaml").write_text(yaml.safe_dump(plain_pipeline(p), sort_keys=False))
     state = _State(out / "pipeline.json")

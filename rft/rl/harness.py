@@ -36,6 +36,7 @@ from rft.engines.process import ProcessEngine
 from rft.envs import SuiteEnv, get_suite
 from rft.eval.heldout import HeldOut
 from rft.graders.executor import GraderPool, GradingPool
+from rft.models import resolve_model_path
 from rft.rl.config import RLConfig
 from rft.rl.distributed import Dist
 from rft.rl.metrics import rollout_row
@@ -113,6 +114,7 @@ class Harness:
         torch.manual_seed(cfg.seed)  # LoRA adapters are initialised from torch's global generator
         self.suite = get_suite(cfg.suite)
         self.items = train_items(self.suite, cfg.offset)  # fails here, not after loading the model
+        resolve_model_path(cfg.model)  # a wrong model fails here, before the run folder is made
         self.run = Run.open(cfg.out, cfg, resume=resume) if self.dist.is_main else None
         self.ckpt = self.dist.broadcast(
             self.run.latest_checkpoint() if self.run is not None and resume else None
@@ -254,7 +256,8 @@ class Harness:
     ) -> None:
         """Rank 0, after `step`: a checkpoint every save_every steps and at the end: the policy (`model`:
         the plain module), the optimizers' and schedulers' states, the RNG state, the step, the next step's
-        rollout when it was sampled in the background, and the loop's `extra` state."""
+        rollout when it was sampled in the background, and the loop's `extra` state. At the end, the run's
+        final ``model/`` as well (a standalone folder, LoRA merged)."""
         done = step + 1
         if not ((self.cfg.save_every and done % self.cfg.save_every == 0) or done == self.cfg.steps):
             return
@@ -267,7 +270,9 @@ class Harness:
             "next_rollout": self._pending.result() if self._pending is not None else None,
         }
         assert self.run is not None
-        self.run.save_checkpoint(done, model=model, tokenizer=self.tokenizer, state=state)
+        ckpt = self.run.save_checkpoint(done, model=model, tokenizer=self.tokenizer, state=state)
+        if done == self.cfg.steps:  # the run's model/, loadable like an SFT stage's (LoRA merged)
+            self.run.save_final_model(ckpt, base_model=self.cfg.model)
 
     # ---- teardown ----------------------------------------------------------------------------------------
 
