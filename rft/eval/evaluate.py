@@ -355,7 +355,8 @@ def pyplot() -> Any:
 
 
 def _plot_eval(out: Path, scored: dict[str, Any]) -> list[str] | str:
-    """pass@k curves (with intervals) and the histogram of per-problem pass rates, one PNG per suite."""
+    """pass@k curves (with intervals) and the histogram of per-problem pass rates, one PNG per suite; with a
+    single k, bars of each score (``scores_*.png``) in place of a one-point curve."""
     plt = pyplot()
     if plt is None:
         return "matplotlib is not installed (pip install matplotlib)"
@@ -383,7 +384,7 @@ def _plot_eval(out: Path, scored: dict[str, Any]) -> list[str] | str:
         ax2.hist(rates, bins=np.linspace(0, 1, 11))
         ax2.set(xlabel="per-problem pass rate", ylabel="problems")
         fig.tight_layout()
-        name = f"pass_at_k_{_slug(suite)}_{split}.png"
+        name = f"{'pass_at_k' if len(curve) > 1 else 'scores'}_{_slug(suite)}_{split}.png"
         fig.savefig(out / name, dpi=100)
         plt.close(fig)
         names.append(name)
