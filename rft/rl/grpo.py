@@ -49,7 +49,7 @@ log = logging.getLogger("rft.rl.grpo")
 class LossConfig:
     agg: Literal["grpo", "dr_grpo", "dapo"] = "dapo"  # how token losses are averaged (see rft.losses)
     scale_rewards: Literal["group", "batch", "none"] = "group"  # divide advantages by this std
-    eps_low: float = 0.2
+    eps_low: float = 0.2  # the ratio is clipped to [1 - eps_low, 1 + eps_high]
     eps_high: float = 0.28  # > eps_low: clip-higher (DAPO)
     beta: float = 0.0  # KL(pi || ref) coefficient, k3 estimator
     overlong: Literal["none", "mask", "penalty"] = "none"  # samples cut at max_new_tokens
@@ -67,9 +67,9 @@ class LossConfig:
 @dataclass
 class GRPOConfig(RLConfig):
     out: str = "runs/grpo"
-    group_size: int = 8
+    group_size: int = 8  # samples per prompt; advantages compare them
     dynamic_sampling: bool = False  # drop groups with equal rewards and refill with new prompts
-    max_refills: int = 2
+    max_refills: int = 2  # dynamic_sampling: at most this many refills per step
     loss: LossConfig = field(default_factory=LossConfig)
     shared_prefix: bool = True  # run each group's prompt once in the update (same loss, less compute)
     async_rollout: bool = False  # generate the next batch while this one trains (one step off-policy)
