@@ -35,10 +35,45 @@ BAD_INPUTS: dict[str, list[str]] = {
     "task filter": ["task", "filter", "--model", "m", "--suite", "no-such-suite", "--out", "f"],
     "train sft": ["train", "sft", "--config", "bad.yaml"],
     "train dpo": ["train", "dpo", "--config", "missing.yaml"],
-    "train grpo": ["train", "grpo", "--set", "model=m", "--set", "suite=s", "--set", "loss.beta=-1"],  # invalid
+    "train grpo": [
+        "train",
+        "grpo",
+        "--set",
+        "model=m",
+        "--set",
+        "suite=s",
+        "--set",
+        "loss.beta=-1",
+    ],  # invalid
     "train ppo": ["train", "ppo", "--set", "nosuchkey=1"],
     "sandbox serve": ["sandbox", "serve", "--token-file", "missing-token"],
     "config show": ["config", "show", "nosuchkind"],
+}
+
+
+# What the one line must mention (the bad file, key or name).
+MENTIONS = {
+    "grade": "bad.yaml",
+    "grader validate": "bad.yaml",
+    "grader audit": "missing.json",
+    "grader types": "extra",
+    "serve": "/nonexistent/model",
+    "demo": "nonsense",
+    "run": "not valid YAML",
+    "export": "missing-run",
+    "sample": "no-such-suite",
+    "eval": "bad.jsonl",
+    "compare": "badeval",
+    "task list": "extra",
+    "task show": "bad.yaml",
+    "task check": "no-such-suite",
+    "task filter": "no-such-suite",
+    "train sft": "bad.yaml",
+    "train dpo": "missing.yaml",
+    "train grpo": "beta",
+    "train ppo": "nosuchkey",
+    "sandbox serve": "missing-token",
+    "config show": "nosuchkind",
 }
 
 
@@ -54,7 +89,12 @@ def command_paths(command=None, prefix: str = "") -> list[str]:
 def rft(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "RFT_DEBUG"} | env
     return subprocess.run(
-        [sys.executable, "-m", "rft", *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "rft", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -80,7 +120,7 @@ def test_a_user_error_is_one_line_and_exit_2(name, bad_dir):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.returncode == EXIT_USER, res.stderr
     assert "Traceback" not in res.stderr and len(lines) == 1, res.stderr
-    assert len(lines[0]) > 10
+    assert MENTIONS[name] in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("how", ["option", "env"])
@@ -126,6 +166,8 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
 
 def test_os_errors_say_what_and_which_file(tmp_path):
     res = _run_app(tmp_path, "open('/nonexistent/x.yaml')", "cmd")
-    assert res.returncode == EXIT_USER and res.stderr.strip() == "No such file or directory: /nonexistent/x.yaml"
+    assert (
+        res.returncode == EXIT_USER and res.stderr.strip() == "No such file or directory: /nonexistent/x.yaml"
+    )
     res = _run_app(tmp_path, "import socket; socket.create_connection(('127.0.0.1', 9), timeout=5)", "cmd")
     assert res.returncode == EXIT_USER and res.stderr.strip() == "Connection refused"

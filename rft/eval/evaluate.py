@@ -305,7 +305,12 @@ def load_eval(folder: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"{folder} is not an evaluation folder (no results.json/problems.jsonl); run rft eval"
         )
-    return {**json.loads(res.read_text()), "problems": _read_jsonl(probs), "dir": str(folder)}
+    try:
+        return {**json.loads(res.read_text()), "problems": _read_jsonl(probs), "dir": str(folder)}
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{folder}: results.json or problems.jsonl is not valid JSON ({e}); run rft eval again"
+        ) from None
 
 
 def fmt_ci(ci: Sequence[float]) -> str:
