@@ -14,7 +14,7 @@ import pytest
 import typer
 
 from rft.app.cli import app
-from rft.app.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER
+from rft.app.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER, is_user_error
 
 # A bad input for each command and subcommand (run in a folder holding bad.yaml, rows.jsonl, bad.jsonl, badeval/).
 BAD_INPUTS: dict[str, list[str]] = {
@@ -171,3 +171,17 @@ def test_os_errors_say_what_and_which_file(tmp_path):
     )
     res = _run_app(tmp_path, "import socket; socket.create_connection(('127.0.0.1', 9), timeout=5)", "cmd")
     assert res.returncode == EXIT_USER and res.stderr.strip() == "Connection refused"
+
+
+def test_network_and_input_errors_are_user_errors_and_the_rest_are_bugs():
+    import httpx2
+    import yaml
+
+    from rft.config import ConfigError
+    from rft.graders import GraderSpecError
+
+    assert is_user_error(httpx2.ConnectError("connection refused"))
+    assert is_user_error(ConnectionRefusedError(111, "Connection refused"))
+    assert is_user_error(yaml.YAMLError("bad")) and is_user_error(json.JSONDecodeError("x", "doc", 0))
+    assert is_user_error(ConfigError("x")) and is_user_error(GraderSpecError("x"))
+    assert not is_user_error(KeyError("x")) and not is_user_error(TypeError("x"))

@@ -48,6 +48,9 @@ _USER_ERRORS = (
     ("json", "JSONDecodeError"),
     ("yaml", "YAMLError"),
     ("pydantic", "ValidationError"),
+    ("openai", "APIError"),  # an API server that refuses, times out or answers 4xx/5xx
+    ("httpx", "TransportError"),
+    ("httpx2", "TransportError"),
     ("rft.config", "ConfigError"),
     ("rft.graders.base", "GraderSpecError"),
     ("rft.graders.template", "TemplateError"),
