@@ -185,3 +185,10 @@ def test_network_and_input_errors_are_user_errors_and_the_rest_are_bugs():
     assert is_user_error(yaml.YAMLError("bad")) and is_user_error(json.JSONDecodeError("x", "doc", 0))
     assert is_user_error(ConfigError("x")) and is_user_error(GraderSpecError("x"))
     assert not is_user_error(KeyError("x")) and not is_user_error(TypeError("x"))
+
+
+@pytest.mark.parametrize("args", [[], ["train"]])
+def test_a_group_run_bare_prints_its_help(args, tmp_path):
+    res = rft(args, tmp_path)
+    assert res.returncode == EXIT_USER and res.stderr.startswith("Usage: ")
+    assert "Commands:" in res.stderr and "Traceback" not in res.stderr

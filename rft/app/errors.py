@@ -134,7 +134,11 @@ def run(app: typer.Typer, args: Sequence[str] | None = None, prog_name: str | No
         command = typer.main.get_command(app)
         rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except typer.TyperException as e:  # click's usage errors and bad parameters
-        _say(console, _usage_line(e))
+        ctx = getattr(e, "ctx", None)
+        if ctx is not None and e.format_message() == ctx.get_help():  # a group run bare: its help, as click does
+            print(e.format_message(), file=sys.stderr)
+        else:
+            _say(console, _usage_line(e))
         sys.exit(getattr(e, "exit_code", EXIT_USER))
     except typer.Abort:
         _say(console, "aborted")
