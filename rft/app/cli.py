@@ -213,7 +213,8 @@ def demo(
         Path | None, typer.Option("--out", help="the demo's folder (default runs/demo)")
     ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override: grpo.steps=100, eval.limit=100")
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="override: grpo.steps=100, eval.limit=100"),
     ] = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="run this stage (base, sft, grpo) and the later ones again")
@@ -247,7 +248,8 @@ def demo(
 def run_cmd(
     pipeline: Annotated[Path, typer.Argument(help="pipeline YAML (stages sft, dpo, grpo, ppo, eval)")],
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override: out=runs/x, grpo.steps=50")
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="override: out=runs/x, grpo.steps=50"),
     ] = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="run this stage and the ones after it again")
