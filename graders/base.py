@@ -100,7 +100,14 @@ def grader_types() -> list[str]:
 def _read_spec(path: Path) -> Any:
     text = path.read_text()
     if path.suffix.lower() in (".yaml", ".yml"):
-        return yaml.safe_load(text)
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise GraderSpecError(
+                f"{path}: not valid YAML: {getattr(e, 'problem', None) or e}{where}"
+            ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

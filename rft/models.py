@@ -46,10 +46,10 @@ Dtype = Literal["auto", "float32", "bfloat16", "float16", "bf16-mixed"]
 class LoraSpec:
     """A LoRA adapter over the named modules (peft); ``r=0`` means no adapter (train all weights)."""
 
-    r: int = 0
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    r: int = 0  # LoRA rank; 0 = no adapter, train all weights
+    alpha: int = 32  # LoRA scaling (alpha / r)
+    dropout: float = 0.0  # dropout on the adapter's input
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # the layers to adapt
 
     def __post_init__(self) -> None:
         if self.r < 0 or self.alpha <= 0 or not 0 <= self.dropout < 1:

@@ -44,9 +44,9 @@ class DPOConfig(StageConfig):
     out: str = "runs/dpo"
     lr: float = 5e-6
     beta: float = 0.1  # how far from the reference (the input model) the policy may move; higher: less
-    loss_type: LossType = "sigmoid"
+    loss_type: LossType = "sigmoid"  # TRL's DPO loss (sigmoid: the DPO paper's)
     min_margin: float = 0.0  # keep pairs whose rewards differ by more than this (ties are always dropped)
-    max_pairs_per_prompt: int = 4
+    max_pairs_per_prompt: int = 4  # at most this many pairs from one prompt's samples
     eval_samples: str | None = None  # an `rft sample` file of the held-out split: preference margin eval
 
     def __post_init__(self) -> None:

@@ -40,15 +40,15 @@ Progress = Callable[[int, dict[str, float]], None]
 class StageConfig:
     model: str  # Hugging Face id or path (the previous stage's out/model)
     suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML: training problems and evaluation
-    out: str = "runs/stage"
+    out: str = "runs/stage"  # the run folder; the model is written to out/model
     steps: int = 0  # optimizer steps; 0 = `epochs` passes over the data
-    epochs: float = 1.0
+    epochs: float = 1.0  # passes over the data when steps is 0
     batch_size: int = 16  # rows per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 1e-5
-    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
+    lr: float = 1e-5  # learning rate
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"  # learning-rate schedule
+    warmup_steps: int = 0  # learning-rate warmup
+    weight_decay: float = 0.0  # weight decay
     max_grad_norm: float = 1.0  # 0 = no clipping (a tiny model trained from scratch learns faster without)
     max_length: int = 1024  # tokens per row (prompt + reply); longer rows are cut
     lora: LoraSpec = field(default_factory=LoraSpec)
@@ -57,11 +57,11 @@ class StageConfig:
     stop_at: float | None = None  # stop once an eval.every evaluation's accuracy reaches this (a warm start
     # just good enough for RL: groups with mixed rewards); the steps are then a budget
     dtype: Literal["auto", "float32", "bfloat16", "float16", "bf16-mixed"] = "auto"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # less memory, more compute
     grader_workers: int = 1  # grader processes for evaluation; 0 grades in this process
     torch_threads: int = 1  # 1 for tiny models on CPU
-    seed: int = 0
-    log_every: int = 1
+    seed: int = 0  # random seed
+    log_every: int = 1  # steps between metrics lines
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.epochs <= 0:

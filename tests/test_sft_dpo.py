@@ -310,10 +310,12 @@ def test_sft_stops_once_heldout_accuracy_reaches_stop_at(tmp_path):
     base = tiny_model(tmp_path / "base", suite)
     cfg = sft_config(base, suite, tmp_path / "run", "steps=150", "batch_size=32", "lr=2e-3", "eval.n=100",
                      "eval.every=10", "stop_at=0.1")  # fmt: skip
-    train_sft(cfg)
+    shown: list[dict] = []  # what a progress bar gets: the command line's bar says when stop_at ended training
+    train_sft(cfg, progress=lambda step, m: shown.append(dict(m)))
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     evals = [(m["step"], m["eval/accuracy"]) for m in metrics if "eval/accuracy" in m and m["step"] > 0]
     [stop] = [m["stopped_at_step"] for m in metrics if "stopped_at_step" in m]
+    assert [m["stopped_at_step"] for m in shown if "stopped_at_step" in m] == [stop]
     assert stop < 150 and stop % 10 == 0
     during = [a for step, a in evals if step < stop]
     assert all(a < 0.1 for a in during) and dict(evals)[stop] >= 0.1

@@ -16,24 +16,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rft.app.config_show import config_app, set_option
 from rft.app.console import Bar, progress_bar
+from rft.app.errors import App, add_global_options, one_line
 from rft.app.sandbox_cli import sandbox_app
 from rft.eval.spec import EvalSpec
 
-app = typer.Typer(
+app = App(
     no_args_is_help=True, add_completion=False, help="Reinforcement fine-tuning with verifiable rewards."
 )
-grader_app = typer.Typer(no_args_is_help=True, help="Inspect and check grader specs.")
+add_global_options(app)  # --debug, --version
+grader_app = App(no_args_is_help=True, help="Inspect and check grader specs.")
 app.add_typer(grader_app, name="grader")
-task_app = typer.Typer(
-    no_args_is_help=True, help="List, show and check task suites (Gymnasium environments)."
-)
+task_app = App(no_args_is_help=True, help="List, show and check task suites (Gymnasium environments).")
 app.add_typer(task_app, name="task")
-train_app = typer.Typer(
+train_app = App(
     no_args_is_help=True, help="Train a model: sft, dpo (warm start), grpo, ppo (from a YAML recipe)."
 )
 app.add_typer(train_app, name="train")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(config_app, name="config")
 
 out = Console()
 err = Console(stderr=True)
@@ -42,7 +44,7 @@ EVAL = EvalSpec()  # `rft eval`'s defaults
 
 def _fail(message: str) -> NoReturn:
     """A user error: one red line on stderr (no traceback), exit status 2."""
-    err.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
+    err.print(f"[red]{escape(one_line(message))}[/red]", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -219,7 +221,8 @@ def demo(
         Path | None, typer.Option("--out", help="the demo's folder (default runs/demo)")
     ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override: grpo.steps=100, eval.limit=100")
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="override: grpo.steps=100, eval.limit=100"),
     ] = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="run this stage (base, sft, grpo) and the later ones again")
@@ -253,7 +256,8 @@ def demo(
 def run_cmd(
     pipeline: Annotated[Path, typer.Argument(help="pipeline YAML (stages sft, dpo, grpo, ppo, eval)")],
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override: out=runs/x, grpo.steps=50")
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="override: out=runs/x, grpo.steps=50"),
     ] = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="run this stage and the ones after it again")
@@ -306,9 +310,10 @@ def task_list() -> None:
 @task_app.command("show")
 def task_show(
     task: Annotated[str, typer.Argument(help="task id (arithmetic-v0) or a suite .yaml file")],
-    n: Annotated[int, typer.Option("--n", help="how many problems")] = 3,
+    limit: Annotated[int, typer.Option("--limit", help="how many problems")] = 3,
     split: Annotated[str, typer.Option(help="train or heldout")] = "train",
     seed: Annotated[int, typer.Option(help="seed of the first reset")] = 0,
+    n: Annotated[int | None, typer.Option("--n", hidden=True, help="deprecated: --limit")] = None,
 ) -> None:
     """Render sample prompts and their references."""
     import gymnasium
@@ -317,7 +322,7 @@ def task_show(
 
     env = gymnasium.make(_env_id(task))
     with _user_errors(SuiteError), closing(env):
-        for k in range(n):
+        for k in range(limit if n is None else n):
             obs, info = env.reset(seed=seed + k, options={"split": split})
             out.rule(f"{info['suite']} {info['split']} #{info['index']} id={info['id']}")
             for m in json.loads(obs):
@@ -345,11 +350,6 @@ def task_check(
     raise typer.Exit(0 if report.ok else 1)
 
 
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="override a recipe key: --set lr=1e-5 --set loss.beta=0.01")
-]
-
-
 def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: bool) -> None:
     from rft.app.pipeline import stage_class, train_stage
     from rft.config import ConfigError, load_config
@@ -370,7 +370,7 @@ def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: 
 @train_app.command("sft")
 def train_sft(
     config: Annotated[Path | None, typer.Option("--config", help="recipe YAML")] = None,
-    set_: SetOption = None,
+    set_: Annotated[list[str] | None, set_option("sft")] = None,
 ) -> None:
     """Supervised warm start on a suite's worked solutions or grader-passing samples (rft/sft_dpo/sft.py)."""
     _train("sft", config, set_, False)
@@ -379,7 +379,7 @@ def train_sft(
 @train_app.command("dpo")
 def train_dpo(
     config: Annotated[Path | None, typer.Option("--config", help="recipe YAML")] = None,
-    set_: SetOption = None,
+    set_: Annotated[list[str] | None, set_option("dpo")] = None,
 ) -> None:
     """Preferences from graded samples: a passing sample chosen over a failing one (rft/sft_dpo/dpo.py)."""
     _train("dpo", config, set_, False)
@@ -388,7 +388,7 @@ def train_dpo(
 @train_app.command("grpo")
 def train_grpo(
     config: Annotated[Path | None, typer.Option("--config", help="recipe YAML")] = None,
-    set_: SetOption = None,
+    set_: Annotated[list[str] | None, set_option("grpo")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in `out` from its last checkpoint")] = False,
 ) -> None:
     """GRPO against the task suite's grader (rft/rl/grpo.py)."""
@@ -398,7 +398,7 @@ def train_grpo(
 @train_app.command("ppo")
 def train_ppo(
     config: Annotated[Path | None, typer.Option("--config", help="recipe YAML")] = None,
-    set_: SetOption = None,
+    set_: Annotated[list[str] | None, set_option("ppo")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in `out` from its last checkpoint")] = False,
 ) -> None:
     """PPO with a value head against the task suite's grader (rft/rl/ppo.py)."""
@@ -588,17 +588,21 @@ def compare_cmd(
     a: Annotated[Path, typer.Argument(help="evaluation folder A (the baseline)")],
     b: Annotated[Path, typer.Argument(help="evaluation folder B")],
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="folder for compare.md/json and the plot")
+        Path | None,
+        typer.Option("--out", help="folder for compare.md/json and the plot (default: B/compare)"),
     ] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
-    """Paired comparison of two `rft eval` runs on the same problems: bootstrap CI, McNemar, a verdict."""
+    """Paired comparison of two `rft eval` runs on the same problems: bootstrap CI, McNemar, a verdict.
+    Writes compare.md, compare.json and a plot into B/compare unless --out says where."""
     from rft.eval.evaluate import compare_runs
 
+    dest = out_dir or b / "compare"
     with _user_errors(ValueError):
-        res = compare_runs(a, b, out_dir or b / "compare", seed=seed)
+        res = compare_runs(a, b, dest, seed=seed)
     for c in res["comparisons"]:
         out.print(c["verdict"], soft_wrap=True)
+    out.print(f"wrote {dest / 'compare.md'} (and compare.json, the plot) in {dest}", soft_wrap=True)
 
 
 def main() -> None:

@@ -82,6 +82,14 @@ def progress_bar(
                 f"{name} {m:.2f}" for k, name in SHOWN.items() if (m := (metrics or {}).get(k)) is not None
             )
             progress.update(task, completed=done, total=total, description=shown)
+            if metrics and "stopped_at_step" in metrics:  # sft/dpo `stop_at`: the bar ends short of its total
+                acc = metrics.get("eval/accuracy", float("nan"))
+                progress.console.print(
+                    f"{label}: held-out accuracy {acc:.3f} reached stop_at at step {int(metrics['stopped_at_step'])}"
+                    f"; training ends there (the step count was a budget)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
         yield tick
 

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-sandbox_app = typer.Typer(no_args_is_help=True, help="Serve this machine's code sandboxes over HTTP.")
+from rft.app.errors import App
+
+sandbox_app = App(no_args_is_help=True, help="Serve this machine's code sandboxes over HTTP.")
 
 
 @sandbox_app.command("serve")

@@ -341,7 +341,12 @@ def load_eval(folder: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"{folder} is not an evaluation folder (no results.json/problems.jsonl); run rft eval"
         )
-    return {**json.loads(res.read_text()), "problems": _read_jsonl(probs), "dir": str(folder)}
+    try:
+        return {**json.loads(res.read_text()), "problems": _read_jsonl(probs), "dir": str(folder)}
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{folder}: results.json or problems.jsonl is not valid JSON ({e}); run rft eval again"
+        ) from None
 
 
 def fmt_ci(ci: Sequence[float]) -> str:
@@ -395,7 +400,8 @@ def pyplot() -> Any:
 
 
 def _plot_eval(out: Path, scored: dict[str, Any]) -> list[str] | str:
-    """pass@k curves (with intervals) and the histogram of per-problem pass rates, one PNG per suite."""
+    """pass@k curves (with intervals) and the histogram of per-problem pass rates, one PNG per suite; with a
+    single k, bars of each score (``scores_*.png``) in place of a one-point curve."""
     plt = pyplot()
     if plt is None:
         return "matplotlib is not installed (pip install matplotlib)"
@@ -408,21 +414,32 @@ def _plot_eval(out: Path, scored: dict[str, Any]) -> list[str] | str:
             p["correct"] / p["n"] for p in scored["problems"] if (p["suite"], p["split"]) == (suite, split)
         ]
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-        x = [k for k, _ in curve]
-        y = np.array([r["value"] for _, r in curve])
-        lo, hi = np.array([r["ci95"][0] for _, r in curve]), np.array([r["ci95"][1] for _, r in curve])
-        ax1.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3)
-        ax1.set(xscale="log", xlabel="k", ylabel="pass@k", ylim=(0, 1), title=f"{suite} {split}")
-        ax1.set_xticks(x, [str(k) for k in x])
-        ax1.minorticks_off()
+        if len(curve) > 1:
+            x = [k for k, _ in curve]
+            y, lo, hi = _with_ci([r for _, r in curve])
+            ax1.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3)
+            ax1.set(xscale="log", xlabel="k", ylabel="pass@k", ylim=(0, 1), title=f"{suite} {split}")
+            ax1.set_xticks(x, [str(k) for k in x])
+            ax1.minorticks_off()
+        else:  # one k: a curve would be one dot; bars of each score with its interval instead
+            bars = [r for r in rs if not r["metric"].startswith("grader/")]
+            y, lo, hi = _with_ci(bars)
+            ax1.bar([r["metric"] for r in bars], y, yerr=[y - lo, hi - y], capsize=4)
+            ax1.set(ylabel="score (95% CI)", ylim=(0, 1), title=f"{suite} {split} (one k: no pass@k curve)")
         ax2.hist(rates, bins=np.linspace(0, 1, 11))
         ax2.set(xlabel="per-problem pass rate", ylabel="problems")
         fig.tight_layout()
-        name = f"pass_at_k_{_slug(suite)}_{split}.png"
+        name = f"{'pass_at_k' if len(curve) > 1 else 'scores'}_{_slug(suite)}_{split}.png"
         fig.savefig(out / name, dpi=100)
         plt.close(fig)
         names.append(name)
     return names
+
+
+def _with_ci(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The values of result rows and their 95% interval bounds."""
+    y = np.array([r["value"] for r in rows])
+    return y, np.array([r["ci95"][0] for r in rows]), np.array([r["ci95"][1] for r in rows])
 
 
 def _slug(s: str) -> str:

@@ -23,7 +23,7 @@ class EvalConfig:
 
     every: int = 0  # steps; 0 = only before and after training
     suite: str | None = None  # default: the training suite (its held-out split)
-    split: Literal["train", "heldout"] = "heldout"
+    split: Literal["train", "heldout"] = "heldout"  # the split evaluated
     n: int = 64  # problems (the first n of the split)
     max_new_tokens: int | None = None  # default: gen.max_new_tokens
 

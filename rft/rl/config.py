@@ -17,11 +17,11 @@ __all__ = ["RLConfig", "GenConfig"]
 class GenConfig:
     """Sampling for rollouts."""
 
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 64
-    stop: tuple[str, ...] = ()
+    temperature: float = 1.0  # sampling temperature (> 0)
+    top_p: float = 1.0  # nucleus sampling; 1.0 = off
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 64  # tokens per model turn
+    stop: tuple[str, ...] = ()  # strings that end a sample
 
     def __post_init__(self) -> None:
         Sampling(self.temperature, self.top_p, self.top_k, self.max_new_tokens, self.stop)  # validates
@@ -40,12 +40,12 @@ class RLConfig:
     offset: int = (
         0  # train on the train problems from this index on (after those an SFT stage's `limit` took)
     )
-    out: str = "runs/rl"
-    steps: int = 100
-    prompts_per_step: int = 8
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
+    out: str = "runs/rl"  # the run folder (config, metrics, checkpoints)
+    steps: int = 100  # steps of rollouts then update
+    prompts_per_step: int = 8  # problems sampled per step
+    lr: float = 1e-5  # learning rate
+    weight_decay: float = 0.0  # weight decay
+    warmup_steps: int = 0  # learning-rate warmup
     max_grad_norm: float = 1.0  # 0 = no clipping
     epochs: int = 1  # optimisation passes over each rollout batch
     minibatches: int = 1  # optimizer steps per pass
@@ -54,17 +54,17 @@ class RLConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     lora: LoraSpec = field(default_factory=LoraSpec)
     engine: Literal["hf", "vllm", "vllm_server"] = "hf"  # vllm_server: engine_options base_url, weights_dir
-    engine_options: dict[str, Any] = field(default_factory=dict)
+    engine_options: dict[str, Any] = field(default_factory=dict)  # passed to the engine
     dtype: Literal["auto", "float32", "bfloat16", "float16", "bf16-mixed"] = "auto"
-    device: str = "auto"
-    gradient_checkpointing: bool = False
+    device: str = "auto"  # auto: cuda if available, else cpu
+    gradient_checkpointing: bool = False  # less memory, more compute
     grader_workers: int = 1  # grader processes; 0 grades in the trainer's thread
     rollout_chunk: int = 64  # rows generated before their grades are submitted
     max_len: int = 1024  # tokens per episode (prompt + all turns)
     torch_threads: int = 1  # 1 for tiny models on CPU
-    seed: int = 0
+    seed: int = 0  # random seed
     save_every: int = 0  # steps; 0 = only at the end
-    log_every: int = 1
+    log_every: int = 1  # steps between metrics lines
 
     def __post_init__(self) -> None:
         counts = {

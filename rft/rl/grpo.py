@@ -78,9 +78,9 @@ class LossConfig:
 @dataclass
 class GRPOConfig(RLConfig):
     out: str = "runs/grpo"
-    group_size: int = 8
+    group_size: int = 8  # samples per prompt; advantages compare them
     dynamic_sampling: bool = False  # drop groups with equal rewards and refill with new prompts
-    max_refills: int = 2
+    max_refills: int = 2  # dynamic_sampling: at most this many refills per step
     loss: LossConfig = field(default_factory=LossConfig)
     shared_prefix: bool = True  # run each group's prompt once in the update (same loss, less compute)
     async_rollout: bool = False  # generate the next batch while this one trains (one step off-policy)

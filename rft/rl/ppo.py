@@ -81,7 +81,7 @@ class PPOLossConfig:
 @dataclass
 class PPOConfig(RLConfig):
     out: str = "runs/ppo"
-    samples_per_prompt: int = 1
+    samples_per_prompt: int = 1  # samples generated per problem
     critic: Literal["shared", "separate"] = "shared"  # value head on the policy's trunk, or a second model
     critic_model: str | None = None  # separate: the critic's initial weights (default: model)
     critic_lr: float | None = None  # the value head's (shared) or the critic's (separate); default: lr
