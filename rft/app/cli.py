@@ -74,50 +74,99 @@ def _load(spec: str) -> Any:
         return load_grader(spec)
 
 
-@app.command()
+GRADE_FAILED_EXIT = 3  # `rft grade`: more rows failed to grade than --max-error-rate allows
+
+
+@app.command(
+    epilog=f"Exit status: 0 graded; 2 a user error (bad spec or input, an --output that --resume cannot "
+    f"continue); {GRADE_FAILED_EXIT} more than --max-error-rate of the rows failed to grade (error or timeout)."
+)
 def grade(
     grader: Annotated[
         str, typer.Option("--grader", "-g", help="grader spec: a .json/.yaml file or inline JSON")
     ],
     input: Annotated[Path, typer.Option("--input", "-i", help='JSONL rows {"item": {...}, "sample": {...}}')],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="write each row plus its grade")
+        Path | None, typer.Option("--output", "-o", help="write each row plus its grade (as they are graded)")
     ] = None,
     workers: Annotated[
         int | None, typer.Option(help="grading processes (0: in this process, no deadlines)")
     ] = None,
     timeout: Annotated[float, typer.Option(help="hard per-sample deadline, seconds")] = 30.0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="continue a killed run: keep the rows already in --output, grade the rest"
+        ),
+    ] = False,
+    max_error_rate: Annotated[
+        float,
+        typer.Option(
+            help=f"exit {GRADE_FAILED_EXIT} when more than this share of rows fail (error or timeout)"
+        ),
+    ] = 0.5,
     json_summary: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     unsafe_local_exec: Annotated[
         bool,
         typer.Option("--unsafe-local-exec", help="let code graders run unisolated where no sandbox works"),
     ] = False,
 ) -> None:
-    """Grade model samples with a grader spec."""
-    from rft.app.graded_rows import grade_rows, read_rows, summarize, write_rows
+    """Grade model samples with a grader spec. Rows are read, graded and written in a bounded window, in
+    order, so memory stays flat whatever the input size; Ctrl-C keeps what is written (then --resume)."""
+    from contextlib import nullcontext
+
+    from rft.app.console import first_errors, grade_progress, grade_table
+    from rft.app.graded_rows import ResumeError, Tally, grade_stream, output_line, read_rows, resume_from
 
     if unsafe_local_exec:
         os.environ["RFT_UNSAFE_LOCAL_EXEC"] = "1"  # read by the code grader, in the grading workers too
-
+    if not 0.0 <= max_error_rate <= 1.0:
+        _fail(f"--max-error-rate is a share of rows in [0, 1], got {max_error_rate}")
+    if resume and output is None:
+        _fail("--resume continues an --output file: give the same --output as the killed run")
     g = _load(grader)
-    rows = list(read_rows(_input_file(input)))
+    path = _input_file(input)
+    if output is not None and output.resolve() == path.resolve():
+        _fail(f"--output {output} is the input file: write the graded rows elsewhere")
+    rows = read_rows(path)
+    tally = Tally()
+    resumed = 0
+    if resume and output is not None and output.exists():
+        with _user_errors(ResumeError, prefix="cannot --resume: "):
+            resumed = resume_from(output, rows, tally)
     t0 = time.perf_counter()
-    with progress_bar(err, "grading", len(rows), transient=True) as tick:
-        grades = grade_rows(g, rows, workers=workers, timeout=timeout, on_result=_each(tick))
-    summary = summarize(grades, time.perf_counter() - t0)
+    sink = open(output, "a" if resumed or resume else "w", encoding="utf-8") if output else nullcontext()  # noqa: SIM115
+    try:
+        with sink as f, grade_progress(err, path.stat().st_size) as update:
+            for row, g_ in grade_stream(g, rows, workers=workers, timeout=timeout):
+                tally.add(g_, row.line)
+                if f is not None:
+                    f.write(output_line(row, g_))
+                if tally.rows % 256 == 0:
+                    update(tally.rows, row.end, (tally.rows - resumed) / max(time.perf_counter() - t0, 1e-9))
+    except KeyboardInterrupt:
+        where = f"; {tally.rows} graded rows are in {output}: add --resume to continue" if output else ""
+        err.print(f"[yellow]interrupted[/yellow]{escape(where)}", soft_wrap=True)
+        raise typer.Exit(130) from None
+    summary = tally.summary(time.perf_counter() - t0, graded=tally.rows - resumed)
+    if resumed:
+        summary["resumed"] = resumed
     if output is not None:
-        write_rows(output, rows, grades)
         summary["output"] = str(output)
     if json_summary:
         print(json.dumps(summary))
     else:
-        from rft.app.console import grade_table
-
         out.print(grade_table(summary))
-        for g_ in grades:
-            if g_.failed:
-                err.print(f"[yellow]{g_.status}:[/yellow] {escape(str(g_.details.get('error')))}")
-                break
+        for line in first_errors(summary):
+            err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
+    failed = tally.failed / tally.rows if tally.rows else 0.0
+    if failed > max_error_rate:
+        err.print(
+            f"[red]{tally.failed} of {tally.rows} rows ({failed:.0%}) failed to grade, more than "
+            f"--max-error-rate {max_error_rate:g}: exit {GRADE_FAILED_EXIT}[/red]",
+            soft_wrap=True,
+        )
+        raise typer.Exit(GRADE_FAILED_EXIT)
 
 
 @grader_app.command("validate")
