@@ -4,7 +4,8 @@ Peak memory is the largest RSS (and PSS) summed over the `rft grade` process and
 grading workers count), sampled every 50 ms with psutil. Rows are math answers (about 210 bytes a row, like the
 issue's 200,000-row, 42 MB file) or string_check rows.
 Anchor: a plain Python loop over the same file (json.loads + `==` + json.dumps), measured in the same run.
-Run: python bench/bench_grade.py [--rows 200000] [--kind math|string] [--workers 2] [--no-anchor]
+Run: python bench/bench_grade.py [--rows 200000] [--kind math|string] [--workers 2] [--no-anchor] [--eval]
+(`--eval` also times `rft eval --samples` on the last run's graded rows, one problem per row.)
 """
 
 from __future__ import annotations
@@ -69,11 +70,8 @@ def tree_memory(proc: psutil.Process) -> tuple[int, int]:
     return rss, pss
 
 
-def run_cli(rows: Path, spec: Path, out: Path, workers: int) -> tuple[float, tuple[int, int], dict]:
-    """(wall seconds, peak tree (RSS, PSS) bytes, the --json summary) of one `rft grade` run."""
-    rft = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
-    cmd = [rft, "grade", "--grader", str(spec), "--input", str(rows), "--output", str(out),
-           "--workers", str(workers), "--json"]  # fmt: skip
+def measured(cmd: list[str]) -> tuple[float, tuple[int, int], str]:
+    """(wall seconds, peak tree (RSS, PSS) bytes, stdout) of a command."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as stdout:
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
@@ -87,8 +85,18 @@ def run_cli(rows: Path, spec: Path, out: Path, workers: int) -> tuple[float, tup
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
         stdout.seek(0)
-        summary = json.loads(stdout.read().decode().strip().splitlines()[-1])
-    return wall, (peak_rss, peak_pss), summary
+        return wall, (peak_rss, peak_pss), stdout.read().decode()
+
+
+RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
+
+
+def run_cli(rows: Path, spec: Path, out: Path, workers: int) -> tuple[float, tuple[int, int], dict]:
+    """(wall seconds, peak tree (RSS, PSS) bytes, the --json summary) of one `rft grade` run."""
+    cmd = [RFT, "grade", "--grader", str(spec), "--input", str(rows), "--output", str(out),
+           "--workers", str(workers), "--json"]  # fmt: skip
+    wall, peak, stdout = measured(cmd)
+    return wall, peak, json.loads(stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -97,6 +105,7 @@ def main() -> None:
     ap.add_argument("--kind", choices=sorted(SPECS), default="math")
     ap.add_argument("--workers", default="0,1,2", help="comma-separated --workers values to run")
     ap.add_argument("--no-anchor", action="store_true", help="skip the plain-loop anchor")
+    ap.add_argument("--eval", action="store_true", help="also `rft eval --samples` on the graded rows")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -113,7 +122,10 @@ def main() -> None:
             wall, peak, summary = run_cli(rows, spec, out, workers)
             assert summary["rows"] == args.rows and summary["status"]["error"] == 0, summary
             results.append((f"rft grade --workers {workers}", wall, summary["seconds"], peak))
-            out.unlink()
+        if args.eval:
+            cmd = [RFT, "eval", "--samples", str(out), "--out", str(tmp / "eval")]
+            wall, peak, _ = measured(cmd)
+            results.append(("rft eval --samples", wall, None, peak))
     print(
         f"{args.rows} {args.kind} rows ({size_mb:.1f} MB); peak memory of the process tree, workers included"
     )

@@ -189,3 +189,40 @@ def test_audit_compare_math_verify_not_installed_says_how_to_install(tmp_path):
     assert len(lines) == 1, res.stderr
     assert "math-verify is not installed" in lines[0] and "pip install math-verify" in lines[0]
     assert "false negatives" not in res.stdout
+
+
+# ---------------------------------------------------------------- item 14: rft eval --samples streams too
+
+
+def test_eval_samples_rows_are_read_lazily(tmp_path):
+    from rft.app.graded_rows import data_rows
+
+    path = tmp_path / "graded.jsonl"
+    good = [json.dumps({"item": {"id": str(i)}, "sample": "x", "grade": {"passed": True}}) for i in range(3)]
+    path.write_text("\n".join([*good, "{broken"]) + "\n")
+    rows = data_rows(path)
+    assert [next(rows)["item"]["id"] for _ in range(3)] == ["0", "1", "2"]  # read before the bad line
+    with pytest.raises(ValueError, match="line 4: invalid JSON"):
+        next(rows)
+
+
+def test_score_samples_from_a_one_pass_iterator(tmp_path):
+    from rft.eval.evaluate import score_samples
+
+    rows = [{"item": {"id": str(i % 50)}, "sample": "x", "grade": {"passed": i % 3 == 0, "score": float(i % 3 == 0),
+             "status": "ok", "extracted": str(i % 4)}} for i in range(200)]  # fmt: skip
+    once = score_samples(iter(rows), (1, 4))
+    assert once == score_samples(rows, (1, 4))
+    assert once["results"][0]["n_problems"] == 50
+
+
+def test_bootstrap_in_blocks_draws_what_one_array_draws():
+    """The resampling is done in blocks (bounded memory for many problems): same numbers as one array."""
+    import numpy as np
+
+    from rft.eval.metrics import bootstrap_ci
+
+    v = np.random.default_rng(1).random(5000)  # 5000 problems x 2000 resamples: 3 blocks
+    rng = np.random.default_rng(0)
+    means = v[rng.integers(0, len(v), size=(2000, len(v)))].mean(axis=1)
+    assert bootstrap_ci(v, n_boot=2000, seed=0) == tuple(np.quantile(means, [0.025, 0.975]))

@@ -558,13 +558,9 @@ def eval_cmd(
         if samples is not None:
             if fewshot:
                 raise ValueError("--samples scores existing rows: --fewshot does not apply")
-            from rft.app.graded_rows import read_rows
+            from rft.app.graded_rows import data_rows
 
-            rows = []
-            for r in read_rows(samples):
-                if r.data is None:
-                    raise ValueError(f"{samples} line {r.line}: {r.problem}")
-                rows.append(r.data)
+            rows = data_rows(samples)  # streamed: score_samples keeps per-problem aggregates, not rows
             scored = score_samples(rows, ks, model=model or "", suite=suite, split=split, seed=seed)
             write_eval(out_dir, None, scored)
         else:

@@ -22,6 +22,7 @@ from rft.graders.executor import GraderPool
 __all__ = [
     "Row",
     "read_rows",
+    "data_rows",
     "grade_rows",
     "grade_stream",
     "output_line",
@@ -70,6 +71,15 @@ def read_rows(path: str | Path) -> Iterator[Row]:
                 continue
             problem = _check(data)
             yield Row(n, raw, data if isinstance(data, dict) else None, problem, end)
+
+
+def data_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL file, read as they are used; a line that is not one is a ValueError
+    naming it (`rft eval --samples`)."""
+    for r in read_rows(path):
+        if r.data is None:
+            raise ValueError(f"{path} line {r.line}: {r.problem}")
+        yield r.data
 
 
 def _name_line(grade: Grade, line: int) -> Grade:
