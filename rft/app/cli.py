@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -113,10 +112,8 @@ def grade(
 ) -> None:
     """Grade model samples with a grader spec. Rows are read, graded and written in a bounded window, in
     order, so memory stays flat whatever the input size; Ctrl-C keeps what is written (then --resume)."""
-    from contextlib import nullcontext
-
     from rft.app.console import first_errors, grade_progress, grade_table
-    from rft.app.graded_rows import ResumeError, Tally, grade_stream, output_line, read_rows, resume_from
+    from rft.app.graded_rows import ResumeError, Tally, grade_file
 
     if unsafe_local_exec:
         os.environ["RFT_UNSAFE_LOCAL_EXEC"] = "1"  # read by the code grader, in the grading workers too
@@ -128,31 +125,19 @@ def grade(
     path = _input_file(input)
     if output is not None and output.resolve() == path.resolve():
         _fail(f"--output {output} is the input file: write the graded rows elsewhere")
-    rows = read_rows(path)
     tally = Tally()
-    resumed = 0
-    if resume and output is not None and output.exists():
-        with _user_errors(ResumeError, prefix="cannot --resume: "):
-            resumed = resume_from(output, rows, tally)
-    t0 = time.perf_counter()
-    sink = open(output, "a" if resumed or resume else "w", encoding="utf-8") if output else nullcontext()  # noqa: SIM115
     try:
-        with sink as f, grade_progress(err, path.stat().st_size) as update:
-            for row, g_ in grade_stream(g, rows, workers=workers, timeout=timeout):
-                tally.add(g_, row.line)
-                if f is not None:
-                    f.write(output_line(row, g_))
-                if tally.rows % 256 == 0:
-                    update(tally.rows, row.end, (tally.rows - resumed) / max(time.perf_counter() - t0, 1e-9))
+        with (
+            _user_errors(ResumeError, prefix="cannot --resume: "),
+            grade_progress(err, path.stat().st_size) as bar,
+        ):
+            summary = grade_file(
+                g, path, output, tally, workers=workers, timeout=timeout, resume=resume, progress=bar
+            )
     except KeyboardInterrupt:
         where = f"; {tally.rows} graded rows are in {output}: add --resume to continue" if output else ""
         err.print(f"[yellow]interrupted[/yellow]{escape(where)}", soft_wrap=True)
         raise typer.Exit(130) from None
-    summary = tally.summary(time.perf_counter() - t0, graded=tally.rows - resumed)
-    if resumed:
-        summary["resumed"] = resumed
-    if output is not None:
-        summary["output"] = str(output)
     if json_summary:
         print(json.dumps(summary))
     else:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ __all__ = [
     "data_rows",
     "grade_rows",
     "grade_stream",
+    "grade_file",
     "output_line",
     "write_rows",
     "resume_from",
@@ -183,6 +186,38 @@ def output_row(row: Row) -> dict[str, Any]:
 def output_line(row: Row, grade: Grade) -> str:
     """One line of `rft grade -o`: the input row plus its `"grade"`."""
     return json.dumps({**output_row(row), "grade": grade.to_dict()}, ensure_ascii=False) + "\n"
+
+
+def grade_file(
+    grader: Grader,
+    input: Path,
+    output: Path | None,
+    tally: Tally,
+    *,
+    workers: int | None = None,
+    timeout: float = 30.0,
+    resume: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> dict[str, Any]:
+    """`rft grade`: stream `input` through `grader` into `output` (appending after the rows a killed run
+    wrote when `resume`), counting grades in `tally` (the caller's: it holds the counts if interrupted).
+    `progress(rows, input bytes read, rows/s)` every 256 rows. Returns the summary. Raises `ResumeError`."""
+    rows = read_rows(input)
+    resumed = resume_from(output, rows, tally) if resume and output is not None and output.exists() else 0
+    t0 = time.perf_counter()
+    with open(output, "a" if resume else "w", encoding="utf-8") if output else nullcontext() as f:
+        for row, grade in grade_stream(grader, rows, workers=workers, timeout=timeout):
+            tally.add(grade, row.line)
+            if f is not None:
+                f.write(output_line(row, grade))
+            if progress is not None and tally.rows % 256 == 0:
+                progress(tally.rows, row.end, (tally.rows - resumed) / max(time.perf_counter() - t0, 1e-9))
+    summary = tally.summary(time.perf_counter() - t0, graded=tally.rows - resumed)
+    if resumed:
+        summary["resumed"] = resumed
+    if output is not None:
+        summary["output"] = str(output)
+    return summary
 
 
 def write_rows(path: str | Path, rows: list[Row], grades: list[Grade]) -> None:
