@@ -226,3 +226,11 @@ def test_bootstrap_in_blocks_draws_what_one_array_draws():
     rng = np.random.default_rng(0)
     means = v[rng.integers(0, len(v), size=(2000, len(v)))].mean(axis=1)
     assert bootstrap_ci(v, n_boot=2000, seed=0) == tuple(np.quantile(means, [0.025, 0.975]))
+
+
+def test_a_line_that_is_not_utf8_is_an_error_row_not_a_crash(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"sample": "a"}\n{"sample": "\xff"}\n{"sample": "b"}\n')
+    rows = list(read_rows(path))
+    assert [r.problem is None for r in rows] == [True, False, True]
+    assert rows[1].problem is not None and rows[1].problem.startswith("not UTF-8 text")

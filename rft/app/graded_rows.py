@@ -64,7 +64,12 @@ def read_rows(path: str | Path) -> Iterator[Row]:
     with open(path, "rb") as f:
         for n, raw_bytes in enumerate(f, start=1):
             end += len(raw_bytes)
-            raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
+            try:
+                raw = raw_bytes.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
+                yield Row(n, raw, None, f"not UTF-8 text (byte {e.start + 1}: {e.reason})", end)
+                continue
             if not raw.strip():
                 continue
             try:
