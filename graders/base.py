@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .grade import Grade
-from .template import TemplateError, placeholders, render
+from .template import TemplateError, placeholders, reads_sample, render
 
 __all__ = ["Grader", "GraderSpecError", "register", "load_grader", "grader_types", "as_sample"]
 
@@ -55,6 +55,11 @@ class Grader(BaseModel):
                 placeholders(getattr(self, field_name))
             except ValueError as e:
                 raise ValueError(f"field {field_name!r}: {e}") from None
+        if self.template_fields and not any(reads_sample(getattr(self, f)) for f in self.template_fields):
+            raise ValueError(
+                f"no template reads the model's output ({', '.join(self.template_fields)}), so every sample "
+                "would get the same grade: use {{ sample.output_text }} where the answer goes"
+            )
 
     def grade(self, sample: dict[str, Any] | str, item: dict[str, Any] | None = None) -> Grade:
         """Grade one sample. Never raises: bad rows and grader bugs come back as ``status="error"``

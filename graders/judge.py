@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .base import Grader, as_sample, register
 from .grade import Grade
-from .template import as_text, placeholders, render
+from .template import as_text, placeholders, reads_sample, render
 
 __all__ = [
     "ScoreModel",
@@ -101,6 +101,11 @@ class _Judge(Grader):
                 placeholders(m.content)
             except ValueError as e:
                 raise ValueError(f"input[{i}].content: {e}") from None
+        if not any(reads_sample(m.content) for m in self.input):
+            raise ValueError(
+                "no input message reads the model's output, so the judge would see the same prompt for every "
+                "sample: put {{ sample.output_text }} in one of them"
+            )
 
     # What a result is: the instruction and JSON schema shown to the judge, and how to read its reply.
     def _instruction(self) -> str:

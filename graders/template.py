@@ -10,11 +10,17 @@ import json
 import re
 from typing import Any
 
-__all__ = ["TemplateError", "render", "resolve", "placeholders", "as_text"]
+__all__ = ["TemplateError", "render", "resolve", "placeholders", "reads_sample", "as_text", "SAMPLE_FIELDS"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 _STEP = re.compile(r"\.?([A-Za-z_][\w\-]*)|\[(\d+)\]|\[\"([^\"]*)\"\]|\['([^']*)'\]")
 NAMESPACES = ("item", "sample")
+# What a sample holds (OpenAI's grader namespace); item fields are the user's own.
+SAMPLE_FIELDS = ("output_text", "output_json", "output_tools", "choices")
+_PATH = r"[A-Za-z_][\w\-]*(?:\.[A-Za-z_][\w\-]*|\[[^\]{}]*\])*"
+# Left over once the placeholders are taken out: an opening `{{` before a path, a path before `}}`.
+_UNCLOSED = re.compile(r"\{\{\s*(" + _PATH + r")\s*\}?")
+_UNOPENED = re.compile(r"\{?\s*\b((?:item|sample)(?:\.[A-Za-z_][\w\-]*|\[[^\]{}]*\])*)\s*\}\}")
 
 
 class TemplateError(KeyError):
@@ -43,20 +49,72 @@ def _steps(path: str) -> list[str | int]:
     return steps
 
 
+def _check_path(path: str) -> None:
+    """A path that can resolve: known root, a sample field rft fills, nothing looked up inside a text."""
+    if not path.strip():
+        raise ValueError("empty placeholder '{{ }}': put a path in it, like {{ sample.output_text }}")
+    steps = _steps(path)
+    if steps[0] not in NAMESPACES:
+        root = str(steps[0])
+        guess = f" (did you mean {_near(root, NAMESPACES) + path[len(root) :]!r}?)"
+        raise ValueError(f"template path {path!r} must start with one of {NAMESPACES}{guess}")
+    if steps[0] != "sample" or len(steps) == 1:
+        return
+    field = steps[1]
+    if field not in SAMPLE_FIELDS:
+        raise ValueError(
+            f"template path {path!r}: a sample has no field {field!r}"
+            f"{_hint(str(field), SAMPLE_FIELDS)}; its fields are {', '.join(SAMPLE_FIELDS)}"
+        )
+    if field == "output_text" and len(steps) > 2 and isinstance(steps[2], str):
+        raise ValueError(
+            f"template path {path!r} can never resolve: output_text is text, it has no field {steps[2]!r}"
+            " (use sample.output_json for fields of a JSON answer)"
+        )
+
+
+def _near(word: str, choices: tuple[str, ...]) -> str:
+    import difflib
+
+    return (difflib.get_close_matches(word, choices, n=1, cutoff=0.0) or [choices[0]])[0]
+
+
+def _hint(word: str, choices: tuple[str, ...]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_braces(template: str) -> None:
+    """A `{{ path` never closed or a `path }}` never opened is a typo that renders as literal text."""
+    rest = _PLACEHOLDER.sub(lambda _: "\x00", template)  # each placeholder as one NUL
+    for pattern, what in ((_UNCLOSED, "is not closed with '}}'"), (_UNOPENED, "has no opening '{{'")):
+        m = pattern.search(rest)
+        if m is not None:
+            raise ValueError(f"malformed placeholder {m.group(0).strip()!r}: it {what}")
+
+
 def placeholders(template: Any) -> list[str]:
-    """Every placeholder path in a template (strings inside lists/dicts too); checks their syntax."""
+    """Every placeholder path in a template (strings inside lists/dicts too). Raises ValueError for a
+    placeholder that can never resolve: bad syntax, an unclosed or unopened brace pair, a root other than
+    ``item``/``sample``, a sample field rft never fills, a field looked up inside ``output_text``."""
     if isinstance(template, str):
+        _check_braces(template)
         paths = [m.group(1) for m in _PLACEHOLDER.finditer(template)]
         for p in paths:
-            steps = _steps(p)
-            if not steps or steps[0] not in NAMESPACES:
-                raise ValueError(f"template path {p!r} must start with one of {NAMESPACES}")
+            _check_path(p)
         return paths
     if isinstance(template, list):
         return [p for t in template for p in placeholders(t)]
     if isinstance(template, dict):
         return [p for t in template.values() for p in placeholders(t)]
     return []
+
+
+def reads_sample(template: Any) -> bool:
+    """Whether a template (checked by `placeholders`) reads the sample, i.e. depends on the model's output."""
+    return any(_steps(p)[0] == "sample" for p in placeholders(template))
 
 
 def sample_json(sample: dict[str, Any]) -> Any:

@@ -297,7 +297,12 @@ def test_cosine_needs_an_embedding_model(monkeypatch):
     monkeypatch.delenv("RFT_EMBEDDING_MODEL", raising=False)
     with pytest.raises(GraderSpecError, match="embedding model"):
         load_grader(
-            {"type": "text_similarity", "input": "a", "reference": "b", "evaluation_metric": "cosine"}
+            {
+                "type": "text_similarity",
+                "input": "{{ sample.output_text }}",
+                "reference": "b",
+                "evaluation_metric": "cosine",
+            }
         )
 
 

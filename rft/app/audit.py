@@ -11,7 +11,9 @@ earned no reward) and is also counted under ``failed``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +27,9 @@ from rft.graders.base import register
 from rft.graders.template import as_text
 
 __all__ = ["MathVerifyGrader", "COMPARE", "load_labelled", "run_audit", "report_renderables"]
+
+
+INSTALL_MATH_VERIFY = "pip install math-verify==0.9.0"
 
 
 @register("math_verify")
@@ -41,11 +46,14 @@ class MathVerifyGrader(Grader):
 
     template_fields = ("input", "reference")
 
+    def model_post_init(self, _context: Any) -> None:
+        super().model_post_init(_context)
+        if importlib.util.find_spec("math_verify") is None:  # a load-time error, not an error grade per row
+            raise ValueError(f"math-verify is not installed in {sys.prefix}: {INSTALL_MATH_VERIFY}")
+
     def _grade(self, ctx: dict[str, Any]) -> Grade:
-        try:
-            from math_verify import parse, verify
-        except ImportError:
-            return Grade.error("math_verify is not installed: pip install math-verify==0.9.0")
+        from math_verify import parse, verify
+
         text = as_text(self.render("input", ctx))
         gold = parse(f"${as_text(self.render('reference', ctx))}$")
         pred = parse(text)

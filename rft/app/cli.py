@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -84,50 +83,85 @@ def _load(spec: str) -> Any:
         return load_grader(spec)
 
 
-@app.command()
+GRADE_FAILED_EXIT = 3  # `rft grade`: more rows failed to grade than --max-error-rate allows
+
+
+@app.command(
+    epilog=f"Exit status: 0 graded; 2 a user error (bad spec or input, an --output that --resume cannot "
+    f"continue); {GRADE_FAILED_EXIT} more than --max-error-rate of the rows failed to grade (error or timeout)."
+)
 def grade(
     grader: Annotated[
         str, typer.Option("--grader", "-g", help="grader spec: a .json/.yaml file or inline JSON")
     ],
     input: Annotated[Path, typer.Option("--input", "-i", help='JSONL rows {"item": {...}, "sample": {...}}')],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="write each row plus its grade")
+        Path | None, typer.Option("--output", "-o", help="write each row plus its grade (as they are graded)")
     ] = None,
     workers: Annotated[
         int | None, typer.Option(help="grading processes (0: in this process, no deadlines)")
     ] = None,
     timeout: Annotated[float, typer.Option(help="hard per-sample deadline, seconds")] = 30.0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="continue a killed run: keep the rows already in --output, grade the rest"
+        ),
+    ] = False,
+    max_error_rate: Annotated[
+        float,
+        typer.Option(
+            help=f"exit {GRADE_FAILED_EXIT} when more than this share of rows fail (error or timeout)"
+        ),
+    ] = 0.5,
     json_summary: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     unsafe_local_exec: Annotated[
         bool,
         typer.Option("--unsafe-local-exec", help="let code graders run unisolated where no sandbox works"),
     ] = False,
 ) -> None:
-    """Grade model samples with a grader spec."""
-    from rft.app.graded_rows import grade_rows, read_rows, summarize, write_rows
+    """Grade model samples with a grader spec. Rows are read, graded and written in a bounded window, in
+    order, so memory stays flat whatever the input size; Ctrl-C keeps what is written (then --resume)."""
+    from rft.app.console import first_errors, grade_progress, grade_table
+    from rft.app.graded_rows import ResumeError, Tally, grade_file
 
     if unsafe_local_exec:
         os.environ["RFT_UNSAFE_LOCAL_EXEC"] = "1"  # read by the code grader, in the grading workers too
-
+    if not 0.0 <= max_error_rate <= 1.0:
+        _fail(f"--max-error-rate is a share of rows in [0, 1], got {max_error_rate}")
+    if resume and output is None:
+        _fail("--resume continues an --output file: give the same --output as the killed run")
     g = _load(grader)
-    rows = list(read_rows(_input_file(input)))
-    t0 = time.perf_counter()
-    with progress_bar(err, "grading", len(rows), transient=True) as tick:
-        grades = grade_rows(g, rows, workers=workers, timeout=timeout, on_result=_each(tick))
-    summary = summarize(grades, time.perf_counter() - t0)
-    if output is not None:
-        write_rows(output, rows, grades)
-        summary["output"] = str(output)
+    path = _input_file(input)
+    if output is not None and output.resolve() == path.resolve():
+        _fail(f"--output {output} is the input file: write the graded rows elsewhere")
+    tally = Tally()
+    try:
+        with (
+            _user_errors(ResumeError, prefix="cannot --resume: "),
+            grade_progress(err, path.stat().st_size) as bar,
+        ):
+            summary = grade_file(
+                g, path, output, tally, workers=workers, timeout=timeout, resume=resume, progress=bar
+            )
+    except KeyboardInterrupt:
+        where = f"; {tally.rows} graded rows are in {output}: add --resume to continue" if output else ""
+        err.print(f"[yellow]interrupted[/yellow]{escape(where)}", soft_wrap=True)
+        raise typer.Exit(130) from None
     if json_summary:
         print(json.dumps(summary))
     else:
-        from rft.app.console import grade_table
-
         out.print(grade_table(summary))
-        for g_ in grades:
-            if g_.failed:
-                err.print(f"[yellow]{g_.status}:[/yellow] {escape(str(g_.details.get('error')))}")
-                break
+        for line in first_errors(summary):
+            err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
+    failed = tally.failed / tally.rows if tally.rows else 0.0
+    if failed > max_error_rate:
+        err.print(
+            f"[red]{tally.failed} of {tally.rows} rows ({failed:.0%}) failed to grade, more than "
+            f"--max-error-rate {max_error_rate:g}: exit {GRADE_FAILED_EXIT}[/red]",
+            soft_wrap=True,
+        )
+        raise typer.Exit(GRADE_FAILED_EXIT)
 
 
 @grader_app.command("validate")
@@ -547,13 +581,9 @@ def eval_cmd(
         if samples is not None:
             if fewshot:
                 raise ValueError("--samples scores existing rows: --fewshot does not apply")
-            from rft.app.graded_rows import read_rows
+            from rft.app.graded_rows import data_rows
 
-            rows = []
-            for r in read_rows(samples):
-                if r.data is None:
-                    raise ValueError(f"{samples} line {r.line}: {r.problem}")
-                rows.append(r.data)
+            rows = data_rows(samples)  # streamed: score_samples keeps per-problem aggregates, not rows
             scored = score_samples(rows, ks, model=model or "", suite=suite, split=split, seed=seed)
             write_eval(out_dir, None, scored)
         else:

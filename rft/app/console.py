@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -27,6 +28,8 @@ __all__ = [
     "summary_table",
     "eval_table",
     "grade_table",
+    "grade_progress",
+    "first_errors",
     "quiet_libraries",
 ]
 
@@ -120,7 +123,9 @@ def eval_table(results: list[dict[str, Any]]) -> Table:
 
 def grade_table(summary: Mapping[str, Any]) -> Table:
     table = Table(title="grades", show_header=False)
-    table.add_row("rows", str(summary["rows"]))
+    table.add_row(
+        "rows", str(summary["rows"]) + (f" ({summary['resumed']} resumed)" if summary.get("resumed") else "")
+    )
     for status, count in summary["status"].items():
         table.add_row(f"status {status}", str(count))
     for key in (
@@ -135,3 +140,36 @@ def grade_table(summary: Mapping[str, Any]) -> Table:
         if value is not None:
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     return table
+
+
+def first_errors(summary: Mapping[str, Any]) -> list[str]:
+    """The summary's first distinct grader failures, one line each with its count and first line."""
+    lines = [
+        f"{e['status']} x{e['count']} (first at line {e['first_line']}): {e['message']}"
+        for e in summary.get("first_errors", [])
+    ]
+    if summary.get("other_errors"):
+        lines.append(f"... and {summary['other_errors']} more failures with other messages")
+    return lines
+
+
+@contextmanager
+def grade_progress(console: Console, total_bytes: int) -> Iterator[Callable[[int, int, float], None]]:
+    """`rft grade`'s bar: the share of the input read (by bytes, so the file is not counted first), rows
+    graded and rows/s. Yields ``update(rows, bytes_done, rows_per_s)``; gone once closed."""
+    with Progress(
+        TextColumn("grading"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rows]} rows, {task.fields[rate]} rows/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=max(total_bytes, 1), rows=0, rate="-")
+
+        def update(rows: int, done_bytes: int, rate: float) -> None:
+            progress.update(task, completed=done_bytes, rows=f"{rows:,}", rate=f"{rate:,.0f}")
+
+        yield update

@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -201,8 +201,18 @@ def _answer_key(extracted: Any) -> Any:
     return json.dumps(extracted, sort_keys=True, default=str)
 
 
-def _sample(row: dict[str, Any], line: int) -> tuple[str, str | None, str | None, int | None, dict[str, Any]]:
-    """(problem id, suite, split, sample index, normalised sample) of an `rft grade` or `rft sample` row."""
+class _Graded(NamedTuple):
+    """What scoring keeps of one graded sample (not the row: its text is dropped as it is read)."""
+
+    passed: bool
+    score: float
+    status: str
+    answer: Any  # the extracted answer's key for majority votes
+    request_failed: bool = False  # an error of the request to a served model, not of the grader
+
+
+def _sample(row: dict[str, Any], line: int) -> tuple[str, str | None, str | None, int | None, _Graded]:
+    """(problem id, suite, split, sample index, what scoring keeps) of an `rft grade` or `rft sample` row."""
     grade = row.get("grade")
     if isinstance(row.get("item"), dict):  # rft grade: {"item": {"id", ...}, "sample", "grade"}
         item = row["item"]
@@ -222,18 +232,19 @@ def _sample(row: dict[str, Any], line: int) -> tuple[str, str | None, str | None
         grade = {"score": row.get("reward", float(row["passed"])), "status": row.get("status", "ok"),
                  "passed": row["passed"], "extracted": None}  # fmt: skip
     status = grade.get("status", "ok")
-    sample = {
-        "passed": bool(row.get("passed", grade.get("passed", False))) and status not in FAILED,
-        "score": float(grade.get("score", 0.0)) if status not in FAILED else 0.0,
-        "status": status,
-        "answer": _answer_key(grade.get("extracted")),
-        "request_failed": status == "error" and (grade.get("details") or {}).get("source") == "request",
-    }
+    sample = _Graded(
+        passed=bool(row.get("passed", grade.get("passed", False))) and status not in FAILED,
+        score=float(grade.get("score", 0.0)) if status not in FAILED else 0.0,
+        status=status,
+        answer=_answer_key(grade.get("extracted")),
+        request_failed=status == "error" and (grade.get("details") or {}).get("source") == "request",
+    )
     return str(pid), suite, split, index, sample
 
 
 def _group(rows: Iterable[dict[str, Any]], suite: str | None, split: str | None) -> dict[tuple, dict]:
-    """Samples grouped by (suite, split) then problem id, in sample order (index, else file order)."""
+    """Samples grouped by (suite, split) then problem id, in sample order (index, else file order). Rows
+    are consumed one at a time: only each sample's `_Graded` is kept."""
     groups: dict[tuple, dict[str, list]] = {}
     for line, row in enumerate(rows, start=1):
         pid, s, sp, index, sample = _sample(row, line)
@@ -247,20 +258,20 @@ def _group(rows: Iterable[dict[str, Any]], suite: str | None, split: str | None)
     }
 
 
-def _problem(pid: str, samples: list[dict[str, Any]], ks: Sequence[int]) -> dict[str, Any]:
-    n, c = len(samples), sum(s["passed"] for s in samples)
-    passes = [s["passed"] for s in samples]
-    answers = [s["answer"] for s in samples]
+def _problem(pid: str, samples: list[_Graded], ks: Sequence[int]) -> dict[str, Any]:
+    n, c = len(samples), sum(s.passed for s in samples)
+    passes = [s.passed for s in samples]
+    answers = [s.answer for s in samples]
     rec: dict[str, Any] = {"id": pid, "n": n, "correct": c, "passes": passes}
     for k in ks:
         rec[f"pass@{k}"] = pass_at_k(n, c, k)
     for k in ks:
         rec[f"maj@{k}"] = maj_at_k(answers, passes, k)
-    rec["mean@n"] = mean_at_n([s["score"] for s in samples])
+    rec["mean@n"] = mean_at_n([s.score for s in samples])
     rec["first_pass"] = passes[0]
-    rec["timeouts"] = sum(s["status"] == "timeout" for s in samples)
-    rec["errors"] = sum(s["status"] == "error" and not s["request_failed"] for s in samples)
-    rec["request_errors"] = sum(s["request_failed"] for s in samples)
+    rec["timeouts"] = sum(s.status == "timeout" for s in samples)
+    rec["errors"] = sum(s.status == "error" and not s.request_failed for s in samples)
+    rec["request_errors"] = sum(s.request_failed for s in samples)
     return rec
 
 
@@ -278,7 +289,8 @@ def score_samples(
     rows (`id`, `sample` index, `passed`, `grade`), several per problem id. Returns ``{"results": [...],
     "problems": [...]}``: per (suite, split), pass@k and maj@k for each k, mean@n and the grader
     timeout/error rates, each with a 95% percentile-bootstrap interval over problems. `suite` and `split`
-    label rows that do not name theirs."""
+    label rows that do not name theirs. `rows` may be an iterator read once (a file of any size): each row
+    is reduced to its score, status and answer as it is read."""
     groups = _group(rows, suite, split)
     if not groups:
         raise ValueError("no samples to score")

@@ -69,8 +69,14 @@ def mean_at_n(scores: Sequence[float]) -> float:
 
 
 def _resample_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))  # (B, P)
-    return values[idx].mean(axis=1)  # (B,)
+    """Means of `n_boot` resamples, drawn in blocks of rows so memory stays near 4M indices whatever the
+    number of problems (the same draws as one (B, P) array)."""
+    rows = max(1, 4_000_000 // len(values))
+    out = []
+    for start in range(0, n_boot, rows):
+        idx = rng.integers(0, len(values), size=(min(rows, n_boot - start), len(values)))  # (b, P)
+        out.append(values[idx].mean(axis=1))  # (b,)
+    return np.concatenate(out)  # (B,)
 
 
 def bootstrap_ci(
