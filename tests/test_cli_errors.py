@@ -26,13 +26,21 @@ BAD_INPUTS: dict[str, list[str]] = {
     "demo": ["demo", "--set", "nonsense=1"],
     "run": ["run", "bad.yaml"],
     "export": ["export", "missing-run", "dest"],
-    "sample": ["sample", "--model", "m", "--suite", "no-such-suite", "--out", "o.jsonl"],  # unknown suite
+    "sample": [
+        "sample",
+        "--model",
+        "no-such-model",
+        "--suite",
+        "no-such-suite",
+        "--out",
+        "o.jsonl",
+    ],  # model first
     "eval": ["eval", "--out", "ev", "--samples", "bad.jsonl"],  # malformed JSONL
     "compare": ["compare", "badeval", "badeval"],  # results.json is not JSON
     "task list": ["task", "list", "extra"],
     "task show": ["task", "show", "bad.yaml"],
     "task check": ["task", "check", "no-such-suite"],
-    "task filter": ["task", "filter", "--model", "m", "--suite", "no-such-suite", "--out", "f"],
+    "task filter": ["task", "filter", "--model", "no-such-model", "--suite", "no-such-suite", "--out", "f"],
     "train sft": ["train", "sft", "--config", "bad.yaml"],
     "train dpo": ["train", "dpo", "--config", "missing.yaml"],
     "train grpo": [
@@ -61,13 +69,13 @@ MENTIONS = {
     "demo": "nonsense",
     "run": "not valid YAML",
     "export": "missing-run",
-    "sample": "no-such-suite",
+    "sample": "no-such-model",
     "eval": "bad.jsonl",
     "compare": "badeval",
     "task list": "extra",
     "task show": "bad.yaml",
     "task check": "no-such-suite",
-    "task filter": "no-such-suite",
+    "task filter": "no-such-model",
     "train sft": "bad.yaml",
     "train dpo": "missing.yaml",
     "train grpo": "beta",

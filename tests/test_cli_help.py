@@ -103,7 +103,7 @@ def test_field_comments_read_the_source():
     from rft.rl.grpo import GRPOConfig, LossConfig
     from rft.sft_dpo.stage import StageConfig
 
-    assert field_comments(LossConfig)["eps_high"] == "> eps_low: clip-higher (DAPO)"
+    assert field_comments(LossConfig)["eps_high"].startswith("None: clip 0.28 (clip-higher, DAPO)")
     assert field_comments(GRPOConfig)["max_grad_norm"] == "0 = no clipping"  # from the base class
     assert field_comments(StageConfig)["stop_at"].endswith("the steps are then a budget")  # carried on a line
     assert "lr" not in field_comments(LossConfig)

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rft.app.cli_base import checked_model, each, err, fail, input_file, load_spec, out, user_errors
 from rft.app.config_show import config_app, set_option
-from rft.app.console import Bar, progress_bar
-from rft.app.errors import App, add_global_options, one_line
+from rft.app.console import progress_bar
+from rft.app.errors import App, add_global_options
+from rft.app.eval_cli import compare_cmd, eval_cmd
 from rft.app.sandbox_cli import sandbox_app
-from rft.eval.spec import EvalSpec
 
 app = App(
     no_args_is_help=True, add_completion=False, help="Reinforcement fine-tuning with verifiable rewards."
@@ -35,53 +33,6 @@ train_app = App(
 app.add_typer(train_app, name="train")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(config_app, name="config")
-
-out = Console()
-err = Console(stderr=True)
-EVAL = EvalSpec()  # `rft eval`'s defaults
-
-
-def _fail(message: str) -> NoReturn:
-    """A user error: one red line on stderr (no traceback), exit status 2."""
-    err.print(f"[red]{escape(one_line(message))}[/red]", soft_wrap=True)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def _user_errors(*kinds: type[Exception], prefix: str = "") -> Iterator[None]:
-    """The expected errors (`kinds`) as `_fail(prefix + message)`."""
-    try:
-        yield
-    except kinds as e:
-        _fail(f"{prefix}{e}")
-
-
-def _each(tick: Bar) -> Callable[..., None]:
-    """A callback that moves the bar on by one per call (a grade's `on_result`)."""
-    done = itertools.count(1)
-    return lambda *_: tick(next(done))
-
-
-def _model(model: str) -> str:
-    """`model` checked before anything is made (a run folder stands for its model); the path to load."""
-    from rft.models import ModelError, resolve_model_path
-
-    with _user_errors(ModelError):
-        return str(resolve_model_path(model))
-
-
-def _input_file(path: Path) -> Path:
-    if not path.is_file():
-        _fail(f"no such input file: {path}")
-    return path
-
-
-def _load(spec: str) -> Any:
-    from rft.graders import GraderSpecError, load_grader
-
-    with _user_errors(GraderSpecError, prefix="invalid grader spec: "):
-        return load_grader(spec)
-
 
 GRADE_FAILED_EXIT = 3  # `rft grade`: more rows failed to grade than --max-error-rate allows
 
@@ -128,17 +79,17 @@ def grade(
     if unsafe_local_exec:
         os.environ["RFT_UNSAFE_LOCAL_EXEC"] = "1"  # read by the code grader, in the grading workers too
     if not 0.0 <= max_error_rate <= 1.0:
-        _fail(f"--max-error-rate is a share of rows in [0, 1], got {max_error_rate}")
+        fail(f"--max-error-rate is a share of rows in [0, 1], got {max_error_rate}")
     if resume and output is None:
-        _fail("--resume continues an --output file: give the same --output as the killed run")
-    g = _load(grader)
-    path = _input_file(input)
+        fail("--resume continues an --output file: give the same --output as the killed run")
+    g = load_spec(grader)
+    path = input_file(input)
     if output is not None and output.resolve() == path.resolve():
-        _fail(f"--output {output} is the input file: write the graded rows elsewhere")
+        fail(f"--output {output} is the input file: write the graded rows elsewhere")
     tally = Tally()
     try:
         with (
-            _user_errors(ResumeError, prefix="cannot --resume: "),
+            user_errors(ResumeError, prefix="cannot --resume: "),
             grade_progress(err, path.stat().st_size) as bar,
         ):
             summary = grade_file(
@@ -169,7 +120,7 @@ def grader_validate(spec: Annotated[str, typer.Argument(help="a .json/.yaml file
     """Check a grader spec; code graders also run one test program in their sandbox (and say which)."""
     from rft.graders.sandbox.auto import check_sandbox, code_sandboxes
 
-    g = _load(spec)
+    g = load_spec(spec)
     out.print(f"[green]ok[/green] {g.type} grader {g.name!r}")
     out.print_json(data=g.spec())
     failed = False
@@ -210,17 +161,17 @@ def grader_audit(
     from rft.app.audit import load_compare, load_labelled, report_renderables, run_audit
     from rft.graders import GraderSpecError
 
-    g = _load(grader)
-    _input_file(input)
+    g = load_spec(grader)
+    input_file(input)
     other = None
     if compare is not None:
-        with _user_errors(GraderSpecError, prefix="invalid --compare grader: "):
+        with user_errors(GraderSpecError, prefix="invalid --compare grader: "):
             other = load_compare(compare)
     rows = load_labelled(input)
     excluded = tuple(k.strip() for k in exclude_kinds.split(",") if k.strip())
     with progress_bar(err, "grading", len(rows) * (2 if other else 1), transient=True) as tick:
         report = run_audit(g, rows, compare=other, workers=workers, timeout=timeout, exclude_kinds=excluded,
-                           on_result=_each(tick), examples=examples)  # fmt: skip
+                           on_result=each(tick), examples=examples)  # fmt: skip
     if json_report:
         print(json.dumps(report, ensure_ascii=False))
         return
@@ -246,7 +197,7 @@ def serve(
     """Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings)."""
     from rft.app.serve import run_server
 
-    run_server(_model(model), host, port, name=model)
+    run_server(checked_model(model), host, port, name=model)
 
 
 @app.command()
@@ -281,7 +232,7 @@ def demo(
     from rft.config import ConfigError
     from rft.runs import RunError
 
-    with _user_errors(ConfigError, PipelineError, RunError):
+    with user_errors(ConfigError, PipelineError, RunError):
         summary = run_demo(out_dir, set_, console=out, restart_from=from_)
     raise typer.Exit(0 if all(ok for _, ok in summary["goals"]) else 1)
 
@@ -307,7 +258,7 @@ def run_cmd(
     from rft.models import ModelError
     from rft.runs import RunError
 
-    with _user_errors(ConfigError, PipelineError, RunError, ModelError, FileNotFoundError):
+    with user_errors(ConfigError, PipelineError, RunError, ModelError, FileNotFoundError):
         p = load_pipeline(pipeline, set_ or [])
         summary = run_pipeline(p, bar=rich_bars(out), say=out.print, restart_from=from_)
     out.print(summary_table(summary))
@@ -320,7 +271,7 @@ def _env_id(task: str) -> str:
     """A task id (`arithmetic-v0`, `rft/arithmetic-v0`) or a suite YAML file, registered on the way."""
     import rft.envs
 
-    with _user_errors(rft.envs.SuiteError):
+    with user_errors(rft.envs.SuiteError):
         return rft.envs.register_suite(rft.envs.suite_path(task))
 
 
@@ -355,7 +306,7 @@ def task_show(
     from rft.envs import SuiteError
 
     env = gymnasium.make(_env_id(task))
-    with _user_errors(SuiteError), closing(env):
+    with user_errors(SuiteError), closing(env):
         for k in range(limit if n is None else n):
             obs, info = env.reset(seed=seed + k, options={"split": split})
             out.rule(f"{info['suite']} {info['split']} #{info['index']} id={info['id']}")
@@ -373,7 +324,7 @@ def task_check(
     from rft.envs import SuiteError
     from rft.envs.check import check_task
 
-    with _user_errors(SuiteError):  # e.g. the data file is missing
+    with user_errors(SuiteError):  # e.g. the data file is missing
         report = check_task(_env_id(task), n=n)
     for c in report.checks:
         mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
@@ -389,10 +340,10 @@ def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: 
     from rft.config import ConfigError, load_config
     from rft.runs import RunError
 
-    with _user_errors(ConfigError, prefix="invalid config: "):
+    with user_errors(ConfigError, prefix="invalid config: "):
         cfg: Any = load_config(stage_class(kind), config, overrides or [])
-    _model(cfg.model)  # before the run folder and the progress bar
-    with _user_errors(RunError, ValueError), progress_bar(out, kind, cfg.steps or None) as tick:
+    checked_model(cfg.model)  # before the run folder and the progress bar
+    with user_errors(RunError, ValueError), progress_bar(out, kind, cfg.steps or None) as tick:
         final = train_stage(kind, cfg, resume, tick)  # sft/dpo: steps 0 runs `epochs` passes
     out.print(f"run folder: {cfg.out}")
     if kind in ("sft", "dpo"):
@@ -448,7 +399,7 @@ def export(
     """Write a standalone model folder (LoRA merged) that transformers and vLLM load."""
     from rft.runs import RunError, export_model
 
-    with _user_errors(RunError, ValueError, FileNotFoundError):
+    with user_errors(RunError, ValueError, FileNotFoundError):
         path = export_model(run, dest, base_model=base_model)
     out.print(f"exported to {path}")
 
@@ -472,9 +423,9 @@ def sample(
     from rft.eval.samples import sample_suite
 
     if split not in ("train", "heldout"):
-        _fail(f"--split must be train or heldout, got {split!r}")
-    path = _model(model)
-    with _user_errors(SuiteError, ValueError), progress_bar(out, "sample") as tick:
+        fail(f"--split must be train or heldout, got {split!r}")
+    path = checked_model(model)
+    with user_errors(SuiteError, ValueError), progress_bar(out, "sample") as tick:
         res = sample_suite(
             path, suite, out_file, n=n, split=split, limit=limit, seed=seed,  # type: ignore[arg-type]
             temperature=temperature, max_new_tokens=max_new_tokens, grader_workers=workers,
@@ -505,134 +456,16 @@ def task_filter(
     try:
         lo, hi = (float(x) for x in band.split(","))
     except ValueError:
-        _fail(f"--band takes two numbers like 0.1,0.9, got {band!r}")
-    path = _model(model)
-    with _user_errors(SuiteError, ValueError), progress_bar(out, "filter") as tick:
+        fail(f"--band takes two numbers like 0.1,0.9, got {band!r}")
+    path = checked_model(model)
+    with user_errors(SuiteError, ValueError), progress_bar(out, "filter") as tick:
         res = filter_suite(path, suite, out_dir, band=(lo, hi), n=n, limit=limit, max_new_tokens=max_new_tokens,
                            seed=seed, torch_threads=threads, progress=tick)  # fmt: skip
     out.print(f"kept {res.kept} of {res.total} problems -> {res.suite_path}")
 
 
-@app.command("eval")
-def eval_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for samples, results.json, report, plots")],
-    model: Annotated[
-        str | None, typer.Option("--model", help="model id or path (not with --samples)")
-    ] = None,
-    suite: Annotated[
-        str | None, typer.Option("--suite", help="task id or suite .yaml (with --samples: a label)")
-    ] = None,
-    samples: Annotated[
-        Path | None, typer.Option("--samples", help="score graded rows instead (rft grade -o / rft sample)")
-    ] = None,
-    split: Annotated[str, typer.Option(help="train or heldout")] = EVAL.split,
-    n: Annotated[int, typer.Option("--n", help="samples per problem")] = EVAL.n,
-    k: Annotated[
-        str, typer.Option("--k", help="comma-separated k of pass@k and maj@k, each <= n")
-    ] = ",".join(map(str, EVAL.ks)),
-    engine: Annotated[
-        str, typer.Option(help="hf, vllm (local) or openai (served: --base-url)")
-    ] = EVAL.engine,
-    base_url: Annotated[
-        str | None, typer.Option(help="openai: the server's /v1 URL (--model: its name)")
-    ] = None,
-    api: Annotated[
-        str, typer.Option(help="openai: chat (messages) or completions (local template)")
-    ] = "chat",
-    model_args: Annotated[
-        str,
-        typer.Option(
-            help="k=v,...: dtype, revision, trust_remote_code; vllm: max_model_len; openai: tokenizer"
-        ),
-    ] = "",
-    batch_size: Annotated[int, typer.Option(help="hf/vllm: problems sampled together")] = EVAL.batch_prompts,
-    concurrency: Annotated[int, typer.Option(help="openai: requests in flight")] = EVAL.server.concurrency,
-    attempts: Annotated[int, typer.Option(help="openai: tries per request (backoff)")] = EVAL.server.attempts,
-    api_key_env: Annotated[str, typer.Option(help="openai: variable with the API key")] = "OPENAI_API_KEY",
-    fewshot: Annotated[int, typer.Option(help="K solved train examples in the prompt")] = EVAL.fewshot,
-    limit: Annotated[int | None, typer.Option(help="the first N problems of the split only")] = EVAL.limit,
-    seed: Annotated[int, typer.Option()] = EVAL.seed,
-    temperature: Annotated[
-        float | None, typer.Option(help="default: 0 (greedy) when n == 1, else 1.0")
-    ] = EVAL.temperature,
-    max_new_tokens: Annotated[int, typer.Option(help="tokens per model turn")] = EVAL.max_new_tokens,
-    workers: Annotated[
-        int, typer.Option(help="grading processes (0: in this process)")
-    ] = EVAL.grader_workers,
-    threads: Annotated[
-        int, typer.Option(help="torch threads (1 suits tiny models on CPU)")
-    ] = EVAL.torch_threads,
-) -> None:
-    """Sample, grade and report unbiased pass@k, maj@k, mean@n with 95% bootstrap intervals over problems.
-
-    --engine openai: a request still failing after its retries is an error sample (eval/request_error_rate);
-    exit status 1 when more than half failed."""
-    from rft.app.console import eval_table
-    from rft.engines.api import RequestFailed
-    from rft.envs import SuiteError
-    from rft.eval.evaluate import evaluate_suite, score_samples, write_eval
-    from rft.eval.spec import ServerSpec, parse_model_args
-
-    try:
-        ks = tuple(int(x) for x in k.split(",") if x.strip())
-    except ValueError:
-        _fail(f"--k takes comma-separated integers like 1,4,8, got {k!r}")
-    with _user_errors(SuiteError, ValueError, FileNotFoundError, RequestFailed):
-        if samples is not None:
-            if fewshot:
-                raise ValueError("--samples scores existing rows: --fewshot does not apply")
-            from rft.app.graded_rows import data_rows
-
-            rows = data_rows(samples)  # streamed: score_samples keeps per-problem aggregates, not rows
-            scored = score_samples(rows, ks, model=model or "", suite=suite, split=split, seed=seed)
-            write_eval(out_dir, None, scored)
-        else:
-            if model is None or suite is None:
-                raise ValueError("rft eval needs --model and --suite (or --samples GRADED.jsonl)")
-            from rft.sft_dpo import solution_text
-
-            server = ServerSpec(base_url=base_url, api=api, concurrency=concurrency, attempts=attempts,  # type: ignore[arg-type]
-                                api_key_env=api_key_env)  # fmt: skip
-            spec = EvalSpec(
-                suite=suite, split=split, limit=limit, n=n, ks=ks, temperature=temperature,  # type: ignore[arg-type]
-                max_new_tokens=max_new_tokens, fewshot=fewshot, engine=engine,  # type: ignore[arg-type]
-                model_args=parse_model_args(model_args), server=server, batch_prompts=batch_size,
-                grader_workers=workers, torch_threads=threads, seed=seed,
-            )  # fmt: skip
-            with progress_bar(err, "eval", transient=True) as tick:
-                scored = evaluate_suite(model, spec, out_dir, solution=solution_text, progress=tick)
-    out.print(eval_table(scored["results"]))
-    out.print(f"report: {out_dir / 'report.md'}", soft_wrap=True)
-    failed = scored.get("request_failures") or {"failed": 0}  # a served model's requests failed for good
-    if failed["failed"]:
-        err.print(f"[yellow]{failed['failed']} of {failed['total']} requests failed after retries (error samples, "
-                  "not answers):[/yellow]", soft_wrap=True)  # fmt: skip
-        for e in failed["errors"]:
-            err.print(f"  {escape(e)}", soft_wrap=True)
-        if failed["failed"] > failed["total"] / 2:
-            raise typer.Exit(1)
-
-
-@app.command("compare")
-def compare_cmd(
-    a: Annotated[Path, typer.Argument(help="evaluation folder A (the baseline)")],
-    b: Annotated[Path, typer.Argument(help="evaluation folder B")],
-    out_dir: Annotated[
-        Path | None,
-        typer.Option("--out", help="folder for compare.md/json and the plot (default: B/compare)"),
-    ] = None,
-    seed: Annotated[int, typer.Option()] = 0,
-) -> None:
-    """Paired comparison of two `rft eval` runs on the same problems: bootstrap CI, McNemar, a verdict.
-    Writes compare.md, compare.json and a plot into B/compare unless --out says where."""
-    from rft.eval.evaluate import compare_runs
-
-    dest = out_dir or b / "compare"
-    with _user_errors(ValueError):
-        res = compare_runs(a, b, dest, seed=seed)
-    for c in res["comparisons"]:
-        out.print(c["verdict"], soft_wrap=True)
-    out.print(f"wrote {dest / 'compare.md'} (and compare.json, the plot) in {dest}", soft_wrap=True)
+app.command("eval")(eval_cmd)
+app.command("compare")(compare_cmd)
 
 
 def main() -> None:

@@ -135,7 +135,9 @@ def run(app: typer.Typer, args: Sequence[str] | None = None, prog_name: str | No
         rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except typer.TyperException as e:  # click's usage errors and bad parameters
         ctx = getattr(e, "ctx", None)
-        if ctx is not None and e.format_message() == ctx.get_help():  # a group run bare: its help, as click does
+        if (
+            ctx is not None and e.format_message() == ctx.get_help()
+        ):  # a group run bare: its help, as click does
             print(e.format_message(), file=sys.stderr)
         else:
             _say(console, _usage_line(e))
