@@ -8,10 +8,13 @@ from collections.abc import Sequence
 import torch
 
 from rft.logprobs import NO_HEAD, chunked_logprobs, head_of
-from rft.losses import selective_log_softmax
+from rft.losses import entropy_from_logits, selective_log_softmax
 from rft.rollout import Trajectory
 
-__all__ = ["Batch", "collate", "token_logprobs", "behaviour_logprobs", "shared_prefix_logprobs"]
+__all__ = [
+    "Batch", "collate", "token_logprobs", "token_stats", "behaviour_logprobs", "shared_prefix_logprobs",
+    "shared_prefix_stats",
+]  # fmt: skip
 
 
 class Batch:
@@ -62,16 +65,30 @@ def token_logprobs(
     """log p(ids[:, t+1] | ids[:, :t+1]) for every position: (B, T-1), at the sampling temperature. The
     output head runs on `chunk` positions at a time (None: a byte budget; `rft.logprobs`): the logits
     (B, T, V) never exist."""
+    return token_stats(model, batch, temperature, chunk)[0]
+
+
+def token_stats(
+    model: torch.nn.Module,
+    batch: Batch,
+    temperature: float = 1.0,
+    chunk: int | None = None,
+    entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`token_logprobs` and, if `entropy`, the entropy of each position's next-token distribution (at the
+    same temperature): (B, T-1) each; the entropy is None when not asked for."""
     found = head_of(model)
     if found is None:
         logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits[:, :-1, :]  # (B, T-1, V)
         if temperature > 0 and temperature != 1.0:
             logits = logits / temperature
-        return selective_log_softmax(logits, batch.ids[:, 1:])  # (B, T-1)
+        ent = entropy_from_logits(logits) if entropy else None
+        return selective_log_softmax(logits, batch.ids[:, 1:]), ent  # (B, T-1) each
     head, cap = found
     out = model(input_ids=batch.ids, attention_mask=batch.attn, **NO_HEAD)
     hidden = out.hidden_states[-1][:, :-1, :]  # (B, T-1, H)
-    return chunked_logprobs(hidden, batch.ids[:, 1:], head, temperature, chunk, cap)[0]  # (B, T-1)
+    lp, ent = chunked_logprobs(hidden, batch.ids[:, 1:], head, temperature, chunk, cap, entropy)
+    return lp, ent if entropy else None
 
 
 def shared_prefix_logprobs(
@@ -81,10 +98,22 @@ def shared_prefix_logprobs(
     temperature: float = 1.0,
     chunk: int | None = None,
 ) -> torch.Tensor:
+    """`shared_prefix_stats` without the entropies."""
+    return shared_prefix_stats(model, batch, prompt_lens, temperature, chunk)[0]
+
+
+def shared_prefix_stats(
+    model: torch.nn.Module,
+    batch: Batch,
+    prompt_lens: Sequence[int],
+    temperature: float = 1.0,
+    chunk: int | None = None,
+    entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`token_logprobs` for rows whose first `prompt_lens[i]` tokens repeat across rows (GRPO's groups):
     each distinct prompt is run once and its key/value cache is shared by its rows, so the model sees the
     prompt tokens once per group instead of once per sample. Same values and gradients; (B, T-1), with 0
-    at the prompt positions (which the loss mask leaves out anyway)."""
+    at the prompt positions (which the loss mask leaves out anyway); entropies (if `entropy`) likewise."""
     from transformers import DynamicCache
 
     found = head_of(model)
@@ -131,14 +160,18 @@ def shared_prefix_logprobs(
         rest = model(input_ids=c_ids, attention_mask=attn, position_ids=c_pos, past_key_values=cache, **extra)
     if found:
         hidden = torch.cat([first[rows][:, None, :], rest.hidden_states[-1][:, :-1, :]], dim=1)  # (B, C, H)
-        lp = chunked_logprobs(hidden, c_ids, found[0], temperature, chunk, found[1])[0]  # (B, C)
+        lp, ent = chunked_logprobs(hidden, c_ids, found[0], temperature, chunk, found[1], entropy)  # (B, C)
     else:
         logits = torch.cat([first[rows][:, None, :], rest.logits[:, :-1, :]], dim=1)  # (B, C, V)
         if temperature > 0 and temperature != 1.0:
             logits = logits / temperature
         lp = selective_log_softmax(logits, c_ids)  # (B, C)
+        ent = entropy_from_logits(logits) if entropy else torch.zeros_like(lp)  # (B, C)
     # back to the (B, T-1) layout: position lens[i] - 1 + k predicts token lens[i] + k
     target = torch.tensor(lens, device=device)[:, None] - 1 + torch.arange(cw, device=device)[None]  # (B, C)
     target = torch.where(c_attn.bool(), target, torch.full_like(target, T - 1))  # padding -> a spare column
-    full = torch.zeros((B, T), dtype=lp.dtype, device=device).scatter(1, target, lp * c_attn)
-    return full[:, : T - 1]
+
+    def spread(x: torch.Tensor) -> torch.Tensor:  # (B, C) -> (B, T-1)
+        return torch.zeros((B, T), dtype=x.dtype, device=device).scatter(1, target, x * c_attn)[:, : T - 1]
+
+    return spread(lp), spread(ent) if entropy else None

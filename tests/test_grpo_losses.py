@@ -81,3 +81,35 @@ def test_a_loss_and_an_advantage_of_ones_own_by_import_path(tmp_path, warm):
     assert _custom_losses.CALLS["loss"] >= 3
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(r.get("loss/policy") is not None for r in rows if r["step"] > 0)
+
+
+def test_entropy_is_logged_and_the_bonus_raises_it_where_rewards_give_no_signal(tmp_path, warm):
+    """Every sample scores 0 (a grader no answer passes): the advantages are all 0, so without the bonus no
+    row is trained, and with it the only gradient is the entropy's, which must go up."""
+    from _warm import ADD_SUITE
+
+    model, _ = warm
+    suite = tmp_path / "never-v0.yaml"
+    suite.write_text(ADD_SUITE.replace("id: add-v0", "id: never-v0").replace(
+        'grader: {type: math, input: "{{ sample.output_text }}", reference: "{{ item.reference }}", form: number}',
+        'grader: {type: string_check, operation: eq, input: "{{ sample.output_text }}", reference: "no answer"}',
+    ))  # fmt: skip
+
+    def run(coef: float, out: str) -> list[dict]:
+        cfg = load_config(
+            GRPOConfig,
+            None,
+            [f"model={model}", f"suite={suite}", f"out={tmp_path / out}", "steps=6", "prompts_per_step=4",
+             "group_size=4", "gen.max_new_tokens=12", "lr=3e-3", "eval.n=0", "grader_workers=0",
+             f"loss.entropy_coef={coef}"],
+        )  # fmt: skip
+        train(cfg)
+        rows = [json.loads(line) for line in (tmp_path / out / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in rows if "loss/entropy" in r or "rollout/trained_rows" in r]
+
+    plain = run(0.0, "plain")
+    assert all(r["rollout/trained_rows"] == 0 for r in plain)  # no signal, no update
+    bonus = run(1.0, "bonus")
+    ent = [r["loss/entropy"] for r in bonus]
+    assert all(e > 0 for e in ent)
+    assert ent[-1] > ent[0] * 1.2, ent

@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 import torch
 
-from rft.batch import behaviour_logprobs, collate, shared_prefix_logprobs, token_logprobs
+from rft.batch import behaviour_logprobs, collate, shared_prefix_stats, token_logprobs, token_stats
 from rft.engines import Engine, Sampling
 from rft.envs import SuiteEnv
 from rft.eval.heldout import EvalConfig
 from rft.graders.executor import GradingPool
-from rft.losses import aggregate, group_advantages, kl_penalty, zero_variance_groups
+from rft.losses import aggregate, group_advantages, kl_penalty, masked_mean, zero_variance_groups
 from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from rft.rl.config import GenConfig, RLConfig
 from rft.rl.distributed import Dist
@@ -55,6 +55,7 @@ class LossConfig:
     eps_low: float | None = None  # clip range; None: by loss (clip 0.2, gspo 3e-4, cispo 1.0: no lower bound)
     eps_high: float | None = None  # None: clip 0.28 (clip-higher, DAPO), gspo 4e-4, cispo 4.0 (weights <= 5)
     beta: float = 0.0  # KL(pi || ref) coefficient, k3 estimator
+    entropy_coef: float = 0.0  # subtracts coef x the token entropy (aggregated as agg) from the loss
     overlong: Literal["none", "mask", "penalty"] = "none"  # samples cut at max_new_tokens
     overlong_buffer: int = 16  # penalty: linear from 0 to -1 over the last this-many tokens
 
@@ -69,8 +70,8 @@ class LossConfig:
             raise ValueError(
                 f"need 0 < eps_low < 1 (cispo: <= 1) and eps_high >= eps_low, got {self.eps_low}, {self.eps_high}"
             )
-        if self.beta < 0 or self.overlong_buffer < 1:
-            raise ValueError("loss.beta must be >= 0 and loss.overlong_buffer >= 1")
+        if self.beta < 0 or self.overlong_buffer < 1 or self.entropy_coef < 0:
+            raise ValueError("loss.beta and loss.entropy_coef must be >= 0, loss.overlong_buffer >= 1")
         if self.name == "gspo" and self.agg == "dr_grpo":
             raise ValueError("loss.name gspo weighs whole sequences: use agg grpo (the paper's) or dapo")
 
@@ -341,11 +342,14 @@ def _update(
 
     _, compute = training_precision(cfg.dtype, str(device), cfg.lora.r > 0)
 
-    def logprobs(m: torch.nn.Module, sub: Any, rows: list[int]) -> torch.Tensor:
+    def logprobs(
+        m: torch.nn.Module, sub: Any, rows: list[int], entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(log-probabilities, entropies if `entropy` else None), (b, T-1) each."""
         with autocast(compute, device):  # bf16 mixed precision, else a no-op
             if not share:
-                return token_logprobs(m, sub, temp)
-            return shared_prefix_logprobs(m, sub, [trajs[r].prompt_len for r in rows], temp)
+                return token_stats(m, sub, temp, entropy=entropy)
+            return shared_prefix_stats(m, sub, [trajs[r].prompt_len for r in rows], temp, entropy=entropy)
 
     # one on-policy pass: old logprobs = current, detached; async: the sampler's (one update behind)
     reuse_old = cfg.epochs == 1 and cfg.minibatches == 1 and not cfg.async_rollout
@@ -354,7 +358,8 @@ def _update(
     eps_low, eps_high = cfg.loss.eps_low, cfg.loss.eps_high  # set by LossConfig.__post_init__
     assert eps_low is not None and eps_high is not None
     ok, nonzero = valid.tolist(), (adv != 0).tolist()
-    needs = [i for i in range(n) if ok[i] and (nonzero[i] or cfg.loss.beta > 0)]
+    always = cfg.loss.beta > 0 or cfg.loss.entropy_coef > 0  # terms with a gradient whatever the advantage
+    needs = [i for i in range(n) if ok[i] and (nonzero[i] or always)]
     needed = set(needs)
     # full-width (N, T-1): a row's training micro-batch may be wider than the chunk it was scored in
     old_lp = behaviour if behaviour is not None else torch.zeros_like(batch.mask)
@@ -364,7 +369,7 @@ def _update(
             sub = batch.rows(part)
             w = sub.mask.shape[1]
             if behaviour is None and not reuse_old:
-                old_lp[part, :w] = logprobs(policy, sub, part).float()
+                old_lp[part, :w] = logprobs(policy, sub, part)[0].float()
             if cfg.loss.beta > 0:
                 with autocast(compute, device):
                     ref_lp[part, :w] = _ref_logprobs(policy, ref_model, sub, temp).float()
@@ -386,10 +391,11 @@ def _update(
             for k, rows in enumerate(padded):
                 with dist.micro_step(model, last=k == len(padded) - 1):
                     if rows is None:  # this rank has no rows left: a zero-weighted pass, same collectives
-                        dist.backward(logprobs(model, batch.rows([0]), [0]).sum() * 0.0)
+                        dist.backward(logprobs(model, batch.rows([0]), [0])[0].sum() * 0.0)
                         continue
                     sub = batch.rows(rows)
-                    lp = logprobs(model, sub, rows)  # (b, T-1)
+                    lp, ent = logprobs(model, sub, rows, entropy=True)  # (b, T-1) each
+                    assert ent is not None
                     old = lp.detach() if reuse_old else old_lp[rows, : lp.shape[1]]
                     loss, st = loss_fn(
                         lp,
@@ -411,8 +417,15 @@ def _update(
                         )
                         loss = loss + cfg.loss.beta * kl_loss
                         terms["kl"] = float(kl_loss.detach())
+                    if cfg.loss.entropy_coef > 0:  # an exploration bonus: higher entropy, lower loss
+                        ent_term = aggregate(
+                            ent, sub.mask, cfg.loss.agg, num_items, cfg.gen.max_new_tokens * max_turns
+                        )
+                        loss = loss - cfg.loss.entropy_coef * ent_term
+                        terms["entropy_bonus"] = float(ent_term.detach())
                     dist.backward(loss)
                 diagnostics = {k: float(st[k]) for k in ("clip_frac", "approx_kl", "ratio_mean")}
+                diagnostics["entropy"] = float(masked_mean(ent.detach(), sub.mask))  # nats per model token
                 metrics.micro(float(sub.mask.sum()), terms, diagnostics)
             # the gradient (so its norm) is the same on every rank
             metrics.update({"grad_norm": dist.clip_grad_norm(model, cfg.max_grad_norm)})
