@@ -46,7 +46,8 @@ class Spy:
         self.micro: list[dict[str, float]] = []
         self.norms: list[float] = []
         self.steps = 0
-        real_policy, real_clip = module.policy_loss, torch.nn.utils.clip_grad_norm_
+        real_policy = getattr(module, "policy_loss", None) or module.resolve_loss("clip")  # GRPO: by name
+        real_clip = torch.nn.utils.clip_grad_norm_
 
         def policy_loss(*args, **kw):
             loss, st = real_policy(*args, **kw)
@@ -61,7 +62,10 @@ class Spy:
             self.norms.append(float(norm))
             return norm
 
-        monkeypatch.setattr(module, "policy_loss", policy_loss)
+        if hasattr(module, "resolve_loss"):
+            monkeypatch.setattr(module, "resolve_loss", lambda name: policy_loss)
+        else:
+            monkeypatch.setattr(module, "policy_loss", policy_loss)
         monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
         if hasattr(module, "aggregate"):  # GRPO: the KL term
             real_agg = module.aggregate
