@@ -190,6 +190,30 @@ def aggregate(
     return masked_sum(per_token, m) / _norm(n, per_token)
 
 
+def _log_ratio(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, m: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logprobs upcast, log(pi / pi_old) with 0 off the mask): (B, T) each."""
+    lp = _up(logprobs)
+    return lp, torch.where(m, lp - _up(old_logprobs).to(lp.dtype), torch.zeros_like(lp))
+
+
+@torch.no_grad()
+def _clip_stats(
+    log_ratio: torch.Tensor, m: torch.Tensor, low: torch.Tensor, high: torch.Tensor, ratio: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The losses' detached token-mean stats: clip fractions (low, high: (B, T) bool), the mean of `ratio`
+    (B, T), and approx_kl, k3 of KL(old || new) = (r - 1) - log r, from the token log-ratios (B, T)."""
+    f = log_ratio.dtype
+    return {
+        "clip_frac": masked_mean((low | high).to(f), m),
+        "clip_frac_low": masked_mean(low.to(f), m),
+        "clip_frac_high": masked_mean(high.to(f), m),
+        "ratio_mean": masked_mean(ratio, m),
+        "approx_kl": masked_mean((torch.exp(log_ratio) - 1) - log_ratio, m),
+    }
+
+
 def policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -211,8 +235,7 @@ def policy_loss(
     """
     eps_high = eps_low if eps_high is None else eps_high
     m = mask.bool()  # (B, T)
-    lp = _up(logprobs)
-    log_ratio = torch.where(m, lp - _up(old_logprobs).to(lp.dtype), torch.zeros_like(lp))  # (B, T)
+    lp, log_ratio = _log_ratio(logprobs, old_logprobs, m)  # (B, T) each
     ratio = torch.exp(log_ratio)  # (B, T)
     adv = _up(advantages).to(lp.dtype)
     adv = adv.unsqueeze(-1) if adv.ndim == 1 else adv  # (B, 1) or (B, T)
@@ -220,18 +243,9 @@ def policy_loss(
     per_token = -torch.min(ratio * adv, clipped * adv)  # (B, T)
 
     loss = aggregate(per_token, m, agg, num_items, max_tokens)
-
-    with torch.no_grad():  # same regions as TRL's clip_ratio/* metrics (grpo_trainer.py L3274-3276)
-        low = (ratio < 1 - eps_low) & (adv < 0)  # (B, T)
-        high = (ratio > 1 + eps_high) & (adv > 0)  # (B, T)
-        stats = {
-            "clip_frac": masked_mean((low | high).to(ratio.dtype), m),
-            "clip_frac_low": masked_mean(low.to(ratio.dtype), m),
-            "clip_frac_high": masked_mean(high.to(ratio.dtype), m),
-            "ratio_mean": masked_mean(ratio, m),
-            "approx_kl": masked_mean((ratio - 1) - log_ratio, m),
-        }
-    return loss, stats
+    # same regions as TRL's clip_ratio/* metrics (grpo_trainer.py L3274-3276)
+    low, high = (ratio < 1 - eps_low) & (adv < 0), (ratio > 1 + eps_high) & (adv > 0)  # (B, T) each
+    return loss, _clip_stats(log_ratio, m, low, high, ratio.detach())
 
 
 def gspo_loss(
@@ -257,25 +271,15 @@ def gspo_loss(
         raise ValueError(f"gspo needs one advantage per sequence, (B,), got shape {tuple(advantages.shape)}")
     eps_high = eps_low if eps_high is None else eps_high
     m = mask.bool()  # (B, T)
-    lp = _up(logprobs)
-    log_ratio = torch.where(m, lp - _up(old_logprobs).to(lp.dtype), torch.zeros_like(lp))  # (B, T)
+    lp, log_ratio = _log_ratio(logprobs, old_logprobs, m)  # (B, T) each
     seq_ratio = torch.exp(masked_mean(log_ratio, m, dim=-1)).unsqueeze(-1)  # (B, 1)
     adv = _up(advantages).to(lp.dtype).unsqueeze(-1)  # (B, 1)
     clipped = torch.clamp(seq_ratio, 1 - eps_low, 1 + eps_high)  # (B, 1)
     per_token = (-torch.min(seq_ratio * adv, clipped * adv)).expand_as(lp)  # (B, T)
     loss = aggregate(per_token, m, agg, num_items, max_tokens)
-    with torch.no_grad():
-        low = ((seq_ratio < 1 - eps_low) & (adv < 0)).expand_as(m)  # (B, T)
-        high = ((seq_ratio > 1 + eps_high) & (adv > 0)).expand_as(m)  # (B, T)
-        ratio = torch.exp(log_ratio)  # (B, T)
-        stats = {
-            "clip_frac": masked_mean((low | high).to(lp.dtype), m),
-            "clip_frac_low": masked_mean(low.to(lp.dtype), m),
-            "clip_frac_high": masked_mean(high.to(lp.dtype), m),
-            "ratio_mean": masked_mean(seq_ratio.expand_as(lp), m),
-            "approx_kl": masked_mean((ratio - 1) - log_ratio, m),
-        }
-    return loss, stats
+    low = ((seq_ratio < 1 - eps_low) & (adv < 0)).expand_as(m)  # (B, T)
+    high = ((seq_ratio > 1 + eps_high) & (adv > 0)).expand_as(m)  # (B, T)
+    return loss, _clip_stats(log_ratio, m, low, high, seq_ratio.detach().expand_as(lp))
 
 
 def cispo_loss(
@@ -299,24 +303,15 @@ def cispo_loss(
     the tokens whose weight was clipped."""
     eps_high = eps_low if eps_high is None else eps_high
     m = mask.bool()  # (B, T)
-    lp = _up(logprobs)
-    log_ratio = torch.where(m, lp - _up(old_logprobs).to(lp.dtype), torch.zeros_like(lp))  # (B, T)
+    lp, log_ratio = _log_ratio(logprobs, old_logprobs, m)  # (B, T) each
     ratio = torch.exp(log_ratio)  # (B, T)
     adv = _up(advantages).to(lp.dtype)
     adv = adv.unsqueeze(-1) if adv.ndim == 1 else adv  # (B, 1) or (B, T)
     weight = torch.clamp(ratio, 1 - eps_low, 1 + eps_high).detach()  # (B, T)
     per_token = torch.where(m, -weight * adv * lp, torch.zeros_like(lp))  # (B, T)
     loss = aggregate(per_token, m, agg, num_items, max_tokens)
-    with torch.no_grad():
-        low, high = ratio < 1 - eps_low, ratio > 1 + eps_high  # (B, T)
-        stats = {
-            "clip_frac": masked_mean((low | high).to(lp.dtype), m),
-            "clip_frac_low": masked_mean(low.to(lp.dtype), m),
-            "clip_frac_high": masked_mean(high.to(lp.dtype), m),
-            "ratio_mean": masked_mean(ratio, m),
-            "approx_kl": masked_mean((ratio - 1) - log_ratio, m),
-        }
-    return loss, stats
+    low, high = ratio < 1 - eps_low, ratio > 1 + eps_high  # (B, T) each
+    return loss, _clip_stats(log_ratio, m, low, high, ratio.detach())
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:
