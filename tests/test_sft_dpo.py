@@ -401,5 +401,7 @@ def test_cli_stages_hand_over_by_path(tmp_path):
               for x in ("--set", kv)))  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "grpo" / "checkpoints" / "latest").is_file()
+    # rft draws its own progress bars: none of transformers' (loading and writing weights) between them
+    assert "Loading weights" not in res.stderr + res.stdout and "Writing model shards" not in res.stderr
     res = rft("train", "dpo", "--set", f"model={sft_out / 'model'}", "--set", f"suite={suite}")
     assert res.returncode == 2 and "samples" in res.stderr

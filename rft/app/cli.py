@@ -19,6 +19,10 @@ from rft.app.errors import App, add_global_options
 from rft.app.eval_cli import compare_cmd, eval_cmd
 from rft.app.sandbox_cli import sandbox_app
 
+# rft draws its own progress bars; transformers' ("Loading weights", "Writing model shards" at every
+# checkpoint) would interleave with them. Read when transformers is first imported; a user's setting wins.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
 app = App(
     no_args_is_help=True, add_completion=False, help="Reinforcement fine-tuning with verifiable rewards."
 )
