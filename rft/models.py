@@ -119,17 +119,22 @@ def load_policy(
     dtype: Dtype = "auto",
     device: str = "auto",
     gradient_checkpointing: bool = False,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model and tokenizer at `name_or_path`; with `lora` (r > 0) wrapped in a fresh trainable
-    adapter, or with `adapter` (a saved peft folder, e.g. a checkpoint's) loaded trainable on top."""
+    adapter, or with `adapter` (a saved peft folder, e.g. a checkpoint's) loaded trainable on top.
+    `revision` and `trust_remote_code` go to transformers' `from_pretrained` (a hub id's branch, tag or
+    commit; a model whose code is in its repository)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name_or_path = resolve_model_path(name_or_path)
     dev = _device(device)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    hub = {"revision": revision, "trust_remote_code": trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **hub)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=pick_dtype(dtype, dev)).to(dev)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=pick_dtype(dtype, dev), **hub).to(dev)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if gradient_checkpointing:

@@ -18,27 +18,15 @@ LOADING = ("dtype", "revision", "trust_remote_code")  # how the weights load; th
 
 def load_model(name_or_path: str, args: dict[str, Any]) -> tuple[Any, Any]:
     """The model and tokenizer at `name_or_path`, loaded with the model args `dtype`, `revision` and
-    `trust_remote_code` (`rft.models.load_policy` when only `dtype` is set)."""
+    `trust_remote_code`."""
     from rft.models import load_policy
 
-    dtype = args.get("dtype", "auto")
-    if args.get("revision") is None and not args.get("trust_remote_code"):
-        return load_policy(name_or_path, dtype=dtype)
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rft.models import pick_dtype, resolve_model_path
-
-    path = resolve_model_path(name_or_path)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    hub = {"revision": args.get("revision"), "trust_remote_code": bool(args.get("trust_remote_code"))}
-    tokenizer = AutoTokenizer.from_pretrained(path, **hub)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, device), **hub).to(device)
-    if model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    return load_policy(
+        name_or_path,
+        dtype=args.get("dtype", "auto"),
+        revision=args.get("revision"),
+        trust_remote_code=bool(args.get("trust_remote_code")),
+    )
 
 
 def open_local(spec: EvalSpec, model: str) -> tuple[Engine, Any]:
