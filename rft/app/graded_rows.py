@@ -105,31 +105,14 @@ def grade_rows(
     timeout: float = 30.0,
     on_result: Callable[[int, Grade], None] | None = None,
 ) -> list[Grade]:
-    """Grade rows in order. Unparseable rows get `error` grades; the rest go through a `GraderPool`
-    (`workers=0` grades in this thread, without deadlines)."""
-    grades: list[Grade | None] = [None] * len(rows)
-    good = [i for i, r in enumerate(rows) if r.problem is None]
-    for i, r in enumerate(rows):
-        if r.problem is not None:
-            grades[i] = Grade.error(f"line {r.line}: {r.problem}", line=r.line)
-            if on_result is not None:
-                on_result(i, grades[i])  # type: ignore[arg-type]
-
-    def record(j: int, grade: Grade) -> None:
-        i = good[j]
-        grades[i] = _name_line(grade, rows[i].line)
+    """`grade_stream` into a list: the grades of `rows` in order, `on_result(index, grade)` as each is
+    taken. Unparseable rows get `error` grades; `workers=0` grades in this thread, without deadlines."""
+    grades = []
+    for i, (_, grade) in enumerate(grade_stream(grader, rows, workers=workers, timeout=timeout)):
+        grades.append(grade)
         if on_result is not None:
-            on_result(i, grades[i])  # type: ignore[arg-type]
-
-    samples = [rows[i].data["sample"] for i in good]  # type: ignore[index]
-    items = [rows[i].data.get("item") or {} for i in good]  # type: ignore[union-attr]
-    if workers == 0:
-        for j, (s, it) in enumerate(zip(samples, items, strict=True)):
-            record(j, grader.grade(s, it))
-    elif good:
-        with GraderPool(workers=workers, timeout=timeout) as pool:
-            pool.grade(grader, samples, items, on_result=record)
-    return [g for g in grades if g is not None]
+            on_result(i, grade)
+    return grades
 
 
 def grade_stream(
