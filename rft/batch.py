@@ -74,20 +74,22 @@ def token_stats(
     temperature: float = 1.0,
     chunk: int | None = None,
     entropy: bool = False,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`token_logprobs` and, if `entropy`, the entropy of each position's next-token distribution (at the
-    same temperature): (B, T-1) each; the entropy is None when not asked for."""
+    same temperature): (B, T-1) each; the entropy is None when not asked for, and has no gradient unless
+    `entropy_grad` (a metric then costs no recomputation in backward)."""
     found = head_of(model)
     if found is None:
         logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits[:, :-1, :]  # (B, T-1, V)
         if temperature > 0 and temperature != 1.0:
             logits = logits / temperature
-        ent = entropy_from_logits(logits) if entropy else None
+        ent = entropy_from_logits(logits if entropy_grad else logits.detach()) if entropy else None
         return selective_log_softmax(logits, batch.ids[:, 1:]), ent  # (B, T-1) each
     head, cap = found
     out = model(input_ids=batch.ids, attention_mask=batch.attn, **NO_HEAD)
     hidden = out.hidden_states[-1][:, :-1, :]  # (B, T-1, H)
-    lp, ent = chunked_logprobs(hidden, batch.ids[:, 1:], head, temperature, chunk, cap, entropy)
+    lp, ent = chunked_logprobs(hidden, batch.ids[:, 1:], head, temperature, chunk, cap, entropy, entropy_grad)
     return lp, ent if entropy else None
 
 
@@ -109,6 +111,7 @@ def shared_prefix_stats(
     temperature: float = 1.0,
     chunk: int | None = None,
     entropy: bool = False,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`token_logprobs` for rows whose first `prompt_lens[i]` tokens repeat across rows (GRPO's groups):
     each distinct prompt is run once and its key/value cache is shared by its rows, so the model sees the
@@ -160,13 +163,19 @@ def shared_prefix_stats(
         rest = model(input_ids=c_ids, attention_mask=attn, position_ids=c_pos, past_key_values=cache, **extra)
     if found:
         hidden = torch.cat([first[rows][:, None, :], rest.hidden_states[-1][:, :-1, :]], dim=1)  # (B, C, H)
-        lp, ent = chunked_logprobs(hidden, c_ids, found[0], temperature, chunk, found[1], entropy)  # (B, C)
+        lp, ent = chunked_logprobs(
+            hidden, c_ids, found[0], temperature, chunk, found[1], entropy, entropy_grad
+        )  # (B, C) each
     else:
         logits = torch.cat([first[rows][:, None, :], rest.logits[:, :-1, :]], dim=1)  # (B, C, V)
         if temperature > 0 and temperature != 1.0:
             logits = logits / temperature
         lp = selective_log_softmax(logits, c_ids)  # (B, C)
-        ent = entropy_from_logits(logits) if entropy else torch.zeros_like(lp)  # (B, C)
+        ent = (
+            entropy_from_logits(logits if entropy_grad else logits.detach())
+            if entropy
+            else torch.zeros_like(lp)
+        )
     # back to the (B, T-1) layout: position lens[i] - 1 + k predicts token lens[i] + k
     target = torch.tensor(lens, device=device)[:, None] - 1 + torch.arange(cw, device=device)[None]  # (B, C)
     target = torch.where(c_attn.bool(), target, torch.full_like(target, T - 1))  # padding -> a spare column

@@ -58,10 +58,10 @@ def head_of(model: torch.nn.Module) -> tuple[torch.nn.Module, float | None] | No
 
 def _chunk_stats(
     hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-    temperature: float, cap: float | None, entropy: bool,
+    temperature: float, cap: float | None, entropy: bool, entropy_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Log-probabilities and entropies (zeros unless `entropy`) of one chunk: hidden (b, c, H), targets (b, c)
-    -> (b, c), (b, c)."""
+    """Log-probabilities and entropies (zeros unless `entropy`; without a gradient unless `entropy_grad`) of
+    one chunk: hidden (b, c, H), targets (b, c) -> (b, c), (b, c)."""
     logits = F.linear(hidden, weight, bias).float()  # (b, c, V)
     if cap is not None:
         logits = cap * torch.tanh(logits / cap)
@@ -71,8 +71,10 @@ def _chunk_stats(
     picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (b, c)
     if not entropy:
         return picked, torch.zeros_like(picked)
-    p = logp.exp()
-    return picked, -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)  # (b, c), (b, c)
+    # a detached entropy saves nothing for backward, so a checkpoint's recomputation stops before it
+    with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
+        p = logp.exp()
+        return picked, -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)  # (b, c), (b, c)
 
 
 def chunked_logprobs(
@@ -83,8 +85,10 @@ def chunked_logprobs(
     chunk: int | None = None,
     cap: float | None = None,
     entropy: bool = False,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(targets) and the entropy at each position (zeros unless `entropy`), from the final hidden states: hidden (B, T, H),
+    """log p(targets) and the entropy at each position (zeros unless `entropy`; `entropy_grad` False: a
+    metric, without a gradient), from the final hidden states: hidden (B, T, H),
     targets (B, T) -> (B, T), (B, T) in float32. The head (a linear layer: its `weight` and `bias`) runs on
     `chunk` positions at a time (None: `chunk_positions`, a byte budget); with gradients on, each chunk is
     checkpointed (its logits recomputed in backward), so at most one chunk's (B, chunk, V) logits exist at
@@ -98,7 +102,7 @@ def chunked_logprobs(
     lps, ents = [], []
     for start in range(0, hidden.shape[1], chunk):
         h, tgt = hidden[:, start : start + chunk], targets[:, start : start + chunk]  # (B, c, H), (B, c)
-        args: tuple[Any, ...] = (h, tgt, weight, bias, temperature, cap, entropy)
+        args: tuple[Any, ...] = (h, tgt, weight, bias, temperature, cap, entropy, entropy_grad)
         if grad:
             lp, ent = checkpoint(_chunk_stats, *args, use_reentrant=False)
         else:

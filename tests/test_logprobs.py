@@ -40,6 +40,11 @@ def test_chunked_head_equals_the_full_logits_values_entropies_and_gradients():
             (g_h, g_w) = torch.autograd.grad(lp.sum(), (hidden, head.weight))
             torch.testing.assert_close(g_h.double(), w_h, atol=1e-5, rtol=0)
             torch.testing.assert_close(g_w.double(), w_w, atol=1e-5, rtol=0)
+    # the entropy as a metric: the same values, no gradient (nothing for backward to recompute)
+    _, with_grad = chunked_logprobs(hidden, targets, head, chunk=3, entropy=True)
+    _, metric = chunked_logprobs(hidden, targets, head, chunk=3, entropy=True, entropy_grad=False)
+    assert with_grad.requires_grad and not metric.requires_grad
+    torch.testing.assert_close(metric, with_grad.detach())
     with pytest.raises(ValueError, match="chunk"):
         chunked_logprobs(hidden, targets, head, chunk=0)
 

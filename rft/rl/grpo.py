@@ -342,14 +342,17 @@ def _update(
 
     _, compute = training_precision(cfg.dtype, str(device), cfg.lora.r > 0)
 
+    bonus = cfg.loss.entropy_coef > 0  # the entropy needs a gradient only for the bonus; else it is a metric
+
     def logprobs(
         m: torch.nn.Module, sub: Any, rows: list[int], entropy: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(log-probabilities, entropies if `entropy` else None), (b, T-1) each."""
+        kw = {"entropy": entropy, "entropy_grad": bonus}
         with autocast(compute, device):  # bf16 mixed precision, else a no-op
             if not share:
-                return token_stats(m, sub, temp, entropy=entropy)
-            return shared_prefix_stats(m, sub, [trajs[r].prompt_len for r in rows], temp, entropy=entropy)
+                return token_stats(m, sub, temp, **kw)
+            return shared_prefix_stats(m, sub, [trajs[r].prompt_len for r in rows], temp, **kw)
 
     # one on-policy pass: old logprobs = current, detached; async: the sampler's (one update behind)
     reuse_old = cfg.epochs == 1 and cfg.minibatches == 1 and not cfg.async_rollout
@@ -417,7 +420,7 @@ def _update(
                         )
                         loss = loss + cfg.loss.beta * kl_loss
                         terms["kl"] = float(kl_loss.detach())
-                    if cfg.loss.entropy_coef > 0:  # an exploration bonus: higher entropy, lower loss
+                    if bonus:  # an exploration bonus: higher entropy, lower loss
                         ent_term = aggregate(
                             ent, sub.mask, cfg.loss.agg, num_items, cfg.gen.max_new_tokens * max_turns
                         )
