@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -388,3 +389,17 @@ def test_eval_help_documents_the_served_options():
     for flag in ("--base-url", "--api", "--model-args", "--batch-size", "--concurrency", "--attempts",
                  "--api-key-env"):  # fmt: skip
         assert flag in res.output
+
+
+def test_serve_takes_a_run_folder(served, tmp_path):
+    """`serve()` (the Python API) accepts what the commands accept: a run folder stands for its model."""
+    _, path = served
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "model").symlink_to(path, target_is_directory=True)
+    from rft.app.serve import serve
+
+    with serve(str(run)) as server:
+        assert server.engine.name == str(run)
+        with urllib.request.urlopen(f"{server.url}/models", timeout=30) as r:
+            assert json.load(r)["data"][0]["id"] == str(run)

@@ -27,14 +27,14 @@ from typing import Any
 
 import torch
 from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
     GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
     StoppingCriteriaList,
 )
+
+from rft.models import load_policy
 
 __all__ = ["Server", "serve", "run_server", "main"]
 
@@ -399,9 +399,8 @@ def _load(model: str | Path | tuple[PreTrainedModel, PreTrainedTokenizerBase], d
     if isinstance(model, tuple):
         lm, tok = model
         return lm, tok, getattr(lm.config, "_name_or_path", "") or "local"
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    lm = AutoModelForCausalLM.from_pretrained(model).to(device)
-    return lm, AutoTokenizer.from_pretrained(model), str(model)
+    lm, tok = load_policy(model, device=device or "auto")  # a run folder stands for its model
+    return lm, tok, str(model)
 
 
 def serve(
