@@ -23,6 +23,7 @@ BAD_INPUTS: dict[str, list[str]] = {
     "grader audit": ["grader", "audit", "-g", "missing.json", "-i", "rows.jsonl"],  # missing file
     "grader types": ["grader", "types", "extra"],  # takes no argument
     "serve": ["serve", "--model", "/nonexistent/model"],
+    "diagnose": ["diagnose", "missing-run"],
     "demo": ["demo", "--set", "nonsense=1"],
     "run": ["run", "bad.yaml"],
     "export": ["export", "missing-run", "dest"],
@@ -66,6 +67,7 @@ MENTIONS = {
     "grader audit": "missing.json",
     "grader types": "extra",
     "serve": "/nonexistent/model",
+    "diagnose": "missing-run",
     "demo": "nonsense",
     "run": "not valid YAML",
     "export": "missing-run",

@@ -268,7 +268,40 @@ def run_cmd(
     out.print(summary_table(summary))
     for c in summary["comparisons"]:
         out.print(c["verdict"], soft_wrap=True)
+    _verdicts(Path(summary["report"]).parent)
     out.print(f"report: {summary['report']}", soft_wrap=True)
+
+
+def _verdicts(folder: Path) -> None:
+    """`rft diagnose`'s one-line verdict for the RL run in `folder`, or for each in its subfolders (a
+    pipeline's stages)."""
+    from rft.rl.diagnose import diagnose, rl_runs
+
+    for run in rl_runs(folder):
+        out.print(escape(diagnose(run).verdict), soft_wrap=True)
+
+
+@app.command()
+def diagnose(
+    run: Annotated[Path, typer.Argument(help="a grpo/ppo run folder, or a pipeline folder (each RL stage)")],
+    weights: Annotated[
+        bool, typer.Option(help="compare the final weights with the starting model's (reads both)")
+    ] = True,
+) -> None:
+    """Say what went wrong in an RL run, with its numbers and what to try: grader failures, an answer format
+    never found, no signal (equal rewards in a group), a frozen policy, entropy collapse, updates too large,
+    reward hacking (the reward rose, held-out accuracy did not), a stall."""
+    from rft.rl.diagnose import diagnose as run_diagnosis
+    from rft.rl.diagnose import rl_runs
+
+    if not run.is_dir():
+        fail(f"no such folder: {run}")
+    runs = rl_runs(run)
+    if not runs:
+        fail(f"{run} holds no grpo/ppo run (config.yaml, metrics.jsonl with rewards, rollouts.jsonl)")
+    for r in runs:
+        for line in run_diagnosis(r, weights=weights).lines():
+            out.print(escape(line), soft_wrap=True, highlight=False)
 
 
 def _env_id(task: str) -> str:
@@ -354,6 +387,8 @@ def _train(kind: str, config: Path | None, overrides: list[str] | None, resume: 
         out.print(f"model for the next stage: {Path(cfg.out) / 'model'}", soft_wrap=True)
     for k, v in final.items():
         out.print(f"{k} = {v:.4g}")
+    if kind in ("grpo", "ppo"):
+        _verdicts(Path(cfg.out))
 
 
 @train_app.command("sft")

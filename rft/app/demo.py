@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from rft.app.console import rich_bars, summary_table
 from rft.app.pipeline import load_pipeline, run_pipeline
+from rft.rl.diagnose import diagnose, rl_runs
 
 __all__ = ["DEMO_PIPELINE", "GOALS", "run_demo", "check_goals"]
 
@@ -50,6 +52,8 @@ def run_demo(out: Path | None = None, overrides: list[str] | None = None, consol
     goals = check_goals(summary)
     for line, ok in goals:
         console.print(f"{'[green]met[/green]' if ok else '[red]missed[/red]'}  {line}", soft_wrap=True)
+    for run in rl_runs(Path(summary["report"]).parent):
+        console.print(escape(diagnose(run).verdict), soft_wrap=True)
     console.print(f"report: {summary['report']} (results.json, training.png, stages.png beside it); "
                   f"{summary['wall_s']:.0f} s", soft_wrap=True)  # fmt: skip
     summary["goals"] = goals
