@@ -103,6 +103,20 @@ def test_overrides_reach_top_level_and_stage_keys(tmp_path):
         load_pipeline(small(tmp_path), ["grpo.steps"])
 
 
+def test_the_pipeline_seed_is_every_stages_and_the_tiny_models(tmp_path):
+    """`seed: S` (`rft demo --seed S`) reaches what a stage does not set itself; it was accepted and ignored."""
+    raw = small(tmp_path)
+    raw["stages"][0]["seed"] = 11  # a stage's own seed wins
+    p = load_pipeline(raw, ["seed=5"])
+    assert p.seed == 5 and p.tiny is not None and p.tiny.seed == 5
+    assert p.stage_config(p.stages[0], "m").seed == 11 and p.stage_config(p.stages[1], "m").seed == 5
+    raw["model"]["tiny"]["seed"] = 2
+    assert load_pipeline(raw, ["seed=5"]).tiny.seed == 2
+    assert load_pipeline(small(tmp_path)).stage_config(p.stages[1], "m").seed == 0  # unset: the default
+    with pytest.raises(ConfigError, match="seed must be an integer"):
+        load_pipeline(small(tmp_path), ["seed=abc"])
+
+
 # ---- running -----------------------------------------------------------------------------------------
 
 
@@ -200,6 +214,7 @@ def test_rft_demo_meets_its_goals(tmp_path):
                          env={**os.environ, "COLUMNS": "200"})  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert res.stdout.count("met  ") == 2, res.stdout[-2000:]
+    assert "diagnose: no problems found" in res.stdout, res.stdout[-2000:]  # the GRPO stage's verdict
     doc = json.loads((out / "results.json").read_text())
     acc = {r["model"]: r for r in doc["results"] if r["metric"] == "pass@1"}
     assert acc["grpo"]["value"] - acc["base"]["value"] >= 0.30

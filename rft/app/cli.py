@@ -219,6 +219,9 @@ def demo(
     grading: Annotated[
         bool, typer.Option("--grading", help="only the grading tour (seconds, no model)")
     ] = False,
+    seed: Annotated[
+        int | None, typer.Option(help="every seed of the run: model init, data order, sampling (default 0)")
+    ] = None,
 ) -> None:
     """The main job on a fresh machine, no downloads: a tiny model, SFT on a few solved problems, GRPO against
     the grader on problems without demonstrations, held-out evaluation of each, a report (rft run on
@@ -237,7 +240,10 @@ def demo(
     from rft.runs import RunError
 
     with user_errors(ConfigError, PipelineError, RunError):
-        summary = run_demo(out_dir, set_, console=out, restart_from=from_)
+        sets = [*(set_ or []), *([f"seed={seed}"] if seed is not None else [])]
+        if seed is not None and out_dir is None and not any(x.startswith("out=") for x in sets):
+            out_dir = Path(f"runs/demo-seed{seed}")  # runs/demo holds the default seed's run
+        summary = run_demo(out_dir, sets, console=out, restart_from=from_)
     raise typer.Exit(0 if all(ok for _, ok in summary["goals"]) else 1)
 
 

@@ -75,8 +75,11 @@ class Pipeline:
     tiny: TinySpec | None = None  # or: build a tiny model
     suite: str | None = None  # the default suite of stages and evaluation
     eval: PipelineEval = field(default_factory=PipelineEval)
+    seed: int | None = None  # every training stage's seed (and the tiny model's) unless it sets its own
 
     def __post_init__(self) -> None:
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if (self.model is None) == (self.tiny is None):
             raise ValueError(
                 "give the input model: `model: <id or path>` or `model: {tiny: {...}}`, not both"
@@ -131,6 +134,8 @@ class Pipeline:
         if stage.type == "eval":
             return data  # EvalSpec keys over the `eval:` section: `eval_spec(stage)`
         data = {**data, "model": model, "out": str(Path(self.out) / stage.name)}
+        if self.seed is not None:
+            data.setdefault("seed", self.seed)
         if stage.type == "dpo":
             data.setdefault("samples", str(Path(self.out) / stage.name / "samples.jsonl"))
         return from_dict(stage_class(stage.type), data, where=f"stages.{stage.name}")
@@ -198,7 +203,10 @@ def load_pipeline(source: str | Path | Mapping[str, Any], overrides: Sequence[st
     if isinstance(model, dict):
         if set(model) != {"tiny"}:
             raise ConfigError("model: give an id/path, or {tiny: {vocab_size: 128, hidden: 128, ...}}")
-        tiny, model = from_dict(TinySpec, model["tiny"] or {}, where="model.tiny"), None
+        spec = dict(model["tiny"] or {})
+        if raw.get("seed") is not None:
+            spec.setdefault("seed", raw["seed"])
+        tiny, model = from_dict(TinySpec, spec, where="model.tiny"), None
     parsed = [
         Stage(name=str(s.get("name")), type=s.get("type"),  # type: ignore[arg-type]
               config={k: v for k, v in s.items() if k not in ("name", "type")})
@@ -212,6 +220,7 @@ def load_pipeline(source: str | Path | Mapping[str, Any], overrides: Sequence[st
             tiny=tiny,
             suite=raw.get("suite"),
             eval=from_dict(PipelineEval, raw.get("eval") or {}, where="eval"),
+            seed=raw.get("seed"),
         )
         for s in p.stages:  # every stage's config checked now, not after hours of the ones before it
             if s.type == "eval":
@@ -227,5 +236,7 @@ def plain_pipeline(p: Pipeline) -> dict[str, Any]:
     d: dict[str, Any] = {"out": p.out}
     d["model"] = {"tiny": to_dict(p.tiny)} if p.tiny else p.model
     d |= {"suite": p.suite, "eval": to_dict(p.eval)}
+    if p.seed is not None:
+        d["seed"] = p.seed
     d["stages"] = [{"name": s.name, "type": s.type, **s.config} for s in p.stages]
     return d
