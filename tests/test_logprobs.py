@@ -5,6 +5,7 @@ tokens (token_logprobs, shared_prefix_logprobs), and peak memory that grows with
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -151,3 +152,69 @@ def test_peak_memory_grows_with_the_chunk_not_with_t_times_v():
     assert full > 2000  # the full logits path holds several (B, T, V) tensors at once
     assert small < 400  # a few chunks' worth, far below one (B, T, V) float32 tensor (1,000 MB)
     assert big > small + 500  # the peak follows the chunk
+
+
+_SAMPLE_PEAK = textwrap.dedent(
+    """
+    import json, resource, sys, torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from rft.engines import HFEngine, Sampling
+    from rft.tiny import make_tokenizer
+    torch.set_num_threads(1)
+    T, mode = int(sys.argv[1]), sys.argv[2]
+    V = 64000
+    tok = make_tokenizer(["What is 12 + 5?"] * 20)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
+    model.generation_config.eos_token_id = None
+    engine = HFEngine(model, tok, batch_size=4)
+    prompt = tok("What is 12 + 5?", add_special_tokens=False)["input_ids"]
+    def run(t):
+        if mode == "engine":
+            out = engine.generate([prompt], Sampling(n=4, max_new_tokens=t, seed=0, logprobs=True))[0]
+            assert all(len(c.logprobs) == len(c.token_ids) for c in out)
+            return sum(len(c.token_ids) for c in out)
+        ids = torch.tensor([prompt] * 4)  # the control: transformers keeping every step's logits
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=t,
+                                 min_new_tokens=t, do_sample=True, pad_token_id=0, eos_token_id=None,
+                                 return_dict_in_generate=True, output_logits=True)
+        return len(gen.logits) * 4
+    run(16)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tokens = run(T)
+    grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    print(json.dumps({"grew_mb": grew, "tokens": tokens}))
+    """
+)
+
+
+def _sample_peak(T: int, mode: str) -> tuple[float, int]:
+    # each step's (4, V) float32 tensors are 1 MB: below glibc's dynamic mmap threshold they come from the
+    # heap, whose fragmentation added 5-90 MB of noise to the peak between identical runs; a fixed
+    # threshold mmaps them (freed memory goes back at once) and measures what is held
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+    res = subprocess.run(
+        [sys.executable, "-c", _SAMPLE_PEAK, str(T), mode],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    return float(out["grew_mb"]), int(out["tokens"])
+
+
+def test_sampling_logprobs_memory_does_not_grow_with_t_times_v():
+    """HFEngine with logprobs=True, 4 rows x 128 or 512 new tokens at V = 64,000: every step's logits
+    would be 131 MB or 524 MB in float32 (the control: `generate(output_logits=True)` keeps them all); the
+    engine keeps one step's (B, V) at a time, so its peak does not follow T."""
+    control, _ = _sample_peak(512, "output_logits")
+    short, n_short = _sample_peak(128, "engine")
+    long, n_long = _sample_peak(512, "engine")
+    print(f"peak growth MB: output_logits T=512 {control:.0f}; engine T=128 {short:.0f}, T=512 {long:.0f}")
+    assert n_long > 3 * n_short  # (a row may sample eos and stop early)
+    assert control > 400  # the measurement sees T steps of (B, V) logits when they are kept
+    assert long < 50 and long < short + 25  # one step's (B, V) at a time, a few times over
