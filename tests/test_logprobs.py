@@ -106,6 +106,28 @@ def test_scoring_paths_use_the_chunked_head_and_match_the_full_logits(name):
             torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("family", ["granite", "cohere"])
+def test_models_that_scale_their_logits_are_scored_exactly(family):
+    """Granite divides the head's output by `logits_scaling`, Cohere multiplies it by `logit_scale`: the
+    chunked head does not apply that, so they take the full logits (it was 0.15-0.24 nats off)."""
+    from transformers import CohereConfig, CohereForCausalLM, GraniteConfig, GraniteForCausalLM
+
+    kw = {"vocab_size": 97, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "eos_token_id": 2}  # fmt: skip
+    torch.manual_seed(0)
+    if family == "granite":
+        model = GraniteForCausalLM(GraniteConfig(**kw, logits_scaling=4.0))
+    else:
+        model = CohereForCausalLM(CohereConfig(**kw, logit_scale=0.25))
+    assert head_of(model) is None
+    ids = torch.randint(1, 97, (2, 9), generator=torch.Generator().manual_seed(0))
+    batch = Batch(ids, torch.ones_like(ids), torch.ones(2, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            token_logprobs(model, batch, 0.8), _full(model, batch, 0.8), atol=1e-5, rtol=0
+        )
+
+
 _PEAK = textwrap.dedent(
     """
     import json, resource, sys, torch
