@@ -132,18 +132,26 @@ _PEAK = textwrap.dedent(
     """
     import json, resource, sys, torch
     from transformers import LlamaConfig, LlamaForCausalLM
-    from rft.batch import Batch, token_logprobs
+    from rft.batch import Batch, shared_prefix_stats, token_logprobs, token_stats
     from rft.logprobs import chunk_positions
     torch.set_num_threads(1)
-    T, budget = int(sys.argv[1]), int(sys.argv[2]) * 2**20
+    T, budget, fn = int(sys.argv[1]), int(sys.argv[2]) * 2**20, sys.argv[3]
     V = 32000
     model = LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                          num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
     def run(t):
         ids = torch.randint(0, V, (2, t))
+        ids[1, : t // 2] = ids[0, : t // 2]  # a shared prompt of t/2 tokens (for shared_prefix_stats)
         b = Batch(ids, torch.ones_like(ids), torch.ones(2, t - 1))
-        if budget:
-            lp = token_logprobs(model, b, chunk=chunk_positions(2, V, budget))
+        chunk = chunk_positions(2, V, budget) if budget else 0
+        if fn == "stats":  # with the entropy and its gradient (the entropy bonus)
+            lp, ent = token_stats(model, b, chunk=chunk, entropy=True)
+            lp = lp + ent
+        elif fn == "shared":
+            lp, ent = shared_prefix_stats(model, b, [t // 2] * 2, chunk=chunk, entropy=True)
+            lp = lp + ent
+        elif budget:
+            lp = token_logprobs(model, b, chunk=chunk)
         else:  # the full logits, as before
             lp = torch.log_softmax(model(input_ids=b.ids).logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])
         lp.sum().backward()
@@ -156,9 +164,9 @@ _PEAK = textwrap.dedent(
 )
 
 
-def _peak_growth_mb(T: int, chunk: int) -> float:
+def _peak_growth_mb(T: int, chunk: int, fn: str = "logprobs") -> float:
     res = subprocess.run(
-        [sys.executable, "-c", _PEAK, str(T), str(chunk)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _PEAK, str(T), str(chunk), fn], capture_output=True, text=True, timeout=300
     )
     assert res.returncode == 0, res.stderr[-2000:]
     return float(json.loads(res.stdout.strip().splitlines()[-1])["grew_mb"])
@@ -174,6 +182,17 @@ def test_peak_memory_grows_with_the_chunk_not_with_t_times_v():
     assert full > 2000  # the full logits path holds several (B, T, V) tensors at once
     assert small < 400  # a few chunks' worth, far below one (B, T, V) float32 tensor (1,000 MB)
     assert big > small + 500  # the peak follows the chunk
+
+
+@pytest.mark.parametrize("fn", ["stats", "shared"])
+def test_peak_memory_of_entropies_and_shared_prefixes_stays_at_the_chunk(fn):
+    """As above for `token_stats` with entropies (and their gradient: the entropy bonus) and for
+    `shared_prefix_stats` (two rows sharing a 2,048-token prompt), in chunks of 64 MB of logits: the
+    peak stays below one (B, T, V) float32 tensor (1,049 MB; the full path holds several). The entropy's
+    backward recomputes a chunk's logits, probabilities and their products: measured 597 MB for stats."""
+    grew = _peak_growth_mb(4096, 64, fn)
+    print(f"peak growth MB of {fn}: {grew:.0f}")
+    assert grew < 900
 
 
 _SAMPLE_PEAK = textwrap.dedent(
