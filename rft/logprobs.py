@@ -5,7 +5,8 @@ again for their gradient: the largest tensors of an RL update. Here the model ru
 (`logits_to_keep=1`, hidden states returned), and the head is applied to `chunk` positions at a time under
 activation checkpointing, so the forward pass holds one chunk's logits at a time and the backward pass
 recomputes them chunk by chunk. Values and gradients equal the full computation's (tests/test_logprobs.py).
-Models whose `forward` does not take `logits_to_keep` fall back to the full logits.
+Models whose `forward` does not take `logits_to_keep`, or that scale the head's output (Cohere, Granite, ...),
+fall back to the full logits.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def chunk_positions(rows: int, vocab: int, chunk_bytes: int = DEFAULT_CHUNK_BYTE
 
 def head_of(model: torch.nn.Module) -> tuple[torch.nn.Module, float | None] | None:
     """(output head, final logit soft-cap) of a Hugging Face causal LM that can skip its head in `forward`
-    (`logits_to_keep`), else None."""
+    (`logits_to_keep`) and whose logits are the head's output (soft-capped at most), else None."""
     plain = _plain(model)
     get_head = getattr(plain, "get_output_embeddings", None)
     head = get_head() if callable(get_head) else None
@@ -52,8 +53,25 @@ def head_of(model: torch.nn.Module) -> tuple[torch.nn.Module, float | None] | No
     target = base() if callable(base) else plain
     if head is None or "logits_to_keep" not in inspect.signature(target.forward).parameters:
         return None
-    cap = getattr(getattr(plain, "config", None), "final_logit_softcapping", None)
+    config = getattr(plain, "config", None)
+    if _logit_scale(config) != 1.0:  # not folded in here yet: the full logits (exact, but (B, T, V))
+        return None
+    cap = getattr(config, "final_logit_softcapping", None)
     return head, (float(cap) if cap else None)
+
+
+def _logit_scale(config: Any) -> float:
+    """The factor some families apply to the head's output (Cohere `logit_scale`, Falcon-H1
+    `lm_head_multiplier`, Granite and MiniCPM3 `1 / logits_scaling`; the names TRL's `add_fused_lm_head`
+    reads); 1.0 for the rest."""
+    for name in ("logit_scale", "output_multiplier", "lm_head_multiplier"):
+        value = getattr(config, name, None)
+        if isinstance(value, int | float):
+            return float(value)
+    scaling = getattr(config, "logits_scaling", None)
+    if isinstance(scaling, int | float) and scaling:
+        return float(scaling) if getattr(config, "model_type", "") == "hyperclovax" else 1.0 / float(scaling)
+    return 1.0
 
 
 def _chunk_stats(

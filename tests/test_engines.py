@@ -3,6 +3,8 @@ multi-turn token layout and mask, shared-prefix log-probs, the child-process eng
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -61,19 +63,35 @@ def test_stop_strings_cut_the_text(tiny):
 
 
 def test_engine_logprobs_match_a_forward_pass(tiny):
+    """The sampled tokens' log-probabilities under the raw logits / temperature, whatever processors
+    `generate` runs (top-k, a repetition penalty from the generation config) and however it prefills
+    (in chunks); the same tokens as without log-probabilities; rows of different lengths in one batch."""
     model, tok = tiny
-    engine = HFEngine(model, tok)
-    prompt = ids_of(tok, [{"role": "user", "content": "What is 3 + 4?"}])
-    for temperature in (1.0, 0.7):
-        comp = engine.generate(
-            [prompt], Sampling(temperature=temperature, max_new_tokens=12, seed=0, logprobs=True)
-        )[0][0]
-        ids = torch.tensor([prompt + comp.token_ids])
-        batch = collate_rows([prompt + comp.token_ids], [[0] * len(prompt) + [1] * len(comp.token_ids)], tok)
-        with torch.no_grad():
-            lp = token_logprobs(model, batch, temperature)[0, len(prompt) - 1 :]
-        assert ids.shape[1] == len(prompt) + len(comp.token_ids)
-        assert torch.allclose(lp, torch.tensor(comp.logprobs), atol=1e-4)
+    engine = HFEngine(model, tok, batch_size=4)
+    prompts = [ids_of(tok, [{"role": "user", "content": q}]) for q in ("What is 3 + 4?", "Hi")]
+    config = model.generation_config
+    saved = (config.repetition_penalty, config.prefill_chunk_size)
+    cases = [(1.0, 0, None, None), (0.7, 5, None, None), (1.3, 0, 1.5, 3), (0.0, 0, None, None)]
+    lengths = set()
+    try:
+        for temperature, top_k, penalty, prefill_chunk in cases:
+            config.repetition_penalty, config.prefill_chunk_size = penalty, prefill_chunk
+            sampling = Sampling(temperature=temperature, top_k=top_k, n=3, max_new_tokens=24, seed=0)
+            with_lp = engine.generate(prompts, dataclasses.replace(sampling, logprobs=True))
+            plain = engine.generate(prompts, sampling)
+            assert [[c.token_ids for c in g] for g in with_lp] == [[c.token_ids for c in g] for g in plain]
+            comps = [(p, c) for p, group in zip(prompts, with_lp, strict=True) for c in group]
+            lengths |= {len(c.token_ids) for _, c in comps}
+            for prompt, comp in comps:
+                assert len(comp.logprobs) == len(comp.token_ids)
+                mask = [0] * len(prompt) + [1] * len(comp.token_ids)
+                batch = collate_rows([prompt + comp.token_ids], [mask], tok)
+                with torch.no_grad():
+                    lp = token_logprobs(model, batch, temperature or 1.0)[0, len(prompt) - 1 :]
+                torch.testing.assert_close(torch.tensor(comp.logprobs), lp, atol=1e-4, rtol=0)
+    finally:
+        config.repetition_penalty, config.prefill_chunk_size = saved
+    assert len(lengths) > 1  # some rows stopped early (padded after eos in their batch)
 
 
 def collate_rows(rows, masks, tok):

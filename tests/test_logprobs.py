@@ -5,6 +5,7 @@ tokens (token_logprobs, shared_prefix_logprobs), and peak memory that grows with
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -105,22 +106,52 @@ def test_scoring_paths_use_the_chunked_head_and_match_the_full_logits(name):
             torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("family", ["granite", "cohere"])
+def test_models_that_scale_their_logits_are_scored_exactly(family):
+    """Granite divides the head's output by `logits_scaling`, Cohere multiplies it by `logit_scale`: the
+    chunked head does not apply that, so they take the full logits (it was 0.15-0.24 nats off)."""
+    from transformers import CohereConfig, CohereForCausalLM, GraniteConfig, GraniteForCausalLM
+
+    kw = {"vocab_size": 97, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "eos_token_id": 2}  # fmt: skip
+    torch.manual_seed(0)
+    if family == "granite":
+        model = GraniteForCausalLM(GraniteConfig(**kw, logits_scaling=4.0))
+    else:
+        model = CohereForCausalLM(CohereConfig(**kw, logit_scale=0.25))
+    assert head_of(model) is None
+    ids = torch.randint(1, 97, (2, 9), generator=torch.Generator().manual_seed(0))
+    batch = Batch(ids, torch.ones_like(ids), torch.ones(2, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            token_logprobs(model, batch, 0.8), _full(model, batch, 0.8), atol=1e-5, rtol=0
+        )
+
+
 _PEAK = textwrap.dedent(
     """
     import json, resource, sys, torch
     from transformers import LlamaConfig, LlamaForCausalLM
-    from rft.batch import Batch, token_logprobs
+    from rft.batch import Batch, shared_prefix_stats, token_logprobs, token_stats
     from rft.logprobs import chunk_positions
     torch.set_num_threads(1)
-    T, budget = int(sys.argv[1]), int(sys.argv[2]) * 2**20
+    T, budget, fn = int(sys.argv[1]), int(sys.argv[2]) * 2**20, sys.argv[3]
     V = 32000
     model = LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                          num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
     def run(t):
         ids = torch.randint(0, V, (2, t))
+        ids[1, : t // 2] = ids[0, : t // 2]  # a shared prompt of t/2 tokens (for shared_prefix_stats)
         b = Batch(ids, torch.ones_like(ids), torch.ones(2, t - 1))
-        if budget:
-            lp = token_logprobs(model, b, chunk=chunk_positions(2, V, budget))
+        chunk = chunk_positions(2, V, budget) if budget else 0
+        if fn == "stats":  # with the entropy and its gradient (the entropy bonus)
+            lp, ent = token_stats(model, b, chunk=chunk, entropy=True)
+            lp = lp + ent
+        elif fn == "shared":
+            lp, ent = shared_prefix_stats(model, b, [t // 2] * 2, chunk=chunk, entropy=True)
+            lp = lp + ent
+        elif budget:
+            lp = token_logprobs(model, b, chunk=chunk)
         else:  # the full logits, as before
             lp = torch.log_softmax(model(input_ids=b.ids).logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])
         lp.sum().backward()
@@ -133,9 +164,9 @@ _PEAK = textwrap.dedent(
 )
 
 
-def _peak_growth_mb(T: int, chunk: int) -> float:
+def _peak_growth_mb(T: int, chunk: int, fn: str = "logprobs") -> float:
     res = subprocess.run(
-        [sys.executable, "-c", _PEAK, str(T), str(chunk)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _PEAK, str(T), str(chunk), fn], capture_output=True, text=True, timeout=300
     )
     assert res.returncode == 0, res.stderr[-2000:]
     return float(json.loads(res.stdout.strip().splitlines()[-1])["grew_mb"])
@@ -151,3 +182,80 @@ def test_peak_memory_grows_with_the_chunk_not_with_t_times_v():
     assert full > 2000  # the full logits path holds several (B, T, V) tensors at once
     assert small < 400  # a few chunks' worth, far below one (B, T, V) float32 tensor (1,000 MB)
     assert big > small + 500  # the peak follows the chunk
+
+
+@pytest.mark.parametrize("fn", ["stats", "shared"])
+def test_peak_memory_of_entropies_and_shared_prefixes_stays_at_the_chunk(fn):
+    """As above for `token_stats` with entropies (and their gradient: the entropy bonus) and for
+    `shared_prefix_stats` (two rows sharing a 2,048-token prompt), in chunks of 64 MB of logits: the
+    peak stays below one (B, T, V) float32 tensor (1,049 MB; the full path holds several). The entropy's
+    backward recomputes a chunk's logits, probabilities and their products: measured 597 MB for stats."""
+    grew = _peak_growth_mb(4096, 64, fn)
+    print(f"peak growth MB of {fn}: {grew:.0f}")
+    assert grew < 900
+
+
+_SAMPLE_PEAK = textwrap.dedent(
+    """
+    import json, resource, sys, torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from rft.engines import HFEngine, Sampling
+    from rft.tiny import make_tokenizer
+    torch.set_num_threads(1)
+    T, mode = int(sys.argv[1]), sys.argv[2]
+    V = 64000
+    tok = make_tokenizer(["What is 12 + 5?"] * 20)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
+    model.generation_config.eos_token_id = None
+    engine = HFEngine(model, tok, batch_size=4)
+    prompt = tok("What is 12 + 5?", add_special_tokens=False)["input_ids"]
+    def run(t):
+        if mode == "engine":
+            out = engine.generate([prompt], Sampling(n=4, max_new_tokens=t, seed=0, logprobs=True))[0]
+            assert all(len(c.logprobs) == len(c.token_ids) for c in out)
+            return sum(len(c.token_ids) for c in out)
+        ids = torch.tensor([prompt] * 4)  # the control: transformers keeping every step's logits
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=t,
+                                 min_new_tokens=t, do_sample=True, pad_token_id=0, eos_token_id=None,
+                                 return_dict_in_generate=True, output_logits=True)
+        return len(gen.logits) * 4
+    run(16)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tokens = run(T)
+    grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    print(json.dumps({"grew_mb": grew, "tokens": tokens}))
+    """
+)
+
+
+def _sample_peak(T: int, mode: str) -> tuple[float, int]:
+    # each step's (4, V) float32 tensors are 1 MB: below glibc's dynamic mmap threshold they come from the
+    # heap, whose fragmentation added 5-90 MB of noise to the peak between identical runs; a fixed
+    # threshold mmaps them (freed memory goes back at once) and measures what is held
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+    res = subprocess.run(
+        [sys.executable, "-c", _SAMPLE_PEAK, str(T), mode],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    return float(out["grew_mb"]), int(out["tokens"])
+
+
+def test_sampling_logprobs_memory_does_not_grow_with_t_times_v():
+    """HFEngine with logprobs=True, 4 rows x 128 or 512 new tokens at V = 64,000: every step's logits
+    would be 131 MB or 524 MB in float32 (the control: `generate(output_logits=True)` keeps them all); the
+    engine keeps one step's (B, V) at a time, so its peak does not follow T."""
+    control, _ = _sample_peak(512, "output_logits")
+    short, n_short = _sample_peak(128, "engine")
+    long, n_long = _sample_peak(512, "engine")
+    print(f"peak growth MB: output_logits T=512 {control:.0f}; engine T=128 {short:.0f}, T=512 {long:.0f}")
+    assert n_long > 3 * n_short  # (a row may sample eos and stop early)
+    assert control > 400  # the measurement sees T steps of (B, V) logits when they are kept
+    assert long < 50 and long < short + 25  # one step's (B, V) at a time, a few times over

@@ -34,6 +34,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from rft.logprobs import head_of
 from rft.models import load_policy
 
 __all__ = ["Server", "serve", "run_server", "main"]
@@ -276,10 +277,10 @@ class Engine:
         mask = torch.tensor(
             [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device
         )  # (B, T)
+        skip = {"logits_to_keep": 1} if head_of(self.model) is not None else {}  # no (B, T, V) logits
         with self.lock, torch.inference_mode():
-            hidden = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[
-                -1
-            ]
+            out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True, **skip)
+        hidden = out.hidden_states[-1]  # (B, T, C)
         m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         pooled = (hidden * m).sum(1) / m.sum(1)  # (B, C)
         vectors = torch.nn.functional.normalize(pooled.float(), dim=-1).tolist()

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from rft.engines.base import Completion, FinishReason, Sampling
 from rft.models import autocast, fast_attention
@@ -25,6 +33,58 @@ class _StopOnText(StoppingCriteria):
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
         done = [any(s in t for s in self.stops) for t in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class _SampledLogprobs(LogitsProcessor):
+    """The sampled tokens' log-probabilities under the model's raw logits / temperature, one decoding step at
+    a time, so the T steps' (B, V) logits are never kept (``output_logits=True`` keeps them all).
+
+    A forward hook on the model keeps its latest raw logits (before any logits processor: repetition
+    penalties and the like from a checkpoint's generation config, top-k/top-p; transformers runs custom
+    processors after its own). As a logits processor (it leaves the scores alone) this is called once per
+    sampling step, after the prefill however many forward passes that took, with the sequences so far:
+    their last column is the token sampled from the previous step's log-softmax (B, V), the only one
+    kept. `finish` picks the last step's from the returned sequences."""
+
+    def __init__(self, model: torch.nn.Module, temperature: float) -> None:
+        self.temperature = temperature
+        self.thread = threading.get_ident()  # a hook sees every thread's calls: record this one's only
+        self.raw: torch.Tensor | None = None  # (B, V): the latest forward pass's last-position logits
+        self.pending: torch.Tensor | None = None  # (B, V): the last step's log-softmax
+        self.picked: list[torch.Tensor] = []  # (B,) per step whose token is known
+        base = getattr(model, "get_base_model", None)  # peft: `generate` runs the wrapped model
+        target = base() if callable(base) else model
+        self.handle = target.register_forward_hook(self._hook)
+
+    def _hook(self, module: torch.nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        if threading.get_ident() == self.thread:
+            self.raw = out.logits[:, -1]  # (B, V)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.raw is None:
+            raise RuntimeError(
+                "no forward pass of the model was seen before sampling: cannot record logprobs"
+            )
+        if self.pending is not None:  # input_ids ends with the token sampled from the previous step
+            self.picked.append(self.pending.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        logits = self.raw.float()  # (B, V): what `generate` turns into this step's scores
+        if self.temperature > 0:
+            logits = logits / self.temperature
+        self.pending, self.raw = torch.log_softmax(logits, dim=-1), None  # (B, V)
+        return scores
+
+    def finish(self, new: torch.Tensor) -> torch.Tensor:
+        """The log-probabilities of the new tokens `new` (B, T): (B, T)."""
+        self.close()
+        steps = self.picked[: new.shape[1]]
+        if len(steps) < new.shape[1] and self.pending is not None:
+            steps.append(self.pending.gather(-1, new[:, len(steps), None]).squeeze(-1))
+        if len(steps) != new.shape[1]:
+            raise RuntimeError(f"{len(steps)} sampling steps seen for {new.shape[1]} new tokens")
+        return torch.stack(steps, dim=1)  # (B, T)
+
+    def close(self) -> None:
+        self.handle.remove()
 
 
 class HFEngine:
@@ -98,22 +158,23 @@ class HFEngine:
             kwargs |= {"temperature": None, "top_p": None, "top_k": None}
         if s.stop:
             kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnText(tok, s.stop, width)])
-        gen = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            return_dict_in_generate=True,
-            output_logits=s.logprobs,
-            **kwargs,
-        )
+        recorder = _SampledLogprobs(self.model, s.temperature) if s.logprobs else None
+        if recorder is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([recorder])
+        try:
+            gen = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                return_dict_in_generate=True,
+                **kwargs,
+            )
+        finally:
+            if recorder is not None:
+                recorder.close()
         new = gen.sequences[:, width:]  # (B, T)
-        logprobs = None
-        if s.logprobs:
-            logits = torch.stack(gen.logits, dim=1).float()  # (B, T, V)
-            if s.temperature > 0:
-                logits = logits / s.temperature
-            logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        logprobs = None if recorder is None else recorder.finish(new)  # (B, T)
         return [
             self._completion(new[i].tolist(), None if logprobs is None else logprobs[i].tolist(), s)
             for i in range(len(rows))

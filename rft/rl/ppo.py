@@ -291,10 +291,12 @@ def forward(
             if temperature > 0 and temperature != 1.0:
                 logits = logits / temperature
             logprobs = selective_log_softmax(logits, batch.ids[:, 1:])  # (B, T-1)
-        if critic is not None:
+        if critic is not None:  # its hidden states only: its head on the last position alone
+            skip = {"logits_to_keep": 1} if head_of(critic) is not None else {}
             out = critic(
-                input_ids=batch.ids, attention_mask=batch.attn, output_hidden_states=True, use_cache=False
-            )
+                input_ids=batch.ids, attention_mask=batch.attn, output_hidden_states=True, use_cache=False,
+                **skip,
+            )  # fmt: skip
     hidden = out.hidden_states[-1][:, :-1, :]  # (B, T-1, H): the final layer, after its norm
     values = head(hidden.to(head.weight.dtype)).squeeze(-1)  # (B, T-1)
     return logprobs, values
