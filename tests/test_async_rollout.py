@@ -16,12 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from _stale import check_sampled_by_their_version, keeper
 
-from rft.batch import behaviour_logprobs, collate, token_logprobs
 from rft.config import load_config
 from rft.rl.grpo import GRPOConfig, train
-from rft.runs import Run
 from rft.tiny import make_model, make_tokenizer
 
 RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
@@ -65,46 +63,21 @@ def read_jsonl(path: Path) -> list[dict]:
 def test_stale_rollouts_use_the_weights_k_updates_back_and_resume_exactly_after_sigkill(tmp_path, staleness):
     args = tiny_run_args(tmp_path, staleness)
     steps = 8
-    # run a in this process, every checkpoint kept (a run keeps its newest two): the weights of each version
+    # run a in this process, every checkpoint kept: the weights of each version
     a, kept = tmp_path / "a", tmp_path / "kept"
-    kept.mkdir()
-
-    def keep_checkpoints(done: int, metrics: dict) -> None:
-        for ckpt in (a / "checkpoints").glob("step-*"):
-            if not (kept / ckpt.name).exists():
-                shutil.copytree(ckpt, kept / ckpt.name)
-
-    train(load_config(GRPOConfig, None, [*args, f"out={a}", "save_every=1"]), progress=keep_checkpoints)
-    keep_checkpoints(steps, {})
+    keep = keeper(a, kept)
+    train(load_config(GRPOConfig, None, [*args, f"out={a}", "save_every=1"]), progress=keep)
+    keep()
     metrics_a = read_jsonl(a / "metrics.jsonl")
     # the weight version of every step's batch: the weights after update max(0, s - k)
     versions = [int(m["rollout/weight_version"]) for m in metrics_a]
     assert versions == [max(0, s - staleness) for s in range(steps)]
     assert [m["rollout/staleness"] for m in metrics_a] == [min(s, staleness) for s in range(steps)]
     assert metrics_a[0]["loss/ratio_mean"] == pytest.approx(1.0, abs=1e-5)  # step 0: the same weights
-
-    # the queued rollouts a checkpoint holds were sampled by the weights of their version, not the next
-    def weights(version: int) -> torch.nn.Module:
-        folder = tmp_path / "m" if version == 0 else kept / f"step-{version:06d}" / "model"
-        return AutoModelForCausalLM.from_pretrained(folder).eval()
-
-    checked = set()
-    for ckpt in sorted(kept.glob("step-*")):
-        done = int(ckpt.name.removeprefix("step-"))
-        pending = Run.load_state(ckpt)["pending_rollouts"]
-        assert [p["step"] for p in pending] == list(range(done, min(done + staleness, steps)))
-        for p in pending:
-            assert p["version"] == max(0, p["step"] - staleness)
-            trajs, _ = p["rollout"]
-            batch = collate(trajs, pad_id=0)
-            sampler = behaviour_logprobs(trajs, batch.ids.shape[1])  # (B, T-1)
-            with torch.no_grad():
-                own = token_logprobs(weights(p["version"]), batch)  # (B, T-1)
-                newer = token_logprobs(weights(p["version"] + 1), batch)
-            on = batch.mask.bool()
-            torch.testing.assert_close(own[on], sampler[on], atol=2e-4, rtol=0)
-            assert (newer[on] - sampler[on]).abs().max() > 1e-3, p["step"]
-            checked.add(p["step"])
+    # and the rollouts each checkpoint queued were sampled by the weights of their version
+    checked = check_sampled_by_their_version(
+        kept, tmp_path / "m", steps, staleness, atol=2e-4, newer_gap=1e-3
+    )
     assert checked == set(range(1, steps))
 
     # run b from the command line, SIGKILLed after its step-3 checkpoint, then resumed
