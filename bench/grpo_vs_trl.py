@@ -446,6 +446,7 @@ def run_seed(
                 results.append(
                     run_rft(
                         warm,
+                        suite_file,
                         work,
                         args.steps,
                         workers,
