@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _stale import check_sampled_by_their_version, keeper
+from _stale import check_sampled_by_their_version, keeper, like_a_suite
 
 from rft.config import load_config
 from rft.rl.grpo import GRPOConfig, train
@@ -31,15 +31,7 @@ def tiny_run_args(tmp_path: Path, staleness: int) -> list[str]:
     tok = make_tokenizer(["What is 12 + 5? abc"] * 20)
     make_model(tok).save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
-    suite = tmp_path / "like-v0.yaml"
-    suite.write_text(
-        "id: like-v0\n"
-        "source: {type: generator, name: arithmetic, params: {digits: 2, operands: 2}, size: 64}\n"
-        "fields: {id: id, reference: answer}\n"
-        'prompt: {user: "{{ item.question }}"}\n'
-        'grader: {type: string_check, operation: like, input: "{{ sample.output_text }}", reference: "a"}\n'
-        "split: 0.25\n"
-    )
+    suite = like_a_suite(tmp_path)
     return [
         f"model={tmp_path / 'm'}",
         f"suite={suite}",
@@ -75,10 +67,10 @@ def test_stale_rollouts_use_the_weights_k_updates_back_and_resume_exactly_after_
     assert [m["rollout/staleness"] for m in metrics_a] == [min(s, staleness) for s in range(steps)]
     assert metrics_a[0]["loss/ratio_mean"] == pytest.approx(1.0, abs=1e-5)  # step 0: the same weights
     # and the rollouts each checkpoint queued were sampled by the weights of their version
-    checked = check_sampled_by_their_version(
+    checked, told_apart = check_sampled_by_their_version(
         kept, tmp_path / "m", steps, staleness, atol=2e-4, newer_gap=1e-3
     )
-    assert checked == set(range(1, steps))
+    assert checked == told_apart == set(range(1, steps))
 
     # run b from the command line, SIGKILLed after its step-3 checkpoint, then resumed
     b = tmp_path / "b"

@@ -249,7 +249,7 @@ def test_grpo_with_the_vllm_engine(tmp_path, monkeypatch):
 def test_async_grpo_with_the_vllm_engine_samples_k_updates_back(tmp_path):
     """async_rollout with the colocated engine: it samples on the background thread only, each queued step
     with the weights after update step - max_staleness (the sampler's log-probabilities say which)."""
-    from _stale import check_sampled_by_their_version, keeper
+    from _stale import check_sampled_by_their_version, keeper, like_a_suite
 
     from rft.rl.grpo import EvalConfig, GenConfig, GRPOConfig, train
 
@@ -258,8 +258,8 @@ def test_async_grpo_with_the_vllm_engine_samples_k_updates_back(tmp_path):
     tok.save_pretrained(tmp_path / "m")
     keep = keeper(tmp_path / "run", tmp_path / "kept")
     cfg = GRPOConfig(
-        model=str(tmp_path / "m"), suite="arithmetic-v0", out=str(tmp_path / "run"), steps=4,
-        prompts_per_step=2, group_size=4, lr=1e-2, gen=GenConfig(max_new_tokens=8), eval=EvalConfig(n=2),
+        model=str(tmp_path / "m"), suite=str(like_a_suite(tmp_path)), out=str(tmp_path / "run"), steps=4,
+        prompts_per_step=4, group_size=4, lr=1e-2, gen=GenConfig(max_new_tokens=8), eval=EvalConfig(n=2),
         grader_workers=0, engine="vllm", engine_options={"max_model_len": 512}, save_every=1,
         async_rollout=True, max_staleness=2,
     )  # fmt: skip
@@ -268,10 +268,10 @@ def test_async_grpo_with_the_vllm_engine_samples_k_updates_back(tmp_path):
     assert set(final) >= {"eval/accuracy", "eval/reward"}
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m.get("rollout/weight_version") for m in metrics] == [None, 0, 0, 0, 1]  # step 0: the evaluation
-    checked = check_sampled_by_their_version(
+    checked, told_apart = check_sampled_by_their_version(
         tmp_path / "kept", tmp_path / "m", 4, 2, atol=1e-3, newer_gap=1e-2
     )
-    assert checked == {1, 2, 3}
+    assert checked == {1, 2, 3} and len(told_apart) >= 2  # not after an update without gradient
 
 
 # ---- server mode ---------------------------------------------------------------------------------------
@@ -376,17 +376,20 @@ def test_grpo_with_a_vllm_server(server, tmp_path, monkeypatch):
     assert len(rows) == 2 * 2 * 4 and all(r["completion"] for r in rows)
 
 
-def test_async_grpo_with_a_vllm_server_samples_k_updates_back(server, tmp_path):
+def test_async_grpo_with_a_vllm_server_samples_k_updates_back(setup, server, tmp_path):
     """async_rollout with a vLLM server: the server samples queued steps (each after taking the weights of
     its version) while the trainer updates; the held-out evaluation runs on the same thread."""
-    from _stale import check_sampled_by_their_version, keeper
+    from _stale import check_sampled_by_their_version, keeper, like_a_suite
 
     from rft.rl.grpo import EvalConfig, GenConfig, GRPOConfig, train
 
+    _, tok, _ = setup
+    make_model(tok).save_pretrained(tmp_path / "m")  # untaught: its samples' rewards vary, so it learns
+    tok.save_pretrained(tmp_path / "m")
     keep = keeper(tmp_path / "run", tmp_path / "kept")
     cfg = GRPOConfig(
-        model=str(server.root / "model"), suite="arithmetic-v0", out=str(tmp_path / "run"), steps=4,
-        prompts_per_step=2, group_size=4, lr=1e-2, gen=GenConfig(max_new_tokens=8), eval=EvalConfig(n=2),
+        model=str(tmp_path / "m"), suite=str(like_a_suite(tmp_path)), out=str(tmp_path / "run"), steps=4,
+        prompts_per_step=4, group_size=4, lr=1e-2, gen=GenConfig(max_new_tokens=8), eval=EvalConfig(n=2),
         grader_workers=0, engine="vllm_server", save_every=1, async_rollout=True, max_staleness=2,
         engine_options={"base_url": server.base_url, "weights_dir": str(tmp_path / "weights")},
     )  # fmt: skip
@@ -395,7 +398,7 @@ def test_async_grpo_with_a_vllm_server_samples_k_updates_back(server, tmp_path):
     assert set(final) >= {"eval/accuracy", "eval/reward"}
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m.get("rollout/weight_version") for m in metrics] == [None, 0, 0, 0, 1]
-    checked = check_sampled_by_their_version(
-        tmp_path / "kept", server.root / "model", 4, 2, atol=1e-3, newer_gap=1e-2
+    checked, told_apart = check_sampled_by_their_version(
+        tmp_path / "kept", tmp_path / "m", 4, 2, atol=1e-3, newer_gap=1e-2
     )
-    assert checked == {1, 2, 3}
+    assert checked == {1, 2, 3} and len(told_apart) >= 2  # not after an update without gradient
