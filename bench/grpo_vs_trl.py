@@ -30,6 +30,8 @@ Semantic differences found between the two implementations (TRL 1.16 `trainer/gr
   of the weights one update behind, while this step trains: one step off-policy, the ratio taken against the sampler's
   log-probs (so clipping binds). It overlaps generation with the update on the machine's second core; TRL has
   no such mode without vLLM. Same problems, sizes and optimiser; a different schedule of weights.
+  ``asyncK`` rows (``max_staleness: K``) queue the next K steps' rollouts: step s samples with the weights
+  after update s - K.
 - Old log-probs. With ``num_iterations=1`` and steps_per_generation == accumulation steps TRL skips the
   old-policy forward pass and uses ``per_token_logps.detach()`` (ratio 1: clipping never binds); rft does the
   same when ``epochs == minibatches == 1``. Neither needs a reference model at beta 0.
@@ -61,7 +63,7 @@ Prints a table (trainer; median and mean s/step; median wall, cpu and generation
 to the faster TRL row; mean train reward of the last 10 steps; held-out accuracy start -> end) and, last,
 ``step_time_ratio_vs_trl=`` (median s/step of the fastest rft row over that of the faster TRL row; the line
 above it names both) and ``heldout_acc_rft= heldout_acc_trl=`` of those two rows.
-Run: python bench/grpo_vs_trl.py [--steps 60] [--warm-steps 250] [--eval-n 200] [--rft 0:64 1:64 0:64:async]
+Run: python bench/grpo_vs_trl.py [--steps 60] [--warm-steps 250] [--eval-n 200] [--rft 0:64 1:64 0:64:async 0:64:async2]
 [--device cuda] [--seeds 0 1 2] (several seeds: per-seed tables, the paired held-out difference with a 95% CI,
 and means in the machine-readable lines)
 """
@@ -71,6 +73,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -139,10 +142,11 @@ def run_rft(
     device: str = "cpu",
     shared_prefix: bool = True,
     seed: int = SEED,
+    max_staleness: int = 1,
 ) -> Result:
     from rft.rl.grpo import EvalConfig, GenConfig, GRPOConfig, LossConfig, train
 
-    out = work / f"rft-w{workers}-c{chunk}-a{int(async_rollout)}-s{int(shared_prefix)}"
+    out = work / f"rft-w{workers}-c{chunk}-a{int(async_rollout)}{max_staleness}-s{int(shared_prefix)}"
     cfg = GRPOConfig(
         model=str(warm),
         suite=str(suite_file),
@@ -161,6 +165,7 @@ def run_rft(
         grader_workers=workers,
         rollout_chunk=chunk,
         async_rollout=async_rollout,
+        max_staleness=max_staleness,
         shared_prefix=shared_prefix,
         torch_threads=1,
         seed=seed,
@@ -177,7 +182,11 @@ def run_rft(
     ckpt = max((out / "checkpoints").glob("step-*")) / "model"
     return Result(
         f"rft GRPO, grader_workers={workers}, micro {micro}, chunk {chunk}"
-        + (", async" if async_rollout else "")
+        + (
+            (", async" + (f" (max_staleness {max_staleness})" if max_staleness > 1 else ""))
+            if async_rollout
+            else ""
+        )
         + ("" if shared_prefix else ", no shared prefix"),
         [r["time/step_s"] for r in rows],
         [b[0] - a[0] for a, b in zip(ends, ends[1:], strict=False)],
@@ -340,8 +349,8 @@ def main() -> None:
         "--rft",
         nargs="+",
         default=["0:64", "1:64", "0:64:async"],
-        help="rft rows as GRADER_WORKERS:ROLLOUT_CHUNK[:async][:noshare] (64 is rft's default chunk; async: "
-        "async_rollout; noshare: shared_prefix false)",
+        help="rft rows as GRADER_WORKERS:ROLLOUT_CHUNK[:async|:asyncK][:noshare] (64 is rft's default chunk; "
+        "async: async_rollout; asyncK: with max_staleness K; noshare: shared_prefix false)",
     )
     ap.add_argument("--rft-micro", type=int, default=64, help="rft micro_batch (as the TRL 64 x 1 row)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (both trainers; float32 weights)")
@@ -355,11 +364,12 @@ def main() -> None:
     rft_rows = []
     for spec in args.rft:
         parts = spec.split(":")
-        if len(parts) < 2 or not set(parts[2:]) <= {"async", "noshare"}:
+        stale = [int(p.removeprefix("async") or 1) for p in parts[2:] if re.fullmatch(r"async\d*", p)]
+        if len(parts) < 2 or len(stale) > 1 or len(parts[2:]) - len(stale) > ("noshare" in parts[2:]):
             raise SystemExit(
-                "--rft takes GRADER_WORKERS:ROLLOUT_CHUNK[:async][:noshare], e.g. 0:64 0:64:async"
+                "--rft takes GRADER_WORKERS:ROLLOUT_CHUNK[:async|:asyncK][:noshare], e.g. 0:64 0:64:async2"
             )
-        rft_rows.append((int(parts[0]), int(parts[1]), "async" in parts[2:], "noshare" not in parts[2:]))
+        rft_rows.append((int(parts[0]), int(parts[1]), stale[0] if stale else 0, "noshare" not in parts[2:]))
 
     import logging
     import warnings
@@ -403,7 +413,7 @@ def med(xs: list[float]) -> float:
 
 
 def run_seed(
-    args: argparse.Namespace, rft_rows: list[tuple[int, int, bool, bool]], seed: int
+    args: argparse.Namespace, rft_rows: list[tuple[int, int, int, bool]], seed: int
 ) -> tuple[Result, Result]:
     """One seed's warm start, TRL and rft rows, and table; returns (the faster TRL row, the fastest rft row)."""
     import torch
@@ -432,20 +442,22 @@ def run_seed(
                     run_trl(warm, suite_file, work, args.steps, spec, args.eval_n, args.device, seed)
                 )
             else:
-                workers, chunk, is_async, share = spec
+                workers, chunk, stale, share = spec
                 results.append(
                     run_rft(
                         warm,
+                        suite_file,
                         work,
                         args.steps,
                         workers,
                         chunk,
                         args.rft_micro,
                         args.eval_n,
-                        is_async,
+                        stale > 0,
                         args.device,
                         share,
                         seed,
+                        max(1, stale),
                     )
                 )
             load.append(os.getloadavg()[0])

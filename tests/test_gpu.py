@@ -97,8 +97,10 @@ def test_lora_on_the_gpu_keeps_a_bf16_base_and_a_float32_adapter(tmp_path, warm)
     assert any(t.abs().max() > 0 for t in lora_b)
 
 
-def test_async_rollout_samples_on_the_gpu(tmp_path, warm):
-    """The async sampler's child process loads its copy on the trainer's device, in bf16 (it never trains)."""
+@pytest.mark.parametrize("staleness", [1, 3])
+def test_async_rollout_samples_on_the_gpu(tmp_path, warm, staleness):
+    """The async sampler's child process loads its copy on the trainer's device, in bf16 (it never trains);
+    with max_staleness 3 it takes CPU copies of the GPU weights (`weight_snapshot`)."""
     from rft.rl.grpo import GRPOConfig, train
 
     model, suite = warm
@@ -107,11 +109,12 @@ def test_async_rollout_samples_on_the_gpu(tmp_path, warm):
         None,
         [f"model={model}", f"suite={suite}", f"out={tmp_path / 'run'}", "steps=4", "prompts_per_step=8",
          "group_size=8", "gen.max_new_tokens=12", "eval.n=0", "grader_workers=0", "device=cuda",
-         "async_rollout=true"],
+         "async_rollout=true", f"max_staleness={staleness}"],
     )  # fmt: skip
     train(cfg)
     rows = [r for r in _metrics(tmp_path / "run") if "time/step_s" in r]
     assert len(rows) == 4 and all(r["loss/clip_frac"] >= 0 for r in rows)
+    assert [r["rollout/weight_version"] for r in rows] == [max(0, s - staleness) for s in range(4)]
     assert all(0 <= r["reward/mean"] <= 1 for r in rows)
 
 

@@ -246,6 +246,34 @@ def test_grpo_with_the_vllm_engine(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 3  # steps 0, 1, 2
 
 
+def test_async_grpo_with_the_vllm_engine_samples_k_updates_back(tmp_path):
+    """async_rollout with the colocated engine: it samples on the background thread only, each queued step
+    with the weights after update step - max_staleness (the sampler's log-probabilities say which)."""
+    from _stale import check_sampled_by_their_version, keeper, like_a_suite
+
+    from rft.rl.grpo import EvalConfig, GenConfig, GRPOConfig, train
+
+    tok = make_tokenizer(["What is 12 + 5? \\boxed{17} The answer is"] * 20)
+    make_model(tok).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    keep = keeper(tmp_path / "run", tmp_path / "kept")
+    cfg = GRPOConfig(
+        model=str(tmp_path / "m"), suite=str(like_a_suite(tmp_path)), out=str(tmp_path / "run"), steps=4,
+        prompts_per_step=4, group_size=4, lr=1e-2, gen=GenConfig(max_new_tokens=8), eval=EvalConfig(n=2),
+        grader_workers=0, engine="vllm", engine_options={"max_model_len": 512}, save_every=1,
+        async_rollout=True, max_staleness=2,
+    )  # fmt: skip
+    final = train(cfg, progress=keep)
+    keep()
+    assert set(final) >= {"eval/accuracy", "eval/reward"}
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m.get("rollout/weight_version") for m in metrics] == [None, 0, 0, 0, 1]  # step 0: the evaluation
+    checked, told_apart = check_sampled_by_their_version(
+        tmp_path / "kept", tmp_path / "m", 4, 2, atol=1e-3, newer_gap=1e-2
+    )
+    assert checked == {1, 2, 3} and len(told_apart) >= 2  # not after an update without gradient
+
+
 # ---- server mode ---------------------------------------------------------------------------------------
 
 
@@ -346,3 +374,31 @@ def test_grpo_with_a_vllm_server(server, tmp_path, monkeypatch):
     assert len(pushes) == 3 and set(final) >= {"eval/accuracy", "eval/reward"}  # at start, after each step
     rows = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 2 * 4 and all(r["completion"] for r in rows)
+
+
+def test_async_grpo_with_a_vllm_server_samples_k_updates_back(setup, server, tmp_path):
+    """async_rollout with a vLLM server: the server samples queued steps (each after taking the weights of
+    its version) while the trainer updates; the held-out evaluation runs on the same thread."""
+    from _stale import check_sampled_by_their_version, keeper, like_a_suite
+
+    from rft.rl.grpo import EvalConfig, GenConfig, GRPOConfig, train
+
+    _, tok, _ = setup
+    make_model(tok).save_pretrained(tmp_path / "m")  # untaught: its samples' rewards vary, so it learns
+    tok.save_pretrained(tmp_path / "m")
+    keep = keeper(tmp_path / "run", tmp_path / "kept")
+    cfg = GRPOConfig(
+        model=str(tmp_path / "m"), suite=str(like_a_suite(tmp_path)), out=str(tmp_path / "run"), steps=4,
+        prompts_per_step=4, group_size=4, lr=1e-2, gen=GenConfig(max_new_tokens=8), eval=EvalConfig(n=2),
+        grader_workers=0, engine="vllm_server", save_every=1, async_rollout=True, max_staleness=2,
+        engine_options={"base_url": server.base_url, "weights_dir": str(tmp_path / "weights")},
+    )  # fmt: skip
+    final = train(cfg, progress=keep)
+    keep()
+    assert set(final) >= {"eval/accuracy", "eval/reward"}
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m.get("rollout/weight_version") for m in metrics] == [None, 0, 0, 0, 1]
+    checked, told_apart = check_sampled_by_their_version(
+        tmp_path / "kept", tmp_path / "m", 4, 2, atol=1e-3, newer_gap=1e-2
+    )
+    assert checked == {1, 2, 3} and len(told_apart) >= 2  # not after an update without gradient

@@ -42,6 +42,8 @@ __all__ = ["GRPOConfig", "GenConfig", "LossConfig", "EvalConfig", "train"]
 
 log = logging.getLogger("rft.rl.grpo")
 
+MAX_STALENESS = 8  # async rollouts queued at most (a CPU copy of the weights each)
+
 
 # ---- config ------------------------------------------------------------------------------------------
 
@@ -84,7 +86,8 @@ class GRPOConfig(RLConfig):
     max_refills: int = 2  # dynamic_sampling: at most this many refills per step
     loss: LossConfig = field(default_factory=LossConfig)
     shared_prefix: bool = True  # run each group's prompt once in the update (same loss, less compute)
-    async_rollout: bool = False  # generate the next batch while this one trains (one step off-policy)
+    async_rollout: bool = False  # sample the next batches while this one trains (see max_staleness)
+    max_staleness: int = 1  # async_rollout: step s samples with the weights after update s - max_staleness
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,8 +100,15 @@ class GRPOConfig(RLConfig):
             raise ValueError(
                 f"prompts_per_step * group_size ({batch}) must be divisible by minibatches ({self.minibatches})"
             )
-        if self.async_rollout and self.engine != "hf":
-            raise ValueError("async_rollout works with engine: hf for now; set async_rollout: false for vllm")
+        if not 1 <= self.max_staleness <= MAX_STALENESS:
+            raise ValueError(
+                f"max_staleness must be in 1..{MAX_STALENESS} (each queued rollout holds a CPU copy of the "
+                f"weights), got {self.max_staleness}"
+            )
+        if self.max_staleness > 1 and not self.async_rollout:
+            raise ValueError(
+                f"max_staleness {self.max_staleness} needs async_rollout: true (sync rollouts are on-policy)"
+            )
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -150,7 +160,14 @@ def _train(
         # several processes: `model` is what the update trains through (DDP/FSDP/DeepSpeed); `policy` holds
         # the current full weights for sampling and checkpoints. One process: both are the model
         model, (optimizer,), policy = dist.prepare(model, [optimizer], cfg.micro_batch, cfg.max_grad_norm)
-        h.start_engine(policy, tokenizer, compute, cfg.group_size, async_rollout=cfg.async_rollout)
+        h.start_engine(
+            policy,
+            tokenizer,
+            compute,
+            cfg.group_size,
+            async_rollout=cfg.async_rollout,
+            max_staleness=cfg.max_staleness,
+        )
         max_turns = h.suite.episode.max_turns
 
         def sample(step: int, engine: Engine) -> tuple[list[Trajectory], dict[str, float]]:
@@ -159,7 +176,7 @@ def _train(
         for step in h.steps():
             t0 = time.perf_counter()
             # -- rollout: G samples of each prompt (this rank's share of them), graded behind generation;
-            # async: sampled by the weights before the last update
+            # async: sampled by the weights max_staleness updates back
             trajs, stats = h.rollout(step, sample)
             t_rollout = time.perf_counter() - t0
             # -- advantages
@@ -354,7 +371,7 @@ def _update(
                 return token_stats(m, sub, temp, **kw)
             return shared_prefix_stats(m, sub, [trajs[r].prompt_len for r in rows], temp, **kw)
 
-    # one on-policy pass: old logprobs = current, detached; async: the sampler's (one update behind)
+    # one on-policy pass: old logprobs = current, detached; async: the sampler's (max_staleness behind)
     reuse_old = cfg.epochs == 1 and cfg.minibatches == 1 and not cfg.async_rollout
     behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if cfg.async_rollout else None
     loss_fn = resolve_loss(cfg.loss.name)

@@ -2,9 +2,10 @@
 
 `Harness` sets up the processes (`Dist`), resolves the suite and its train problems, opens the run folder,
 restores a checkpoint (optimizers, schedulers, RNG state, step), starts the engine (and, for async
-rollouts, a sampler one update behind in the background), the training envs, the held-out evaluation and
-the grader processes; per step it rolls out (sync or async), pushes new weights, gathers every rank's
-samples, evaluates and logs when due, and checkpoints; on exit it closes everything. A loop reads::
+rollouts, a sampler up to `max_staleness` updates behind in the background), the training envs, the
+held-out evaluation and the grader processes; per step it rolls out (sync or async), pushes new weights,
+gathers every rank's samples, evaluates and logs when due, and checkpoints; on exit it closes everything.
+A loop reads::
 
     with Harness(cfg, resume) as h:
         model, optimizer, ... = ...            # the loop's models
@@ -19,6 +20,14 @@ samples, evaluates and logs when due, and checkpoints; on exit it closes everyth
             h.save(step, ...)
 
 Every step's prompts follow from (seed, step) alone (`prompt_indices`), so a resumed run repeats the steps.
+
+Async rollouts with ``max_staleness`` k: step s is sampled with the weights after update max(0, s - k) (its
+"weight version"): at step s, before it trains, the rollouts of steps s+1..s+k are queued on one background
+thread, the newest with a CPU copy of the current weights (`weight_snapshot`), which the sampler loads
+before sampling it. Which weights sample which step never depends on timing, and a checkpoint holds the
+queued rollouts (it waits for them), so a resumed run repeats the steps exactly. The vllm engines sample
+in the background with the engine itself (no second copy): every call to it, the held-out evaluation's
+too, runs on that thread, one at a time.
 """
 
 from __future__ import annotations
@@ -43,7 +52,15 @@ from rft.rl.metrics import rollout_row
 from rft.rollout import Trajectory
 from rft.runs import Run, rng_state, set_rng_state
 
-__all__ = ["Harness", "train_items", "prompt_indices", "engine_options", "chunks", "log_step"]
+__all__ = [
+    "Harness",
+    "train_items",
+    "prompt_indices",
+    "engine_options",
+    "chunks",
+    "log_step",
+    "weight_snapshot",
+]
 
 T = TypeVar("T")
 
@@ -90,6 +107,18 @@ def chunks(xs: list[int], size: int) -> list[list[int]]:
     return [xs[i : i + size] for i in range(0, len(xs), size)]
 
 
+def weight_snapshot(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` on the CPU with detached copies of its parameters and buffers (tied ones stay
+    tied), made without a second copy on the model's own device: what a queued async rollout samples with."""
+    memo: dict[int, Any] = {}
+    with torch.no_grad():
+        for t in (*model.parameters(), *model.buffers()):
+            copied = t.detach().to("cpu", copy=True)
+            is_param = isinstance(t, torch.nn.Parameter)
+            memo[id(t)] = torch.nn.Parameter(copied, requires_grad=False) if is_param else copied
+    return copy.deepcopy(model, memo)
+
+
 def log_step(
     run: Any, done: int, steps: int, log_every: int, metrics: dict[str, float], trajs: list[Trajectory]
 ) -> None:
@@ -123,11 +152,15 @@ class Harness:
         self.start = 0
         self.last_eval: dict[str, float] = {}
         self.engine: Engine | None = None
-        self.sampler: Engine | None = None  # async rollouts: a second engine, one update behind
+        self.sampler: Engine | None = None  # async rollouts: the engine that samples in the background
         self.executor: GradingPool | None = None
         self._background: ThreadPoolExecutor | None = None
-        self._pending: Future[Any] | None = None  # the next step's rollout, sampled in the background
-        self._resumed_rollout: Any = None
+        self._staleness = 0  # async: max_staleness; 0: sync
+        self._shared = False  # async: the sampler is the engine itself (vllm): only the background calls it
+        self._queue: dict[int, tuple[int, Future[Any]]] = {}  # step -> (weight version, its rollout)
+        self._version: int | None = None  # the weight version of the step rolled out last
+        self._loaded: torch.nn.Module | None = None  # the snapshot the sampler holds (background thread)
+        self._resumed: list[dict[str, Any]] = []
 
     def __enter__(self) -> Harness:
         return self
@@ -154,7 +187,10 @@ class Harness:
             sch.load_state_dict(s)
         set_rng_state(state["rng"])
         self.start = state["step"]
-        self._resumed_rollout = state.get("next_rollout")
+        self._resumed = state.get("pending_rollouts") or []
+        one_step = state.get("next_rollout")  # a checkpoint from before max_staleness: one update behind
+        if "pending_rollouts" not in state and one_step is not None:
+            self._resumed = [{"step": self.start, "version": max(0, self.start - 1), "rollout": one_step}]
         return state
 
     def start_engine(
@@ -165,24 +201,30 @@ class Harness:
         episodes_per_prompt: int,
         *,
         async_rollout: bool = False,
+        max_staleness: int = 1,
     ) -> None:
         """The engine sampling `policy` (bf16 mixed precision, `compute`: it computes in bf16 too), this rank's
         train envs (its share of prompts_per_step, `episodes_per_prompt` each), the held-out evaluation and
-        the grader processes. `async_rollout`: rollouts come from a second engine, one update behind, in a
-        child process (a LoRA model: in a thread of this one), waited on by a background thread."""
+        the grader processes. `async_rollout`: rollouts are sampled on a background thread with weights up
+        to `max_staleness` updates old (see the module doc), by a second engine for ``hf`` (a child process;
+        a LoRA model: a copy in this one), by the engine itself for ``vllm`` and ``vllm_server``."""
         cfg = self.cfg
         self.policy, self.tokenizer = policy, tokenizer
         options = engine_options(cfg, compute)
         self.engine = self.sampler = make_engine(cfg.engine, policy, tokenizer, **options)
         if async_rollout:
-            if cfg.lora.r > 0:
+            if cfg.engine != "hf":
+                self._shared = True
+            elif cfg.lora.r > 0:
                 self.sampler = HFEngine(copy.deepcopy(policy), tokenizer, **options)
             else:
                 self.sampler = ProcessEngine(policy, tokenizer, **options)
             self._background = ThreadPoolExecutor(1, thread_name_prefix="rft-rollout")
-            if self._resumed_rollout is not None:  # the batch the killed run had sampled for this step
-                self._pending = Future()
-                self._pending.set_result(self._resumed_rollout)
+            self._staleness = max_staleness
+            for r in self._resumed:  # the batches the killed run had sampled for the next steps
+                done: Future[Any] = Future()
+                done.set_result(r["rollout"])
+                self._queue[r["step"]] = (r["version"], done)
         n_envs = cfg.prompts_per_step // self.dist.world * episodes_per_prompt  # this rank's per step
         self.envs = [SuiteEnv(self.suite, split="train") for _ in range(n_envs)]
         self.held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
@@ -193,29 +235,37 @@ class Harness:
     def steps(self) -> Iterator[int]:
         """The steps still to run; on a fresh start, evaluates first (rank 0)."""
         if self.run is not None and self.start == 0 and self.held_out.due(0, self.cfg.steps):
-            self.last_eval = self.held_out(self._engine, self.tokenizer, self.executor)
+            self.last_eval = self._evaluate()
             self.run.log(0, self.last_eval)
         yield from range(self.start, self.cfg.steps)
 
     def rollout(self, step: int, sample: Callable[[int, Engine], T]) -> T:
-        """`sample(step, engine)`: this step's rollout. Async: the batch the sampler drew with the weights
-        before the last update; the sampler then takes the current weights and draws the next step's."""
+        """`sample(step, engine)`: this step's rollout. Async: first queue the rollouts of the steps up to
+        step + max_staleness not yet queued, with the current weights (version `step`); then wait for this
+        step's, sampled with the weights after update max(0, step - max_staleness)."""
         if self._background is None:
             return sample(step, self._engine)
-        sampler = self.sampler
-        assert sampler is not None
-        if self._pending is None:
-            self._pending = self._background.submit(sample, step, sampler)
-        out: T = self._pending.result()
-        sampler.update_weights(self.policy)
-        self._pending = None
-        if step + 1 < self.cfg.steps:
-            self._pending = self._background.submit(sample, step + 1, sampler)
+        snapshot = None
+        for later in range(step, min(step + self._staleness, self.cfg.steps - 1) + 1):
+            if later not in self._queue:
+                snapshot = snapshot if snapshot is not None else weight_snapshot(self.policy)
+                job = self._background.submit(self._sample_with, snapshot, sample, later)
+                self._queue[later] = (step, job)
+        self._version, job = self._queue.pop(step)
+        out: T = job.result()
         return out
 
+    def _sample_with(self, weights: torch.nn.Module, sample: Callable[[int, Engine], T], step: int) -> T:
+        """On the background thread: the sampler takes `weights` (unless it holds them), then samples."""
+        assert self.sampler is not None
+        if weights is not self._loaded:
+            self.sampler.update_weights(weights)
+            self._loaded = weights
+        return sample(step, self.sampler)
+
     def push_weights(self) -> None:
-        """After an update: the engine samples with the new weights (async: the sampler takes them at the
-        next `rollout`)."""
+        """After an update: the engine samples with the new weights (async: rollouts queued from now on
+        take a copy of them)."""
         if self._background is None:
             self._engine.update_weights(self.policy)
 
@@ -236,10 +286,14 @@ class Harness:
         progress: Callable[[int, dict[str, float]], None] | None,
     ) -> None:
         """Rank 0, after `step`: evaluate when due (into `metrics`), write metrics and samples every
-        log_every steps, report `progress`."""
+        log_every steps, report `progress`. Async: `rollout/weight_version` (the updates the step's sampling
+        weights had had) and `rollout/staleness` (updates behind the trained policy) join `metrics`."""
         done = step + 1
+        if self._version is not None:
+            metrics["rollout/weight_version"] = float(self._version)
+            metrics["rollout/staleness"] = float(step - self._version)
         if self.held_out.due(done, self.cfg.steps):
-            self.last_eval = self.held_out(self._engine, self.tokenizer, self.executor)
+            self.last_eval = self._evaluate()
             metrics |= self.last_eval
         assert self.run is not None
         log_step(self.run, done, self.cfg.steps, self.cfg.log_every, metrics, trajs)
@@ -255,8 +309,8 @@ class Harness:
         **extra: Any,
     ) -> None:
         """Rank 0, after `step`: a checkpoint every save_every steps and at the end: the policy (`model`:
-        the plain module), the optimizers' and schedulers' states, the RNG state, the step, the next step's
-        rollout when it was sampled in the background, and the loop's `extra` state. At the end, the run's
+        the plain module), the optimizers' and schedulers' states, the RNG state, the step, the queued
+        async rollouts (waited for) with their weight versions, and the loop's `extra` state. At the end, the run's
         final ``model/`` as well (a standalone folder, LoRA merged)."""
         done = step + 1
         if not ((self.cfg.save_every and done % self.cfg.save_every == 0) or done == self.cfg.steps):
@@ -267,12 +321,30 @@ class Harness:
             **extra,
             "rng": rng_state(),
             "step": done,
-            "next_rollout": self._pending.result() if self._pending is not None else None,
+            "pending_rollouts": [
+                {"step": s, "version": v, "rollout": job.result()}
+                for s, (v, job) in sorted(self._queue.items())
+            ],
         }
         assert self.run is not None
         ckpt = self.run.save_checkpoint(done, model=model, tokenizer=self.tokenizer, state=state)
         if done == self.cfg.steps:  # the run's model/, loadable like an SFT stage's (LoRA merged)
             self.run.save_final_model(ckpt, base_model=self.cfg.model)
+
+    def _evaluate(self) -> dict[str, float]:
+        """The held-out evaluation of the current weights; an engine shared with the background sampler is
+        given them and run on its thread, after the rollouts queued before."""
+        if not self._shared:
+            return self.held_out(self._engine, self.tokenizer, self.executor)
+        assert self._background is not None
+        snapshot = weight_snapshot(self.policy)
+
+        def evaluate() -> dict[str, float]:
+            self._engine.update_weights(snapshot)
+            self._loaded = snapshot
+            return self.held_out(self._engine, self.tokenizer, self.executor)
+
+        return self._background.submit(evaluate).result()
 
     # ---- teardown ----------------------------------------------------------------------------------------
 
