@@ -29,16 +29,23 @@ from rft.engines import Engine, Sampling
 from rft.envs import SuiteEnv
 from rft.eval.heldout import EvalConfig
 from rft.graders.executor import GradingPool
-from rft.losses import aggregate, group_advantages, kl_penalty, masked_mean, zero_variance_groups
+from rft.losses import (
+    aggregate,
+    group_advantages,
+    kl_penalty,
+    masked_mean,
+    rollout_correction,
+    zero_variance_groups,
+)
 from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
-from rft.rl.config import GenConfig, RLConfig
+from rft.rl.config import CorrectionConfig, GenConfig, RLConfig
 from rft.rl.distributed import Dist
 from rft.rl.harness import Harness, chunks, prompt_indices
-from rft.rl.metrics import UpdateMetrics, reward_metrics
+from rft.rl.metrics import UpdateMetrics, mismatch_metrics, reward_metrics
 from rft.rl.plugins import EPS_DEFAULTS, batch_wide, resolve_advantage, resolve_loss
 from rft.rollout import Trajectory, run_episodes
 
-__all__ = ["GRPOConfig", "GenConfig", "LossConfig", "EvalConfig", "train"]
+__all__ = ["GRPOConfig", "GenConfig", "LossConfig", "CorrectionConfig", "EvalConfig", "train"]
 
 log = logging.getLogger("rft.rl.grpo")
 
@@ -58,6 +65,7 @@ class LossConfig:
     entropy_coef: float = 0.0  # subtracts coef x the token entropy (aggregated as agg) from the loss
     overlong: Literal["none", "mask", "penalty"] = "none"  # samples cut at max_new_tokens
     overlong_buffer: int = 16  # penalty: linear from 0 to -1 over the last this-many tokens
+    correction: CorrectionConfig = field(default_factory=CorrectionConfig)  # sampler/trainer mismatch
 
     def __post_init__(self) -> None:
         resolve_loss(self.name)  # an unknown name or a bad import path fails before the run starts
@@ -74,6 +82,12 @@ class LossConfig:
             raise ValueError("loss.beta and loss.entropy_coef must be >= 0, loss.overlong_buffer >= 1")
         if self.name == "gspo" and self.agg == "dr_grpo":
             raise ValueError("loss.name gspo weighs whole sequences: use agg grpo (the paper's) or dapo")
+        c = self.correction
+        if self.name == "gspo" and (c.tis == "token" or c.mis == "token"):
+            raise ValueError(
+                "loss.name gspo has one ratio per sequence: use loss.correction.tis sequence or geometric "
+                "and mis geometric (or none), not token"
+            )
 
 
 @dataclass
@@ -96,6 +110,10 @@ class GRPOConfig(RLConfig):
         if batch % self.minibatches:
             raise ValueError(
                 f"prompts_per_step * group_size ({batch}) must be divisible by minibatches ({self.minibatches})"
+            )
+        if self.async_rollout and "logit_scale" in self.engine_options:
+            raise ValueError(
+                "engine_options.logit_scale perturbs the synchronous engine: set async_rollout: false"
             )
         if self.async_rollout and self.engine != "hf":
             raise ValueError("async_rollout works with engine: hf for now; set async_rollout: false for vllm")
@@ -265,7 +283,8 @@ def _rollout(
         cfg.gen.max_new_tokens,
         cfg.gen.stop,
         seed=seed,
-        logprobs=cfg.async_rollout,  # off-policy: the ratio is against the sampler's probabilities
+        # the sampler's own probabilities: async's old log-probs, the correction's and the mismatch metrics'
+        logprobs=cfg.async_rollout or cfg.loss.correction.needs_sampler_logprobs,
     )
     kept: list[list[Trajectory]] = []
     first_zero_var = 0.0
@@ -354,9 +373,17 @@ def _update(
                 return token_stats(m, sub, temp, **kw)
             return shared_prefix_stats(m, sub, [trajs[r].prompt_len for r in rows], temp, **kw)
 
-    # one on-policy pass: old logprobs = current, detached; async: the sampler's (one update behind)
-    reuse_old = cfg.epochs == 1 and cfg.minibatches == 1 and not cfg.async_rollout
-    behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if cfg.async_rollout else None
+    # `prox`: the trainer's log-probs of the batch before the update. One pass (epochs = minibatches = 1):
+    # those of the training forward itself, detached; else a no-grad pass first. The PPO ratio is against
+    # them, except for async with no correction, where old = the sampler's (one update behind): its ratio
+    # then absorbs the gap. Async with a correction is decoupled PPO (Hilton et al. 2022; verl's
+    # `rollout_corr` "decoupled" mode): ratio pi / prox, weight from prox / sampler.
+    corr = cfg.loss.correction
+    single = cfg.epochs == 1 and cfg.minibatches == 1
+    want = cfg.async_rollout or corr.needs_sampler_logprobs
+    behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if want else None  # (N, T-1)
+    bypass = cfg.async_rollout and not corr.corrects
+    need_prox = not single and (not bypass or corr.needs_sampler_logprobs)
     loss_fn = resolve_loss(cfg.loss.name)
     eps_low, eps_high = cfg.loss.eps_low, cfg.loss.eps_high  # set by LossConfig.__post_init__
     assert eps_low is not None and eps_high is not None
@@ -365,14 +392,14 @@ def _update(
     needs = [i for i in range(n) if ok[i] and (nonzero[i] or always)]
     needed = set(needs)
     # full-width (N, T-1): a row's training micro-batch may be wider than the chunk it was scored in
-    old_lp = behaviour if behaviour is not None else torch.zeros_like(batch.mask)
+    prox = torch.zeros_like(batch.mask)
     ref_lp = torch.zeros_like(batch.mask)
     with torch.no_grad():
         for part in chunks(needs, cfg.micro_batch):
             sub = batch.rows(part)
             w = sub.mask.shape[1]
-            if behaviour is None and not reuse_old:
-                old_lp[part, :w] = logprobs(policy, sub, part)[0].float()
+            if need_prox:
+                prox[part, :w] = logprobs(policy, sub, part)[0].float()
             if cfg.loss.beta > 0:
                 with autocast(compute, device):
                     ref_lp[part, :w] = _ref_logprobs(policy, ref_model, sub, temp).float()
@@ -399,11 +426,20 @@ def _update(
                     sub = batch.rows(rows)
                     lp, ent = logprobs(model, sub, rows, entropy=True)  # (b, T-1) each
                     assert ent is not None
-                    old = lp.detach() if reuse_old else old_lp[rows, : lp.shape[1]]
+                    w = lp.shape[1]
+                    if single:
+                        prox[rows, :w] = lp.detach().float()
+                    old = behaviour[rows, :w] if bypass and behaviour is not None else prox[rows, :w]
+                    a = adv[rows]  # (b,)
+                    # the correction's weights are >= 0: on the advantage they weigh each token's loss
+                    if corr.corrects and behaviour is not None:
+                        c = (corr.tis, corr.cap, corr.mis, corr.band)
+                        cw = rollout_correction(prox[rows, :w], behaviour[rows, :w], sub.mask, *c)  # (b, w)
+                        a = a * cw.amax(-1) if cfg.loss.name == "gspo" else a.unsqueeze(-1) * cw
                     loss, st = loss_fn(
                         lp,
                         old,
-                        adv[rows],
+                        a,
                         sub.mask,
                         eps_low,
                         eps_high,
@@ -434,7 +470,12 @@ def _update(
             metrics.update({"grad_norm": dist.clip_grad_norm(model, cfg.max_grad_norm)})
             optimizer.step()
     trained = float(len(needs)) if dist.world == 1 else dist.add_up({"rows": len(needs)})["rows"]
-    return metrics.result(dist) | {"rollout/trained_rows": trained}
+    out = metrics.result(dist) | {"rollout/trained_rows": trained}
+    if behaviour is not None and corr.needs_sampler_logprobs:  # over the trained rows' tokens
+        rows_mask = torch.zeros_like(batch.mask)
+        rows_mask[needs] = batch.mask[needs]
+        out |= mismatch_metrics(prox, behaviour, rows_mask, corr.mis, corr.band, dist)
+    return out
 
 
 def _ref_logprobs(
