@@ -405,10 +405,12 @@ def mismatch_stats(
     - masked_frac: fraction of tokens the `mis` mask drops (by token or with their row), seq_masked_frac:
       fraction of rows (with model tokens) the geometric mask drops; both 0 for mis="none".
 
-    trainer_logprobs, sampler_logprobs, mask (B, T). An empty mask gives 0s (ratio max/min 1).
+    trainer_logprobs, sampler_logprobs, mask (B, T); computed in float64. An empty mask gives 0s (ratio
+    max/min 1).
     """
     m = mask.bool()  # (B, T)
-    log_rho = _sampler_log_ratio(trainer_logprobs, sampler_logprobs, m)  # (B, T)
+    # float64: k3 is ~x^2/2 for a log-ratio x, below float32's resolution next to 1 when x < 1e-4
+    log_rho = _sampler_log_ratio(trainer_logprobs, sampler_logprobs, m).double()  # (B, T)
     rho = torch.exp(log_rho)  # (B, T); 1 off the mask
     f = rho.dtype
     keep = _kept(log_rho, m, mis, band)  # (B, T)
@@ -416,7 +418,7 @@ def mismatch_stats(
     dropped_rows = rows & ~keep.all(-1) if mis == "geometric" else torch.zeros_like(rows)
     one = torch.ones((), dtype=f, device=rho.device)
     return {
-        "kl": masked_mean(rho - 1 - log_rho, m),
+        "kl": masked_mean(torch.expm1(log_rho) - log_rho, m),
         "kl_k1": masked_mean(-log_rho, m),
         "is_ratio_mean": masked_mean(rho, m),
         "is_ratio_max": rho[m].max() if m.any() else one,

@@ -94,6 +94,16 @@ def test_an_empty_mask_gives_zero_weights_and_neutral_stats():
     close(s["seq_masked_frac"], 0.0)
 
 
+def test_kl_resolves_tiny_gaps_in_float32_inputs():
+    """Kernels that agree to ~1e-6 in log-probability: k3 ~ x^2 / 2 = 5e-13 must not round to 0."""
+    sampler = torch.tensor([[-1.0, -2.0]], dtype=torch.float32)
+    x = torch.tensor([[1e-6, -1e-6]], dtype=torch.float32)
+    s = mismatch_stats(sampler + x, sampler, torch.ones_like(sampler))
+    x64 = ((sampler + x).double() - sampler.double())[0]
+    close(s["kl"], float((x64**2 / 2).mean()), tol=1e-15)
+    assert s["kl"] > 0
+
+
 def test_huge_log_ratios_are_clamped_not_inf():
     s = mismatch_stats(t([[0.0]]), t([[-100.0]]), t([[1.0]]))
     close(s["is_ratio_max"], math.exp(20), tol=1.0)

@@ -106,14 +106,14 @@ class GRPOConfig(RLConfig):
             raise ValueError(
                 f"group_size must be >= 2 (advantages compare samples of a prompt), got {self.group_size}"
             )
+        if self.async_rollout and "logit_scale" in self.engine_options:
+            raise ValueError(
+                "engine_options.logit_scale perturbs the synchronous engine: set async_rollout: false"
+            )
         batch = self.prompts_per_step * self.group_size
         if batch % self.minibatches:
             raise ValueError(
                 f"prompts_per_step * group_size ({batch}) must be divisible by minibatches ({self.minibatches})"
-            )
-        if self.async_rollout and "logit_scale" in self.engine_options:
-            raise ValueError(
-                "engine_options.logit_scale perturbs the synchronous engine: set async_rollout: false"
             )
         if self.async_rollout and self.engine != "hf":
             raise ValueError("async_rollout works with engine: hf for now; set async_rollout: false for vllm")
