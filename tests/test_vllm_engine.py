@@ -293,7 +293,7 @@ def test_grpo_logs_the_vllm_sampler_trainer_mismatch(tmp_path):
     for r in trained:
         print(
             f"\nvllm-cpu mismatch, step {r['step']}: "
-            + ", ".join(f"{k} {r['mismatch/' + k]:.3g}" for k in keys)
+            + ", ".join(f"{k} {r['mismatch/' + k]:.9g}" for k in keys)
         )
 
 
