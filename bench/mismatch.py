@@ -7,7 +7,9 @@ SFT warm start on 2-digit addition (`rft.tiny.warm_start`, about half right, as 
 
 1. `--scales`: a short GRPO run per scale; the mean of each `mismatch/*` metric over its steps.
 2. `--runs`: for each (scale, correction) pair, `--steps` GRPO steps; held-out greedy pass@1 on `--eval-n`
-   problems at the end. The anchor is the unperturbed, uncorrected run measured in the same invocation.
+   problems at the end, the mean `mismatch/kl`, `mismatch/masked_frac` and training reward (of the
+   perturbed sampler's samples) over the steps. The anchor is the first run (by default the unperturbed,
+   uncorrected one) measured in the same invocation.
 
     python bench/mismatch.py --out /tmp/mismatch --steps 120
 
@@ -89,10 +91,10 @@ def main() -> None:
         rows, _, _ = run(args, model, suite, f"metrics-{s}", s, [], args.metric_steps, 0)
         means = {k: mean(r[f"mismatch/{k}"] for r in rows) for k in KEYS}
         kl[s] = means["kl"]
-        print(f"{s:>6} " + " ".join(f"{means[k]:>13.5f}" for k in KEYS), flush=True)
+        print(f"{s:>6} " + " ".join(f"{means[k]:>13.4g}" for k in KEYS), flush=True)
 
     print(f"\n{'scale':>6} {'correction':>11} {'pass@1 start':>13} {'pass@1 end':>11} {'vs anchor':>10} "
-          f"{'kl':>8} {'masked':>7} {'s':>6}")  # fmt: skip
+          f"{'kl':>8} {'masked':>7} {'reward':>7} {'s':>6}")  # fmt: skip
     anchor = None
     for spec in args.runs:
         s, corr = spec.split(":")
@@ -103,7 +105,7 @@ def main() -> None:
         anchor = end if anchor is None else anchor
         print(f"{s:>6} {corr:>11} {first['eval/accuracy']:>13.3f} {end:>11.3f} {end - anchor:>+10.3f} "
               f"{mean(r['mismatch/kl'] for r in rows):>8.4f} {mean(r['mismatch/masked_frac'] for r in rows):>7.3f} "
-              f"{secs:>6.0f}", flush=True)  # fmt: skip
+              f"{mean(r['reward/mean'] for r in rows):>7.3f} {secs:>6.0f}", flush=True)  # fmt: skip
     top = max(args.scales)
     if 1.0 in kl and kl[1.0] > 0:
         print(f"kl_ratio_at_max_scale={kl[top] / kl[1.0]:.3g}")
