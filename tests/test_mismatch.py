@@ -105,3 +105,32 @@ def test_gspo_takes_only_sequence_level_corrections():
     with pytest.raises(ValueError, match="tis sequence or geometric"):
         LossConfig(name="gspo", correction=CorrectionConfig(tis="token"))
     LossConfig(name="gspo", correction=CorrectionConfig(tis="geometric", mis="geometric"))  # fine
+
+
+def test_async_with_a_correction_takes_the_ratio_against_the_trainer(tmp_path):
+    """Decoupled PPO: with a correction, async rollouts' PPO ratio is against the trainer's own log-probs
+    before the update (1 in a single pass), and the sampler's lag (one update) shows in `mismatch/*`."""
+    tok = make_tokenizer(["What is 12 + 5? abc"] * 20)
+    make_model(tok).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    suite = tmp_path / "like-v0.yaml"
+    suite.write_text(
+        "id: like-v0\n"
+        "source: {type: generator, name: arithmetic, params: {digits: 2, operands: 2}, size: 64}\n"
+        "fields: {id: id, reference: answer}\n"
+        'prompt: {user: "{{ item.question }}"}\n'
+        'grader: {type: string_check, operation: like, input: "{{ sample.output_text }}", reference: "a"}\n'
+        "split: 0.25\n"
+    )
+    cfg = load_config(GRPOConfig, None, [
+        f"model={tmp_path / 'm'}", f"suite={suite}", f"out={tmp_path / 'run'}", "steps=4", "prompts_per_step=4",
+        "group_size=4", "gen.max_new_tokens=12", "eval.n=0", "lr=1e-3", "grader_workers=0", "async_rollout=true",
+        "loss.correction.tis=token",
+    ])  # fmt: skip
+    train(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["rollout/trained_rows"] > 0]
+    assert len(rows) >= 3
+    assert all(r["loss/ratio_mean"] == pytest.approx(1.0, abs=1e-5) for r in rows)
+    assert rows[0]["step"] == 1 and rows[0]["mismatch/kl"] < 1e-8  # step 1: sampled by the same weights
+    assert all(r["mismatch/kl"] > 1e-6 for r in rows[1:]), rows  # later: one update behind

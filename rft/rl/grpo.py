@@ -4,6 +4,9 @@ Config -> setup -> for each step: sample prompts -> rollout G samples each (grad
 generation) -> group advantages -> clipped policy loss (+ KL) over epochs x minibatches x micro-batches ->
 update -> push weights to the engine -> log, evaluate, checkpoint.
 
+The sampler's own log-probabilities come back with the samples: `mismatch/*` measures how far they are from
+the trainer's, and `loss.correction` weighs or masks tokens by the ratio (`rft.losses.rollout_correction`).
+
 Samples whose grade failed (grader timeout/error) are masked out of the loss and counted
 (``grader/error_rate``, ``grader/timeout_rate``), never rewarded 0. Every step's randomness comes from
 (seed, step), so a killed run resumed from its last checkpoint repeats the same steps.
