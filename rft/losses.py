@@ -348,10 +348,11 @@ def rollout_correction(
 
     - `tis` (truncated importance sampling): "token": min(rho_t, cap) (Yao et al. 2025, "Your efficient RL
       framework secretly brings you off-policy RL training"; verl `rollout_is: token`, TRL
-      `vllm_importance_sampling_mode="token_truncate"`); "sequence": min(prod_t rho_t, cap) at every token of
-      the row (verl `rollout_is: sequence`); "geometric": min(exp(mean_t log rho_t), cap); "none": 1.
+      `vllm_importance_sampling_mode="token_truncate"`, whose cap also defaults to 2); "sequence":
+      min(prod_t rho_t, cap) at every token of the row (verl `rollout_is: sequence`, TRL "sequence_truncate";
+      products of long rows' ratios vanish or explode); "geometric": min(exp(mean_t log rho_t), cap); "none": 1.
     - `mis` (masked importance sampling, rejection): "token": tokens with rho outside [lo, hi] get weight 0
-      (verl `rollout_rs: token`); "geometric": whole rows whose geometric-mean ratio exp(mean_t log rho_t)
+      (verl `rollout_rs: token`, TRL "token_mask"); "geometric": whole rows whose geometric-mean ratio exp(mean_t log rho_t)
       leaves [lo, hi] get 0 (verl `rollout_rs: geometric`, Liu, Li et al. 2025 "When speed kills
       stability"); "none": nothing dropped. Dropped tokens still count in the loss's normaliser.
 
