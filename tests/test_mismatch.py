@@ -107,9 +107,8 @@ def test_gspo_takes_only_sequence_level_corrections():
     LossConfig(name="gspo", correction=CorrectionConfig(tis="geometric", mis="geometric"))  # fine
 
 
-def test_async_with_a_correction_takes_the_ratio_against_the_trainer(tmp_path):
-    """Decoupled PPO: with a correction, async rollouts' PPO ratio is against the trainer's own log-probs
-    before the update (1 in a single pass), and the sampler's lag (one update) shows in `mismatch/*`."""
+def random_tiny_and_like_suite(tmp_path):
+    """A random tiny model and a suite whose grader passes outputs with an "a" (mixed rewards)."""
     tok = make_tokenizer(["What is 12 + 5? abc"] * 20)
     make_model(tok).save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
@@ -122,8 +121,15 @@ def test_async_with_a_correction_takes_the_ratio_against_the_trainer(tmp_path):
         'grader: {type: string_check, operation: like, input: "{{ sample.output_text }}", reference: "a"}\n'
         "split: 0.25\n"
     )
+    return tmp_path / "m", suite
+
+
+def test_async_with_a_correction_takes_the_ratio_against_the_trainer(tmp_path):
+    """Decoupled PPO: with a correction, async rollouts' PPO ratio is against the trainer's own log-probs
+    before the update (1 in a single pass), and the sampler's lag (one update) shows in `mismatch/*`."""
+    model, suite = random_tiny_and_like_suite(tmp_path)
     cfg = load_config(GRPOConfig, None, [
-        f"model={tmp_path / 'm'}", f"suite={suite}", f"out={tmp_path / 'run'}", "steps=4", "prompts_per_step=4",
+        f"model={model}", f"suite={suite}", f"out={tmp_path / 'run'}", "steps=4", "prompts_per_step=4",
         "group_size=4", "gen.max_new_tokens=12", "eval.n=0", "lr=1e-3", "grader_workers=0", "async_rollout=true",
         "loss.correction.tis=token",
     ])  # fmt: skip
@@ -134,3 +140,23 @@ def test_async_with_a_correction_takes_the_ratio_against_the_trainer(tmp_path):
     assert all(r["loss/ratio_mean"] == pytest.approx(1.0, abs=1e-5) for r in rows)
     assert rows[0]["step"] == 1 and rows[0]["mismatch/kl"] < 1e-8  # step 1: sampled by the same weights
     assert all(r["mismatch/kl"] > 1e-6 for r in rows[1:]), rows  # later: one update behind
+
+
+def test_ppo_corrects_and_logs_the_mismatch(tmp_path):
+    """PPO takes the same `loss.correction`: a perturbed sampler's gap is logged and masked."""
+    from rft.rl.ppo import PPOConfig
+    from rft.rl.ppo import train as train_ppo
+
+    model, suite = random_tiny_and_like_suite(tmp_path)
+    cfg = load_config(PPOConfig, None, [
+        f"model={model}", f"suite={suite}", f"out={tmp_path / 'run'}", "steps=2", "prompts_per_step=4",
+        "samples_per_prompt=2", "gen.max_new_tokens=12", "eval.n=0", "grader_workers=0",
+        "engine_options={logit_scale: 3.0}", "loss.correction.tis=token", "loss.correction.mis=token",
+        "loss.correction.band=[0.8,1.25]",
+    ])  # fmt: skip
+    train_ppo(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for r in rows:
+        assert r["mismatch/kl"] > 1e-4 and r["mismatch/is_ratio_max"] > 1.25, r
+        assert 0 < r["mismatch/masked_frac"] < 1, r
