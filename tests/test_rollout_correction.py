@@ -128,3 +128,13 @@ def test_weights_times_the_advantage_scale_the_clipped_loss_per_token():
 def test_bad_settings_raise(kw):
     with pytest.raises(ValueError):
         rollout_correction(TRAINER, SAMPLER, MASK, **kw)
+
+
+def test_step_metrics_are_named_and_absent_when_nothing_was_trained():
+    from rft.rl.metrics import mismatch_metrics
+
+    got = mismatch_metrics(TRAINER, SAMPLER, MASK, "geometric", (0.5, 2.0))
+    assert got["mismatch/seq_masked_frac"] == pytest.approx(0.5) and got[
+        "mismatch/is_ratio_max"
+    ] == pytest.approx(3)
+    assert mismatch_metrics(TRAINER, SAMPLER, torch.zeros_like(MASK), "none", (0.5, 2.0)) == {}
