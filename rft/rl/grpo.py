@@ -33,7 +33,7 @@ from rft.losses import aggregate, group_advantages, kl_penalty, masked_mean, zer
 from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from rft.rl.config import GenConfig, RLConfig
 from rft.rl.distributed import Dist
-from rft.rl.harness import Harness, chunks, prompt_indices
+from rft.rl.harness import Harness, micro_batches, prompt_indices
 from rft.rl.metrics import UpdateMetrics, reward_metrics
 from rft.rl.plugins import EPS_DEFAULTS, batch_wide, resolve_advantage, resolve_loss
 from rft.rollout import Trajectory, run_episodes
@@ -364,11 +364,12 @@ def _update(
     always = cfg.loss.beta > 0 or cfg.loss.entropy_coef > 0  # terms with a gradient whatever the advantage
     needs = [i for i in range(n) if ok[i] and (nonzero[i] or always)]
     needed = set(needs)
+    lengths = [len(t.ids) for t in trajs]
     # full-width (N, T-1): a row's training micro-batch may be wider than the chunk it was scored in
     old_lp = behaviour if behaviour is not None else torch.zeros_like(batch.mask)
     ref_lp = torch.zeros_like(batch.mask)
     with torch.no_grad():
-        for part in chunks(needs, cfg.micro_batch):
+        for part in micro_batches(needs, lengths, cfg.micro_batch, cfg.micro_tokens):
             sub = batch.rows(part)
             w = sub.mask.shape[1]
             if behaviour is None and not reuse_old:
@@ -386,7 +387,7 @@ def _update(
             mb = [i - lo for i in order[m * size : (m + 1) * size] if lo <= i < lo + n and ok[i - lo]]
             mb_mask = batch.mask[mb]
             num_items = len(mb) if cfg.loss.agg != "dapo" else float(mb_mask.sum())
-            micro = chunks([i for i in mb if i in needed], cfg.micro_batch)
+            micro = micro_batches([i for i in mb if i in needed], lengths, cfg.micro_batch, cfg.micro_tokens)
             rows_in_mb, num_items, padded = dist.minibatch(len(mb), num_items, micro)  # whole minibatch
             if not rows_in_mb:
                 continue

@@ -43,7 +43,15 @@ from rft.rl.metrics import rollout_row
 from rft.rollout import Trajectory
 from rft.runs import Run, rng_state, set_rng_state
 
-__all__ = ["Harness", "train_items", "prompt_indices", "engine_options", "chunks", "log_step"]
+__all__ = [
+    "Harness",
+    "train_items",
+    "prompt_indices",
+    "engine_options",
+    "chunks",
+    "micro_batches",
+    "log_step",
+]
 
 T = TypeVar("T")
 
@@ -88,6 +96,24 @@ def engine_options(cfg: RLConfig, compute: torch.dtype | None) -> dict[str, Any]
 def chunks(xs: list[int], size: int) -> list[list[int]]:
     """`xs` in consecutive pieces of `size` (the last one shorter)."""
     return [xs[i : i + size] for i in range(0, len(xs), size)]
+
+
+def micro_batches(rows: list[int], lengths: Sequence[int], size: int, tokens: int = 0) -> list[list[int]]:
+    """`rows` (indices into `lengths`, the tokens of each row) cut into micro-batches, longest rows first, so
+    rows of similar length share one: a micro-batch is as wide as its longest row, and short answers stop
+    paying for long ones. `tokens` 0: `size` rows each; > 0: as many rows as fit rows x width <= `tokens`
+    (at least one). The loss is normalised by whole-minibatch counts, so the order changes the gradient
+    only by float rounding."""
+    order = sorted(rows, key=lambda i: -lengths[i])  # stable: rows of one length keep their order
+    if tokens <= 0:
+        return chunks(order, size)
+    out: list[list[int]] = []
+    for i in order:
+        if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= tokens:  # out[-1][0]: its widest row
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
 
 
 def log_step(
