@@ -154,8 +154,12 @@ def child(args: argparse.Namespace) -> None:
     grads = Path(args.out) / f"{args.side}-grads.pt"
 
     def save_before_step(opt: Any, *_: Any) -> None:
-        save_grads(model, grads)
-        mark["peak_before_step"] = memory_peak(args.device)  # saved grads are copies: measured before
+        mark["peak_before_step"] = memory_peak(args.device)
+        save_grads(model, grads)  # copies: the peak is reset after them, so they do not count
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            reset_peak()
 
     mark: dict[str, float] = {}
     run = run_rft if args.side == "rft" else run_trl
@@ -166,14 +170,15 @@ def child(args: argparse.Namespace) -> None:
     reset = reset_peak()
     before = memory_mark(args.device)
     optimizer.register_step_pre_hook(save_before_step)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     update()
     if args.device == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     result = {
         "side": args.side,
         "seconds": seconds,
+        "cpu": cpu,
         "before": before,
         "peak": max(memory_peak(args.device), mark.get("peak_before_step", 0.0)),
         "peak_reset": reset,
@@ -197,12 +202,16 @@ def run_rft(args: argparse.Namespace, model: Any, optimizer: Any, data: dict[str
         lr=args.lr,
         max_grad_norm=1.0,
         micro_batch=args.micro,
-        micro_tokens=args.micro_tokens,
+        micro_tokens=int(args.micro_tokens[0].split(":")[0]),  # a child gets one value
         gen=GenConfig(temperature=1.0, max_new_tokens=args.max_completion),
         loss=LossConfig(agg="dapo", eps_low=0.2, eps_high=0.28, beta=0.0),
         dtype=args.dtype,
         device=args.device,
     )
+    if args.micro_tokens[0].endswith(":plain"):
+        import rft.rl.grpo
+
+        rft.rl.grpo.LINEAR_AT_RATIO_1 = ()  # the checkpointed head (recomputation in backward)
     trajs = []
     for i, comp in enumerate(data["completions"]):
         prompt = data["prompts"][i // args.group].tolist()
@@ -335,7 +344,14 @@ def main() -> None:
     ap.add_argument("--min-completion", type=int, default=64)
     ap.add_argument("--max-completion", type=int, default=1024)
     ap.add_argument("--micro", type=int, default=8, help="rows per micro-batch, both trainers")
-    ap.add_argument("--micro-tokens", type=int, default=0, help="rft's micro_tokens (0: off)")
+    ap.add_argument(
+        "--micro-tokens",
+        nargs="+",
+        default=["0"],
+        help="one rft row per value of its micro_tokens (0: off, micro-batches of --micro rows; N:plain: the "
+        "head's gradient by recomputation in backward, as before the on-policy fast path); the ratios are the "
+        "first row's",
+    )
     ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--threads", type=int, default=1, help="torch threads in each child")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -352,41 +368,59 @@ def main() -> None:
         raise SystemExit("--dtype bf16-mixed needs --device cuda (TRL refuses bf16 on CPU)")
     with tempfile.TemporaryDirectory(prefix="real-shapes-") as tmp:
         results: dict[str, dict[str, Any]] = {}
-        for side in [args.only] if args.only else ["trl", "rft"]:
-            cmd = [sys.executable, __file__, *sys.argv[1:], "--side", side, "--out", tmp]
-            t0 = time.perf_counter()
+        runs = [("trl", "0")] + [("rft", t) for t in args.micro_tokens]
+        runs = [r for r in runs if args.only in (None, r[0])]
+        base = sys.argv[1:]
+        for side, tokens in runs:
+            key = side if side == "trl" else f"rft{tokens}"
+            cmd = [sys.executable, __file__, *base, "--side", side, "--out", f"{tmp}/{key}"]
+            cmd += ["--micro-tokens", tokens]  # the last value given wins in argparse
+            Path(tmp, key).mkdir()
             subprocess.run(cmd, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-            results[side] = json.loads((Path(tmp) / f"{side}.json").read_text())
-            results[side]["process_s"] = time.perf_counter() - t0
-        sides = list(results)
-        cos, per = (
-            cosine(Path(tmp) / "rft-grads.pt", Path(tmp) / "trl-grads.pt") if len(sides) == 2 else (0, {})
-        )
+            results[key] = json.loads((Path(tmp) / key / f"{side}.json").read_text())
+            if "trl" in results and side == "rft":
+                results[key]["cos"] = cosine(Path(tmp, key, "rft-grads.pt"), Path(tmp, "trl", "trl-grads.pt"))
+    sides = list(results)
     r0 = results[sides[0]]
     what = "GPU allocated" if args.device == "cuda" else "RSS"
     print(
         f"Qwen2 shapes: vocab {VOCAB}, hidden {HIDDEN}, {args.layers} layers, {r0['params'] / 1e6:.0f}M params;"
         f" {args.prompts} prompts x {args.group} samples, prompt {args.prompt_len} tokens, completions"
         f" {args.min_completion}-{args.max_completion} ({r0['tokens']} completion tokens); micro-batch {args.micro}"
-        f"{f', rft micro_tokens {args.micro_tokens}' if args.micro_tokens else ''}; {args.device} {args.dtype},"
+        f" rows; {args.device} {args.dtype},"
         f" {args.threads} torch thread(s); load average {os.getloadavg()[0]:.2f}"
     )
-    print(f"{'trainer':22} {what + ' before GiB':>16} {'peak GiB':>9} {'update GiB':>11} {'s/update':>9}")
-    for side in sides:
-        r = results[side]
-        name = "rft _update" if side == "rft" else "TRL GRPOTrainer 1.16"
+    print(
+        f"{'trainer':34} {what + ' before GiB':>16} {'peak GiB':>9} {'update GiB':>11} {'s/update':>9}"
+        f" {'cpu s':>7} {'grad cosine':>12}"
+    )
+    for key in sides:
+        r = results[key]
+        tokens, _, plain = key[3:].partition(":")
+        name = "TRL GRPOTrainer 1.16"
+        if key != "trl":
+            name = "rft _update, " + (
+                f"micro_tokens {tokens}" if int(tokens) else f"micro_batch {args.micro}"
+            )
+            name += ", plain head" if plain else ""
+        cos = f"{r['cos'][0]:.6f}" if "cos" in r else ""
         print(
-            f"{name:22} {gib(r['before']):>16} {gib(r['peak']):>9} {gib(r['peak'] - r['before']):>11}"
-            f" {r['seconds']:9.1f}"
+            f"{name:34} {gib(r['before']):>16} {gib(r['peak']):>9} {gib(r['peak'] - r['before']):>11}"
+            f" {r['seconds']:9.1f} {r['cpu']:7.1f} {cos:>12}"
         )
-    if len(sides) < 2:
+    print(
+        f"static part of the update: gradients {gib(4 * r0['params'])} GiB + AdamW moments"
+        f" {gib(8 * r0['params'])} GiB (float32, {r0['params'] / 1e6:.0f}M parameters)"
+    )
+    if "trl" not in results or len(sides) < 2:
         return
-    rft, trl = results["rft"], results["trl"]
+    rft, trl = results[sides[1]], results["trl"]
+    cos, per = rft["cos"]
     worst = min(per, key=lambda k: per[k])
-    print(f"gradient cosine per parameter: lowest {per[worst]:.6f} ({worst}); whole (saved part) {cos:.6f}")
+    print(f"{sides[1]}: lowest gradient cosine of one parameter {per[worst]:.6f} ({worst})")
     print(
         f"update memory (peak - before) ratio {(rft['peak'] - rft['before']) / (trl['peak'] - trl['before']):.3f};"
-        f" static: weights {gib(4 * r0['params'])} GiB + grads as much + AdamW 2x"
+        f" cpu time ratio {rft['cpu'] / trl['cpu']:.3f}"
     )
     print(f"peak_mem_ratio_vs_trl={rft['peak'] / trl['peak']:.3f}")
     print(f"update_time_ratio_vs_trl={rft['seconds'] / trl['seconds']:.3f}")

@@ -55,14 +55,17 @@ def trajectories(tok) -> list[Trajectory]:
     return out
 
 
-def grpo_gradient(micro_batch: int, micro_tokens: int, shared_prefix: bool) -> tuple[torch.Tensor, list]:
+def grpo_gradient(
+    micro_batch: int, micro_tokens: int, shared_prefix: bool, loss: str = "clip"
+) -> tuple[torch.Tensor, list]:
     """The flattened gradient of one GRPO `_update` (before its optimizer step), and the (rows, width) of
     every training forward."""
     tok = make_tokenizer(["What is 12 + 5? abc"] * 20)
     model = make_model(tok, hidden=32, layers=2, heads=2)
     cfg = grpo.GRPOConfig(model="tiny", suite="none", prompts_per_step=2, group_size=GROUP, lr=0.1,
                           micro_batch=micro_batch, micro_tokens=micro_tokens, shared_prefix=shared_prefix,
-                          max_grad_norm=0, gen=GenConfig(max_new_tokens=20))  # fmt: skip
+                          max_grad_norm=0, gen=GenConfig(max_new_tokens=20),
+                          loss=grpo.LossConfig(name=loss, agg="grpo" if loss == "gspo" else "dapo"))  # fmt: skip
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     grads: list[torch.Tensor] = []
     opt.register_step_pre_hook(
@@ -97,6 +100,19 @@ def test_grpo_micro_batches_give_the_full_batch_gradient(shared_prefix, micro_ba
             assert rows <= micro_batch if not micro_tokens else rows == 1 or rows * width <= micro_tokens
         if micro_tokens == 40:  # short rows share a micro-batch, long ones do not
             assert max(r for r, _ in shapes) > 1 and min(r for r, _ in shapes) == 1
+
+
+@pytest.mark.parametrize("shared_prefix", [False, True])
+@pytest.mark.parametrize("loss", ["clip", "gspo", "cispo"])
+def test_grpo_head_gradient_in_the_forward_pass_equals_autograd(monkeypatch, shared_prefix, loss):
+    """On-policy (ratio 1) the built-in losses are linear in the log-probabilities: `_update` gives the head
+    their gradient in advance (`chunked_logprobs(known_grad=...)`); the update's gradient is the one of the
+    checkpointed head (the path every other case takes)."""
+    fused, _ = grpo_gradient(3, 0, shared_prefix, loss)
+    monkeypatch.setattr(grpo, "LINEAR_AT_RATIO_1", ())
+    plain, _ = grpo_gradient(3, 0, shared_prefix, loss)
+    assert torch.count_nonzero(plain) > 0
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-6)
 
 
 def test_ppo_token_budget_gives_the_full_batch_gradient():

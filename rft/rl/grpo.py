@@ -41,6 +41,8 @@ from rft.rollout import Trajectory, run_episodes
 __all__ = ["GRPOConfig", "GenConfig", "LossConfig", "EvalConfig", "train"]
 
 log = logging.getLogger("rft.rl.grpo")
+# losses whose gradient with respect to the log-probabilities does not depend on them at ratio 1
+LINEAR_AT_RATIO_1 = ("clip", "gspo", "cispo")
 
 
 # ---- config ------------------------------------------------------------------------------------------
@@ -345,10 +347,15 @@ def _update(
     bonus = cfg.loss.entropy_coef > 0  # the entropy needs a gradient only for the bonus; else it is a metric
 
     def logprobs(
-        m: torch.nn.Module, sub: Any, rows: list[int], entropy: bool = False
+        m: torch.nn.Module,
+        sub: Any,
+        rows: list[int],
+        entropy: bool = False,
+        known: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(log-probabilities, entropies if `entropy` else None), (b, T-1) each."""
-        kw = {"entropy": entropy, "entropy_grad": bonus}
+        """(log-probabilities, entropies if `entropy` else None), (b, T-1) each; `known`: the loss's gradient
+        with respect to the log-probabilities, known in advance (`rft.logprobs.chunked_logprobs`)."""
+        kw: dict[str, Any] = {"entropy": entropy, "entropy_grad": bonus, "known_grad": known}
         with autocast(compute, device):  # bf16 mixed precision, else a no-op
             if not share:
                 return token_stats(m, sub, temp, **kw)
@@ -360,6 +367,21 @@ def _update(
     loss_fn = resolve_loss(cfg.loss.name)
     eps_low, eps_high = cfg.loss.eps_low, cfg.loss.eps_high  # set by LossConfig.__post_init__
     assert eps_low is not None and eps_high is not None
+    # on-policy single pass (ratio exactly 1) with a built-in loss and no other term: the loss is linear in
+    # the log-probabilities, its gradient with respect to them is known before the forward pass, and the
+    # output head computes its gradients in the forward pass (no recomputation in backward)
+    linear = reuse_old and cfg.loss.name in LINEAR_AT_RATIO_1 and cfg.loss.beta == 0 and not bonus
+
+    def known_gradient(rows: list[int], sub: Any, num_items: float) -> torch.Tensor | None:
+        """d loss / d log-probabilities, (b, T-1), evaluated at ratio 1 (where it does not depend on them)."""
+        if not linear:
+            return None
+        x = torch.zeros_like(sub.mask, requires_grad=True)  # (b, T-1)
+        with torch.enable_grad():
+            loss, _ = loss_fn(x, x.detach(), adv[rows], sub.mask, eps_low, eps_high, cfg.loss.agg,
+                              num_items=num_items, max_tokens=cfg.gen.max_new_tokens * max_turns)  # fmt: skip
+            return torch.autograd.grad(loss, x)[0]
+
     ok, nonzero = valid.tolist(), (adv != 0).tolist()
     always = cfg.loss.beta > 0 or cfg.loss.entropy_coef > 0  # terms with a gradient whatever the advantage
     needs = [i for i in range(n) if ok[i] and (nonzero[i] or always)]
@@ -398,7 +420,8 @@ def _update(
                         dist.backward(logprobs(model, batch.rows([0]), [0])[0].sum() * 0.0)
                         continue
                     sub = batch.rows(rows)
-                    lp, ent = logprobs(model, sub, rows, entropy=True)  # (b, T-1) each
+                    known = known_gradient(rows, sub, num_items)
+                    lp, ent = logprobs(model, sub, rows, entropy=True, known=known)  # (b, T-1) each
                     assert ent is not None
                     old = lp.detach() if reuse_old else old_lp[rows, : lp.shape[1]]
                     loss, st = loss_fn(
