@@ -17,7 +17,8 @@ first step, and the activations). On CUDA the GPU's peak allocated memory is rep
 
 Equal settings: loss "dapo" (token sum over the minibatch's completion tokens), eps 0.2 / 0.28, beta 0, one
 pass (old log-probs = current, detached), the same micro-batch size (`--micro` rows), gradient-norm clip 1.0,
-torch.optim.AdamW with the same lr, the same weights, token ids, masks and advantages, float32 on CPU
+AdamW with the same lr and weight decay 0 (each trainer's own: `rft.models.adamw` and TRL's default `optim`,
+adamw_torch_fused; both torch's fused AdamW here), the same weights, token ids, masks and advantages, float32 on CPU
 (`--device cuda --dtype bf16-mixed`: float32 weights, bf16 autocast, for both).
 - rft: `rft.rl.grpo._update` (the function `train` calls each step), with its defaults for everything not
   named above (shared prompt prefix, rows sorted by length into micro-batches, `--micro-tokens`).
@@ -150,7 +151,7 @@ def child(args: argparse.Namespace) -> None:
     model = build_model(args.layers, args.seed).to(device)
     model.train()
     data = make_batch(args)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    optimizer: Any = None  # each trainer's own AdamW: rft's `adamw`, TRL's `optim` default (fused)
     grads = Path(args.out) / f"{args.side}-grads.pt"
 
     def save_before_step(opt: Any, *_: Any) -> None:
@@ -163,7 +164,7 @@ def child(args: argparse.Namespace) -> None:
 
     mark: dict[str, float] = {}
     run = run_rft if args.side == "rft" else run_trl
-    update = run(args, model, optimizer, data, device)  # builds what the side needs, returns the update
+    update, optimizer = run(args, model, data, device)  # builds what the side needs, returns the update
     if args.device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -188,9 +189,10 @@ def child(args: argparse.Namespace) -> None:
     (Path(args.out) / f"{args.side}.json").write_text(json.dumps(result))
 
 
-def run_rft(args: argparse.Namespace, model: Any, optimizer: Any, data: dict[str, Any], device: Any) -> Any:
+def run_rft(args: argparse.Namespace, model: Any, data: dict[str, Any], device: Any) -> tuple[Any, Any]:
     import torch
 
+    from rft.models import adamw
     from rft.rl.grpo import GenConfig, GRPOConfig, LossConfig, _update
     from rft.rollout import Trajectory
 
@@ -220,13 +222,15 @@ def run_rft(args: argparse.Namespace, model: Any, optimizer: Any, data: dict[str
     adv = data["adv"]
     valid = torch.ones(len(trajs), dtype=torch.bool)
 
+    optimizer = adamw(model.parameters(), lr=args.lr, weight_decay=0.0)  # as `rft.rl.grpo.train`
+
     def update() -> None:
         _update(cfg, model, None, optimizer, trajs, adv, valid, 0, device, 1, 0)
 
-    return update
+    return update, optimizer
 
 
-def run_trl(args: argparse.Namespace, model: Any, optimizer: Any, data: dict[str, Any], device: Any) -> Any:
+def run_trl(args: argparse.Namespace, model: Any, data: dict[str, Any], device: Any) -> tuple[Any, Any]:
     import torch
     from datasets import Dataset
     from tokenizers import Tokenizer, models
@@ -252,7 +256,6 @@ def run_trl(args: argparse.Namespace, model: Any, optimizer: Any, data: dict[str
         learning_rate=args.lr,
         weight_decay=0.0,
         lr_scheduler_type="constant",
-        optim="adamw_torch",
         max_grad_norm=1.0,
         loss_type="dapo",
         epsilon=0.2,
@@ -296,6 +299,7 @@ def run_trl(args: argparse.Namespace, model: Any, optimizer: Any, data: dict[str
     }
     batch = {k: v.to(device) for k, v in batch.items()}
     trained = trainer.model  # the same object, patched with the fused head
+    optimizer = trainer.create_optimizer()  # its default `optim`: adamw_torch_fused (torch >= 2.8)
 
     def update() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -310,7 +314,7 @@ def run_trl(args: argparse.Namespace, model: Any, optimizer: Any, data: dict[str
         torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         optimizer.step()
 
-    return update
+    return update, optimizer
 
 
 # ---- the parent: both children, the table -----------------------------------------------------------------

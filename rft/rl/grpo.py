@@ -30,7 +30,7 @@ from rft.envs import SuiteEnv
 from rft.eval.heldout import EvalConfig
 from rft.graders.executor import GradingPool
 from rft.losses import aggregate, group_advantages, kl_penalty, masked_mean, zero_variance_groups
-from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
+from rft.models import adamw, autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from rft.rl.config import GenConfig, RLConfig
 from rft.rl.distributed import Dist
 from rft.rl.harness import Harness, micro_batches, prompt_indices
@@ -144,7 +144,7 @@ def _train(
             ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=h.device)
             ref_model.requires_grad_(False).eval()
         params = trainable_parameters(model)
-        optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer: torch.optim.Optimizer = adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
         )

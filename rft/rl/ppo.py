@@ -44,7 +44,7 @@ from rft.losses import (
     token_rewards,
     value_loss,
 )
-from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
+from rft.models import adamw, autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from rft.rl.config import GenConfig, RLConfig
 from rft.rl.distributed import Dist
 from rft.rl.harness import Harness, micro_batches, prompt_indices
@@ -158,9 +158,9 @@ def _train(
         ]
         optimizers: list[torch.optim.Optimizer]
         if critic is None:  # one optimizer, the head in a group of its own (its lr)
-            optimizers = [torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)]
+            optimizers = [adamw(groups, weight_decay=cfg.weight_decay)]
         else:
-            optimizers = [torch.optim.AdamW([g], weight_decay=cfg.weight_decay) for g in groups]
+            optimizers = [adamw([g], weight_decay=cfg.weight_decay) for g in groups]
         schedulers = [
             torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
             for o in optimizers
