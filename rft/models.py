@@ -295,7 +295,8 @@ def adamw(params: Any, **options: Any) -> torch.optim.AdamW:
     groups = list(params)
     tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in tensors)
-    return torch.optim.AdamW(groups, **options, **({"fused": True} if fused and tensors else {}))
+    extra: dict[str, Any] = {"fused": True} if fused and tensors else {}
+    return torch.optim.AdamW(groups, **options, **extra)
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
