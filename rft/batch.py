@@ -75,10 +75,12 @@ def token_stats(
     chunk: int | None = None,
     entropy: bool = False,
     entropy_grad: bool = True,
+    known_grad: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`token_logprobs` and, if `entropy`, the entropy of each position's next-token distribution (at the
     same temperature): (B, T-1) each; the entropy is None when not asked for, and has no gradient unless
-    `entropy_grad` (a metric then costs no recomputation in backward)."""
+    `entropy_grad` (a metric then costs no recomputation in backward). `known_grad` (B, T-1): the loss's
+    gradient with respect to the log-probabilities, known in advance (`chunked_logprobs`)."""
     found = head_of(model)
     if found is None:
         logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits[:, :-1, :]  # (B, T-1, V)
@@ -89,7 +91,9 @@ def token_stats(
     head, cap = found
     out = model(input_ids=batch.ids, attention_mask=batch.attn, **NO_HEAD)
     hidden = out.hidden_states[-1][:, :-1, :]  # (B, T-1, H)
-    lp, ent = chunked_logprobs(hidden, batch.ids[:, 1:], head, temperature, chunk, cap, entropy, entropy_grad)
+    lp, ent = chunked_logprobs(
+        hidden, batch.ids[:, 1:], head, temperature, chunk, cap, entropy, entropy_grad, known_grad
+    )
     return lp, ent if entropy else None
 
 
@@ -112,11 +116,13 @@ def shared_prefix_stats(
     chunk: int | None = None,
     entropy: bool = False,
     entropy_grad: bool = True,
+    known_grad: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`token_logprobs` for rows whose first `prompt_lens[i]` tokens repeat across rows (GRPO's groups):
     each distinct prompt is run once and its key/value cache is shared by its rows, so the model sees the
     prompt tokens once per group instead of once per sample. Same values and gradients; (B, T-1), with 0
-    at the prompt positions (which the loss mask leaves out anyway); entropies (if `entropy`) likewise."""
+    at the prompt positions (which the loss mask leaves out anyway); entropies (if `entropy`) likewise.
+    `known_grad` (B, T-1) as in `token_stats`."""
     from transformers import DynamicCache
 
     found = head_of(model)
@@ -161,10 +167,15 @@ def shared_prefix_stats(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         rest = model(input_ids=c_ids, attention_mask=attn, position_ids=c_pos, past_key_values=cache, **extra)
+    # position lens[i] - 1 + k predicts token lens[i] + k; padding -> a spare column (T - 1)
+    target = torch.tensor(lens, device=device)[:, None] - 1 + torch.arange(cw, device=device)[None]  # (B, C)
+    target = torch.where(c_attn.bool(), target, torch.full_like(target, T - 1))
     if found:
         hidden = torch.cat([first[rows][:, None, :], rest.hidden_states[-1][:, :-1, :]], dim=1)  # (B, C, H)
+        if known_grad is not None:  # (B, T-1) -> the completion layout (B, C), 0 at padding
+            known_grad = torch.cat([known_grad, known_grad.new_zeros((B, 1))], dim=1).gather(1, target)
         lp, ent = chunked_logprobs(
-            hidden, c_ids, found[0], temperature, chunk, found[1], entropy, entropy_grad
+            hidden, c_ids, found[0], temperature, chunk, found[1], entropy, entropy_grad, known_grad
         )  # (B, C) each
     else:
         logits = torch.cat([first[rows][:, None, :], rest.logits[:, :-1, :]], dim=1)  # (B, C, V)
@@ -176,9 +187,6 @@ def shared_prefix_stats(
             if entropy
             else torch.zeros_like(lp)
         )
-    # back to the (B, T-1) layout: position lens[i] - 1 + k predicts token lens[i] + k
-    target = torch.tensor(lens, device=device)[:, None] - 1 + torch.arange(cw, device=device)[None]  # (B, C)
-    target = torch.where(c_attn.bool(), target, torch.full_like(target, T - 1))  # padding -> a spare column
 
     def spread(x: torch.Tensor) -> torch.Tensor:  # (B, C) -> (B, T-1)
         return torch.zeros((B, T), dtype=x.dtype, device=device).scatter(1, target, x * c_attn)[:, : T - 1]

@@ -50,6 +50,51 @@ def test_chunked_head_equals_the_full_logits_values_entropies_and_gradients():
         chunked_logprobs(hidden, targets, head, chunk=0)
 
 
+def test_known_gradient_head_gives_the_same_values_and_gradients():
+    """A loss linear in the log-probabilities (GRPO's on-policy pass): with its gradient given in advance
+    (`known_grad`), the head computes its gradients in the forward pass; values and gradients are those of
+    the checkpointed head, with and without bias, temperature and soft-cap."""
+    g = torch.Generator().manual_seed(1)
+    B, T, H, V = 3, 8, 16, 50
+    targets = torch.randint(0, V, (B, T), generator=g)
+    coef = torch.randn(B, T, generator=g, dtype=torch.float64) * (torch.rand(B, T, generator=g) > 0.3)
+    for temperature, cap, bias in (
+        (1.0, None, True),
+        (0.7, None, False),
+        (1.0, 5.0, True),
+        (0.6, 3.0, False),
+    ):
+        hidden = torch.randn(B, T, H, generator=g, dtype=torch.float64, requires_grad=True)
+        head = torch.nn.Linear(H, V, bias=bias).double()
+        params = (hidden, head.weight) + ((head.bias,) if bias else ())
+        lp, ent = chunked_logprobs(
+            hidden, targets, head, temperature, 3, cap, entropy=True, entropy_grad=False
+        )
+        want = torch.autograd.grad((lp * coef).sum(), params)
+        for chunk in (1, 3, 100):
+            got_lp, got_ent = chunked_logprobs(
+                hidden, targets, head, temperature, chunk, cap, entropy=True, known_grad=coef
+            )
+            torch.testing.assert_close(got_lp, lp.detach())
+            torch.testing.assert_close(got_ent, ent)
+            got = torch.autograd.grad((got_lp * coef).sum(), params)
+            for a, b in zip(got, want, strict=True):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)  # float32 logits in both
+    # a loss scaled by a constant (several processes, a gradient scaler): the gradients scale with it
+    lp, _ = chunked_logprobs(hidden, targets, head, chunk=3, known_grad=coef)
+    plain, _ = chunked_logprobs(hidden, targets, head, chunk=3)
+    want_h = torch.autograd.grad((plain * coef * 3).sum(), hidden)[0]
+    torch.testing.assert_close(
+        torch.autograd.grad((lp * coef * 3).sum(), hidden)[0], want_h, atol=1e-5, rtol=1e-5
+    )
+    # a loss whose gradient is not a multiple of the one given: backward refuses instead of a wrong gradient
+    lp, _ = chunked_logprobs(hidden, targets, head, chunk=3, known_grad=coef)
+    with pytest.raises(RuntimeError, match="known_grad"):
+        torch.autograd.grad((lp * coef * torch.rand_like(coef)).sum(), hidden)
+    with pytest.raises(ValueError, match="shape"):
+        chunked_logprobs(hidden, targets, head, known_grad=coef[:, :-1])
+
+
 def _models():
     from transformers import (
         Gemma2Config,

@@ -82,6 +82,7 @@ class RLConfig:
     epochs: int = 1  # optimisation passes over each rollout batch
     minibatches: int = 1  # optimizer steps per pass
     micro_batch: int = 16  # rows per forward/backward (gradient accumulation up to a minibatch)
+    micro_tokens: int = 0  # > 0: micro-batches of as many rows as fit rows x width <= this (not micro_batch)
     gen: GenConfig = field(default_factory=GenConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     lora: LoraSpec = field(default_factory=LoraSpec)
@@ -114,5 +115,5 @@ class RLConfig:
             raise ValueError(
                 f"need lr > 0 and max_grad_norm >= 0 (0: no clipping), got {self.lr}, {self.max_grad_norm}"
             )
-        if self.save_every < 0 or self.grader_workers < 0 or self.offset < 0:
-            raise ValueError("save_every, grader_workers and offset must be >= 0")
+        if self.save_every < 0 or self.grader_workers < 0 or self.offset < 0 or self.micro_tokens < 0:
+            raise ValueError("save_every, grader_workers, offset and micro_tokens must be >= 0")

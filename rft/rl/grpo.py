@@ -40,10 +40,10 @@ from rft.losses import (
     rollout_correction,
     zero_variance_groups,
 )
-from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
+from rft.models import adamw, autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from rft.rl.config import CorrectionConfig, GenConfig, RLConfig
 from rft.rl.distributed import Dist
-from rft.rl.harness import Harness, chunks, prompt_indices
+from rft.rl.harness import Harness, micro_batches, prompt_indices
 from rft.rl.metrics import UpdateMetrics, mismatch_metrics, reward_metrics
 from rft.rl.plugins import EPS_DEFAULTS, batch_wide, resolve_advantage, resolve_loss
 from rft.rollout import Trajectory, run_episodes
@@ -51,6 +51,8 @@ from rft.rollout import Trajectory, run_episodes
 __all__ = ["GRPOConfig", "GenConfig", "LossConfig", "CorrectionConfig", "EvalConfig", "train"]
 
 log = logging.getLogger("rft.rl.grpo")
+# losses whose gradient with respect to the log-probabilities does not depend on them at ratio 1
+LINEAR_AT_RATIO_1 = ("clip", "gspo", "cispo")
 
 MAX_STALENESS = 8  # async rollouts queued at most (a CPU copy of the weights each)
 
@@ -173,7 +175,7 @@ def _train(
             ref_model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=h.device)
             ref_model.requires_grad_(False).eval()
         params = trainable_parameters(model)
-        optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer: torch.optim.Optimizer = adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
         )
@@ -384,10 +386,15 @@ def _update(
     bonus = cfg.loss.entropy_coef > 0  # the entropy needs a gradient only for the bonus; else it is a metric
 
     def logprobs(
-        m: torch.nn.Module, sub: Any, rows: list[int], entropy: bool = False
+        m: torch.nn.Module,
+        sub: Any,
+        rows: list[int],
+        entropy: bool = False,
+        known: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(log-probabilities, entropies if `entropy` else None), (b, T-1) each."""
-        kw = {"entropy": entropy, "entropy_grad": bonus}
+        """(log-probabilities, entropies if `entropy` else None), (b, T-1) each; `known`: the loss's gradient
+        with respect to the log-probabilities, known in advance (`rft.logprobs.chunked_logprobs`)."""
+        kw: dict[str, Any] = {"entropy": entropy, "entropy_grad": bonus, "known_grad": known}
         with autocast(compute, device):  # bf16 mixed precision, else a no-op
             if not share:
                 return token_stats(m, sub, temp, **kw)
@@ -407,15 +414,33 @@ def _update(
     loss_fn = resolve_loss(cfg.loss.name)
     eps_low, eps_high = cfg.loss.eps_low, cfg.loss.eps_high  # set by LossConfig.__post_init__
     assert eps_low is not None and eps_high is not None
+    # on-policy single pass (ratio exactly 1) with a built-in loss and no other term: the loss is linear in
+    # the log-probabilities, its gradient with respect to them is known before the forward pass, and the
+    # output head computes its gradients in the forward pass (no recomputation in backward)
+    # (not with a correction: its weights come from the same forward pass)
+    linear = single and not bypass and not corr.corrects and cfg.loss.name in LINEAR_AT_RATIO_1
+    linear = linear and cfg.loss.beta == 0 and not bonus
+
+    def known_gradient(rows: list[int], sub: Any, num_items: float) -> torch.Tensor | None:
+        """d loss / d log-probabilities, (b, T-1), evaluated at ratio 1 (where it does not depend on them)."""
+        if not linear:
+            return None
+        x = torch.zeros_like(sub.mask, requires_grad=True)  # (b, T-1)
+        with torch.enable_grad():
+            loss, _ = loss_fn(x, x.detach(), adv[rows], sub.mask, eps_low, eps_high, cfg.loss.agg,
+                              num_items=num_items, max_tokens=cfg.gen.max_new_tokens * max_turns)  # fmt: skip
+            return torch.autograd.grad(loss, x)[0]
+
     ok, nonzero = valid.tolist(), (adv != 0).tolist()
     always = cfg.loss.beta > 0 or cfg.loss.entropy_coef > 0  # terms with a gradient whatever the advantage
     needs = [i for i in range(n) if ok[i] and (nonzero[i] or always)]
     needed = set(needs)
+    lengths = [len(t.ids) for t in trajs]
     # full-width (N, T-1): a row's training micro-batch may be wider than the chunk it was scored in
     prox = torch.zeros_like(batch.mask)
     ref_lp = torch.zeros_like(batch.mask)
     with torch.no_grad():
-        for part in chunks(needs, cfg.micro_batch):
+        for part in micro_batches(needs, lengths, cfg.micro_batch, cfg.micro_tokens):
             sub = batch.rows(part)
             w = sub.mask.shape[1]
             if need_prox:
@@ -433,7 +458,7 @@ def _update(
             mb = [i - lo for i in order[m * size : (m + 1) * size] if lo <= i < lo + n and ok[i - lo]]
             mb_mask = batch.mask[mb]
             num_items = len(mb) if cfg.loss.agg != "dapo" else float(mb_mask.sum())
-            micro = chunks([i for i in mb if i in needed], cfg.micro_batch)
+            micro = micro_batches([i for i in mb if i in needed], lengths, cfg.micro_batch, cfg.micro_tokens)
             rows_in_mb, num_items, padded = dist.minibatch(len(mb), num_items, micro)  # whole minibatch
             if not rows_in_mb:
                 continue
@@ -444,7 +469,8 @@ def _update(
                         dist.backward(logprobs(model, batch.rows([0]), [0])[0].sum() * 0.0)
                         continue
                     sub = batch.rows(rows)
-                    lp, ent = logprobs(model, sub, rows, entropy=True)  # (b, T-1) each
+                    known = known_gradient(rows, sub, num_items)
+                    lp, ent = logprobs(model, sub, rows, entropy=True, known=known)  # (b, T-1) each
                     assert ent is not None
                     w = lp.shape[1]
                     if single:

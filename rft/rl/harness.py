@@ -58,6 +58,7 @@ __all__ = [
     "prompt_indices",
     "engine_options",
     "chunks",
+    "micro_batches",
     "log_step",
     "weight_snapshot",
 ]
@@ -117,6 +118,24 @@ def weight_snapshot(model: torch.nn.Module) -> torch.nn.Module:
             is_param = isinstance(t, torch.nn.Parameter)
             memo[id(t)] = torch.nn.Parameter(copied, requires_grad=False) if is_param else copied
     return copy.deepcopy(model, memo)
+
+
+def micro_batches(rows: list[int], lengths: Sequence[int], size: int, tokens: int = 0) -> list[list[int]]:
+    """`rows` (indices into `lengths`, the tokens of each row) cut into micro-batches, longest rows first, so
+    rows of similar length share one: a micro-batch is as wide as its longest row, and short answers stop
+    paying for long ones. `tokens` 0: `size` rows each; > 0: as many rows as fit rows x width <= `tokens`
+    (at least one). The loss is normalised by whole-minibatch counts, so the order changes the gradient
+    only by float rounding."""
+    order = sorted(rows, key=lambda i: -lengths[i])  # stable: rows of one length keep their order
+    if tokens <= 0:
+        return chunks(order, size)
+    out: list[list[int]] = []
+    for i in order:
+        if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= tokens:  # out[-1][0]: its widest row
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
 
 
 def log_step(

@@ -45,10 +45,10 @@ from rft.losses import (
     token_rewards,
     value_loss,
 )
-from rft.models import autocast, fast_attention, load_policy, trainable_parameters, training_precision
+from rft.models import adamw, autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from rft.rl.config import CorrectionConfig, GenConfig, RLConfig
 from rft.rl.distributed import Dist
-from rft.rl.harness import Harness, chunks, prompt_indices
+from rft.rl.harness import Harness, micro_batches, prompt_indices
 from rft.rl.metrics import UpdateMetrics, mismatch_metrics, reward_metrics
 from rft.rollout import Trajectory, run_episodes
 
@@ -160,9 +160,9 @@ def _train(
         ]
         optimizers: list[torch.optim.Optimizer]
         if critic is None:  # one optimizer, the head in a group of its own (its lr)
-            optimizers = [torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)]
+            optimizers = [adamw(groups, weight_decay=cfg.weight_decay)]
         else:
-            optimizers = [torch.optim.AdamW([g], weight_decay=cfg.weight_decay) for g in groups]
+            optimizers = [adamw([g], weight_decay=cfg.weight_decay) for g in groups]
         schedulers = [
             torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
             for o in optimizers
@@ -349,7 +349,9 @@ def _advantages(
     old_lp, old_v = torch.zeros_like(mask), torch.zeros_like(mask)  # (N, T-1)
     kl = torch.zeros_like(mask) if cfg.loss.kl_coef > 0 else None  # (N, T-1)
     compute = training_precision(cfg.dtype, str(batch.ids.device), cfg.lora.r > 0)[1]  # bf16 mixed, or None
-    for rows in chunks([i for i in range(len(batch)) if mask[i].any()], cfg.micro_batch):
+    lengths = batch.attn.sum(1).tolist()  # (N,) tokens per row
+    trainable = [i for i in range(len(batch)) if mask[i].any()]
+    for rows in micro_batches(trainable, lengths, cfg.micro_batch, cfg.micro_tokens):
         sub = batch.rows(rows)
         w = sub.mask.shape[1]
         lp, v = forward(model, critic, head, sub, cfg.gen.temperature, compute)  # (b, w) each
@@ -413,6 +415,7 @@ def _update(
     dist = dist or Dist()
     mask = old["mask"]  # (N, T-1)
     n = len(batch)
+    lengths = batch.attn.sum(1).tolist()  # (N,) tokens per row: micro-batches of similar lengths
     compute = training_precision(cfg.dtype, str(batch.ids.device), cfg.lora.r > 0)[1]  # bf16 mixed, or None
     size = n * dist.world // cfg.minibatches
     if trained is None:  # one process, called directly: the same forward as `forward(...)`, unwrapped
@@ -429,7 +432,7 @@ def _update(
         for m in range(cfg.minibatches):
             mb = [i - lo for i in order[m * size : (m + 1) * size] if lo <= i < lo + n and mask[i - lo].any()]
             rows_in_mb, num_items, padded = dist.minibatch(
-                len(mb), float(mask[mb].sum()), chunks(mb, cfg.micro_batch)
+                len(mb), float(mask[mb].sum()), micro_batches(mb, lengths, cfg.micro_batch, cfg.micro_tokens)
             )
             if not rows_in_mb:
                 continue
