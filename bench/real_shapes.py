@@ -193,7 +193,7 @@ def run_rft(args: argparse.Namespace, model: Any, data: dict[str, Any], device: 
     import torch
 
     from rft.models import adamw
-    from rft.rl.grpo import GenConfig, GRPOConfig, LossConfig, _update
+    from rft.rl.grpo import CorrectionConfig, GenConfig, GRPOConfig, LossConfig, _update
     from rft.rollout import Trajectory
 
     cfg = GRPOConfig(
@@ -206,7 +206,8 @@ def run_rft(args: argparse.Namespace, model: Any, data: dict[str, Any], device: 
         micro_batch=args.micro,
         micro_tokens=int(args.micro_tokens[0].split(":")[0]),  # a child gets one value
         gen=GenConfig(temperature=1.0, max_new_tokens=args.max_completion),
-        loss=LossConfig(agg="dapo", eps_low=0.2, eps_high=0.28, beta=0.0),
+        # hand-made rollouts carry no sampler log-probs: no mismatch metrics
+        loss=LossConfig(agg="dapo", eps_low=0.2, eps_high=0.28, beta=0.0, correction=CorrectionConfig(metrics=False)),
         dtype=args.dtype,
         device=args.device,
     )

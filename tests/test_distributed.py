@@ -237,7 +237,9 @@ def test_two_ranks_train_ppo_like_one_process_on_the_whole_batch(two_ranks):
                 "loss/explained_var",
                 "loss/advantage_std",
             ):
-                assert got_stats[k] == pytest.approx(stats[k], rel=1e-5, abs=1e-7), (name, k)
+                # explained_var is 1 - a ratio near 1: float32 rounding of the ratio (1e-7) is its error
+                tol = 1e-6 if k == "loss/explained_var" else 1e-7
+                assert got_stats[k] == pytest.approx(stats[k], rel=1e-5, abs=tol), (name, k)
             assert got_stats["rollout/trained_rows"] == stats["rollout/trained_rows"]
 
 

@@ -65,7 +65,8 @@ def grpo_gradient(
     cfg = grpo.GRPOConfig(model="tiny", suite="none", prompts_per_step=2, group_size=GROUP, lr=0.1,
                           micro_batch=micro_batch, micro_tokens=micro_tokens, shared_prefix=shared_prefix,
                           max_grad_norm=0, gen=GenConfig(max_new_tokens=20),
-                          loss=grpo.LossConfig(name=loss, agg="grpo" if loss == "gspo" else "dapo"))  # fmt: skip
+                          loss=grpo.LossConfig(name=loss, agg="grpo" if loss == "gspo" else "dapo",
+                                               correction=grpo.CorrectionConfig(metrics=False)))  # fmt: skip
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     grads: list[torch.Tensor] = []
     opt.register_step_pre_hook(
