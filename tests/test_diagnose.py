@@ -81,6 +81,15 @@ def test_a_warm_start_that_never_gives_the_answer_format(tmp_path, warm):
     assert "frozen policy" not in kinds and "stalled" not in kinds
 
 
+def test_a_sampler_far_from_the_trainer_is_named(tmp_path, warm):
+    """A sampler whose logits are scaled (a flatter distribution than the trainer's): mismatch/kl ~0.5."""
+    model, suite = warm
+    run = _run(tmp_path, model, suite, "steps=6", "eval.every=6", "engine_options={logit_scale: 0.6}")
+    found = {f.kind: f for f in diagnose(run).findings}
+    assert "sampler mismatch" in found, diagnose(run).lines()
+    assert "loss.correction" in found["sampler mismatch"].advice
+
+
 @pytest.mark.slow
 def test_a_run_that_learns_gets_no_warning_and_the_command_prints_the_verdict(tmp_path, warm):
     model, suite = warm

@@ -8,6 +8,7 @@ The checks, each on the run's own `metrics.jsonl`, `rollouts.jsonl` and `config.
 - frozen policy: the weights did not move (a learning rate too small to matter);
 - entropy collapse: the sampling entropy fell to a fraction of its start while the reward is not solved;
 - clip fraction or KL out of range: updates too large for the trust region;
+- sampler mismatch: the sampler's token probabilities are far from the trainer's (`mismatch/kl`);
 - reward hacking: the training reward rose while held-out accuracy did not; the rollouts that scored 1 are
   graded again with the held-out grader and those it fails are shown;
 - stalled: reward and held-out accuracy flat although groups had varied rewards.
@@ -34,6 +35,7 @@ COLLAPSE = 0.25  # entropy at the end below this fraction of its start
 CLIP_FRAC = 0.3  # tokens clipped, mean over the run
 APPROX_KL = 0.1  # per-token KL(old || new) of an update, mean over the run
 HACK_RISE = 0.15  # the training reward rose this much while held-out accuracy did not
+MISMATCH_KL = 0.01  # KL(sampler || trainer) per token, mean over the run (float32 on one engine: ~1e-13)
 HACK_SHARE = 0.25  # this share of rewarded samples fails the held-out grader (when it is another grader)
 
 
@@ -176,6 +178,19 @@ def diagnose(run: str | Path, *, weights: bool = True) -> Diagnosis:
             "updates too large",
             f"clip fraction {clip:.2f} (mean), approx KL {kl:.3f} per token per update",
             "lower lr, fewer epochs or minibatches per batch, or a tighter max_grad_norm",
+        ))  # fmt: skip
+    mismatch = _mean(train, "mismatch/kl", default=0.0)
+    if mismatch > MISMATCH_KL:
+        lo, hi = _mean(train, "mismatch/is_ratio_min", 1.0), _mean(train, "mismatch/is_ratio_max", 1.0)
+        corr = (cfg.get("loss") or {}).get("correction") or {}
+        on = corr.get("tis", "none") != "none" or corr.get("mis", "none") != "none"
+        found.append(Finding(
+            "sampler mismatch",
+            f"the sampler's probabilities differ from the trainer's: mismatch/kl {mismatch:.3g} per token "
+            f"(mean), token ratios {lo:.2f}..{hi:.2f} (step means)" + ("; the correction is on" if on else ""),
+            "check the engine's dtype and sampling settings against the trainer's (gen.temperature, top_p, "
+            "top_k), lower max_staleness" + ("" if on else ", or correct it: loss.correction: {tis: token, "
+                                                          "mis: geometric}"),
         ))  # fmt: skip
     rose_alone = bool(evals) and r_up >= HACK_RISE and (e_up or 0.0) < 0.5 * r_up
     rose_alone = rose_alone and not _significant_rise(evals, n_eval)
