@@ -173,29 +173,39 @@ def test_models_that_scale_their_logits_are_scored_exactly(family):
         )
 
 
-_PEAK = textwrap.dedent(
+_POLLER = '''
+import threading, time
+def anon_kb():  # the process's anonymous memory: what tensors take (file pages of libraries come and go)
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("RssAnon:"))
+def anon_peak_growth_mb(fn, *args):
+    # fn(*args) and the peak growth of anonymous memory while it ran (polled every millisecond): neither
+    # an earlier transient peak (ru_maxrss) nor library pages evicted under memory pressure move it
+    base, peak, done = anon_kb(), [0], threading.Event()
+    def poll():
+        while not done.is_set():
+            peak[0] = max(peak[0], anon_kb())
+            time.sleep(0.001)
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    try:
+        out = fn(*args)
+    finally:
+        done.set()
+        t.join()
+    return out, (max(peak[0], anon_kb()) - base) / 1024
+'''  # the two scripts below measure memory with it
+
+
+def _with_poller(script: str) -> str:
+    """A measuring script (dedented) with `_POLLER` where it says ``# POLLER``."""
+    return textwrap.dedent(script).replace("# POLLER\n", _POLLER)
+
+
+_PEAK = _with_poller(
     """
     import json, sys, torch
-    import threading, time
-    def anon_kb():  # the process's anonymous memory: what tensors take (file pages of libraries come and go)
-        with open("/proc/self/status") as f:
-            return next(int(x.split()[1]) for x in f if x.startswith("RssAnon:"))
-    def anon_peak_growth_mb(fn, *args):
-        # fn(*args) and the peak growth of anonymous memory while it ran (polled every millisecond): neither
-        # an earlier transient peak (ru_maxrss) nor library pages evicted under memory pressure move it
-        base, peak, done = anon_kb(), [0], threading.Event()
-        def poll():
-            while not done.is_set():
-                peak[0] = max(peak[0], anon_kb())
-                time.sleep(0.001)
-        t = threading.Thread(target=poll, daemon=True)
-        t.start()
-        try:
-            out = fn(*args)
-        finally:
-            done.set()
-            t.join()
-        return out, (max(peak[0], anon_kb()) - base) / 1024
+    # POLLER
     from transformers import LlamaConfig, LlamaForCausalLM
     from rft.batch import Batch, shared_prefix_stats, token_logprobs, token_stats
     from rft.logprobs import chunk_positions
@@ -259,29 +269,10 @@ def test_peak_memory_of_entropies_and_shared_prefixes_stays_at_the_chunk(fn):
     assert grew < 900
 
 
-_SAMPLE_PEAK = textwrap.dedent(
+_SAMPLE_PEAK = _with_poller(
     """
     import json, sys, torch
-    import threading, time
-    def anon_kb():  # the process's anonymous memory: what tensors take (file pages of libraries come and go)
-        with open("/proc/self/status") as f:
-            return next(int(x.split()[1]) for x in f if x.startswith("RssAnon:"))
-    def anon_peak_growth_mb(fn, *args):
-        # fn(*args) and the peak growth of anonymous memory while it ran (polled every millisecond): neither
-        # an earlier transient peak (ru_maxrss) nor library pages evicted under memory pressure move it
-        base, peak, done = anon_kb(), [0], threading.Event()
-        def poll():
-            while not done.is_set():
-                peak[0] = max(peak[0], anon_kb())
-                time.sleep(0.001)
-        t = threading.Thread(target=poll, daemon=True)
-        t.start()
-        try:
-            out = fn(*args)
-        finally:
-            done.set()
-            t.join()
-        return out, (max(peak[0], anon_kb()) - base) / 1024
+    # POLLER
     from transformers import LlamaConfig, LlamaForCausalLM
     from rft.engines import HFEngine, Sampling
     from rft.tiny import make_tokenizer
