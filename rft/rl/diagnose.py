@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def diagnose(run: str | Path, *, weights: bool = True) -> Diagnosis:
     n_eval = int((cfg.get("eval") or {}).get("n") or 200)
     reward = [r["reward/mean"] for r in train]
     r_first, r_last, r_up = _change(reward)
-    e_up = _eval_change(evals, n_eval)
+    e_up = _eval_change(evals)
     summary = f"reward {r_first:.3f} -> {r_last:.3f}"
     if evals:
         summary += f", held-out {evals[0][1]:.3f} -> {evals[-1][1]:.3f}"
@@ -275,7 +276,7 @@ def _change(xs: list[float]) -> tuple[float, float, float]:
     return ma, mb, (mb - ma) if abs(mb - ma) > 2 * se else 0.0
 
 
-def _eval_change(evals: list[tuple[int, float]], n: int) -> float | None:
+def _eval_change(evals: list[tuple[int, float]]) -> float | None:
     return evals[-1][1] - evals[0][1] if len(evals) >= 2 else None
 
 
@@ -306,20 +307,18 @@ def _weight_change(folder: Path, cfg: dict[str, Any]) -> float | None:
     if not a_files or not b_files:
         return None
     diff = norm = 0.0
-    ends = {}
-    for p in b_files:
-        with safe_open(str(p), "pt") as f:
-            ends.update({k: (p, k) for k in f.keys()})  # noqa: SIM118  # safe_open has no __iter__
-    for p in a_files:
-        with safe_open(str(p), "pt") as f:
-            for k in f.keys():  # noqa: SIM118
-                if k not in ends:
-                    continue
-                a = f.get_tensor(k).float()
-                with safe_open(str(ends[k][0]), "pt") as g:
-                    b = g.get_tensor(k).float()
-                diff += float((b - a).pow(2).sum())
-                norm += float(a.pow(2).sum())
+    with ExitStack() as stack:
+        ends = {}  # tensor name -> the open end file holding it (each file opened once)
+        for p in b_files:
+            g = stack.enter_context(safe_open(str(p), "pt"))
+            ends.update(dict.fromkeys(g.keys(), g))
+        for p in a_files:
+            f = stack.enter_context(safe_open(str(p), "pt"))
+            for k in f.keys():  # noqa: SIM118  # safe_open has no __iter__
+                if k in ends:
+                    a, b = f.get_tensor(k).float(), ends[k].get_tensor(k).float()
+                    diff += float((b - a).pow(2).sum())
+                    norm += float(a.pow(2).sum())
     return math.sqrt(diff / norm) if norm > 0 else None
 
 

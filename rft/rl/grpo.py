@@ -108,6 +108,12 @@ class GRPOConfig(RLConfig):
     async_rollout: bool = False  # sample the next batches while this one trains (see max_staleness)
     max_staleness: int = 1  # async_rollout: step s samples with the weights after update s - max_staleness
 
+    @property
+    def sampler_logprobs(self) -> bool:
+        """Rollouts carry the sampler's own log-probabilities: async's old log-probs, the correction's and
+        the mismatch metrics'."""
+        return self.async_rollout or self.loss.correction.needs_sampler_logprobs
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.group_size < 2:
@@ -305,8 +311,7 @@ def _rollout(
         cfg.gen.max_new_tokens,
         cfg.gen.stop,
         seed=seed,
-        # the sampler's own probabilities: async's old log-probs, the correction's and the mismatch metrics'
-        logprobs=cfg.async_rollout or cfg.loss.correction.needs_sampler_logprobs,
+        logprobs=cfg.sampler_logprobs,
     )
     kept: list[list[Trajectory]] = []
     first_zero_var = 0.0
@@ -407,8 +412,7 @@ def _update(
     # `rollout_corr` "decoupled" mode): ratio pi / prox, weight from prox / sampler.
     corr = cfg.loss.correction
     single = cfg.epochs == 1 and cfg.minibatches == 1
-    want = cfg.async_rollout or corr.needs_sampler_logprobs
-    behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if want else None  # (N, T-1)
+    behaviour = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device) if cfg.sampler_logprobs else None
     bypass = cfg.async_rollout and not corr.corrects
     need_prox = not single and (not bypass or corr.needs_sampler_logprobs)
     loss_fn = resolve_loss(cfg.loss.name)
