@@ -61,12 +61,14 @@ def check_task(env_id: str, *, n: int = 3, seed: int = 0) -> Report:
             report.add(f"sandbox {name!r} runs a test program here", sb.ok, sb.message)
         completion = suite.check.get("completion", DEFAULT_COMPLETION)
         decoy = suite.check.get("decoy", DEFAULT_DECOY)
-        for index in range(min(n, len(base.items("train")))):
-            _, info = env.reset(options={"split": "train", "index": index})
-            item = base.items("train")[index]
+        # a benchmark (split: 1) has only held-out items: check those
+        split = "heldout" if suite.heldout_only else "train"
+        for index in range(min(n, len(base.items(split)))):
+            _, info = env.reset(options={"split": split, "index": index})
+            item = base.items(split)[index]
             ref_text = str(render(completion, {"item": item, "sample": {}}))
             for name, text, want in (("reference", ref_text, 1.0), ("empty", "", 0.0), ("decoy", decoy, 0.0)):
-                env.reset(options={"split": "train", "index": index})
+                env.reset(options={"split": split, "index": index})
                 _, reward, term, trunc, step_info = env.step(text)
                 if want == 1.0 or episode.type != "feedback":
                     ok = reward == want and term and not trunc and not step_info["grade_failed"]
@@ -82,7 +84,7 @@ def check_task(env_id: str, *, n: int = 3, seed: int = 0) -> Report:
                 report.add(f"step info is JSON (item {info['id']}, {name})", _jsonable(step_info))
             report.add(f"reset info is JSON (item {info['id']})", _jsonable(info))
         if episode.type == "tool":
-            env.reset(options={"split": "train", "index": 0})
+            env.reset(options={"split": split, "index": 0})
             obs, reward, term, trunc, step_info = env.step(
                 f"<{episode.tool_tag}>print(6 * 7)</{episode.tool_tag}>"
             )
@@ -91,9 +93,13 @@ def check_task(env_id: str, *, n: int = 3, seed: int = 0) -> Report:
             report.add(
                 "a tool call runs and its output comes back", ok, f"{last['role']}: {last['content'][:80]!r}"
             )
-        a = env.reset(seed=seed)
-        b = env.reset(seed=seed)
+        a = env.reset(seed=seed, options={"split": split})
+        b = env.reset(seed=seed, options={"split": split})
         report.add("reset(seed) is deterministic", a == b, f"{a[1]['id']} vs {b[1]['id']}")
+        if suite.heldout_only:
+            n_held = len(base.items("heldout"))
+            report.add("benchmark: every item is held-out", n_held > 0, f"{n_held} held-out, 0 train")
+            return report
         train = {it["id"] for it in base.items("train")}
         heldout = {it["id"] for it in base.items("heldout")}
         report.add(

@@ -45,8 +45,10 @@ class SuiteEnv(gym.Env[str, str]):
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, suite: str | Path | Suite, split: str = "train") -> None:
+    def __init__(self, suite: str | Path | Suite, split: str | None = None) -> None:
         self.suite = get_suite(suite)
+        if split is None:  # a benchmark (split: 1) has only held-out items
+            split = "heldout" if self.suite.heldout_only else "train"
         if split not in SPLITS:
             raise SuiteError(f"split must be one of {SPLITS}, got {split!r}")
         self.default_split = split

@@ -8,7 +8,7 @@ prompt:
   system: "Answer with the final number in \\boxed{}."
   user: "{{ item.question }}"
 grader: {type: math, input: "{{ sample.output_text }}", reference: "{{ item.reference }}"}
-split: 0.1                        # held-out fraction, by a hash of each row's id
+split: 0.1                        # held-out fraction, by a hash of each row's id; 1 = a benchmark (held-out only)
 solution: "{{ item.solution }}"   # optional: a worked solution per item (SFT data, `rft.sft_dpo`)
 ```
 
@@ -117,8 +117,11 @@ class Suite:
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID.match(self.id):
             raise SuiteError(f"id {self.id!r} must be lowercase and versioned, like 'arithmetic-v0'")
-        if not 0.0 <= self.split < 1.0:
-            raise SuiteError(f"split is the held-out fraction and must be in [0, 1), got {self.split}")
+        if not 0.0 <= self.split <= 1.0:
+            raise SuiteError(
+                f"split is the held-out fraction and must be in [0, 1] (1: a benchmark, held-out only), "
+                f"got {self.split}"
+            )
         try:
             load_grader(self.grader)
         except GraderSpecError as e:
@@ -133,6 +136,11 @@ class Suite:
                 placeholders(self.solution)
             except ValueError as e:
                 raise SuiteError(f"solution: {e}") from None
+
+    @property
+    def heldout_only(self) -> bool:
+        """A benchmark suite (`split: 1`): every item is held-out, none is ever trained on."""
+        return self.split == 1.0
 
     def load_grader(self) -> Grader:
         return load_grader(self.grader)
@@ -158,6 +166,8 @@ class Suite:
 
 def split_of(item_id: str, heldout: float) -> str:
     """``"heldout"`` for a stable `heldout` fraction of ids (by sha256), else ``"train"``."""
+    if heldout >= 1.0:
+        return "heldout"
     h = int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:8], "big") / 2**64
     return "heldout" if h < heldout else "train"
 
@@ -250,7 +260,7 @@ def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
         split = float(spec.get("split", 0.1))
     except (TypeError, ValueError):
         raise SuiteError(
-            f"{where}split is the held-out fraction, a number in [0, 1); got {spec['split']!r}"
+            f"{where}split is the held-out fraction, a number in [0, 1] (1: held-out only); got {spec['split']!r}"
         ) from None
     try:
         source = source_from_spec(spec["source"], path.parent if path else None)

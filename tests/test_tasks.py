@@ -34,7 +34,7 @@ def spec(**changes):
     [
         (spec(id="Toy"), "versioned"),
         (spec(id="toy"), "versioned"),
-        (spec(split=1.0), "held-out fraction"),
+        (spec(split=1.5), "held-out fraction"),
         (spec(source={"type": "csv", "path": "x"}), "source.type"),
         (spec(source={"type": "jsonl"}), "needs `path`"),
         (spec(source={"type": "generator", "name": "nope"}), "unknown generator"),
@@ -95,6 +95,18 @@ def test_split_is_deterministic_and_disjoint():
     assert split_of("abc", 0.0) == "train" and split_of("abc", 0.999999) == "heldout"
     # the split of an id does not depend on the other rows
     assert {split_of(i["id"], 0.25) for i in held} == {"heldout"}
+
+
+def test_a_benchmark_suite_is_heldout_only_and_refuses_training():
+    from rft.envs import SuiteEnv
+    from rft.rl.harness import train_items
+
+    bench = load_suite(spec(split=1))
+    assert bench.heldout_only and bench.items("train") == [] and len(bench.items("heldout")) > 190
+    assert SuiteEnv(bench).reset(seed=0)[1]["split"] == "heldout"  # the env's default split
+    with pytest.raises(ValueError, match="held-out benchmark .*rft eval --suite toy-v0"):
+        train_items(bench, 0)
+    assert not load_suite(spec()).heldout_only
 
 
 def test_decontamination_finds_planted_duplicates():

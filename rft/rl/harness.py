@@ -68,6 +68,11 @@ T = TypeVar("T")
 
 def train_items(suite: Any, offset: int) -> list[dict[str, Any]]:
     """The train problems an RL run draws from: the train split from `offset` on."""
+    if suite.heldout_only:
+        raise ValueError(
+            f"{suite.id} is a held-out benchmark (split: 1): it has no train problems. Train on another "
+            f"suite and evaluate on this one (rft eval --suite {suite.id})"
+        )
     items = suite.items("train")
     if offset >= len(items):
         raise ValueError(
