@@ -7,6 +7,7 @@ does not load is listed by `broken_suites` and raises its `SuiteError` when used
 
 from __future__ import annotations
 
+from .contamination import Match, OverlapReport, decontamination, find_overlaps, overlap
 from .env import SuiteEnv
 from .pool import EnvPool
 from .registry import (
@@ -19,7 +20,7 @@ from .registry import (
     registered_ids,
     suite_path,
 )
-from .suite import Suite, SuiteError, data_dir, decontamination, find_overlaps, load_suite, split_of
+from .suite import Suite, SuiteError, data_dir, load_suite, split_of
 
 __all__ = [
     "SuiteEnv",
@@ -37,6 +38,9 @@ __all__ = [
     "register_folder",
     "find_overlaps",
     "decontamination",
+    "overlap",
+    "OverlapReport",
+    "Match",
     "split_of",
     "data_dir",
 ]

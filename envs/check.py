@@ -11,8 +11,8 @@ import gymnasium as gym
 from rft.graders import render
 from rft.graders.sandbox.auto import check_sandbox, code_sandboxes
 
+from .contamination import decontamination
 from .env import SuiteEnv
-from .suite import decontamination
 
 __all__ = ["Check", "Report", "check_task", "DEFAULT_COMPLETION", "DEFAULT_DECOY"]
 

@@ -54,9 +54,6 @@ __all__ = [
     "load_suite",
     "data_dir",
     "split_of",
-    "find_overlaps",
-    "decontamination",
-    "Overlap",
 ]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.\-]*-v\d+$")
@@ -299,49 +296,3 @@ def _episode(spec: Any) -> Episode:
         return Episode.from_spec(spec)
     except (TypeError, ValueError) as e:
         raise SuiteError(str(e)) from None
-
-
-@dataclass(frozen=True)
-class Overlap:
-    train_index: int
-    heldout_index: int
-    kind: str  # "exact" or "ngram"
-
-
-def _words(text: str) -> list[str]:
-    """Lowercased words and symbols; sentence punctuation dropped, maths (``+ - * / = ^ ( )``) kept."""
-    return re.findall(r"\w+|[^\w\s.,;:!?'\"`]", text.lower())
-
-
-def find_overlaps(train: list[str], heldout: list[str], *, n: int = 13) -> list[Overlap]:
-    """Decontamination: held-out prompts equal to a train prompt (after normalising case, spaces and
-    sentence punctuation) or sharing a word `n`-gram with one. Returns every (train, heldout) pair found."""
-    exact: dict[str, list[int]] = {}
-    grams: dict[tuple[str, ...], list[int]] = {}
-    for i, text in enumerate(train):
-        words = _words(text)
-        exact.setdefault(" ".join(words), []).append(i)
-        for k in range(len(words) - n + 1):
-            grams.setdefault(tuple(words[k : k + n]), []).append(i)
-    found: list[Overlap] = []
-    for j, text in enumerate(heldout):
-        words = _words(text)
-        hits = set(exact.get(" ".join(words), []))
-        found += [Overlap(i, j, "exact") for i in sorted(hits)]
-        near: set[int] = set()
-        for k in range(len(words) - n + 1):
-            near.update(grams.get(tuple(words[k : k + n]), []))
-        found += [Overlap(i, j, "ngram") for i in sorted(near - hits)]
-    return found
-
-
-def decontamination(suite: Suite, *, n: int = 13) -> list[Overlap]:
-    """`find_overlaps` between the rendered user prompts of a suite's train and held-out splits (the system
-    prompt is shared by every item, so it is left out)."""
-
-    def text(item: dict[str, Any]) -> str:
-        return suite.messages(item)[-1]["content"]
-
-    return find_overlaps(
-        [text(i) for i in suite.items("train")], [text(i) for i in suite.items("heldout")], n=n
-    )

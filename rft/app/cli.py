@@ -17,6 +17,7 @@ from rft.app.config_show import config_app, set_option
 from rft.app.console import progress_bar
 from rft.app.errors import App, add_global_options
 from rft.app.eval_cli import compare_cmd, eval_cmd
+from rft.app.overlap_cli import OVERLAP_EPILOG, overlap_cmd
 from rft.app.sandbox_cli import sandbox_app
 
 # rft draws its own progress bars; transformers' ("Loading weights", "Writing model shards" at every
@@ -509,6 +510,7 @@ def task_filter(
     out.print(f"kept {res.kept} of {res.total} problems -> {res.suite_path}")
 
 
+task_app.command("overlap", epilog=OVERLAP_EPILOG)(overlap_cmd)
 app.command("eval")(eval_cmd)
 app.command("compare")(compare_cmd)
 
