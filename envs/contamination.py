@@ -114,10 +114,12 @@ class Match:
 
 
 class OverlapIndex:
-    """Train prompts indexed once (exact keys, word n-grams, number-normalised shingles); `match` looks a
-    held-out prompt up in it."""
+    """Train prompts indexed once (exact keys, word n-grams and, unless `near` is False, number-normalised
+    shingles); `match` looks a held-out prompt up in it."""
 
-    def __init__(self, texts: Sequence[str], ids: Sequence[str] | None = None, *, n: int = 13) -> None:
+    def __init__(
+        self, texts: Sequence[str], ids: Sequence[str] | None = None, *, n: int = 13, near: bool = True
+    ) -> None:
         if n < 1:
             raise ValueError(f"n (the n-gram length in words) must be >= 1, got {n}")
         self.texts = list(texts)
@@ -135,6 +137,8 @@ class OverlapIndex:
             self.exact.setdefault(" ".join(w), []).append(i)
             for g in _grams(ngram_words(text), n):
                 self.grams.setdefault(g, []).append(i)
+            if not near:  # exact and n-gram lookups only (`find_overlaps`)
+                continue
             t = tuple(normalised(text))
             self.norm.append(t)
             self.norm_exact.setdefault(t, []).append(i)
@@ -143,6 +147,8 @@ class OverlapIndex:
 
     def match(self, text: str, *, threshold: float = 0.85, index: int = 0, item_id: str = "") -> Match | None:
         """The strongest overlap of one held-out prompt with the train prompts, or None when it has none."""
+        if len(self.norm) != len(self.texts):
+            raise ValueError("this OverlapIndex was built with near=False: build it with near=True to match")
         w = words(text)
         t = tuple(normalised(text))
         if hits := self.exact.get(" ".join(w)):
@@ -263,7 +269,7 @@ class Overlap:
 def find_overlaps(train: list[str], heldout: list[str], *, n: int = 13) -> list[Overlap]:
     """Decontamination: held-out prompts equal to a train prompt (after normalising case, spaces and
     sentence punctuation) or sharing a word `n`-gram with one. Returns every (train, heldout) pair found."""
-    index = OverlapIndex(train, n=n)
+    index = OverlapIndex(train, n=n, near=False)
     found: list[Overlap] = []
     for j, text in enumerate(heldout):
         w = words(text)
