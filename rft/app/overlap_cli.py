@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from rft.app.cli_base import fail, out, user_errors
 
@@ -73,7 +73,9 @@ def overlap_cmd(
         for t in train:
             for h in held:
                 reports.append(rft.envs.overlap(t, h, n=n, threshold=threshold))
-    table = Table("train", "held-out", "train items", "held-out items", *KINDS, "seconds")
+    table = Table("train items", "held-out items", *KINDS, "seconds")
+    for k, name in enumerate(("train suite", "held-out suite")):
+        table.columns.insert(k, Column(name, overflow="fold"))  # ids in full, wrapped if need be
     for r in reports:
         counts = r.counts()
         table.add_row(r.train, r.heldout, str(r.train_items), str(r.heldout_items),
