@@ -98,8 +98,8 @@ class Match:
     """A held-out item's strongest overlap with a train item.
 
     `score` is the `similarity` of the two number-normalised prompts (1.0 for exact); `shared` is one shared
-    n-gram (``ngram``) or ""; `train_matches` counts the train items with this kind of overlap (``near``:
-    among the `CANDIDATES` that were scored)."""
+    n-gram when the match was found by its n-grams, else ""; `train_matches` counts the train items with
+    this kind of overlap (``near``: among the `CANDIDATES` that were scored)."""
 
     kind: str
     heldout_index: int
@@ -168,8 +168,11 @@ class OverlapIndex:
         if not count:
             return None
         best = max(count, key=lambda i: (count[i], -i))
-        score = similarity(t, self.norm[best])
-        return self._match("ngram", best, score, " ".join(shared[best]), len(count), text, index, item_id)
+        score = similarity(
+            t, self.norm[best]
+        )  # >= threshold: a near duplicate the shingles did not rank first
+        kind = "near" if score >= threshold else "ngram"
+        return self._match(kind, best, score, " ".join(shared[best]), len(count), text, index, item_id)
 
     def _candidates(self, t: tuple[str, ...]) -> list[int]:
         """The train items sharing the most distinctive shingles with `t` (a shingle in more than `COMMON`

@@ -165,17 +165,16 @@ def test_the_command_exits_1_on_overlap_0_when_clean_and_writes_every_match(plan
     clean = write_suite(tmp_path, "clean", {"c1": HELDOUT["h-clean"], "c2": HELDOUT["h-reworded"]}, 1.0)
     res = runner.invoke(app, ["task", "overlap", "--train", str(train), "--heldout", str(clean)])
     assert res.exit_code == 0 and "clean: no exact or near overlap" in res.output, res.output
-    strict = [
-        "task",
-        "overlap",
-        "--train",
-        str(train),
-        "--heldout",
-        str(clean),
-        "--fail-on",
-        "exact,near,ngram",
-    ]
+    strict = ["task", "overlap", "--train", str(train), "--heldout", str(clean), "--fail-on", "exact,near,ngram"]  # fmt: skip
     assert runner.invoke(app, strict).exit_code == 1  # the shared 13-gram counts when asked to
+
+
+def test_help_states_the_exit_status_and_the_default_kinds():
+    res = runner.invoke(app, ["task", "overlap", "--help"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0
+    assert f"Exit status: 0 no overlap of the --fail-on kinds; {OVERLAP_FOUND_EXIT} at least one" in text
+    assert "[default: exact,near]" in text and "[default: 13]" in text and "[default: 0.85]" in text
 
 
 @pytest.mark.parametrize(

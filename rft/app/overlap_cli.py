@@ -82,7 +82,9 @@ def overlap_cmd(
                       *(_count(counts[k], k in kinds) for k in KINDS), f"{r.seconds:.2f}")  # fmt: skip
     out.print(table)
     for kind in KINDS:
-        found = [(r, m) for r in reports for m in r.matches if m.kind == kind]
+        found = sorted(
+            ((r, m) for r in reports for m in r.matches if m.kind == kind), key=lambda x: -x[1].score
+        )
         for r, m in found[:show]:
             what = f"  shared: {m.shared!r}" if m.shared else ""
             out.rule(
