@@ -201,7 +201,6 @@ class OverlapReport:
     heldout: str
     train_items: int
     heldout_items: int
-    heldout_split: str  # "heldout": a benchmark's items are all held-out
     n: int
     threshold: float
     matches: tuple[Match, ...]
@@ -258,7 +257,7 @@ def overlap(
         for j, it in enumerate(items)
         if (m := index.match(prompt_text(ho, it), threshold=threshold, index=j, item_id=str(it["id"])))
     ]
-    return OverlapReport(tr.id, ho.id, len(index.texts), len(items), "heldout", n, threshold, tuple(found),
+    return OverlapReport(tr.id, ho.id, len(index.texts), len(items), n, threshold, tuple(found),
                          round(time.perf_counter() - start, 3))  # fmt: skip
 
 
