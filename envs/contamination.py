@@ -41,6 +41,7 @@ __all__ = [
     "words",
     "ngram_words",
     "normalised",
+    "similarity",
     "Overlap",
     "find_overlaps",
     "decontamination",
@@ -211,6 +212,7 @@ class OverlapReport:
         return {k: sum(m.kind == k for m in self.matches) for k in KINDS}
 
     def found(self, kinds: Sequence[str] = KINDS) -> list[Match]:
+        """The matches of the given kinds (e.g. ``["exact", "near"]``)."""
         return [m for m in self.matches if m.kind in kinds]
 
     @property
