@@ -197,6 +197,27 @@ def test_a_benchmark_given_as_train_is_a_user_error(planted):
     assert res.exit_code == 2 and "is a benchmark" in res.output
 
 
+def test_heldout_benchmarks_means_every_registered_benchmark_and_skips_those_without_data(
+    planted, monkeypatch
+):
+    train, bench = planted
+    missing = write_suite(bench.parent, "gone", {"g": "x"}, 1.0)
+    (bench.parent / "gone.jsonl").unlink()  # a benchmark whose data is not here (e.g. a hub dataset offline)
+    args = ["task", "overlap", "--train", str(train), "--heldout", "benchmarks"]
+    monkeypatch.setattr(rft.envs, "registered_ids", lambda: [str(train), str(bench), str(missing)])
+    res = runner.invoke(app, args)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and "skipped" in text and "gone.jsonl does not exist" in text, res.output
+    assert "bench-v0 h-exact ~ train-v0 t-exact" in text
+    named = runner.invoke(app, ["task", "overlap", "--train", str(train), "--heldout", str(missing)])
+    assert named.exit_code == 2 and "does not exist" in named.output  # a suite named outright must be there
+    monkeypatch.setattr(rft.envs, "registered_ids", lambda: [str(train), str(missing)])
+    assert "nothing compared" in runner.invoke(app, args).output
+    monkeypatch.setattr(rft.envs, "registered_ids", lambda: [str(train)])
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "no registered suite is a benchmark" in res.output
+
+
 # --- the built-in training suites against the benchmark suites ---------------------------------------------
 
 BENCH = (rft.envs.data_dir() or Path("no-data-folder")) / "bench"

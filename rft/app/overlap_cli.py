@@ -35,7 +35,7 @@ def overlap_cmd(
             "--heldout",
             metavar="SUITE",
             help=f"held-out suite: a benchmark's items, else its held-out split (repeatable; '{BENCHMARKS}': "
-            "every registered benchmark suite)",
+            "every registered benchmark suite whose data is here)",
         ),
     ],
     n: Annotated[int, typer.Option("--n", help="n-gram length in words")] = 13,
@@ -61,6 +61,7 @@ def overlap_cmd(
     --fail-on exact,near,ngram."""
     import rft.envs
     from rft.envs.contamination import KINDS
+    from rft.envs.sources import SourceUnavailable
 
     kinds = [k.strip() for k in fail_on.split(",") if k.strip()]
     if not kinds or set(kinds) - set(KINDS):
@@ -68,11 +69,20 @@ def overlap_cmd(
     if show < 0:
         fail(f"--show must be >= 0, got {show}")
     held = _expand(heldout)
-    reports = []
+    reports, skipped = [], {}
     with user_errors(rft.envs.SuiteError, ValueError):
         for t in train:
-            for h in held:
-                reports.append(rft.envs.overlap(t, h, n=n, threshold=threshold))
+            for h, optional in held:
+                try:
+                    reports.append(rft.envs.overlap(t, h, n=n, threshold=threshold))
+                except SourceUnavailable as e:
+                    if not optional:
+                        raise
+                    skipped[h] = e.reason  # one of --heldout benchmarks whose data is not here
+    for h, reason in skipped.items():
+        out.print(f"[yellow]skipped {escape(h)}: its data is not available here ({escape(reason)})[/yellow]")
+    if not reports:
+        fail(f"nothing compared: the data of {', '.join(skipped)} is not available here")
     table = Table("train items", "held-out items", *KINDS, "seconds")
     for k, name in enumerate(("train suite", "held-out suite")):
         table.columns.insert(k, Column(name, overflow="fold"))  # ids in full, wrapped if need be
@@ -106,17 +116,18 @@ def overlap_cmd(
     out.print(f"clean: no {' or '.join(kinds)} overlap")
 
 
-def _expand(heldout: list[str]) -> list[str]:
-    """`--heldout` values with 'benchmarks' replaced by every registered held-out-only suite."""
+def _expand(heldout: list[str]) -> list[tuple[str, bool]]:
+    """`--heldout` values, each with whether it may be skipped: 'benchmarks' becomes every registered
+    held-out-only suite, and those whose data is not available here are skipped (named ones fail)."""
     import rft.envs
 
     if BENCHMARKS not in heldout:
-        return heldout
+        return [(h, False) for h in heldout]
     with user_errors(rft.envs.SuiteError):
         bench = [i for i in rft.envs.registered_ids() if rft.envs.get_suite(i).heldout_only]
     if not bench:
         fail(f"--heldout {BENCHMARKS}: no registered suite is a benchmark (split: 1); name the suites")
-    return [x for h in heldout for x in (bench if h == BENCHMARKS else [h])]
+    return [x for h in heldout for x in ([(b, True) for b in bench] if h == BENCHMARKS else [(h, False)])]
 
 
 def _count(k: int, failing: bool) -> str:
