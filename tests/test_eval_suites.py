@@ -52,7 +52,13 @@ eval: {n: 2, k: [1, 2], temperature: 0.6, top_p: 0.95, max_new_tokens: 6}
 def test_suite_eval_section_is_read():
     s = load_suite({**BASE, "eval": {"n": 16, "k": [1, 16], "temperature": 0.6, "top_p": 0.95,
                                      "max_new_tokens": 4096}})  # fmt: skip
-    assert s.eval.fixed() == {"n": 16, "k": (1, 16), "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 4096}
+    assert s.eval.fixed() == {
+        "n": 16,
+        "k": (1, 16),
+        "temperature": 0.6,
+        "top_p": 0.95,
+        "max_new_tokens": 4096,
+    }
     assert load_suite({**BASE, "eval": {"k": 4}}).eval.k == (4,)
     assert load_suite(BASE).eval.fixed() == {}
 
@@ -97,7 +103,9 @@ def test_flags_given_override_the_suite_and_the_suite_overrides_defaults():
     assert (spec.n, spec.ks, spec.sampling_temperature, spec.max_new_tokens) == (4, (1, 4), 1.0, 8)
     assert origin["n"] == origin["ks"] == origin["temperature"] == "command line"
     # --n alone below the suite's k: the error names where each setting came from and how to fix it
-    with pytest.raises(ValueError, match=r"n 4 from the command line, k \[1, 16\] from the suite's eval:.*--k"):
+    with pytest.raises(
+        ValueError, match=r"n 4 from the command line, k \[1, 16\] from the suite's eval:.*--k"
+    ):
         suite_spec({**fields, "n": 4}, {"n"}, suite)
     spec, _ = suite_spec(fields, set(), load_suite(BASE))  # a suite that fixes nothing: the defaults
     assert (spec.n, spec.ks, spec.sampling_temperature, spec.max_new_tokens) == (1, (1,), 0.0, 256)
@@ -126,7 +134,6 @@ def _lines(path: Path) -> list[dict]:
 @needs_bench
 def test_rft_eval_suites_one_table_one_results_json_and_compare(tmp_path, tiny_model, monkeypatch):
     import rft.eval.engines
-    from rft.eval.spec import EvalSpec
     from rft.eval.suites import evaluate_suites
 
     aime = tmp_path / "aime24-test.yaml"
@@ -162,7 +169,9 @@ def test_rft_eval_suites_one_table_one_results_json_and_compare(tmp_path, tiny_m
     report = (tmp_path / "a" / "report.md").read_text()
     assert "| suite | problems | n | pass@1 | pass@2 | maj@2 | mean@n |" in report
     assert re.search(r"\| aime24-test-v0 \| 3 \| 2 \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", report)
-    assert "| aime24-test-v0 | 2 | 1,2 | 0.6 | 0.95 | 8 | n, ks, temperature, top_p | max_new_tokens |" in report
+    assert (
+        "| aime24-test-v0 | 2 | 1,2 | 0.6 | 0.95 | 8 | n, ks, temperature, top_p | max_new_tokens |" in report
+    )
 
     # the same command again: every suite folder is complete with the same settings, so none is sampled
     before = (tmp_path / "a" / "gsm8k-v0" / "samples.jsonl").stat().st_mtime_ns
@@ -177,10 +186,11 @@ def test_rft_eval_suites_one_table_one_results_json_and_compare(tmp_path, tiny_m
     monkeypatch.setattr(rft.eval.engines, "load_model", lambda *a: loads.append(a) or real(*a))
     fields = {"limit": 3, "max_new_tokens": 8, "temperature": 1.0, "seed": 1, "grader_workers": 0}
     given = {"max_new_tokens", "temperature"}
-    doc_b = evaluate_suites(str(tiny_model), fields, ["arithmetic-v0", str(aime)], tmp_path / "b", given=given)
+    doc_b = evaluate_suites(
+        str(tiny_model), fields, ["arithmetic-v0", str(aime)], tmp_path / "b", given=given
+    )
     assert len(loads) == 1
     assert doc_b["suites"]["aime24-test-v0"]["settings"]["temperature"] == 1.0  # the flag given wins
-    assert EvalSpec().max_new_tokens != 8  # (8 came from the flag, not the default)
 
     res = subprocess.run([RFT, "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c")],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -217,7 +227,12 @@ def test_rft_eval_suites_checks_every_suite_before_loading(tmp_path):
     runs = {  # the model does not exist: each error comes before anything loads
         "suite bad-v0: need every k in 1..n": ["--suites", f"arithmetic-v0,{bad}", "--n", "1"],
         "suite arithmetic-v0 is named twice in --suites": ["--suites", "arithmetic-v0,rft/arithmetic-v0"],
-        "give one of --suite, --suites or --samples": ["--suites", "arithmetic-v0", "--suite", "arithmetic-v0"],
+        "give one of --suite, --suites or --samples": [
+            "--suites",
+            "arithmetic-v0",
+            "--suite",
+            "arithmetic-v0",
+        ],
         "--criteria applies to one suite's samples": ["--suites", "arithmetic-v0", "--criteria", str(bad)],
     }
     for message, args in runs.items():
@@ -275,7 +290,10 @@ def test_rft_eval_criteria_pass_rates_by_hand(tmp_path):
     assert got["exact"]["ci95"] == [0.5, 1.0]  # per-problem rates {0.5, 1, 0.5}: resampled means span 0.5..1
     metrics = {r["metric"]: r for r in doc["results"]}
     assert set(metrics) == {"criteria/exact", "criteria/fuzzy", "criteria/short", "criteria/judge"}
-    assert metrics["criteria/exact"]["value"] == pytest.approx(2 / 3) and metrics["criteria/exact"]["n_problems"] == 3
+    assert (
+        metrics["criteria/exact"]["value"] == pytest.approx(2 / 3)
+        and metrics["criteria/exact"]["n_problems"] == 3
+    )
     report = (tmp_path / "ev" / "report.md").read_text()
     assert "| exact | string_check | eq holds | 0.667 | [0.500, 1.000] | 4 | 2 | 0 | 3 |" in report
     assert "| fuzzy | text_similarity | score >= 0.8 | 0.833 |" in report
