@@ -89,11 +89,15 @@ def eval_settings(spec: Any) -> EvalSettings:
         if not isinstance(k, list):
             raise SuiteError(f"eval.k must be a list of integers like [1, 16], got {k!r}")
         k = tuple(k)
-    temperature, top_p = spec.get("temperature"), spec.get("top_p")
     return EvalSettings(
         n=spec.get("n"),
         k=k,
-        temperature=float(temperature) if _is_number(temperature) else temperature,
-        top_p=float(top_p) if _is_number(top_p) else top_p,
+        temperature=_float(spec.get("temperature")),
+        top_p=_float(spec.get("top_p")),
         max_new_tokens=spec.get("max_new_tokens"),
     )
+
+
+def _float(x: Any) -> Any:
+    """A number as a float (0 as 0.0); anything else as given, for `EvalSettings` to refuse."""
+    return float(x) if _is_number(x) else x

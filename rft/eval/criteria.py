@@ -204,11 +204,9 @@ def write_criteria(out: str | Path, found: dict[str, Any], *, config: dict[str, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     res, report = out / "results.json", out / "report.md"
-    doc = (
-        json.loads(res.read_text())
-        if res.is_file()
-        else {"results": [], **({"config": config} if config else {})}
-    )
+    doc: dict[str, Any] = {"results": [], **({"config": config} if config else {})}
+    if res.is_file():
+        doc = json.loads(res.read_text())
     doc["results"] = [r for r in doc["results"] if not r["metric"].startswith("criteria/")] + found["results"]
     doc["criteria"] = found["criteria"]
     res.write_text(json.dumps(doc, indent=2) + "\n")
