@@ -223,6 +223,8 @@ def test_rft_eval_suites_checks_every_suite_before_loading(tmp_path):
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(json.dumps({**BASE, "id": "bad-v0", "eval": {"n": 2, "k": [1, 2]}}))
+    crit = tmp_path / "criteria.json"
+    crit.write_text(json.dumps(CRITERIA[:1]))
     out = ["--out", str(tmp_path / "o")]
     runs = {  # the model does not exist: each error comes before anything loads
         "suite bad-v0: need every k in 1..n": ["--suites", f"arithmetic-v0,{bad}", "--n", "1"],
@@ -233,7 +235,9 @@ def test_rft_eval_suites_checks_every_suite_before_loading(tmp_path):
             "--suite",
             "arithmetic-v0",
         ],
-        "--criteria applies to one suite's samples": ["--suites", "arithmetic-v0", "--criteria", str(bad)],
+        "--criteria applies to one suite's samples": ["--suites", "arithmetic-v0", "--criteria", str(crit)],
+        "no such criteria file": ["--suite", "arithmetic-v0", "--criteria", str(tmp_path / "missing.json")],
+        "scores the criteria only: drop --k": ["--samples", str(bad), "--criteria", str(crit), "--k", "1"],
     }
     for message, args in runs.items():
         res = CliRunner().invoke(app, ["eval", "--model", str(tmp_path / "no-model"), *args, *out],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -11,6 +11,9 @@ from rich.table import Table
 
 from rft.app.cli_base import EVAL, err, fail, out, user_errors
 from rft.app.console import progress_bar
+
+if TYPE_CHECKING:
+    from rft.eval.criteria import Criterion
 
 __all__ = ["eval_cmd", "compare_cmd"]
 
@@ -98,6 +101,7 @@ def eval_cmd(
     from rft.app.console import eval_table
     from rft.engines.api import RequestFailed
     from rft.envs import SuiteError, get_suite
+    from rft.eval.criteria import load_criteria
     from rft.eval.evaluate import evaluate_suite, score_samples, write_eval
     from rft.eval.spec import ServerSpec, parse_model_args
     from rft.eval.suites import suite_spec
@@ -108,8 +112,9 @@ def eval_cmd(
         fail(f"--k takes comma-separated integers like 1,4,8, got {k!r}")
     flags = {"n": n, "ks": ks, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
     given = {name for name, value in flags.items() if value is not None}
-    found = None
+    found, scored = None, None
     with user_errors(SuiteError, ValueError, FileNotFoundError, RequestFailed):
+        checks = None if criteria is None else load_criteria(criteria)  # a bad file fails before sampling
         if sum(x is not None for x in (suite if samples is None else None, suites, samples)) > 1:
             raise ValueError("give one of --suite, --suites or --samples")
         if samples is not None:
@@ -117,8 +122,12 @@ def eval_cmd(
                 raise ValueError("--samples scores existing rows: --fewshot does not apply")
             from rft.app.graded_rows import data_rows
 
-            if criteria is not None:
-                found = _criteria(criteria, data_rows(samples), suite, workers, seed, model or "", split)
+            if checks is not None:
+                if ks is not None:
+                    raise ValueError(
+                        "--samples with --criteria scores the criteria only: drop --k (or --criteria)"
+                    )
+                found = _criteria(checks, data_rows(samples), suite, workers, seed, model or "", split)
                 _write_criteria_only(out_dir, found, samples)
             else:
                 rows = data_rows(samples)  # streamed: score_samples keeps per-problem aggregates, not rows
@@ -150,20 +159,20 @@ def eval_cmd(
             spec, _ = suite_spec({**fields, "suite": suite}, given, get_suite(suite))
             with progress_bar(err, "eval", transient=True) as tick:
                 scored = evaluate_suite(model, spec, out_dir, solution=solution_text, progress=tick)
-            if criteria is not None:
+            if checks is not None:
                 from rft.app.graded_rows import data_rows
                 from rft.eval.criteria import write_criteria
 
                 found = _criteria(
-                    criteria, data_rows(out_dir / "samples.jsonl"), suite, workers, seed, model, split
+                    checks, data_rows(out_dir / "samples.jsonl"), suite, workers, seed, model, split
                 )
                 write_criteria(out_dir, found)
-    if samples is None:
+    if scored is not None:
         out.print(eval_table(scored["results"]))
     if found is not None:
         out.print(_criteria_table(found))
     out.print(f"report: {out_dir / 'report.md'}", soft_wrap=True)
-    failed = (scored.get("request_failures") if samples is None else None) or {"failed": 0}
+    failed = (scored or {}).get("request_failures") or {"failed": 0}
     if failed["failed"]:  # a served model's requests failed for good
         err.print(f"[yellow]{failed['failed']} of {failed['total']} requests failed after retries (error samples, "
                   "not answers):[/yellow]", soft_wrap=True)  # fmt: skip
@@ -199,13 +208,12 @@ def _eval_suites(
 
 
 def _criteria(
-    path: Path, rows: Any, suite: str | None, workers: int, seed: int, model: str, split: str
+    criteria: list[Criterion], rows: Any, suite: str | None, workers: int, seed: int, model: str, split: str
 ) -> dict[str, Any]:
-    """The criteria in `path` run over `rows`; `suite`, when it names a suite, supplies the rows' items."""
+    """The criteria run over `rows`; `suite`, when it names a suite, supplies the rows' items."""
     from rft.envs import get_suite, registered_ids
-    from rft.eval.criteria import load_criteria, run_criteria
+    from rft.eval.criteria import run_criteria
 
-    criteria = load_criteria(path)
     # with --samples, --suite may be a label only (the rows then carry their items)
     names_suite = suite is not None and (
         suite.endswith((".yaml", ".yml")) or suite in registered_ids() or f"rft/{suite}" in registered_ids()
