@@ -267,4 +267,7 @@ def compare_cmd(
         out.print(c["verdict"], soft_wrap=True)
     for sid, why in res.get("not_compared", {}).items():
         err.print(f"[yellow]{escape(sid)} not compared: {escape(why)}[/yellow]", soft_wrap=True)
-    out.print(f"wrote {dest / 'compare.md'} (and compare.json, the plot) in {dest}", soft_wrap=True)
+    also = (
+        "compare.json; each suite's plot in its folder" if "not_compared" in res else "compare.json, the plot"
+    )
+    out.print(f"wrote {dest / 'compare.md'} (and {also}) in {dest}", soft_wrap=True)
