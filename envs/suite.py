@@ -10,6 +10,7 @@ prompt:
 grader: {type: math, input: "{{ sample.output_text }}", reference: "{{ item.reference }}"}
 split: 0.1                        # held-out fraction, by a hash of each row's id; 1 = a benchmark (held-out only)
 solution: "{{ item.solution }}"   # optional: a worked solution per item (SFT data, `rft.sft_dpo`)
+eval: {n: 16, k: [1, 16], temperature: 0.6}  # optional: sampling a benchmark fixes (envs/eval_settings.py)
 ```
 
 Every row is an item; the reference answer is added to it as ``item.reference`` (``fields.reference``
@@ -33,6 +34,7 @@ from rft.graders import Grader, GraderSpecError, TemplateError, load_grader, ren
 from rft.graders.template import placeholders
 
 from .episode import Episode
+from .eval_settings import EvalSettings, eval_settings
 from .sources import (
     Source,
     Sources,
@@ -109,6 +111,7 @@ class Suite:
     check: dict[str, str] = field(default_factory=dict)  # `completion` / `decoy` templates for the checker
     episode: Episode = field(default_factory=Episode)  # single-turn, feedback or tool (see envs/episode.py)
     solution: str | None = None  # a worked solution's template, e.g. "{{ item.solution }}" (SFT data)
+    eval: EvalSettings = field(default_factory=EvalSettings)  # sampling settings the benchmark fixes
     path: Path | None = None
 
     def __post_init__(self) -> None:
@@ -218,6 +221,7 @@ _FIELDS = {
     "check",
     "episode",
     "solution",
+    "eval",
 }
 
 
@@ -274,6 +278,7 @@ def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
             check=dict(spec.get("check") or {}),
             episode=_episode(spec.get("episode")),
             solution=spec.get("solution"),
+            eval=eval_settings(spec.get("eval")),
             path=path,
         )
     except TypeError as e:  # an unknown key inside source/fields/prompt

@@ -31,10 +31,12 @@ from rft.eval.metrics import bootstrap_ci, maj_at_k, mcnemar, mean_at_n, paired_
 from rft.eval.spec import EvalSpec
 
 if TYPE_CHECKING:
-    from rft.engines import Sampling
+    from rft.engines import Engine, Sampling
     from rft.graders.executor import GradingPool
 
-__all__ = ["evaluate_suite", "score_samples", "write_eval", "load_eval", "compare_runs", "fewshot_messages"]
+__all__ = [
+    "evaluate_suite", "eval_config", "score_samples", "write_eval", "load_eval", "compare_runs", "fewshot_messages",
+]  # fmt: skip
 
 Message = dict[str, str]
 FAILED = ("timeout", "error")
@@ -95,12 +97,14 @@ def evaluate_suite(
     *,
     solution: Callable[[Any, dict[str, Any]], str | None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    loaded: tuple[Engine, Any] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """Generate `spec.n` graded samples of each of the first `spec.limit` problems of `spec.split`, score
     them (see `score_samples`) and write the evaluation folder `out`. `spec` is an `EvalSpec`, or a suite
     with the spec's fields as keywords (``evaluate_suite(model, "rft/gsm8k-v0", out, n=4, ks=(1, 4))``).
-    Few-shot replies are `solution(suite, item)` (default `Suite.solution_text`)."""
+    Few-shot replies are `solution(suite, item)` (default `Suite.solution_text`). `loaded`: a local engine
+    and its tokenizer already open on `model` (`rft.eval.engines.open_local`), used and left open."""
     import torch
 
     from rft.engines import Sampling
@@ -135,19 +139,11 @@ def evaluate_suite(
             )  # fmt: skip
             rows = [{"suite": src.id, **sample_row(t, split, k // n, k % n)} for k, t in enumerate(trajs)]
         else:
-            rows = _sample_local(model, spec, src, shots, sampling, executor, progress)
+            rows = _sample_local(model, spec, src, shots, sampling, executor, progress, loaded)
     finally:
         if executor is not None:
             executor.close()
-    config = {
-        "model": model, "suite": src.id, "split": split, "n": n, "ks": list(spec.ks), "engine": spec.engine,
-        "fewshot": spec.fewshot, "seed": spec.seed, "temperature": spec.sampling_temperature,
-        "top_p": spec.top_p, "max_new_tokens": spec.max_new_tokens, "limit": spec.limit,
-        "model_args": spec.model_args,
-    }  # fmt: skip
-    if spec.engine == "openai":  # the URL and API as given (the key is never saved: only its variable's name)
-        config["server"] = {"base_url": spec.server.base_url, "api": spec.server.api,
-                            "concurrency": spec.server.concurrency, "attempts": spec.server.attempts}  # fmt: skip
+    config = eval_config(model, spec, src.id)
     scored = score_samples(rows, spec.ks, model=model, suite=src.id, split=split, n_boot=spec.n_boot,
                            seed=spec.seed)  # fmt: skip
     scored["config"] = config
@@ -159,6 +155,20 @@ def evaluate_suite(
     return scored
 
 
+def eval_config(model: str, spec: EvalSpec, suite_id: str) -> dict[str, Any]:
+    """The settings an evaluation folder records (results.json's "config"): what decides its samples."""
+    config = {
+        "model": model, "suite": suite_id, "split": spec.split, "n": spec.n, "ks": list(spec.ks),
+        "engine": spec.engine, "fewshot": spec.fewshot, "seed": spec.seed,
+        "temperature": spec.sampling_temperature, "top_p": spec.top_p, "max_new_tokens": spec.max_new_tokens,
+        "limit": spec.limit, "model_args": spec.model_args,
+    }  # fmt: skip
+    if spec.engine == "openai":  # the URL and API as given (the key is never saved: only its variable's name)
+        config["server"] = {"base_url": spec.server.base_url, "api": spec.server.api,
+                            "concurrency": spec.server.concurrency, "attempts": spec.server.attempts}  # fmt: skip
+    return config
+
+
 def _sample_local(
     model: str,
     spec: EvalSpec,
@@ -167,15 +177,17 @@ def _sample_local(
     sampling: Sampling,
     executor: GradingPool | None,
     progress: Callable[[int, int], None] | None,
+    loaded: tuple[Engine, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The graded sample rows of a local engine (hf or vllm), `spec.batch_prompts` problems at a time."""
+    """The graded sample rows of a local engine (hf or vllm), `spec.batch_prompts` problems at a time, on
+    `loaded` when given (left open), else on an engine opened here and closed at the end."""
     from rft.eval.engines import open_local
     from rft.eval.samples import sample_row
     from rft.rollout import sample_problems
 
     split, n = spec.split, spec.n
     n_problems = len(src.items(split)[: spec.limit])
-    eng, tokenizer = open_local(spec, model)
+    eng, tokenizer = loaded or open_local(spec, model)
     envs = [_FewShotEnv(src, split, shots) for _ in range(spec.batch_prompts * n)]
     rows = []
     try:
@@ -186,7 +198,8 @@ def _sample_local(
             for j, t in enumerate(trajs):  # sample_row splits at the prompt's end (few-shot turns included)
                 rows.append({"suite": src.id, **sample_row(t, split, start + j // n, j % n)})
     finally:
-        eng.close()
+        if loaded is None:
+            eng.close()
     return rows
 
 
