@@ -12,8 +12,11 @@ Both become one assert per input (`plus_tests`), graded by the `code` grader: wi
 ``assert f(*inp) == exp`` (or ``evalplus_close(f(*inp), exp, atol)`` for floats and a set ``atol``,
 EvalPlus's tolerance), judged outside the sandbox on the values sent back; for release rows the expected
 value is the canonical solution's, run beside the program in the sandbox (judged there). EvalPlus's
-special oracles for HumanEval/32 (``find_zero``: ``|poly(xs, x)| <= atol``), Mbpp/164 (any output) and
-Mbpp/295 (the output or 0) are kept; its set-equality and not-None oracles of a few other MBPP tasks are not.
+special oracles (``evalplus/eval/_special_oracle.py``) are kept: HumanEval/32 (``find_zero``: any root,
+``|poly(xs, x)| <= atol``; the hub's own check of it splats the returned float and cannot pass, so only its
+inputs and bound are used), Mbpp/164 (any output), Mbpp/295 (the output or 0), set equality for eight MBPP+
+tasks, and the Mbpp/581, Mbpp/558 and not-None oracles (judged in the sandbox). A HumanEval+ hub row whose
+``test`` has another shape (no ``inputs``/``assertion``) is run as it is: its ``check(candidate)``, one test.
 
 LiveCodeBench (``source.map: livecodebench``): public and private test cases (the private ones decoded
 without unpickling anything, see `decode_private_cases`) become stdin/stdout `cases`. A functional
@@ -66,9 +69,31 @@ def _plain_source(fn: Any) -> str:
 
 
 _CLOSE_SOURCE = _plain_source(evalplus_close)
-_POLY_SOURCE = (
-    "def _rft_poly(xs, x):\n    import math\n    return sum(c * math.pow(x, i) for i, c in enumerate(xs))\n"
-)
+_ORACLES_SOURCE = '''def _rft_poly(xs, x):
+    import math
+    return sum(c * math.pow(x, i) for i, c in enumerate(xs))
+
+
+def _rft_oracle(name, out, exp, inp, atol):
+    """EvalPlus's special oracles of Mbpp/581, Mbpp/558 and the not-None tasks, then its tolerance."""
+    import math
+    exact = out == exp
+    if name == "surface_Area":
+        edge, height = inp
+        slant = math.sqrt((edge / 2) ** 2 + height ** 2)
+        exact = exact or abs(out - round(edge ** 2 + 4 * (edge * slant) / 2)) <= atol
+    elif name == "digit_distance_nums":
+        a, b = str(inp[0]), str(inp[1])
+        a, b = a.zfill(max(len(a), len(b))), b.zfill(max(len(a), len(b)))
+        exact = exact or out == sum(abs(int(x) - int(y)) for x, y in zip(a, b))
+    else:
+        return out == exp if isinstance(out, bool) else exp == (out is not None)
+    return exact or evalplus_close(out, exp, atol)
+'''
+# EvalPlus's special oracles (evalplus/eval/_special_oracle.py) by the MBPP+ function's name
+_MBPP_SET_EQ = {"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",
+                "intersection_array", "find_dissimilar", "Diff"}  # fmt: skip
+_MBPP_ORACLE = {"surface_Area", "digit_distance_nums", "check_str", "text_match_three", "text_starta_endb"}
 _NAMES = {"inf": math.inf, "nan": math.nan, "True": True, "False": False, "None": None}
 
 
@@ -129,17 +154,24 @@ def _floats(x: Any) -> bool:
     )
 
 
-def _assert(fn: str, inp: list[Any], exp: Any, atol: float, expected_src: str | None = None) -> str:
-    """One EvalPlus test: `fn(*inp)` against `exp` (or against the source `expected_src`)."""
+def _assert(
+    fn: str, inp: list[Any], exp: Any, atol: float, expected_src: str | None = None, *, mbpp: bool = False
+) -> str:
+    """One EvalPlus test: `fn(*inp)` against `exp` (or against the source `expected_src`), with EvalPlus's
+    special oracles for HumanEval/32 and (`mbpp`) the MBPP+ tasks that have one."""
     args = _source(list(inp))
     call = f"{fn}(*{args})"
-    if fn == "find_zero":  # HumanEval/32: any root will do
+    if fn == "find_zero" and not mbpp:  # HumanEval/32: any root will do
         return f"assert abs(_rft_poly(*{args}, {call})) <= {_source(atol or 1e-6)}"
-    if fn == "are_equivalent":  # Mbpp/164: EvalPlus accepts any output
-        return f"assert [{call}]"
     want = _source(exp) if expected_src is None else expected_src
-    if fn == "sum_div":  # Mbpp/295: the output, or 0
+    if mbpp and fn == "are_equivalent":  # Mbpp/164: EvalPlus accepts any output
+        return f"assert [{call}]"
+    if mbpp and fn == "sum_div":  # Mbpp/295: the output, or 0
         return f"assert {call} in [{want}, 0]"
+    if mbpp and fn in _MBPP_SET_EQ:
+        return f"assert set({call}) == set({want})"
+    if mbpp and fn in _MBPP_ORACLE:
+        return f"assert _rft_oracle({fn!r}, {call}, {want}, {args}, {_source(float(atol))})"
     if expected_src is None and atol == 0 and not _floats(exp):
         return f"assert {call} == {want}"
     return f"assert evalplus_close({call}, {want}, {_source(float(atol))})"
@@ -159,13 +191,27 @@ def _assignments(tree: ast.Module) -> tuple[dict[str, ast.expr], list[ast.Call]]
 
 
 def _hub_tests(task_id: str, test: str, entry: str | None) -> tuple[str, list[str]]:
-    """(the function's name, one assert per input) from a hub row's ``test`` program."""
+    """(the function's name, one assert per input) from a hub row's ``test`` program; a HumanEval+
+    program of another shape is run as it is (a ``check(candidate)``: one test, judged in the sandbox)."""
     try:
         tree = ast.parse(test)
     except SyntaxError as e:
         raise SuiteError(f"EvalPlus row {task_id}: its `test` program does not parse ({e.msg})") from None
     found, calls = _assignments(tree)
+    mbpp = entry is None
+    if entry == "find_zero" and "inputs" in found:  # the hub's own check splats the root: see module doc
+        bounds = [
+            n.comparators[0].value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Compare)
+            and isinstance(n.ops[0], ast.LtE)
+            and isinstance(n.comparators[0], ast.Constant)
+        ]
+        atol = float(bounds[-1]) if bounds and isinstance(bounds[-1], int | float) else 1e-6
+        return entry, [_assert(entry, inp, None, atol) for inp in _literal_of(task_id, found["inputs"])]
     if "inputs" not in found or not calls:
+        if entry is not None and "def check(" in test:
+            return entry, [test]
         raise SuiteError(
             f"EvalPlus row {task_id}: `test` has no `inputs = [...]` and `assertion(f(*inp), exp, atol)`; "
             "is this an EvalPlus (humanevalplus/mbppplus) row?"
@@ -176,19 +222,27 @@ def _hub_tests(task_id: str, test: str, entry: str | None) -> tuple[str, list[st
         if not (isinstance(target, ast.Call) and isinstance(target.func, ast.Name)):
             raise SuiteError(f"EvalPlus row {task_id}: cannot tell the function under test from `test`")
         entry = target.func.id
-    try:
-        atol = float(_literal(call.args[2])) if len(call.args) > 2 else 0.0
-        inputs = _literal(found["inputs"])
-        results = _literal(found["results"]) if "results" in found else None
-    except ValueError as e:
-        raise SuiteError(f"EvalPlus row {task_id}: {e}") from None
-    if results is None:  # a few MBPP+ rows compute the outputs with `ref_func` in the program
+    atol = float(_literal_of(task_id, call.args[2])) if len(call.args) > 2 else 0.0
+    inputs = _literal_of(task_id, found["inputs"])
+    if "results" not in found:  # a few MBPP+ rows compute the outputs with `ref_func` in the program
         if "def ref_func" not in test:
             raise SuiteError(f"EvalPlus row {task_id}: `test` has inputs but no `results` and no ref_func")
-        return entry, [_assert(entry, inp, None, atol, f"ref_func(*{_source(list(inp))})") for inp in inputs]
+        return entry, [
+            _assert(entry, inp, None, atol, f"ref_func(*{_source(list(inp))})", mbpp=mbpp) for inp in inputs
+        ]
+    results = _literal_of(task_id, found["results"])
     if len(inputs) != len(results):
         raise SuiteError(f"EvalPlus row {task_id}: {len(inputs)} inputs but {len(results)} results")
-    return entry, [_assert(entry, inp, exp, atol) for inp, exp in zip(inputs, results, strict=True)]
+    return entry, [
+        _assert(entry, inp, exp, atol, mbpp=mbpp) for inp, exp in zip(inputs, results, strict=True)
+    ]
+
+
+def _literal_of(task_id: str, node: ast.expr) -> Any:
+    try:
+        return _literal(node)
+    except ValueError as e:
+        raise SuiteError(f"EvalPlus row {task_id}: {e}") from None
 
 
 def _ref_func(test: str) -> str:
@@ -213,7 +267,7 @@ def _release_tests(task_id: str, row: dict[str, Any], entry: str) -> list[str]:
 def _setup(reference: str, entry: str, *, imports: list[str], with_reference: bool, test: str = "") -> str:
     """Code run before the tests in the sandbox: imports, EvalPlus's helpers, and for release rows the
     canonical solution as ``_rft_reference`` (in its own namespace, so the program's function stays)."""
-    parts = [*imports, _CLOSE_SOURCE, _POLY_SOURCE]
+    parts = [*imports, _CLOSE_SOURCE, _ORACLES_SOURCE]
     if "ref_func(" in test:
         parts.append(_ref_func(test))
     if with_reference:

@@ -86,13 +86,14 @@ def test_humaneval_plus_rows_of_both_layouts():
     floats = humaneval_plus_row(rows["HumanEval/4"])  # float outputs: EvalPlus's tolerance
     assert all(t.startswith("assert evalplus_close(mean_gap(") for t in floats["plus_tests"])
     zero = humaneval_plus_row(rows["HumanEval/32"])  # special oracle: any root
-    assert zero["plus_tests"][0] == "assert abs(_rft_poly(*[[1, 2]], find_zero(*[[1, 2]]))) <= 1e-06"
+    # the hub's own check splats the root and cannot pass; EvalPlus's oracle with the hub's bound instead
+    assert zero["plus_tests"][0] == "assert abs(_rft_poly(*[[1, 2]], find_zero(*[[1, 2]]))) <= 0.0001"
 
 
 def test_mbpp_plus_rows_name_the_function_and_keep_tuples_and_inf():
     rows = {r["task_id"]: r for r in _rows("mbppplus_sample.jsonl")}
-    common = mbpp_plus_row(rows[2])
-    assert common["task_id"] == "Mbpp/2" and common["entry_point"] == "common_items"
+    common = mbpp_plus_row(rows[3])
+    assert common["task_id"] == "Mbpp/3" and common["entry_point"] == "common_items"
     assert common["plus_tests"][0] == "assert common_items(*[(3, 4, 5, 6), (5, 7, 4, 10)]) == (4, 5)"
     assert common["text"].endswith("assert common_items((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)")
     disc = mbpp_plus_row(rows[17])
@@ -100,6 +101,9 @@ def test_mbpp_plus_rows_name_the_function_and_keep_tuples_and_inf():
     assert disc["plus_setup"].startswith("import math")
     ref = mbpp_plus_row(rows[604])  # outputs computed by the row's ref_func, in the sandbox
     assert "def ref_func(s)" in ref["plus_setup"] and "ref_func(*['a'])" in ref["plus_tests"][1]
+    # EvalPlus's special oracles: set equality (Mbpp/2), "not None" (Mbpp/794)
+    assert mbpp_plus_row(rows[2])["plus_tests"][0].startswith("assert set(similar_elements(*[(3, 4, 5, 6), ")
+    assert mbpp_plus_row(rows[794])["plus_tests"][0].startswith("assert _rft_oracle('text_starta_endb', ")
 
 
 def test_rows_that_do_not_fit_say_why():
@@ -107,11 +111,13 @@ def test_rows_that_do_not_fit_say_why():
         humaneval_plus_row({"task_id": "x", "prompt": "def f():\n"})
     with pytest.raises(SuiteError, match="Hugging Face layout"):
         mbpp_plus_row({"task_id": "Mbpp/2", "base_input": [[1]], "plus_input": []})
-    row = dict(
-        _rows("humanevalplus_sample.jsonl")[0], test="def check(candidate):\n    assert candidate(1)\n"
-    )
+    other = "def check(candidate):\n    assert candidate([1.0, 1.05], 0.1)\n"  # another shape: run as it is
+    assert humaneval_plus_row(dict(_rows("humanevalplus_sample.jsonl")[0], test=other))["plus_tests"] == [
+        other
+    ]
+    mbpp = {r["task_id"]: r for r in _rows("mbppplus_sample.jsonl")}[3]
     with pytest.raises(SuiteError, match="no `inputs"):
-        humaneval_plus_row(row)
+        mbpp_plus_row(dict(mbpp, test="assert common_items((1,), (1,)) == (1,)\n"))
     bad = dict(_rows("humanevalplus_sample.jsonl")[0])
     bad["test"] = bad["test"].replace("inputs = [", "inputs = [open('x'), ")
     with pytest.raises(SuiteError, match="not a literal"):
@@ -274,16 +280,27 @@ def test_special_oracle_accepts_any_root(bench_data):
 
 
 def test_mbpp_plus_gold_and_decoys(bench_data):
-    for item_id in ("Mbpp/2", "Mbpp/17", "Mbpp/604"):
+    for item_id in ("Mbpp/2", "Mbpp/3", "Mbpp/17", "Mbpp/604", "Mbpp/794"):
         gold = _grade("mbpp-plus-v0", item_id, f"```python\n{_item('mbpp-plus-v0', item_id)['code']}\n```")
         assert gold.passed and gold.score == 1.0, (item_id, gold.details)
     as_list = "```python\ndef common_items(a, b):\n    return sorted(set(a) & set(b))\n```"  # list, not tuple
-    assert _grade("mbpp-plus-v0", "Mbpp/2", as_list).score == 0.0
+    assert _grade("mbpp-plus-v0", "Mbpp/3", as_list).score == 0.0
+    reordered = (
+        "```python\ndef similar_elements(a, b):\n    return sorted(set(a) & set(b), reverse=True)\n```"
+    )
+    assert _grade("mbpp-plus-v0", "Mbpp/2", reordered).passed  # Mbpp/2 compares sets
+    as_bool = (
+        "```python\nimport re\ndef text_starta_endb(text):\n    return bool(re.search('a.*b$', text))\n```"
+    )
+    assert _grade("mbpp-plus-v0", "Mbpp/794", as_bool).passed  # a match or True: not None is what counts
+    never = "```python\ndef text_starta_endb(text):\n    return None\n```"
+    g = _grade("mbpp-plus-v0", "Mbpp/794", never)
+    assert not g.passed and {t["judged"] for t in g.details["tests"]} == {"inside"}
     forged = (
         "```python\nclass Yes(tuple):\n    def __eq__(self, other):\n        return True\n"
         "def common_items(a, b):\n    return Yes()\n```"
     )  # an __eq__ that is always True is lost on the way out of the sandbox
-    assert _grade("mbpp-plus-v0", "Mbpp/2", forged).score < 1.0
+    assert _grade("mbpp-plus-v0", "Mbpp/3", forged).score < 1.0
 
 
 def test_a_slow_input_fails_its_tests_not_the_grader(bench_data):
@@ -292,7 +309,7 @@ def test_a_slow_input_fails_its_tests_not_the_grader(bench_data):
         "    return tuple(sorted(set(a) & set(b)))\n```"
     )  # the third input is (); the ones before it pass (sleeping, not spinning: a spin on this busy
     # machine may be judged contention, status timeout, by design)
-    g = _grade("mbpp-plus-v0", "Mbpp/2", slow, run_timeout=2)
+    g = _grade("mbpp-plus-v0", "Mbpp/3", slow, run_timeout=2)
     assert g.status == "ok" and not g.passed
     assert [t["passed"] for t in g.details["tests"]][:2] == [True, True]
     assert "time limit" in g.details["tests"][2]["error"]
@@ -337,7 +354,7 @@ def test_suites_are_benchmarks_with_source_license_and_convention(suite_id):
 
 @pytest.mark.parametrize("suite_id", list(FILES))
 def test_task_check_passes_on_the_fixtures(bench_data, suite_id):
-    report = check_task(f"rft/{suite_id}", n=4)
+    report = check_task(f"rft/{suite_id}", n=5)
     assert report.ok, [c for c in report.checks if not c.ok]
 
 

@@ -48,6 +48,22 @@ def assertion(out, exp, atol):
 """
 
 
+# HumanEval/32's hub test as published: its assert splats the root (a float), so it cannot pass as written;
+# rft grades the inputs with EvalPlus's own oracle instead.
+ZERO_TEST = """
+import math
+
+def _poly(xs: list, x: float):
+    return sum([coeff * math.pow(x, i) for i, coeff in enumerate(xs)])
+
+def check(candidate):
+    inputs = {inputs}
+    results = {results}
+    for i, (inp, exp) in enumerate(zip(inputs, results)):
+        assert _poly(*candidate(*inp), inp) <= 0.0001
+"""
+
+
 def he_test(inputs, results, atol=0):
     return HE_HELPERS + (
         f"\ndef check(candidate):\n    inputs = {inputs!r}\n    results = {results!r}\n"
@@ -156,7 +172,7 @@ def humaneval_rows():
             "prompt": zero_prompt,
             "canonical_solution": zero_solution,
             "entry_point": "find_zero",
-            "test": he_test(zero_inputs, [-0.5, 1.0, -1.0], 1e-06),
+            "test": ZERO_TEST.format(inputs=zero_inputs, results=[-0.5, 1.0, -1.0]),
         },
     ]
 
@@ -176,11 +192,21 @@ def mbpp_rows():
     area_results = [3.141592653589793 * r * r if r != "inf" else "inf" for [r] in area_inputs]
     area_inputs_src = "[[1], [2.5], [0], [0.001], [inf]]"
     area_results_src = "[" + ", ".join("inf" if r == "inf" else repr(r) for r in area_results) + "]"
+    similar_code = "def similar_elements(a, b):\n    return tuple(set(a) & set(b))\n"
+    similar_inputs = [
+        [(3, 4, 5, 6), (5, 7, 4, 10)],
+        [(1, 2, 3, 4), (5, 4, 3, 7)],
+        [(11, 12, 14, 13), (17, 15, 14, 13)],
+    ]
+    similar_results = [_run(similar_code, "similar_elements", inp) for inp in similar_inputs]
+    ab_code = "import re\ndef text_starta_endb(text):\n    return re.search('a.*?b$', text)\n"
+    ab_inputs = [["aabbbb"], ["aabAbbbc"], ["accddbbjjj"], ["ab"], [""]]
+    ab_results = [_run(ab_code, "text_starta_endb", inp) is not None for inp in ab_inputs]
     rev_code = "def reverse_words(s):\n    return ' '.join(reversed(s.split()))\n"
     rev_ref = "def ref_func(s):\n    return ' '.join(reversed(s.split()))"
     return [
         {
-            "task_id": 2,
+            "task_id": 3,
             "prompt": "Write a function to find the shared elements of two tuples, in order.",
             "code": common_code,
             "source_file": "Benchmark Questions Verification V2.ipynb",
@@ -190,6 +216,24 @@ def mbpp_rows():
                 "assert common_items((1, 2, 3, 4),(5, 4, 3, 7)) == (3, 4)",
             ],
             "test": mbpp_test("common_items", repr([list(x) for x in common_inputs]), repr(common_results)),
+        },
+        {
+            "task_id": 2,
+            "prompt": "Write a function to find the shared elements from the given two lists.",
+            "code": similar_code,
+            "source_file": "Benchmark Questions Verification V2.ipynb",
+            "test_imports": [],
+            "test_list": ["assert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))"],
+            "test": mbpp_test("similar_elements", repr(similar_inputs), repr(similar_results)),
+        },
+        {
+            "task_id": 794,
+            "prompt": "Write a function that matches a string that has an 'a' followed by anything, ending in 'b'.",
+            "code": ab_code,
+            "source_file": "mbpp.jsonl",
+            "test_imports": [],
+            "test_list": ['assert text_starta_endb("aabbbb")'],
+            "test": mbpp_test("text_starta_endb", repr(ab_inputs), repr(ab_results)),
         },
         {
             "task_id": 17,
