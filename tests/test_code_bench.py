@@ -32,6 +32,9 @@ from rft.envs.sources import Source
 from rft.graders import load_grader
 from rft.graders.code_harness import evalplus_close
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sandboxes import BACKENDS, backend_or_skip  # noqa: E402
+
 DATA = Path(__file__).resolve().parent / "data"
 TASKS = Path(rft.tasks.__file__).resolve().parent
 RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
@@ -339,6 +342,30 @@ def test_livecodebench_time_limit_is_per_case(bench_data):
     g = _grade("livecodebench-v0", "abc999_a", slow, run_timeout=1)
     assert g.status == "ok" and [c["passed"] for c in g.details["cases"]] == [True, True, False]
     assert "time limit exceeded" in g.details["cases"][2]["error"]
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param(b, marks=pytest.mark.docker) if b == "docker" else b for b in BACKENDS]
+)
+def test_every_backend_grades_the_benchmarks(bench_data, backend):
+    """Per-input tests judged outside and inside, the release reference, and LiveCodeBench's driver (an
+    atexit hook: it must run however the backend ends a program) in each sandbox that runs here."""
+    backend_or_skip(backend)
+    golds = [
+        ("humaneval-plus-v0", "HumanEval/0", "canonical_solution"),
+        ("humaneval-plus-v0", "HumanEval/2", "canonical_solution"),
+        ("mbpp-plus-v0", "Mbpp/794", "code"),
+        ("livecodebench-v0", "abc999_a", "solution"),
+        ("livecodebench-v0", "977", "solution"),
+    ]
+    for suite_id, item_id, key in golds:
+        text = _item(suite_id, item_id)[key]
+        text = f"```python\n{text}\n```" if suite_id == "mbpp-plus-v0" else text
+        g = _grade(suite_id, item_id, text, sandbox=backend)
+        assert g.passed and g.details["sandbox"] == backend, (item_id, g.status, g.details)
+    decoy = "```python\nclass Solution:\n    def sortedSquares(self, nums):\n        return []\n```"
+    assert _grade("livecodebench-v0", "977", decoy, sandbox=backend).score == 0.0
+    assert _grade("humaneval-plus-v0", "HumanEval/2", "    return -1.0\n", sandbox=backend).score == 0.0
 
 
 # ---- the suites --------------------------------------------------------------------------------------
