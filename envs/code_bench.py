@@ -155,10 +155,18 @@ def _floats(x: Any) -> bool:
 
 
 def _assert(
-    fn: str, inp: list[Any], exp: Any, atol: float, expected_src: str | None = None, *, mbpp: bool = False
+    fn: str,
+    inp: list[Any],
+    exp: Any,
+    atol: float,
+    expected_src: str | None = None,
+    *,
+    mbpp: bool = False,
+    inside: bool = False,
 ) -> str:
     """One EvalPlus test: `fn(*inp)` against `exp` (or against the source `expected_src`), with EvalPlus's
-    special oracles for HumanEval/32 and (`mbpp`) the MBPP+ tasks that have one."""
+    special oracles for HumanEval/32 and (`mbpp`) the MBPP+ tasks that have one. `inside`: compared in the
+    sandbox (``_rft_same`` is `evalplus_close` there), for outputs too large to send back."""
     args = _source(list(inp))
     call = f"{fn}(*{args})"
     if fn == "find_zero" and not mbpp:  # HumanEval/32: any root will do
@@ -172,9 +180,45 @@ def _assert(
         return f"assert set({call}) == set({want})"
     if mbpp and fn in _MBPP_ORACLE:
         return f"assert _rft_oracle({fn!r}, {call}, {want}, {args}, {_source(float(atol))})"
+    if inside:
+        return f"assert _rft_same({call}, {want}, {_source(float(atol))})"
     if expected_src is None and atol == 0 and not _floats(exp):
         return f"assert {call} == {want}"
     return f"assert evalplus_close({call}, {want}, {_source(float(atol))})"
+
+
+# The sandbox sends at most `Limits.result_bytes` (1 MiB) of reports back: outputs judged outside share this
+# budget (with ~100 bytes a test for the report itself); larger expected outputs are compared inside.
+_OUTSIDE_BUDGET = 640 * 1024
+
+
+def _encoded_size(x: Any) -> int:
+    """About how many bytes the harness's encoding of `x` takes (graders/sandbox/harness_runtime.py)."""
+    if isinstance(x, str):
+        return len(x) + 2 + x.count('"') + x.count("\\")
+    if isinstance(x, bool) or x is None:
+        return 5
+    if isinstance(x, int):
+        return 10 + len(format(x, "x"))
+    if isinstance(x, float | complex):
+        return 40
+    if isinstance(x, dict):
+        return 10 + sum(_encoded_size(k) + _encoded_size(v) + 4 for k, v in x.items())
+    if isinstance(x, list | tuple | set | frozenset):
+        return 10 + sum(_encoded_size(v) + 2 for v in x)
+    return 64
+
+
+def _judged_inside(results: list[Any]) -> list[bool]:
+    """Which tests compare inside: those whose expected output does not fit the rest of the budget."""
+    left = _OUTSIDE_BUDGET - 100 * len(results)
+    inside = []
+    for exp in results:
+        size = _encoded_size(exp)
+        inside.append(size > left)
+        if size <= left:
+            left -= size
+    return inside
 
 
 def _assignments(tree: ast.Module) -> tuple[dict[str, ast.expr], list[ast.Call]]:
@@ -233,8 +277,10 @@ def _hub_tests(task_id: str, test: str, entry: str | None) -> tuple[str, list[st
     results = _literal_of(task_id, found["results"])
     if len(inputs) != len(results):
         raise SuiteError(f"EvalPlus row {task_id}: {len(inputs)} inputs but {len(results)} results")
+    inside = _judged_inside(results)
     return entry, [
-        _assert(entry, inp, exp, atol, mbpp=mbpp) for inp, exp in zip(inputs, results, strict=True)
+        _assert(entry, inp, exp, atol, mbpp=mbpp, inside=big)
+        for inp, exp, big in zip(inputs, results, inside, strict=True)
     ]
 
 
@@ -267,7 +313,7 @@ def _release_tests(task_id: str, row: dict[str, Any], entry: str) -> list[str]:
 def _setup(reference: str, entry: str, *, imports: list[str], with_reference: bool, test: str = "") -> str:
     """Code run before the tests in the sandbox: imports, EvalPlus's helpers, and for release rows the
     canonical solution as ``_rft_reference`` (in its own namespace, so the program's function stays)."""
-    parts = [*imports, _CLOSE_SOURCE, _ORACLES_SOURCE]
+    parts = [*imports, _CLOSE_SOURCE, "_rft_same = evalplus_close", _ORACLES_SOURCE]
     if "ref_func(" in test:
         parts.append(_ref_func(test))
     if with_reference:

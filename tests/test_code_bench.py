@@ -32,6 +32,9 @@ from rft.envs.sources import Source
 from rft.graders import load_grader
 from rft.graders.code_harness import evalplus_close
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+from make_code_bench_fixtures import he_test  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sandboxes import BACKENDS, backend_or_skip  # noqa: E402
 
@@ -264,6 +267,25 @@ def test_gold_scores_one_and_wrong_answers_zero(bench_data):
     assert [t["passed"] for t in g.details["tests"]] == [False, False, True, False]
     tup = "    m = sum(numbers) / len(numbers)\n    return tuple(x - m for x in numbers)\n"  # wrong type
     assert _grade("humaneval-plus-v0", "HumanEval/4", tup).score == 0.0
+
+
+def test_outputs_too_large_to_send_back_are_compared_inside():
+    """The sandbox sends back at most 1 MiB: large expected outputs are compared there instead."""
+    inputs = [[i, 400] for i in range(300)]  # 300 outputs of 400 ints: ~2 MB encoded
+    row = {
+        "task_id": "Synthetic/1",
+        "prompt": 'def spread(n: int, k: int) -> list:\n    """ The first k multiples of n. """\n',
+        "canonical_solution": "    return [n * i for i in range(k)]\n",
+        "entry_point": "spread",
+        "test": he_test(inputs, [[n * j for j in range(k)] for n, k in inputs]),
+    }
+    item = humaneval_plus_row(row)
+    suite = load_suite(TASKS / "humaneval-plus-v0.yaml")
+    g = load_grader(suite.grader).grade(row["canonical_solution"], {**item, "id": "x", "reference": ""})
+    judged = [t["judged"] for t in g.details["tests"]]
+    assert g.passed and 0 < judged.count("outside") < 300 and "inside" in judged
+    wrong = load_grader(suite.grader).grade("    return [n * i for i in range(k - 1)]\n", item)
+    assert wrong.score == 0.0
 
 
 def test_release_rows_compare_with_the_canonical_solution(bench_data):
