@@ -16,12 +16,17 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rft.envs
 import rft.tasks
 from rft.envs import SuiteError, get_suite, load_suite
 from rft.envs.check import check_task
 from rft.envs.code_bench import (
+    _assert,
+    _literal,
+    _source,
     decode_private_cases,
     humaneval_plus_row,
     in_date_window,
@@ -30,7 +35,7 @@ from rft.envs.code_bench import (
 )
 from rft.envs.sources import Source
 from rft.graders import load_grader
-from rft.graders.code_harness import evalplus_close
+from rft.graders.code_harness import SafeEval, evalplus_close, plan_tests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
 from make_code_bench_fixtures import he_test  # noqa: E402
@@ -110,6 +115,43 @@ def test_mbpp_plus_rows_name_the_function_and_keep_tuples_and_inf():
     # EvalPlus's special oracles: set equality (Mbpp/2), "not None" (Mbpp/794)
     assert mbpp_plus_row(rows[2])["plus_tests"][0].startswith("assert set(similar_elements(*[(3, 4, 5, 6), ")
     assert mbpp_plus_row(rows[794])["plus_tests"][0].startswith("assert _rft_oracle('text_starta_endb', ")
+
+
+_SCALARS = st.one_of(
+    st.integers(),
+    st.floats(allow_nan=False),  # inf included
+    st.text(max_size=8),
+    st.booleans(),
+    st.none(),
+    st.complex_numbers(allow_nan=False, allow_infinity=False, max_magnitude=1e6),
+)
+_HASHABLE = st.recursive(
+    st.one_of(st.integers(), st.text(max_size=4)), lambda c: st.tuples(c, c), max_leaves=4
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda c: st.one_of(
+        st.lists(c, max_size=4),
+        st.lists(c, max_size=4).map(tuple),
+        st.sets(_HASHABLE, max_size=4),
+        st.dictionaries(_HASHABLE, c, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=_VALUES)
+def test_values_written_as_source_read_back_equal_and_are_judged_outside(value):
+    """What EvalPlus writes (inputs, results) survives `_source` -> `_literal`, and an exact test on it
+    can be judged outside the sandbox (SafeEval evaluates the expected side)."""
+    import ast
+
+    assert _literal(ast.parse(_source(value), mode="eval").body) == value
+    test = _assert("f", [value], value, 0.0)
+    (planned,) = plan_tests([test], "f").tests
+    assert planned.judged == "outside", test
+    assert planned.expr is not None and SafeEval([value]).run(planned.expr) is True
 
 
 def test_rows_that_do_not_fit_say_why():
