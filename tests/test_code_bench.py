@@ -401,6 +401,44 @@ def test_livecodebench_stdin_and_functional_grading(bench_data):
     assert _grade("livecodebench-v0", "abc999_a", wrong).score == 0.0
 
 
+@pytest.mark.parametrize(
+    ("printed", "ok"),
+    [
+        ("3\n", True),
+        ("3", True),  # no final newline
+        ("  3  \n\n", True),  # lines stripped, blank lines at the end dropped
+        ("3.0\n", True),  # the same number as a decimal
+        ("3.000\n", True),
+        ("4\n", False),
+        ("3\n0\n", False),  # a line too many
+        ("three\n", False),
+    ],
+)
+def test_livecodebench_stdout_comparison(printed, ok):
+    grader = load_grader(
+        {
+            "type": "code",
+            "cases": [{"input": "", "output": "3\n"}],
+            "compare": "numeric_lines",
+            "sandbox": "auto",
+        }
+    )
+    assert grader.grade(f"```python\nimport sys\nsys.stdout.write({printed!r})\n```").passed is ok
+
+
+def test_numeric_lines_compare_numbers_per_line_and_text_exactly():
+    grader = load_grader(
+        {"type": "code", "cases": [{"input": "", "output": "1 2.5\nYes\n"}], "compare": "numeric_lines"}
+    )
+    for printed, ok in [
+        ("1 2.50\nYes", True),
+        ("1  2.5\nYes", True),
+        ("1 2.5\nyes", False),
+        ("1 2.5 0\nYes", False),
+    ]:
+        assert grader.grade(f"```python\nprint({printed!r})\n```").passed is ok, printed
+
+
 def test_livecodebench_time_limit_is_per_case(bench_data):
     slow = "```python\nimport time\na, b = map(int, input().split())\nif a > 100:\n    time.sleep(60)\nprint(a + b)\n```"
     g = _grade("livecodebench-v0", "abc999_a", slow, run_timeout=1)
