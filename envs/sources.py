@@ -17,7 +17,10 @@ to fix it. A corrupt file or a wrong hf config/split is an error, not a reason t
 Templates only look fields up, so rows whose layout varies (MBPP's two Hugging Face configs) or needs
 text built from lists (the test asserts shown in the prompt) are normalised by ``source.map``: a
 function from row to row, built in (`ROW_MAPS`: ``mbpp``) or ``module:function``, applied to every row
-read.
+read (built in: ``mbpp``, and the code benchmarks' ``humaneval_plus``, ``mbpp_plus``, ``livecodebench`` of
+`code_bench`). ``source.date_window: {after: 2024-08-01, before: 2025-01-01, field: contest_date}`` keeps the
+rows (after `map`) dated on or after `after` and before `before`: a benchmark scored only on problems
+released after a model's training cut-off.
 """
 
 from __future__ import annotations
