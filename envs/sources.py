@@ -17,7 +17,10 @@ to fix it. A corrupt file or a wrong hf config/split is an error, not a reason t
 Templates only look fields up, so rows whose layout varies (MBPP's two Hugging Face configs) or needs
 text built from lists (the test asserts shown in the prompt) are normalised by ``source.map``: a
 function from row to row, built in (`ROW_MAPS`: ``mbpp``) or ``module:function``, applied to every row
-read.
+read (built in: ``mbpp``, and the code benchmarks' ``humaneval_plus``, ``mbpp_plus``, ``livecodebench`` of
+`code_bench`). ``source.date_window: {after: 2024-08-01, before: 2025-01-01, field: contest_date}`` keeps the
+rows (after `map`) dated on or after `after` and before `before`: a benchmark scored only on problems
+released after a model's training cut-off.
 """
 
 from __future__ import annotations
@@ -31,22 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .code_bench import humaneval_plus_row, in_date_window, livecodebench_row, mbpp_plus_row, parse_date
+from .errors import SourceUnavailable, SuiteError
+
 __all__ = ["SuiteError", "SourceUnavailable", "Source", "Sources", "ROW_MAPS", "data_dir", "source_from_spec"]
 
 _SOURCE_TYPES = ("generator", "jsonl", "hf")
-
-
-class SuiteError(ValueError):
-    """A task suite is invalid or its data cannot be read; the message says what to fix."""
-
-
-class SourceUnavailable(SuiteError):
-    """A source's data is absent here (a missing file, an unreachable hub): the next alternative is tried."""
-
-    def __init__(self, reason: str, fix: str, message: str | None = None) -> None:
-        super().__init__(message or f"{reason}; {fix}")
-        self.reason = reason
-        self.fix = fix
 
 
 def data_dir() -> Path | None:
@@ -86,6 +79,8 @@ class Source:
     split: str = "train"
     map: str | None = None  # a row function applied to every row: built in (`ROW_MAPS`) or 'module:function'
     base: Path | None = None  # the suite file's folder: relative `path`s are resolved against it
+    # keep rows dated in [after, before) (either optional; `field` defaults to contest_date), after `map`
+    date_window: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.type not in _SOURCE_TYPES:
@@ -106,6 +101,16 @@ class Source:
             raise SuiteError(
                 f"unknown source.map {self.map!r}: use one of {sorted(ROW_MAPS)} or 'module:function'"
             )
+
+        if self.date_window is not None:
+            if not isinstance(self.date_window, dict) or set(self.date_window) - {"field", "after", "before"}:
+                raise SuiteError(
+                    f"source.date_window must be a mapping with keys field, after, before "
+                    f"(e.g. {{after: 2024-08-01}}), got {self.date_window!r}"
+                )
+            for key in ("after", "before"):
+                if self.date_window.get(key) is not None:
+                    parse_date(self.date_window[key], f"source.date_window.{key}")
 
     @property
     def label(self) -> str:
@@ -156,6 +161,8 @@ class Source:
                 raise SuiteError(f"source.map {self.map!r} failed ({type(e).__name__}: {e})") from None
             if not all(isinstance(r, dict) for r in rows):
                 raise SuiteError(f"source.map {self.map!r} must return a mapping for every row")
+        if self.date_window is not None:
+            rows = [r for r in rows if in_date_window(r, self.date_window)]
         return rows
 
     def _hf_rows(self) -> list[dict[str, Any]]:
@@ -219,7 +226,12 @@ def _mbpp_row(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "text": text, "test_setup_code": setup, "test_block": "\n".join(tests)}
 
 
-ROW_MAPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"mbpp": _mbpp_row}
+ROW_MAPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "mbpp": _mbpp_row,
+    "humaneval_plus": humaneval_plus_row,  # the code benchmarks: envs/code_bench.py
+    "mbpp_plus": mbpp_plus_row,
+    "livecodebench": livecodebench_row,
+}
 
 _HUB_TIMEOUT_S = 10.0  # the probe's limit; datasets itself retries an unreachable hub for ~25 s
 _HUB_FIX = (

@@ -9,7 +9,8 @@ Three test formats:
   ``"setup"`` (run before the asserts).
 - stdin/stdout: ``"cases": "{{item.cases}}"``, a list of ``{"input", "output"}``: one run per case, the
   output compared here (``compare``: exact, lines (default: trailing whitespace and blank lines at
-  the end ignored), tokens (any whitespace)). ``"language": "cpp"`` grades C++ programs on cases:
+  the end ignored), tokens (any whitespace), numeric_lines (LiveCodeBench's check: lines stripped, and
+  a line that differs still passes when both are the same numbers, compared as decimals: 3.0 and 3)). ``"language": "cpp"`` grades C++ programs on cases:
   compiled once by g++ in the sandbox (``compiler``: flags and limits), then run per case; see
   `code_cpp` (a program that does not compile scores 0 with the compiler's message in details).
 
@@ -33,6 +34,7 @@ import re
 import threading
 import time
 from dataclasses import replace
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -77,8 +79,24 @@ def extract_code(
     return (text if text.strip() else None), False
 
 
+def _decimals(line: str) -> list[Decimal] | None:
+    try:
+        return [Decimal(token) for token in line.split()]
+    except InvalidOperation:
+        return None
+
+
 def _compare(got: str, expected: str, how: str) -> bool:
     got, expected = got.replace("\r\n", "\n"), expected.replace("\r\n", "\n")
+    if how == "numeric_lines":
+        lines_got = [line.strip() for line in got.strip().split("\n")]
+        lines_exp = [line.strip() for line in expected.strip().split("\n")]
+        if len(lines_got) != len(lines_exp):
+            return False
+        for a, b in zip(lines_got, lines_exp, strict=True):
+            if a != b and (_decimals(a) is None or _decimals(a) != _decimals(b)):
+                return False
+        return True
     if how == "exact":
         return got == expected
     if how == "tokens":
@@ -111,7 +129,7 @@ class CodeGrader(Grader):
     entry_point: str | None = None
     setup: str | None = None
     cases: str | list[dict[str, Any]] | None = None
-    compare: Literal["exact", "lines", "tokens"] = "lines"
+    compare: Literal["exact", "lines", "tokens", "numeric_lines"] = "lines"
     language: Literal["python", "cpp"] = "python"
     compiler: CompilerOptions = Field(default_factory=CompilerOptions)
     code_block: Literal["first", "last"] = "last"

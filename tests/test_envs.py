@@ -25,6 +25,12 @@ MBPP_DATA = DATA / "mbpp.jsonl"
 needs_mbpp = pytest.mark.skipif(
     not MBPP_DATA.is_file(), reason=f"{MBPP_DATA} is absent (tests/test_mbpp.py checks mbpp-v0 on a fixture)"
 )
+# the code benchmarks' files (absent here: tests/test_code_bench.py checks them on fixtures)
+CODE_BENCH = {
+    "rft/humaneval-plus-v0": "HumanEvalPlus.jsonl",
+    "rft/mbpp-plus-v0": "MbppPlus.jsonl",
+    "rft/livecodebench-v0": "livecodebench.jsonl",
+}
 GENERATED = [
     "rft/arithmetic-v0",
     "rft/linear-equations-v0",
@@ -47,6 +53,16 @@ def _param(env_id: str):
         marks.append(pytest.mark.slow)
     if env_id == "rft/mbpp-v0":  # no data by default; tests/test_mbpp.py runs it on a fixture
         marks.append(needs_mbpp)
+    if env_id in CODE_BENCH:
+        path = DATA / CODE_BENCH[env_id]
+        reason = f"{path} is absent (tests/test_code_bench.py checks {env_id} on a fixture)"
+        if env_id == "rft/livecodebench-v0" and path.is_file():
+            reason = (
+                "LiveCodeBench has no reference solutions to check (tests/test_code_bench.py uses a fixture)"
+            )
+        marks.append(
+            pytest.mark.skipif(not path.is_file() or env_id == "rft/livecodebench-v0", reason=reason)
+        )
     return pytest.param(env_id, marks=marks, id=env_id.removeprefix("rft/"))
 
 
