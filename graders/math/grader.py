@@ -15,6 +15,7 @@ from rft.graders.template import as_text
 from .extract import extract_answer
 from .form import Form, check_form
 from .parse import parse
+from .tolerance import parse_tolerance, within_tolerance
 from .verify import Policy, cached_verify, verify
 
 __all__ = ["MathGrader", "grade_answer", "clear_caches"]
@@ -84,12 +85,20 @@ class MathGrader(Grader):
         ),
     )
 
+    tolerance: str = Field(
+        default="",
+        description=(
+            "an absolute tolerance for answers that are one number: a number, or a template such as "
+            "'{{ item.tolerance }}' that renders to one per item ('' or none: exact, as above)"
+        ),
+    )
+
     fallback: Grader | None = Field(
         default=None,
         description="a score_model/label_model judge consulted only when the rules score an extracted answer 0",
     )
 
-    template_fields = ("input", "reference")
+    template_fields = ("input", "reference", "tolerance")
 
     @field_validator("fallback", mode="before")
     @classmethod
@@ -113,6 +122,15 @@ class MathGrader(Grader):
             budget = getattr(judge, "request_timeout", 60.0) * (getattr(judge, "max_retries", 2) + 1)
             object.__setattr__(self, "timeout", 5.0 + budget)
 
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _check_tolerance(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            v = str(v)
+        if isinstance(v, str) and "{{" not in v:
+            parse_tolerance(v)  # a ValueError says what is wrong
+        return v
+
     def spec(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude_none=True, by_alias=True, exclude={"fallback"})
         if self.fallback is not None:
@@ -135,6 +153,14 @@ class MathGrader(Grader):
             )
         ok, rule, forms = grade_answer(gold, found.text, self.policy())
         details = {"rule": rule, "extraction": found.rule, **forms}
+        if not ok and self.tolerance:
+            try:
+                tol = parse_tolerance(as_text(self.render("tolerance", ctx)))
+            except ValueError as e:
+                return Grade.error(f"tolerance: {e}")
+            if tol is not None and within_tolerance(parse(gold), parse(found.text), tol):
+                ok = True
+                details |= {"rule": "abs_tolerance", "tolerance": tol}
         if self.form != "any":
             why = check_form(parse(found.text), self.form, gold=parse(gold))  # parse is cached
             if why is not None:
