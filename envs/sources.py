@@ -16,8 +16,8 @@ to fix it. A corrupt file or a wrong hf config/split is an error, not a reason t
 
 Templates only look fields up, so rows whose layout varies (MBPP's two Hugging Face configs) or needs
 text built from lists (the test asserts shown in the prompt) are normalised by ``source.map``: a
-function from row to row, built in (`ROW_MAPS`: ``mbpp``) or ``module:function``, applied to every row
-read.
+function from row to row, built in (`ROW_MAPS`: ``mbpp``; the math benchmarks' ``amc``, ``minerva``,
+``olympiadbench`` in `bench_rows`) or ``module:function``, applied to every row read.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .bench_rows import amc_row, minerva_row, olympiadbench_row
 
 __all__ = ["SuiteError", "SourceUnavailable", "Source", "Sources", "ROW_MAPS", "data_dir", "source_from_spec"]
 
@@ -219,7 +221,12 @@ def _mbpp_row(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "text": text, "test_setup_code": setup, "test_block": "\n".join(tests)}
 
 
-ROW_MAPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"mbpp": _mbpp_row}
+ROW_MAPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "mbpp": _mbpp_row,
+    "amc": amc_row,  # the math benchmarks' maps: envs/bench_rows.py
+    "minerva": minerva_row,
+    "olympiadbench": olympiadbench_row,
+}
 
 _HUB_TIMEOUT_S = 10.0  # the probe's limit; datasets itself retries an unreachable hub for ~25 s
 _HUB_FIX = (

@@ -25,6 +25,11 @@ MBPP_DATA = DATA / "mbpp.jsonl"
 needs_mbpp = pytest.mark.skipif(
     not MBPP_DATA.is_file(), reason=f"{MBPP_DATA} is absent (tests/test_mbpp.py checks mbpp-v0 on a fixture)"
 )
+MATH500_DATA = DATA / "math500.jsonl"
+needs_math500 = pytest.mark.skipif(
+    not MATH500_DATA.is_file(),
+    reason=f"{MATH500_DATA} is absent (tests/test_math_benchmarks.py checks math500-v0 on a fixture)",
+)
 GENERATED = [
     "rft/arithmetic-v0",
     "rft/linear-equations-v0",
@@ -35,7 +40,8 @@ GENERATED = [
     "rft/code-feedback-v0",
     "rft/python-tool-v0",
 ]
-FILE_BACKED = ["rft/gsm8k-v0", "rft/math-v0", "rft/humaneval-v0"]
+BENCHMARKS = ["rft/aime24-v0", "rft/amc23-v0", "rft/minerva-math-v0", "rft/olympiadbench-v0"]  # split: 1
+FILE_BACKED = ["rft/gsm8k-v0", "rft/math-v0", "rft/humaneval-v0", *BENCHMARKS]
 BUILTIN = GENERATED + FILE_BACKED
 CODE = {"rft/humaneval-v0", "rft/code-functions-v0", "rft/code-feedback-v0"}  # graded by running code
 RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
@@ -47,6 +53,8 @@ def _param(env_id: str):
         marks.append(pytest.mark.slow)
     if env_id == "rft/mbpp-v0":  # no data by default; tests/test_mbpp.py runs it on a fixture
         marks.append(needs_mbpp)
+    if env_id == "rft/math500-v0":
+        marks.append(needs_math500)
     return pytest.param(env_id, marks=marks, id=env_id.removeprefix("rft/"))
 
 
