@@ -51,7 +51,7 @@ class MathGrader(Grader):
     ...) against `reference`, equal in value (see the policy in ``rft.graders.math``).
 
     Details: ``extraction`` (which rule found the answer), ``rule`` (what decided: string, fast_path,
-    exact, symbolic, expand, cancel, numeric, numeric_probe, tolerance, too_large_structural, structure,
+    exact, symbolic, expand, cancel, numeric, numeric_probe, tolerance, abs_tolerance, too_large_structural, structure,
     relation, solution_set, second_parser, choice, text, base, string_fallback, fallback, ...; ``+percent``
     when a percent was rescaled) and the parsed ``gold`` and ``pred`` (cleaned text, kind, removed decorations, parse error). With a `form`
     other than ``any``, an answer of the wrong form scores 0 (status ok) whatever its value, and the
