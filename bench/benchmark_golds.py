@@ -95,6 +95,8 @@ def forms(gold: str, item: dict[str, Any]) -> dict[str, str]:
     parts = top_level_parts(gold)
     if len(parts) > 1 and not _PROSE.search(gold):
         out["reordered"] = ", ".join(reversed(parts))
+        out["set braces"] = "\\{" + ", ".join(parts) + "\\}"
+        out["boxes joined by and"] = "} and \\boxed{".join(parts)  # GOLD wraps the whole in \boxed{...}
     elif (m := _LABEL.match(gold)) is not None:  # f(x)=2x -> 2x, k=1 -> 1
         out["unlabelled"] = m.group(1).strip()
     return out

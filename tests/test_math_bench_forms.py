@@ -190,3 +190,18 @@ def test_a_bad_tolerance_is_an_error_not_a_zero():
         load_grader({"type": "math", "input": "{{ sample.output_text }}", "tolerance": "-1"})
     spec = load_grader({"type": "math", "input": "{{ sample.output_text }}", "tolerance": 0.1}).spec()
     assert spec["tolerance"] == "0.1" and load_grader(spec).spec() == spec
+
+
+# ---- many answers, each in its own box ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [2, 9, 12, 16])
+def test_up_to_sixteen_joined_boxes_are_one_list(count):
+    values = [str(3 * k + 1) for k in range(count)]
+    gold = ", ".join(values)
+    text = "The answers are " + " and ".join(f"$\\boxed{{{v}}}$" for v in reversed(values)) + "."
+    assert MATH.grade({"output_text": text}, {"answer": gold}).score == 1.0
+    wrong = text.replace(f"\\boxed{{{values[0]}}}", "\\boxed{2}")  # one value off
+    assert MATH.grade({"output_text": wrong}, {"answer": gold}).score == 0.0
+    hedge = text.replace(" and ", " or ")  # several candidates for one value: a hedge
+    assert MATH.grade({"output_text": hedge}, {"answer": values[0]}).score == 0.0
