@@ -125,11 +125,12 @@ def grade_suite(suite_id: str) -> dict[str, Any] | None:
     rows: dict[str, Any] = {"suite": suite_id, "rows": len(items), "gold_ok": 0, "decoy_rejected": 0,
                             "errors": 0, "misses": [], "decoys_accepted": [], "forms": {}, "form_misses": []}  # fmt: skip
     spent = [0.0, 0.0]  # seconds: the suite's grader, the plain one
-    for item in items:
+    for n, item in enumerate(items):
         gold = str(item["reference"])
         wrong = decoy(gold, str(item.get("tolerance") or ""))
+        order = ((grader, 0), (plain, 1)) if n % 2 == 0 else ((plain, 1), (grader, 0))  # no order effect
         for text, want in ((GOLD.format(gold), 1.0), (GOLD.format(wrong), 0.0)):
-            for which, k in ((grader, 0), (plain, 1)):
+            for which, k in order:
                 clear_caches()  # both timed cold: each answer parsed from scratch, sympy's cache empty too
                 clear_sympy_cache()
                 t0 = time.perf_counter()
