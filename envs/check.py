@@ -40,10 +40,11 @@ class Report:
         self.checks.append(Check(name, bool(ok), detail))
 
 
-def check_task(env_id: str, *, n: int = 3, seed: int = 0) -> Report:
-    """On the first `n` train items: the reference answer scores 1, an empty and a decoy answer 0; in
-    feedback episodes a wrong answer gets feedback (without the reference) and a second try, in tool
-    episodes a tool call runs and its output comes back; a seeded reset is deterministic; infos are
+def check_task(env_id: str, *, n: int | None = 3, seed: int = 0) -> Report:
+    """On the first `n` train items (a benchmark's held-out items; every item when `n` is None): the
+    reference answer scores 1, an empty and a decoy answer 0; in feedback episodes a wrong answer gets
+    feedback (without the reference) and a second try, in tool episodes a tool call runs and its output
+    comes back; a seeded reset is deterministic; infos are
     JSON-serialisable; the train and held-out splits are disjoint and share no prompt (exact, after
     normalising; n-gram overlaps are counted in the detail)."""
     report = Report(env_id)
@@ -63,7 +64,8 @@ def check_task(env_id: str, *, n: int = 3, seed: int = 0) -> Report:
         decoy = suite.check.get("decoy", DEFAULT_DECOY)
         # a benchmark (split: 1) has only held-out items: check those
         split = "heldout" if suite.heldout_only else "train"
-        for index in range(min(n, len(base.items(split)))):
+        count = len(base.items(split))
+        for index in range(count if n is None else min(n, count)):
             _, info = env.reset(options={"split": split, "index": index})
             item = base.items(split)[index]
             ref_text = str(render(completion, {"item": item, "sample": {}}))

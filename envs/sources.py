@@ -16,11 +16,12 @@ to fix it. A corrupt file or a wrong hf config/split is an error, not a reason t
 
 Templates only look fields up, so rows whose layout varies (MBPP's two Hugging Face configs) or needs
 text built from lists (the test asserts shown in the prompt) are normalised by ``source.map``: a
-function from row to row, built in (`ROW_MAPS`: ``mbpp``) or ``module:function``, applied to every row
-read (built in: ``mbpp``, and the code benchmarks' ``humaneval_plus``, ``mbpp_plus``, ``livecodebench`` of
-`code_bench`). ``source.date_window: {after: 2024-08-01, before: 2025-01-01, field: contest_date}`` keeps the
-rows (after `map`) dated on or after `after` and before `before`: a benchmark scored only on problems
-released after a model's training cut-off.
+function from row to row, built in (`ROW_MAPS`) or ``module:function``, applied to every row read. Built in:
+``mbpp``, the math benchmarks' ``amc``, ``minerva``, ``olympiadbench`` (`bench_rows`) and the code
+benchmarks' ``humaneval_plus``, ``mbpp_plus``, ``livecodebench`` (`code_bench`).
+``source.date_window: {after: 2024-08-01, before: 2025-01-01, field: contest_date}`` keeps the rows (after
+`map`) dated on or after `after` and before `before`: a benchmark scored only on problems released after a
+model's training cut-off.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bench_rows import amc_row, minerva_row, olympiadbench_row
 from .code_bench import humaneval_plus_row, in_date_window, livecodebench_row, mbpp_plus_row, parse_date
 from .errors import SourceUnavailable, SuiteError
 
@@ -231,6 +233,9 @@ ROW_MAPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "humaneval_plus": humaneval_plus_row,  # the code benchmarks: envs/code_bench.py
     "mbpp_plus": mbpp_plus_row,
     "livecodebench": livecodebench_row,
+    "amc": amc_row,  # the math benchmarks' maps: envs/bench_rows.py
+    "minerva": minerva_row,
+    "olympiadbench": olympiadbench_row,
 }
 
 _HUB_TIMEOUT_S = 10.0  # the probe's limit; datasets itself retries an unreachable hub for ~25 s

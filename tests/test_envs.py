@@ -31,6 +31,11 @@ CODE_BENCH = {
     "rft/mbpp-plus-v0": "MbppPlus.jsonl",
     "rft/livecodebench-v0": "livecodebench.jsonl",
 }
+MATH500_DATA = DATA / "math500.jsonl"
+needs_math500 = pytest.mark.skipif(
+    not MATH500_DATA.is_file(),
+    reason=f"{MATH500_DATA} is absent (tests/test_math_benchmarks.py checks math500-v0 on a fixture)",
+)
 GENERATED = [
     "rft/arithmetic-v0",
     "rft/linear-equations-v0",
@@ -41,7 +46,8 @@ GENERATED = [
     "rft/code-feedback-v0",
     "rft/python-tool-v0",
 ]
-FILE_BACKED = ["rft/gsm8k-v0", "rft/math-v0", "rft/humaneval-v0"]
+BENCHMARKS = ["rft/aime24-v0", "rft/amc23-v0", "rft/minerva-math-v0", "rft/olympiadbench-v0"]  # split: 1
+FILE_BACKED = ["rft/gsm8k-v0", "rft/math-v0", "rft/humaneval-v0", *BENCHMARKS]
 BUILTIN = GENERATED + FILE_BACKED
 CODE = {"rft/humaneval-v0", "rft/code-functions-v0", "rft/code-feedback-v0"}  # graded by running code
 RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
@@ -63,6 +69,8 @@ def _param(env_id: str):
         marks.append(
             pytest.mark.skipif(not path.is_file() or env_id == "rft/livecodebench-v0", reason=reason)
         )
+    if env_id == "rft/math500-v0":
+        marks.append(needs_math500)
     return pytest.param(env_id, marks=marks, id=env_id.removeprefix("rft/"))
 
 

@@ -21,7 +21,11 @@ Policy (what counts as the same answer; options of the grader spec in brackets):
 - Decimals are exact: ``0.333`` is not 1/3. Where the gold is itself a decimal, a relative tolerance
   applies [rel_tol, default 1e-8], capped below the gold's last stated digit (gold ``920.25`` never
   accepts ``920.26``). Tiny values are never rounded to zero: ``2^{-99}`` is not ``2^{-98}``.
-- Units and decoration are ignored: ``5\\text{ cm}`` = ``5`` = ``5 cm``; ``\\$``; a ``\\text{}`` wrapper.
+- Units and decoration are ignored: ``5\\text{ cm}`` = ``5`` = ``5 cm``; ``\\$``; a ``\\text{}`` wrapper;
+  compound units after a value (``5 \\mathrm{~m} / \\mathrm{s}``, ``\\text{ m/s}``, ``\\mathrm{s}^{-1}``,
+  ``\\mathrm{J}``; ``\\mathrm{e}``, ``\\mathrm{i}``, ``\\mathrm{d}`` are maths, not units).
+- Absolute tolerance [tolerance, default none; a number or a per-item template]: answers that are one
+  real number on both sides are equal within it; lists, tuples, intervals and expressions never are.
 - Percent [percent]: ``50\\%`` = ``50``; with ``value_or_fraction`` (default) also ``0.5``; ``value``: not.
 - Degrees [degrees]: ``30^\\circ`` = ``30`` (``ignore``, default); ``strict``: both or neither carry
   the sign. Degrees are never converted to radians.

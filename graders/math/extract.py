@@ -130,7 +130,7 @@ def _joined(between: str, join: re.Pattern[str], adjacent: bool = False) -> bool
 def _boxes_before(text: str, at: int) -> list[str]:
     """The boxes joined to the box at `at` by a connective, nearest last: ``\\boxed{80} or \\boxed{79}``."""
     found: list[str] = []
-    for _ in range(8):
+    for _ in range(16):  # OlympiadBench lists up to 16 answers (as `_all_boxes` reads a reference's)
         prev = max(text.rfind("\\boxed", max(0, at - 2000), at), text.rfind("\\fbox", max(0, at - 2000), at))
         if prev < 0:
             break

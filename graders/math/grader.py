@@ -15,6 +15,7 @@ from rft.graders.template import as_text
 from .extract import extract_answer
 from .form import Form, check_form
 from .parse import parse
+from .tolerance import parse_tolerance, within_tolerance
 from .verify import Policy, cached_verify, verify
 
 __all__ = ["MathGrader", "grade_answer", "clear_caches"]
@@ -50,7 +51,7 @@ class MathGrader(Grader):
     ...) against `reference`, equal in value (see the policy in ``rft.graders.math``).
 
     Details: ``extraction`` (which rule found the answer), ``rule`` (what decided: string, fast_path,
-    exact, symbolic, expand, cancel, numeric, numeric_probe, tolerance, too_large_structural, structure,
+    exact, symbolic, expand, cancel, numeric, numeric_probe, tolerance, abs_tolerance, too_large_structural, structure,
     relation, solution_set, second_parser, choice, text, base, string_fallback, fallback, ...; ``+percent``
     when a percent was rescaled) and the parsed ``gold`` and ``pred`` (cleaned text, kind, removed decorations, parse error). With a `form`
     other than ``any``, an answer of the wrong form scores 0 (status ok) whatever its value, and the
@@ -84,12 +85,20 @@ class MathGrader(Grader):
         ),
     )
 
+    tolerance: str = Field(
+        default="",
+        description=(
+            "an absolute tolerance for answers that are one number: a number, or a template such as "
+            "'{{ item.tolerance }}' that renders to one per item ('' or none: exact, as above)"
+        ),
+    )
+
     fallback: Grader | None = Field(
         default=None,
         description="a score_model/label_model judge consulted only when the rules score an extracted answer 0",
     )
 
-    template_fields = ("input", "reference")
+    template_fields = ("input", "reference", "tolerance")
 
     @field_validator("fallback", mode="before")
     @classmethod
@@ -113,6 +122,15 @@ class MathGrader(Grader):
             budget = getattr(judge, "request_timeout", 60.0) * (getattr(judge, "max_retries", 2) + 1)
             object.__setattr__(self, "timeout", 5.0 + budget)
 
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _check_tolerance(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            v = str(v)
+        if isinstance(v, str) and "{{" not in v:
+            parse_tolerance(v)  # a ValueError says what is wrong
+        return v
+
     def spec(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude_none=True, by_alias=True, exclude={"fallback"})
         if self.fallback is not None:
@@ -135,6 +153,14 @@ class MathGrader(Grader):
             )
         ok, rule, forms = grade_answer(gold, found.text, self.policy())
         details = {"rule": rule, "extraction": found.rule, **forms}
+        if not ok and self.tolerance:
+            try:
+                tol = parse_tolerance(as_text(self.render("tolerance", ctx)))
+            except ValueError as e:
+                return Grade.error(f"tolerance: {e}")
+            if tol is not None and within_tolerance(parse(gold), parse(found.text), tol):
+                ok = True
+                details |= {"rule": "abs_tolerance", "tolerance": tol}
         if self.form != "any":
             why = check_form(parse(found.text), self.form, gold=parse(gold))  # parse is cached
             if why is not None:

@@ -70,8 +70,13 @@ _TEXT_CMD = re.compile(
     r"|mbox|hbox)\s*\{"
 )
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_UNIT_WORDS = re.compile(r"[A-Za-z][A-Za-z.\- ]*+(?:\^\s*+\{?\s*+\d\s*+\}?)?")
-_UNIT_POWER = re.compile(r"\s*\^\s*(?:\{\s*[23]\s*\}|[23])")
+# A unit in \text{}/\mathrm{} after a value: words, `/` between them (m/s, km/h), a power (cm^2, s^{-1}).
+_UNIT_WORDS = re.compile(
+    r"[A-Za-z][A-Za-z.\- ]*+(?:/\s*+[A-Za-z][A-Za-z.\- ]*+)*+(?:\^\s*+\{?\s*+-?\d\s*+\}?)?"
+)
+_UNIT_POWER = re.compile(r"\s*\^\s*(?:\{\s*-?[1-9]\s*\}|-?[1-9])")
+_UNIT_JOIN = re.compile(r"\s*(?:/|\\cdot|\\times)?\s*")  # between two units: m / s, kg \cdot m
+_MATH_LETTERS = frozenset("eid")  # \mathrm{e}, \mathrm{i}, \mathrm{d}: Euler's number, i, a differential
 _CONNECTIVE = {
     w: "," for w in ("and", "or", ",", "and/or", "ou", "et", "oder", "und", "\u6216", "\u548c")
 } | {"": ""}
@@ -153,6 +158,17 @@ def _unwrap_command(s: str, pattern: re.Pattern[str]) -> str:
     return "".join(out)
 
 
+def _math_letter(cmd: str, inner: str, joined: bool) -> bool:
+    """A lone letter in a command that is maths, not a unit: ``\\mathrm{e}``/``{i}``/``{d}``, and
+    ``\\mathbf{v}``-style letters unless spaced (``\\mathit{ m}``) or joined to a unit before them."""
+    letter = inner.replace("~", " ").strip()
+    if len(letter) != 1:
+        return False
+    if cmd.startswith("\\mathrm"):  # \mathrm{J}, \mathrm{K}: units
+        return letter in _MATH_LETTERS
+    return cmd.startswith("\\math") and inner[:1] not in " ~" and not joined
+
+
 def _texts(s: str) -> tuple[str, list[str], bool]:
     """Handle ``\\text{...}`` groups: the whole answer -> its content (was_text); units after a value
     -> dropped (and returned); ``and``/``or`` between values -> a comma; anything else -> its content."""
@@ -164,6 +180,7 @@ def _texts(s: str) -> tuple[str, list[str], bool]:
             return inner, [], True
     out: list[str] = []
     pos = 0
+    after_unit = False  # the last group was a unit: a next unit joined by / or \cdot is dropped with the join
     while True:
         m = _TEXT_CMD.search(s, pos)
         if m is None:
@@ -172,24 +189,29 @@ def _texts(s: str) -> tuple[str, list[str], bool]:
         if close < 0:
             break
         inner = s[m.end() : close]
+        unit = inner.replace("~", " ").strip()  # \mathrm{~m}: ~ is a space
         word = inner.strip().lower()
-        before = "".join(out) + s[pos : m.start()]
-        out.append(s[pos : m.start()])
+        between = s[pos : m.start()]
+        before = "".join(out) + between
+        out.append(between)
         pos = close + 1
+        joined = after_unit and _UNIT_JOIN.fullmatch(between) is not None
+        after_unit = False
         if word in _CONNECTIVE:
             out.append(_CONNECTIVE[word])
         elif (
             before.strip()
-            and not (
-                len(inner.strip()) == 1 and inner[:1] != " " and m.group().startswith("\\math")
-            )  # \mathrm{e}
-            and _UNIT_WORDS.fullmatch(inner.strip())
+            and not _math_letter(m.group(), inner, joined)
+            and _UNIT_WORDS.fullmatch(unit)
             and not before.rstrip().endswith((",", "("))
         ):
             units.append(word)  # units after a value: dropped, with a power such as ^2 that follows them
+            if joined:
+                out.pop()  # the / or \cdot between two units
             p = _UNIT_POWER.match(s, pos)
             if p is not None:
                 pos = p.end()
+            after_unit = True
         else:
             out.append(inner)
     out.append(s[pos:])

@@ -169,16 +169,24 @@ def _evalf(e: sp.Expr, subs: dict[sp.Symbol, sp.Rational] | None = None) -> Any:
 _UNEVALUATED = (sp.Sum, sp.Product, sp.Integral, sp.Limit, sp.Derivative)
 
 
+# Step functions (floor, ceiling, mod) are constant between integers, so the small probe points above
+# cannot tell floor(m/2) from floor(m/3): their differences are probed at every integer from -6 to 30
+# (where floor(n/a) and floor(n/b), a < b <= 30, first differ: n = a) and at a few fractions too.
+_STEP_POINTS = _POINTS + [Fraction(n) for n in range(-6, 31) if n] + [Fraction(43, 3), Fraction(-29, 4)]
+_STEPS = (sp.floor, sp.ceiling, sp.Mod, sp.frac)
+
+
 def _probe(d: sp.Expr, syms: set[sp.Symbol]) -> tuple[bool, str]:
     if d.has(*_UNEVALUATED):  # a sum to a symbolic bound at a fractional point: slow and meaningless
         return False, "numeric_probe"
     ordered = sorted(syms, key=lambda s: s.name)
+    steps = d.has(*_STEPS)
+    points, trials = (_STEP_POINTS, len(_STEP_POINTS)) if steps else (_POINTS, 4)
     zeros = 0
-    for trial in range(4):
-        subs = {
-            s: sp.Rational(*_ratio(_POINTS[(i * 3 + trial) % len(_POINTS)])) for i, s in enumerate(ordered)
-        }
-        z = _is_zero_number(_evalf(d, subs))
+    for trial in range(trials):
+        subs = {s: sp.Rational(*_ratio(points[(i * 3 + trial) % len(points)])) for i, s in enumerate(ordered)}
+        exact = d.xreplace(subs) if steps else None  # floor of a rational is exact (evalf of it is slow)
+        z = (exact == 0) if exact is not None and exact.is_Rational else _is_zero_number(_evalf(d, subs))
         if z is False:
             return False, "numeric_probe"
         zeros += z is True
@@ -242,10 +250,9 @@ def equations_equal(gold: tuple[Node, Node], pred: tuple[Node, Node]) -> bool:
         return False
     values = []
     ordered = sorted(syms, key=lambda s: s.name)
-    for trial in range(3):
-        subs = {
-            s: sp.Rational(*_ratio(_POINTS[(i * 3 + trial) % len(_POINTS)])) for i, s in enumerate(ordered)
-        }
+    points, trials = (_STEP_POINTS, len(_STEP_POINTS)) if q.has(*_STEPS) else (_POINTS, 3)
+    for trial in range(trials):
+        subs = {s: sp.Rational(*_ratio(points[(i * 3 + trial) % len(points)])) for i, s in enumerate(ordered)}
         v = _evalf(q, subs)
         if v is None or not getattr(v, "is_number", False) or v.has(sp.nan, sp.zoo):
             return False

@@ -363,13 +363,16 @@ def task_show(
 def task_check(
     task: Annotated[str, typer.Argument(help="task id (arithmetic-v0) or a suite .yaml file")],
     n: Annotated[int, typer.Option("--n", help="how many train problems to step through")] = 3,
+    every: Annotated[
+        bool, typer.Option("--all", help="step every item (a benchmark's golds all score 1)")
+    ] = False,
 ) -> None:
     """Reference answers score 1, empty and decoy answers 0, seeded resets repeat, splits are disjoint."""
     from rft.envs import SuiteError
     from rft.envs.check import check_task
 
     with user_errors(SuiteError):  # e.g. the data file is missing
-        report = check_task(_env_id(task), n=n)
+        report = check_task(_env_id(task), n=None if every else n)
     for c in report.checks:
         mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
         shown = not c.ok or c.name.startswith(("no held-out", "sandbox "))
