@@ -17,6 +17,7 @@ from rft.app.config_show import config_app, set_option
 from rft.app.console import progress_bar
 from rft.app.errors import App, add_global_options
 from rft.app.eval_cli import compare_cmd, eval_cmd
+from rft.app.import_cli import import_app
 from rft.app.sandbox_cli import sandbox_app
 
 # rft draws its own progress bars; transformers' ("Loading weights", "Writing model shards" at every
@@ -37,6 +38,7 @@ train_app = App(
 app.add_typer(train_app, name="train")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(config_app, name="config")
+app.add_typer(import_app, name="import")
 
 GRADE_FAILED_EXIT = 3  # `rft grade`: more rows failed to grade than --max-error-rate allows
 
