@@ -289,6 +289,7 @@ def test_import_then_run_on_the_tiny_model_reports_what_openai_showed(tmp_path, 
     for column in ("reward (train / valid)", "grader exact (train / valid)", "grader judge (train / valid)",
                    "unparseable (train / valid)", "answer tokens (train / valid)"):  # fmt: skip
         assert column in report, report
+    assert "![graders.png](graders.png)" in report and (tmp_path / "job" / "run" / "graders.png").is_file()
     training = json.loads((tmp_path / "job" / "run" / "results.json").read_text())["training"]
     rows = training[0]["dashboard"]
     train = [r for r in rows if "reward/mean" in r]

@@ -216,7 +216,11 @@ def _job_parts(
             'POST /v1/fine_tuning/jobs with "method": {"type": "reinforcement", "reinforcement": {...}}'
         )
     rl = method.get("reinforcement") or {}
-    hp = rl.get("hyperparameters") or {}
+    hp = rl.get("hyperparameters") or {} if isinstance(rl, dict) else None
+    if not isinstance(hp, dict):
+        raise JobError(
+            f"{path}: method.reinforcement must be an object holding grader and hyperparameters (an object)"
+        )
     if "seed" in job and "seed" not in hp:
         hp = {**hp, "seed": job["seed"]}
     rest = {k: v for k, v in rl.items() if k not in ("grader", "hyperparameters")}
@@ -249,7 +253,10 @@ def import_job(
         raise JobError("give --hyperparameters or --job (whose method.reinforcement holds them), not both")
     train_rows = read_rows(train.resolve(), "--train")
     valid_rows = read_rows(valid.resolve(), "--valid") if valid is not None else []
-    spec, hp, extra, job_body = None, {}, {}, {}
+    spec: Any = None
+    hp: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    job_body: dict[str, Any] = {}
     if job is not None:
         job_body = _read_json(job, "--job")
         if not isinstance(job_body, dict):

@@ -104,6 +104,37 @@ def _plot_curves(out: Path, curves: list[dict[str, Any]], n_eval: str) -> str | 
     return "training.png"
 
 
+def _plot_graders(out: Path, curves: list[dict[str, Any]]) -> str | None:
+    """`graders.png`: each `multi` sub-grader's train (line) and validation (squares) score over the pipeline's
+    steps, as OpenAI's dashboard charts them; None without sub-graders."""
+    plt = pyplot()
+    points: dict[str, list[tuple[int, float]]] = {}
+    for c in curves:
+        for r in c["dashboard"]:
+            for k, v in r.items():
+                if k.startswith(("reward/grader/", "eval/grader/")):
+                    points.setdefault(k, []).append((c["start"] + r["step"], v))
+    if plt is None or not points:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    names = sorted({k.split("/", 2)[2] for k in points})
+    for i, name in enumerate(names):
+        color = f"C{i % 10}"
+        for key, style, what in (
+            (f"reward/grader/{name}", "-", "train"),
+            (f"eval/grader/{name}", "s--", "valid"),
+        ):
+            if key in points:
+                x, y = np.array(sorted(points[key])).T
+                ax.plot(x, y, style, color=color, ms=3, lw=1.2, label=f"{name} ({what})")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set(xlabel="step (pipeline)", ylabel="sub-grader score", ylim=(min(0.0, ax.get_ylim()[0]), 1.0))
+    fig.tight_layout()
+    fig.savefig(out / "graders.png", dpi=100)
+    plt.close(fig)
+    return "graders.png"
+
+
 def _plot_stages(out: Path, rows: list[dict[str, Any]], metric: str) -> str | None:
     plt = pyplot()
     if plt is None or not rows:
@@ -173,6 +204,7 @@ def write_report(p: Pipeline, stages: dict[str, dict[str, Any]]) -> dict[str, An
         for x in (
             _plot_curves(out, curves, ", ".join(f"{c['stage']}: first {n_eval[c['stage']]}" for c in curves)),
             _plot_stages(out, rows, metric),
+            _plot_graders(out, curves),
         )
         if x
     ]
@@ -208,6 +240,9 @@ def _markdown(
         lines += ["", "`training.png`: train reward (RL stages) and greedy held-out accuracy during training, on "
                   "the first problems of each stage's evaluation suite (its grader, which may differ from the "
                   "training reward: a reward that climbs while held-out accuracy does not is reward hacking)."]  # fmt: skip
+        if "graders.png" in plots:
+            lines += ["", "`graders.png`: each sub-grader of the `multi` grader, train (the step's samples) and valid "
+                      "(greedy answers to held-out problems), as OpenAI's RFT dashboard charts them."]  # fmt: skip
     lines += ["", "## Stages", ""]
     for s in p.stages:
         rec = stages.get(s.name, {})
