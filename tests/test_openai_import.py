@@ -176,6 +176,16 @@ def test_import_writes_a_suite_whose_validation_file_is_the_heldout_split(tmp_pa
     assert "# n_epochs = 2 -> steps: 6" in text and "model: some/model" in text
 
 
+def test_import_warns_when_validation_rows_repeat_training_prompts(tmp_path):
+    files = _write_job(tmp_path / "job")
+    files["valid"].write_text(
+        files["train"].read_text().splitlines()[0] + "\n" + json.dumps(_row(40, 2)) + "\n"
+    )
+    res = import_job(files["train"], files["grader"], "m", tmp_path / "out", valid=files["valid"])
+    notes = {r.openai: (r.value, r.rft) for r in res.table}
+    assert notes["validation overlap"][0] == 1 and "overstates" in notes["validation overlap"][1]
+
+
 def test_import_without_validation_file_holds_out_a_split_or_says_why_not(tmp_path):
     files = _write_job(tmp_path / "job", n_train=40)
     res = import_job(files["train"], files["grader"], "m", tmp_path / "out", split=0.25)

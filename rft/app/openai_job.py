@@ -246,7 +246,7 @@ def import_job(
     evaluations); `model` "tiny" builds a tiny model from the data (a smoke test). Returns the mapping."""
     from rft.app.pipeline_config import load_pipeline
     from rft.config import ConfigError
-    from rft.envs.suite import SuiteError, load_suite
+    from rft.envs.suite import SuiteError, decontamination, load_suite
     from rft.graders import GraderSpecError, load_grader
 
     if hyperparameters is not None and job is not None:
@@ -316,6 +316,10 @@ def import_job(
         table.append(Mapped("validation_file", None, f"none given: chose split {split:g} ({n_valid} of the "
                             f"{len(train_rows)} training rows, by a hash of each row, held out for validation and "
                             "never trained on)"))  # fmt: skip
+    same = sum(o.kind == "exact" for o in decontamination(loaded))
+    if same:
+        table.append(Mapped("validation overlap", same, f"warning: {same} validation prompts equal a training "
+                            "prompt: the validation reward overstates; `rft task check` lists them"))  # fmt: skip
     table.append(
         Mapped("grader", spec.get("type"), "the suite's grader, as given (rft.graders runs OpenAI's JSON)")
     )
@@ -329,7 +333,7 @@ def import_job(
                             f"judge endpoint: {where} (serve an open judge with `rft serve`; its model name must "
                             "match the grader's `model`)"))  # fmt: skip
     tiny = " (a tiny model built from the data)" if model == "tiny" else ""
-    table.append(Mapped("model", job_body.get("model"), f"model: {model}{tiny}"))
+    table.append(Mapped("model", job_body.get("model", "not given"), f"model: {model}{tiny}"))
     if "response_format" in extra:
         table.append(Mapped("response_format", "json_schema", "no counterpart: chose free text; a grader reading "
                             "sample.output_json parses the answer as JSON and counts one that is not as unparseable "
