@@ -130,46 +130,69 @@ def map_hyperparameters(
             f"unknown hyperparameters {unknown}; OpenAI's RFT ones are {', '.join(HYPERPARAMETERS)}"
         )
     rows: list[Mapped] = []
+
+    def say(key: str, text: str) -> None:
+        rows.append(Mapped(key, hp.get(key, "default" if key == "reasoning_effort" else "auto"), text))
+
     batch, auto = _number(hp, "batch_size", int, min(AUTO_BATCH, n_train), 1)
-    rows.append(Mapped("batch_size", hp.get("batch_size", "auto"),
-                       f"prompts_per_step: {batch}" + (f" (auto: {AUTO_BATCH}, at most the {n_train} train rows)" if auto else "")))  # fmt: skip
+    auto_note = f" (auto: {AUTO_BATCH}, at most the {n_train} train rows)" if auto else ""
+    say("batch_size", f"prompts_per_step: {batch}{auto_note}")
     mult, auto = _number(hp, "compute_multiplier", float, 1.0, 1e-9)
     group = max(2, round(BASE_GROUP * mult))
-    rows.append(Mapped("compute_multiplier", hp.get("compute_multiplier", "auto"),
-                       f"group_size: {group} (samples per prompt = {BASE_GROUP} x multiplier, at least 2: the "
-                       "compute spent exploring is the number of samples)"))  # fmt: skip
+    say(
+        "compute_multiplier",
+        f"group_size: {group} (samples per prompt = {BASE_GROUP} x multiplier, at least 2: the compute spent "
+        "exploring is the number of samples)",
+    )
     epochs, auto = _number(hp, "n_epochs", float, 1.0, 1e-9)
     steps = max(1, math.ceil(epochs * n_train / batch))
-    rows.append(Mapped("n_epochs", hp.get("n_epochs", "auto"),
-                       f"steps: {steps} (= ceil({epochs:g} epochs x {n_train} rows / {batch} per step), as OpenAI "
-                       "counts steps" + ("; auto: 1 epoch" if auto else "") + ")"))  # fmt: skip
+    auto_note = "; auto: 1 epoch" if auto else ""
+    say(
+        "n_epochs",
+        f"steps: {steps} (= ceil({epochs:g} epochs x {n_train} rows / {batch} per step), as OpenAI counts "
+        f"steps{auto_note})",
+    )
     lr_mult, _ = _number(hp, "learning_rate_multiplier", float, 1.0, 1e-12)
     lr = base_lr * lr_mult
-    rows.append(Mapped("learning_rate_multiplier", hp.get("learning_rate_multiplier", "auto"),
-                       f"lr: {lr:.3g} (= base {base_lr:g} x {lr_mult:g}; the base is rft GRPO's default for full "
-                       "weights, OpenAI's own base rate is not published; change it with --base-lr)"))  # fmt: skip
+    say(
+        "learning_rate_multiplier",
+        f"lr: {lr:.3g} (= base {base_lr:g} x {lr_mult:g}; the base is rft GRPO's default for full weights, "
+        "OpenAI's own base rate is not published; change it with --base-lr)",
+    )
     interval, auto = _number(hp, "eval_interval", int, max(1, steps // 10), 1)
     valid_n = min(n_valid, MAX_VALID)
-    rows.append(Mapped("eval_interval", hp.get("eval_interval", "auto"),
-                       f"grpo eval.every: {interval} steps, on {valid_n} validation rows (eval.n)"
-                       + (" (auto: about 10 evaluations)" if auto else "")))  # fmt: skip
+    auto_note = " (auto: about 10 evaluations)" if auto else ""
+    say(
+        "eval_interval",
+        f"grpo eval.every: {interval} steps, on {valid_n} validation rows (eval.n){auto_note}",
+    )
     samples, _ = _number(hp, "eval_samples", int, 1, 1)
-    rows.append(Mapped("eval_samples", hp.get("eval_samples", "auto"),
-                       f"no counterpart during training: chose 1 greedy answer per validation row (rft's in-training "
-                       f"evaluation is greedy, so more samples would be the same answer); the pipeline's final "
-                       f"evaluation samples {samples} per row (eval.n: {samples}"
-                       + (", temperature 1.0" if samples > 1 else ", greedy") + ")"))  # fmt: skip
+    how = "temperature 1.0" if samples > 1 else "greedy"
+    say(
+        "eval_samples",
+        "no counterpart during training: chose 1 greedy answer per validation row (rft's in-training evaluation "
+        "is greedy, so more samples would be the same answer); the pipeline's final evaluation samples "
+        f"{samples} per row (eval.n: {samples}, {how})",
+    )
     effort = hp.get("reasoning_effort", "default")
     if effort not in EFFORT_TOKENS:
         raise JobError(f"reasoning_effort must be one of {', '.join(EFFORT_TOKENS)}, got {effort!r}")
     tokens = max_new_tokens or EFFORT_TOKENS[effort]
-    rows.append(Mapped("reasoning_effort", effort,
-                       f"no counterpart: an open model has no reasoning-effort switch; chose gen.max_new_tokens "
-                       f"{tokens} (the answer-length budget" + (", set by --max-new-tokens)" if max_new_tokens else
-                       f" for {effort!r}: low 512, medium 1024, high 2048; --max-new-tokens sets another)")))  # fmt: skip
+    why = (
+        "set by --max-new-tokens"
+        if max_new_tokens
+        else f"for {effort!r}: low 512, medium 1024, high 2048; --max-new-tokens sets another"
+    )
+    say(
+        "reasoning_effort",
+        f"no counterpart: an open model has no reasoning-effort switch; chose gen.max_new_tokens {tokens} "
+        f"(the answer-length budget, {why})",
+    )
     seed, _ = _number(hp, "seed", int, 0, 0)
-    rows.append(Mapped("seed", hp.get("seed", "auto"), f"seed: {seed} (every stage's sampling and data order)"
-                       + ("" if "seed" in hp else "; none given: 0")))  # fmt: skip
+    say(
+        "seed",
+        f"seed: {seed} (every stage's sampling and data order)" + ("" if "seed" in hp else "; none given: 0"),
+    )
     grpo = {
         "steps": steps,
         "prompts_per_step": batch,
@@ -308,42 +331,51 @@ def import_job(
     settings, table = map_hyperparameters(
         hp, n_train, n_valid, base_lr=base_lr, max_new_tokens=max_new_tokens
     )
+
+    def note(key: str, value: Any, text: str) -> None:
+        table.append(Mapped(key, value, text))
+
     if valid is not None:
-        table.append(
-            Mapped("validation_file", valid.name, f"the held-out split: heldout_source ({n_valid} rows)")
-        )
+        note("validation_file", valid.name, f"the held-out split: heldout_source ({n_valid} rows)")
     else:
-        table.append(Mapped("validation_file", None, f"none given: chose split {split:g} ({n_valid} of the "
-                            f"{len(train_rows)} training rows, by a hash of each row, held out for validation and "
-                            "never trained on)"))  # fmt: skip
+        note(
+            "validation_file",
+            None,
+            f"none given: chose split {split:g} ({n_valid} of the {len(train_rows)} training rows, by a hash of "
+            "each row, held out for validation and never trained on)",
+        )
     same = sum(o.kind == "exact" for o in decontamination(loaded))
     if same:
-        table.append(Mapped("validation overlap", same, f"warning: {same} validation prompts equal a training "
-                            "prompt: the validation reward overstates; `rft task check` lists them"))  # fmt: skip
-    table.append(
-        Mapped("grader", spec.get("type"), "the suite's grader, as given (rft.graders runs OpenAI's JSON)")
-    )
+        note(
+            "validation overlap",
+            same,
+            f"warning: {same} validation prompts equal a training prompt: the validation reward overstates; "
+            "`rft task check` lists them",
+        )
+    note("grader", spec.get("type"), "the suite's grader, as given (rft.graders runs OpenAI's JSON)")
     if found:
         where = (
-            f"base_url {judge_base_url}"
-            if judge_base_url
-            else "$RFT_JUDGE_BASE_URL, else $OPENAI_BASE_URL, else OpenAI"
+            f"base_url {judge_base_url}" if judge_base_url else "$RFT_JUDGE_BASE_URL, else $OPENAI_BASE_URL"
         )
-        table.append(Mapped("model graders", ", ".join(found),
-                            f"judge endpoint: {where} (serve an open judge with `rft serve`; its model name must "
-                            "match the grader's `model`)"))  # fmt: skip
+        note(
+            "model graders",
+            ", ".join(found),
+            f"judge endpoint: {where} (serve an open judge with `rft serve`; its model name must match the "
+            "grader's `model`)",
+        )
     tiny = " (a tiny model built from the data)" if model == "tiny" else ""
-    table.append(Mapped("model", job_body.get("model", "not given"), f"model: {model}{tiny}"))
+    note("model", job_body.get("model", "not given"), f"model: {model}{tiny}")
     if "response_format" in extra:
-        table.append(Mapped("response_format", "json_schema", "no counterpart: chose free text; a grader reading "
-                            "sample.output_json parses the answer as JSON and counts one that is not as unparseable "
-                            "(grader/parse_error_rate)"))  # fmt: skip
-    for key in sorted(set(extra) - {"response_format"}):
-        table.append(Mapped(key, extra[key], "no counterpart: ignored"))
-    if any("tools" in r for r in train_rows):
-        table.append(
-            Mapped("tools (rows)", "given", "no counterpart: ignored (the prompt is the messages alone)")
+        note(
+            "response_format",
+            "json_schema",
+            "no counterpart: chose free text; a grader reading sample.output_json parses the answer as JSON and "
+            "counts one that is not as unparseable (grader/parse_error_rate)",
         )
+    for key in sorted(set(extra) - {"response_format"}):
+        note(key, extra[key], "no counterpart: ignored")
+    if any("tools" in r for r in train_rows):
+        note("tools (rows)", "given", "no counterpart: ignored (the prompt is the messages alone)")
     pipeline: dict[str, Any] = {
         "out": str((out / "run").resolve()),
         "model": {"tiny": {}} if model == "tiny" else model,
