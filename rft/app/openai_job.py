@@ -354,9 +354,8 @@ def import_job(
         )
     note("grader", spec.get("type"), "the suite's grader, as given (rft.graders runs OpenAI's JSON)")
     if found:
-        where = (
-            f"base_url {judge_base_url}" if judge_base_url else "$RFT_JUDGE_BASE_URL, else $OPENAI_BASE_URL"
-        )
+        default = "$RFT_JUDGE_BASE_URL, else $OPENAI_BASE_URL, else OpenAI's API"
+        where = f"base_url {judge_base_url}" if judge_base_url else default
         note(
             "model graders",
             ", ".join(found),
