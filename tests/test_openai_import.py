@@ -188,9 +188,12 @@ def test_import_warns_when_validation_rows_repeat_training_prompts(tmp_path):
 
 def test_import_without_validation_file_holds_out_a_split_or_says_why_not(tmp_path):
     files = _write_job(tmp_path / "job", n_train=40)
-    res = import_job(files["train"], files["grader"], "m", tmp_path / "out", split=0.25)
+    res = import_job(files["train"], files["grader"], "m", tmp_path / "out", split=0.25, reference="answer")
     suite = load_suite(res.suite)
     assert suite.split == 0.25 and 0 < len(suite.items("heldout")) < 40
+    assert all(
+        it["reference"] == it["answer"] for it in suite.items()
+    )  # a gold answer: rft task check uses it
     few = _write_job(tmp_path / "few", n_train=1)
     with pytest.raises(JobError, match="holds out none: give --valid or a larger --split"):
         import_job(few["train"], few["grader"], "m", tmp_path / "out2", split=0.01)

@@ -46,6 +46,9 @@ def openai_job(
     max_new_tokens: Annotated[
         int | None, typer.Option(help="the answer-length budget (default: by reasoning_effort)")
     ] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="the row field holding a gold answer, if any (for rft task check)")
+    ] = None,
     judge_base_url: Annotated[
         str | None, typer.Option(help="set this endpoint on score_model/label_model graders that name none")
     ] = None,
@@ -58,7 +61,7 @@ def openai_job(
     with user_errors(JobError):
         res = import_job(train, grader, model, out_dir, valid=valid, hyperparameters=hyperparameters, job=job,
                          name=name, split=split, base_lr=base_lr, max_new_tokens=max_new_tokens,
-                         judge_base_url=judge_base_url)  # fmt: skip
+                         judge_base_url=judge_base_url, reference=reference)  # fmt: skip
     table = Table("OpenAI", "value", "rft", title="OpenAI -> rft", show_lines=False)
     for r in res.table:
         table.add_row(escape(r.openai), escape(json.dumps(r.value)), escape(r.rft))

@@ -264,9 +264,12 @@ def import_job(
     base_lr: float = BASE_LR,
     max_new_tokens: int | None = None,
     judge_base_url: str | None = None,
+    reference: str | None = None,
 ) -> Imported:
     """Write ``out/<name>-v0.yaml`` (the suite) and ``out/pipeline.yaml`` (a GRPO stage on `model`, its
-    evaluations); `model` "tiny" builds a tiny model from the data (a smoke test). Returns the mapping."""
+    evaluations); `model` "tiny" builds a tiny model from the data (a smoke test). `reference` names the row
+    field holding a gold answer, if there is one (`item.reference`: `rft task check` then checks that it
+    scores 1 and decoys 0). Returns the mapping."""
     from rft.app.pipeline_config import load_pipeline
     from rft.config import ConfigError
     from rft.envs.suite import SuiteError, decontamination, load_suite
@@ -307,10 +310,12 @@ def import_job(
         "description": f"Imported from an OpenAI RFT job: train {train.name} ({len(train_rows)} rows)"
         + (f", validation {valid.name} ({len(valid_rows)} rows)" if valid else ""),
         "source": {"type": "jsonl", "path": str(train.resolve())},
-        "fields": {"reference": None},  # graders read the rows' own fields
+        "fields": {"reference": reference},  # None: graders read the rows' own fields
         "prompt": {"messages": "{{ item.messages }}"},
         "grader": spec,
     }
+    if reference is not None:  # rft task check: the gold answer, as it is, must score 1
+        suite["check"] = {"completion": "{{ item.reference }}"}
     if valid is not None:
         suite["heldout_source"] = {"type": "jsonl", "path": str(valid.resolve())}
     else:
