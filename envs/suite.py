@@ -14,8 +14,16 @@ eval: {n: 16, k: [1, 16], temperature: 0.6}  # optional: sampling a benchmark fi
 ```
 
 Every row is an item; the reference answer is added to it as ``item.reference`` (``fields.reference``
-names the row field, ``fields.reference_pattern`` optionally cuts the answer out of it, e.g. GSM8K's
-``#### n``).
+names the row field, ``fields.reference: null`` when rows have none and the grader reads its own fields).
+
+A row may carry its own conversation (OpenAI's RFT datasets: a `messages` list ending with a user turn):
+``prompt: {messages: "{{ item.messages }}"}`` makes it the prompt, validated per item (roles system,
+developer (sent as system), user, assistant; text content; the last turn a user's). Train and held-out
+items may come from two sources (a training file and a validation file): ``heldout_source:`` (a source,
+like ``source:``) holds the held-out items and every row of ``source`` is a train item; ``split`` is then
+not given.
+
+``fields.reference_pattern`` optionally cuts the reference out of its field, e.g. GSM8K's ``#### n``.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ __all__ = [
     "Sources",
     "Fields",
     "Prompt",
+    "chat_messages",
     "Suite",
     "load_suite",
     "data_dir",
@@ -67,11 +76,13 @@ class Fields:
     """Which row fields hold the stable id and the reference answer."""
 
     id: str | None = None  # None: the sha256 of the row's JSON
-    reference: str = "answer"
+    reference: str | None = "answer"  # None: rows have no reference field (item.reference is null)
     reference_pattern: str | None = None  # a regex whose group 1 is the reference (GSM8K: "####\\s*(.+)$")
 
     def __post_init__(self) -> None:
         if self.reference_pattern is not None:
+            if self.reference is None:
+                raise SuiteError("fields.reference_pattern needs fields.reference (the field it cuts)")
             try:
                 rx = re.compile(self.reference_pattern, re.M)
             except re.error as e:
@@ -82,19 +93,78 @@ class Fields:
 
 @dataclass(frozen=True)
 class Prompt:
-    """Chat templates in OpenAI's `{{ item.x }}` syntax."""
+    """Chat templates in OpenAI's `{{ item.x }}` syntax: a `user` turn (and a `system` one), or `messages`,
+    a template naming a row's own conversation (``"{{ item.messages }}"``)."""
 
-    user: str
+    user: str | None = None
     system: str | None = None
+    messages: str | None = None
 
     def __post_init__(self) -> None:
+        if self.messages is not None:
+            if self.user is not None or self.system is not None:
+                raise SuiteError("prompt: give messages ('{{ item.messages }}') or user/system, not both")
+            if not isinstance(self.messages, str) or not self.messages.strip():
+                raise SuiteError(
+                    "prompt.messages must be a template naming a row's list, e.g. '{{ item.messages }}'"
+                )
+            return
         if not isinstance(self.user, str) or not self.user.strip():
             raise SuiteError("prompt.user must be a non-empty template, e.g. '{{ item.question }}'")
 
-    def messages(self, item: dict[str, Any]) -> list[dict[str, str]]:
+    def messages_of(self, item: dict[str, Any]) -> list[dict[str, str]]:
+        """The item's prompt conversation; `SuiteError` naming the item and what to fix."""
         ctx = {"item": item, "sample": {}}
+        if self.messages is not None:
+            where = f"item {item.get('id')!r}: prompt.messages {self.messages!r}"
+            try:
+                value = render(self.messages, ctx)
+            except TemplateError as e:
+                raise SuiteError(f"{where}: {e}") from None
+            return chat_messages(value, where)
         msgs = [{"role": "system", "content": str(render(self.system, ctx))}] if self.system else []
-        return [*msgs, {"role": "user", "content": str(render(self.user, ctx))}]
+        return [*msgs, {"role": "user", "content": str(render(self.user or "", ctx))}]
+
+
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+def chat_messages(value: Any, where: str) -> list[dict[str, str]]:
+    """A prompt conversation from a row's `messages` (OpenAI's chat format): a list of ``{role, content}``
+    with roles system, developer (sent as system: open models' chat templates have no developer role),
+    user, assistant; content a string or a list of text parts; the last turn a user's, which the model
+    answers. Raises `SuiteError` saying `where` and what to fix."""
+    if not isinstance(value, list) or not value:
+        raise SuiteError(
+            f"{where}: messages must be a non-empty list of {{role, content}}, got {type(value).__name__}"
+        )
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise SuiteError(f"{where}: messages[{i}] must be an object with role and content, got {m!r:.80}")
+        role, content = m["role"], m["content"]
+        if role not in _ROLES:
+            raise SuiteError(
+                f"{where}: messages[{i}] has role {role!r}; use one of {', '.join(_ROLES)} (tool turns are not "
+                "supported in a prompt)"
+            )
+        if isinstance(content, list):
+            kinds = {p.get("type") if isinstance(p, dict) else type(p).__name__ for p in content}
+            if kinds - {"text", "input_text"}:
+                raise SuiteError(
+                    f"{where}: messages[{i}] has content parts {sorted(map(str, kinds))}; only text parts are "
+                    "supported (no images or files)"
+                )
+            content = "".join(str(p.get("text", "")) for p in content)
+        if not isinstance(content, str):
+            raise SuiteError(f"{where}: messages[{i}].content must be text, got {type(content).__name__}")
+        out.append({"role": _ROLES[role], "content": content})
+    if out[-1]["role"] != "user":
+        raise SuiteError(
+            f"{where}: the last message is the {value[-1]['role']}'s; a prompt must end with a user turn, which "
+            "the model answers: drop the trailing assistant turn (its answer belongs in a field the grader reads)"
+        )
+    return out
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, so its items are cached per suite
@@ -112,6 +182,7 @@ class Suite:
     episode: Episode = field(default_factory=Episode)  # single-turn, feedback or tool (see envs/episode.py)
     solution: str | None = None  # a worked solution's template, e.g. "{{ item.solution }}" (SFT data)
     eval: EvalSettings = field(default_factory=EvalSettings)  # sampling settings the benchmark fixes
+    heldout_source: Source | Sources | None = None  # the held-out items' own source (a validation file)
     path: Path | None = None
 
     def __post_init__(self) -> None:
@@ -152,7 +223,7 @@ class Suite:
         return list(_items(self) if split is None else _split_items(self, split))
 
     def messages(self, item: dict[str, Any]) -> list[dict[str, str]]:
-        return self.prompt.messages(item)
+        return self.prompt.messages_of(item)
 
     def solution_text(self, item: dict[str, Any]) -> str | None:
         """The item's worked solution (the `solution` template filled in); None when the suite has none."""
@@ -174,26 +245,36 @@ def split_of(item_id: str, heldout: float) -> str:
 
 @cache
 def _split_items(suite: Suite, split: str) -> tuple[dict[str, Any], ...]:
+    if suite.heldout_source is not None:  # a validation file: its rows are the held-out split
+        return _source_items(suite, suite.heldout_source if split == "heldout" else suite.source)
     return tuple(it for it in _items(suite) if split_of(it["id"], suite.split) == split)
 
 
 @cache
 def _items(suite: Suite) -> tuple[dict[str, Any], ...]:
+    if suite.heldout_source is None:
+        return _source_items(suite, suite.source)
+    train, heldout = _split_items(suite, "train"), _split_items(suite, "heldout")
+    ids = {it["id"] for it in train}
+    return (*train, *(it for it in heldout if it["id"] not in ids))
+
+
+def _source_items(suite: Suite, source: Source | Sources) -> tuple[dict[str, Any], ...]:
     rx = re.compile(suite.fields.reference_pattern, re.M) if suite.fields.reference_pattern else None
     out, seen = [], set()
-    for n, row in enumerate(suite.source.rows()):
+    for n, row in enumerate(source.rows()):
         if suite.fields.id is None:
             item_id = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()[:16]
         elif suite.fields.id in row:
             item_id = str(row[suite.fields.id])
         else:
             raise SuiteError(f"suite {suite.id}: row {n} has no id field {suite.fields.id!r}; fix fields.id")
-        if suite.fields.reference not in row:
+        if suite.fields.reference is not None and suite.fields.reference not in row:
             raise SuiteError(
                 f"suite {suite.id}: row {n} has no field {suite.fields.reference!r}; fix fields.reference "
                 f"(row fields: {sorted(row)})"
             )
-        ref = row[suite.fields.reference]
+        ref = row[suite.fields.reference] if suite.fields.reference is not None else None
         if rx is not None:
             m = rx.search(str(ref))
             if m is None:
@@ -222,6 +303,7 @@ _FIELDS = {
     "episode",
     "solution",
     "eval",
+    "heldout_source",
 }
 
 
@@ -257,14 +339,20 @@ def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
             raise SuiteError(f"{where}{key} must be a mapping like {example}, got {type(spec[key]).__name__}")
     if not isinstance(spec.get("description", ""), str):
         raise SuiteError(f"{where}description must be a string")
+    if spec.get("heldout_source") is not None and "split" in spec:
+        raise SuiteError(
+            f"{where}give split (a held-out fraction) or heldout_source (a validation file), not both"
+        )
     try:
-        split = float(spec.get("split", 0.1))
+        split = float(spec.get("split", 0.0 if spec.get("heldout_source") is not None else 0.1))
     except (TypeError, ValueError):
         raise SuiteError(
             f"{where}split is the held-out fraction, a number in [0, 1] (1: held-out only); got {spec['split']!r}"
         ) from None
     try:
         source = source_from_spec(spec["source"], path.parent if path else None)
+        heldout = spec.get("heldout_source")
+        heldout_source = None if heldout is None else source_from_spec(heldout, path.parent if path else None)
         fields = Fields(**(spec.get("fields") or {}))
         prompt = Prompt(**spec["prompt"])
         return Suite(
@@ -279,6 +367,7 @@ def load_suite(spec: str | Path | dict[str, Any]) -> Suite:
             episode=_episode(spec.get("episode")),
             solution=spec.get("solution"),
             eval=eval_settings(spec.get("eval")),
+            heldout_source=heldout_source,
             path=path,
         )
     except TypeError as e:  # an unknown key inside source/fields/prompt

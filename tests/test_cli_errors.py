@@ -57,6 +57,7 @@ BAD_INPUTS: dict[str, list[str]] = {
     "train ppo": ["train", "ppo", "--set", "nosuchkey=1"],
     "sandbox serve": ["sandbox", "serve", "--token-file", "missing-token"],
     "config show": ["config", "show", "nosuchkind"],
+    "import openai-job": ["import", "openai-job", "--train", "missing.jsonl", "--model", "m", "--out", "o"],
 }
 
 
@@ -84,6 +85,7 @@ MENTIONS = {
     "train ppo": "nosuchkey",
     "sandbox serve": "missing-token",
     "config show": "nosuchkind",
+    "import openai-job": "missing.jsonl",
 }
 
 

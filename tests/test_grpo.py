@@ -73,7 +73,13 @@ def test_grpo_steps_update_the_model_and_log(tmp_path):
 
     start = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
     final = train(cfg)
-    assert set(final) == {"eval/accuracy", "eval/reward", "eval/failed_rate"}
+    assert set(final) == {
+        "eval/accuracy",
+        "eval/reward",
+        "eval/failed_rate",
+        "eval/completion_len",
+        "eval/parse_error_rate",
+    }
     run = tmp_path / "run"
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 1, 2]

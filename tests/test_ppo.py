@@ -95,7 +95,13 @@ def test_two_steps_train_both_critics(tiny, tmp_path, critic, lora, kl_coef, sui
         grader_workers=workers,
     )  # fmt: skip
     result = train(cfg)
-    assert set(result) == {"eval/accuracy", "eval/reward", "eval/failed_rate"}
+    assert set(result) == {
+        "eval/accuracy",
+        "eval/reward",
+        "eval/failed_rate",
+        "eval/completion_len",
+        "eval/parse_error_rate",
+    }
     rows = _metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [0, 1, 2]
     for row in rows[1:]:

@@ -18,6 +18,7 @@ from rft.app.console import progress_bar
 from rft.app.errors import App, add_global_options
 from rft.app.eval_cli import compare_cmd, eval_cmd
 from rft.app.overlap_cli import OVERLAP_EPILOG, overlap_cmd
+from rft.app.import_cli import import_app
 from rft.app.sandbox_cli import sandbox_app
 
 # rft draws its own progress bars; transformers' ("Loading weights", "Writing model shards" at every
@@ -38,6 +39,7 @@ train_app = App(
 app.add_typer(train_app, name="train")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(config_app, name="config")
+app.add_typer(import_app, name="import")
 
 GRADE_FAILED_EXIT = 3  # `rft grade`: more rows failed to grade than --max-error-rate allows
 

@@ -18,9 +18,25 @@ if TYPE_CHECKING:
 __all__ = ["write_report", "training_curves"]
 
 
+# What OpenAI's RFT dashboard charts, by rft metric: (train, validation) names, a label
+DASHBOARD = (
+    ("reward/mean", "eval/reward", "reward"),
+    ("grader/parse_error_rate", "eval/parse_error_rate", "unparseable"),
+    ("rollout/completion_len", "eval/completion_len", "answer tokens"),
+)
+
+
+def _dashboard_keys(row: dict[str, Any]) -> bool:
+    return any(k.startswith(("reward/grader/", "eval/grader/")) for k in row) or any(
+        k in row for pair in DASHBOARD for k in pair[:2]
+    )
+
+
 def training_curves(p: Pipeline, stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per training stage, from its metrics.jsonl: held-out accuracy (`eval/accuracy`) and reward
-    (`reward/mean`) by step, the steps counted from the pipeline's start."""
+    (`reward/mean`) by step, the steps counted from the pipeline's start; and `dashboard`, the rows of
+    what OpenAI's RFT dashboard shows (train and validation reward, each `multi` sub-grader's score,
+    unparseable answers, answer tokens: `DASHBOARD`) by the stage's own step."""
     curves, offset = [], 0
     for s in p.stages:
         rec = stages.get(s.name, {})
@@ -29,8 +45,14 @@ def training_curves(p: Pipeline, stages: dict[str, dict[str, Any]]) -> list[dict
             continue
         acc: dict[int, float] = {}
         reward: dict[int, float] = {}
+        dashboard: dict[int, dict[str, float]] = {}
         for line in path.read_text().splitlines():
             row = json.loads(line)
+            if _dashboard_keys(row):
+                keep = {
+                    k: v for k, v in row.items() if k.startswith(("reward/", "eval/", "grader/", "rollout/"))
+                }
+                dashboard.setdefault(row["step"], {}).update(keep)
             if "eval/accuracy" in row:
                 acc[row["step"]] = row["eval/accuracy"]
             if "reward/mean" in row:
@@ -40,6 +62,7 @@ def training_curves(p: Pipeline, stages: dict[str, dict[str, Any]]) -> list[dict
             "stage": s.name, "type": s.type, "start": offset,
             "accuracy": sorted((offset + k, v) for k, v in acc.items()),
             "reward": sorted((offset + k, v) for k, v in reward.items()),
+            "dashboard": [{"step": k, **v} for k, v in sorted(dashboard.items())],
         })  # fmt: skip
         offset += last
     return curves
@@ -60,6 +83,15 @@ def _plot_curves(out: Path, curves: list[dict[str, Any]], n_eval: str) -> str | 
             smooth = np.convolve(y, np.ones(w) / w, mode="valid")
             ax.plot(x[w - 1 :], smooth, color="tab:orange", lw=1.2, label=label)
             label = None  # one legend entry for all stages
+    valid = [
+        (r["step"] + c["start"], r["eval/reward"])
+        for c in curves
+        for r in c["dashboard"]
+        if "eval/reward" in r
+    ]
+    if valid:
+        x, y = np.array(valid).T
+        ax.plot(x, y, "s--", color="tab:green", ms=3, label="validation reward (greedy, mean grade)")
     acc = [pt for c in curves for pt in c["accuracy"]]
     if acc:
         x, y = np.array(acc).T
@@ -70,6 +102,37 @@ def _plot_curves(out: Path, curves: list[dict[str, Any]], n_eval: str) -> str | 
     fig.savefig(out / "training.png", dpi=100)
     plt.close(fig)
     return "training.png"
+
+
+def _plot_graders(out: Path, curves: list[dict[str, Any]]) -> str | None:
+    """`graders.png`: each `multi` sub-grader's train (line) and validation (squares) score over the pipeline's
+    steps, as OpenAI's dashboard charts them; None without sub-graders."""
+    plt = pyplot()
+    points: dict[str, list[tuple[int, float]]] = {}
+    for c in curves:
+        for r in c["dashboard"]:
+            for k, v in r.items():
+                if k.startswith(("reward/grader/", "eval/grader/")):
+                    points.setdefault(k, []).append((c["start"] + r["step"], v))
+    if plt is None or not points:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    names = sorted({k.split("/", 2)[2] for k in points})
+    for i, name in enumerate(names):
+        color = f"C{i % 10}"
+        for key, style, what in (
+            (f"reward/grader/{name}", "-", "train"),
+            (f"eval/grader/{name}", "s--", "valid"),
+        ):
+            if key in points:
+                x, y = np.array(sorted(points[key])).T
+                ax.plot(x, y, style, color=color, ms=3, lw=1.2, label=f"{name} ({what})")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set(xlabel="step (pipeline)", ylabel="sub-grader score", ylim=(min(0.0, ax.get_ylim()[0]), 1.0))
+    fig.tight_layout()
+    fig.savefig(out / "graders.png", dpi=100)
+    plt.close(fig)
+    return "graders.png"
 
 
 def _plot_stages(out: Path, rows: list[dict[str, Any]], metric: str) -> str | None:
@@ -132,18 +195,21 @@ def write_report(p: Pipeline, stages: dict[str, dict[str, Any]]) -> dict[str, An
         "comparisons": comparisons,
         "wall_s": wall_s,
     }
-    (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
     curves = training_curves(p, stages)
+    doc["training"] = [{k: c[k] for k in ("stage", "type", "dashboard")} for c in curves if c["dashboard"]]
+    (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
     n_eval = {s.name: s.config.get("eval", {}).get("n", 64) for s in p.stages}
     plots = [
         x
         for x in (
             _plot_curves(out, curves, ", ".join(f"{c['stage']}: first {n_eval[c['stage']]}" for c in curves)),
             _plot_stages(out, rows, metric),
+            _plot_graders(out, curves),
         )
         if x
     ]
-    (out / "report.md").write_text(_markdown(p, rows, comparisons, plots, stages, wall_s, metric))
+    text = _markdown(p, rows, comparisons, plots, stages, wall_s, metric) + _dashboard_md(curves)
+    (out / "report.md").write_text(text)
     return {"rows": rows, "comparisons": comparisons, "wall_s": wall_s, "metric": metric,
             "report": str(out / "report.md"), "results": str(out / "results.json"), "plots": plots}  # fmt: skip
 
@@ -174,6 +240,9 @@ def _markdown(
         lines += ["", "`training.png`: train reward (RL stages) and greedy held-out accuracy during training, on "
                   "the first problems of each stage's evaluation suite (its grader, which may differ from the "
                   "training reward: a reward that climbs while held-out accuracy does not is reward hacking)."]  # fmt: skip
+        if "graders.png" in plots:
+            lines += ["", "`graders.png`: each sub-grader of the `multi` grader, train (the step's samples) and valid "
+                      "(greedy answers to held-out problems), as OpenAI's RFT dashboard charts them."]  # fmt: skip
     lines += ["", "## Stages", ""]
     for s in p.stages:
         rec = stages.get(s.name, {})
@@ -183,3 +252,47 @@ def _markdown(
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def _dashboard_md(curves: list[dict[str, Any]], max_rows: int = 25) -> str:
+    """Per RL stage, a table of what OpenAI's RFT dashboard charts: train / validation reward, each `multi`
+    sub-grader's score, the share of unparseable answers and mean answer tokens, at up to `max_rows` steps
+    (every step with a validation, then evenly spaced others)."""
+    lines: list[str] = []
+    for c in curves:
+        rows = c.get("dashboard") or []
+        if not rows:
+            continue
+        graders = sorted(
+            {k.split("/", 2)[2] for r in rows for k in r if k.startswith(("reward/grader/", "eval/grader/"))}
+        )
+        pairs = [(tr, va, label) for tr, va, label in DASHBOARD]
+        pairs[1:1] = [(f"reward/grader/{g}", f"eval/grader/{g}", f"grader {g}") for g in graders]
+        shown = [r for r in rows if "eval/reward" in r]
+        others = [r for r in rows if "eval/reward" not in r]
+        room = max(0, max_rows - len(shown))
+        if others and room:
+            stride = max(1, -(-len(others) // room))
+            shown += others[::stride][:room]
+        shown.sort(key=lambda r: r["step"])
+        head = " | ".join(f"{label} (train / valid)" for _, _, label in pairs)
+        lines += ["", f"## Training: {c['stage']} (as OpenAI's RFT dashboard)", "",
+                  "Train: the step's samples (`reward/mean`, `reward/grader/<name>`, `grader/parse_error_rate`, "
+                  "`rollout/completion_len`); valid: greedy answers to the held-out problems "
+                  "(`eval/reward`, `eval/grader/<name>`, `eval/parse_error_rate`, `eval/completion_len`). "
+                  "Unparseable: the share of answers whose grade or a sub-grade has status `no_answer` "
+                  "(the grader could not read the answer: OpenAI's parse error); grader failures are "
+                  "`grader/error_rate`.", "",
+                  f"| step | {head} |", "|---" * (1 + len(pairs)) + "|"]  # fmt: skip
+        for r in shown:
+            digits = [1 if "completion_len" in tr else 3 for tr, _, _ in pairs]
+            cells = [
+                f"{_fmt(r.get(tr), d)} / {_fmt(r.get(va), d)}"
+                for (tr, va, _), d in zip(pairs, digits, strict=True)
+            ]
+            lines.append(f"| {r['step']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + ("\n" if lines else "")

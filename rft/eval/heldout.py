@@ -10,9 +10,9 @@ from typing import Any, Literal
 from rft.engines import Engine, Sampling
 from rft.envs import SuiteEnv, get_suite
 from rft.graders.executor import GradingPool
-from rft.rollout import run_episodes
+from rft.rollout import Trajectory, run_episodes
 
-__all__ = ["EvalConfig", "evaluate", "HeldOut"]
+__all__ = ["EvalConfig", "evaluate", "HeldOut", "grade_breakdown"]
 
 log = logging.getLogger("rft.eval.heldout")
 
@@ -58,7 +58,33 @@ def evaluate(
         "eval/accuracy": sum(t.reward >= 1.0 for t in ok) / max(1, len(trajs)),
         "eval/reward": sum(t.reward for t in ok) / max(1, len(ok)),
         "eval/failed_rate": 1 - len(ok) / max(1, len(trajs)),
+        "eval/completion_len": sum(t.completion_tokens for t in trajs) / max(1, len(trajs)),
+        **{f"eval/{k}": v for k, v in grade_breakdown(trajs).items()},
     }
+
+
+def grade_breakdown(trajs: list[Trajectory]) -> dict[str, float]:
+    """What OpenAI's RFT dashboard shows beside the reward: ``grader/<name>``, the mean score of each
+    sub-grader of a `multi` grader (``details["graders"][name]``) over the samples where it did not fail
+    (error, timeout); and ``parse_error_rate``, the share of samples whose grade or any sub-grade has status
+    ``no_answer``: the answer lacked what the grader reads (``sample.output_json`` of text that is not
+    JSON, no final answer found), OpenAI's ``sample_parse_error``. Grader failures are counted apart
+    (``grader/error_rate``)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    unparsed = 0
+    for t in trajs:
+        grade = t.info.get("grade") or {}
+        subs = (grade.get("details") or {}).get("graders") or {}
+        statuses = [grade.get("status"), *(s.get("status") for s in subs.values())]
+        unparsed += "no_answer" in statuses
+        for name, sub in subs.items():
+            if sub.get("status") in ("error", "timeout"):
+                continue
+            sums[name] = sums.get(name, 0.0) + float(sub.get("score", 0.0))
+            counts[name] = counts.get(name, 0) + 1
+    out = {f"grader/{name}": sums[name] / counts[name] for name in sorted(sums)}
+    return out | {"parse_error_rate": unparsed / max(1, len(trajs))}
 
 
 class HeldOut:

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from rft.eval.heldout import grade_breakdown
 from rft.losses import mismatch_stats
 from rft.rl.distributed import Dist
 from rft.rollout import Trajectory
@@ -19,10 +20,13 @@ __all__ = ["reward_metrics", "rollout_row", "UpdateMetrics", "mismatch_metrics"]
 def reward_metrics(
     trajs: list[Trajectory], rewards: torch.Tensor, valid: torch.Tensor, suite_id: str
 ) -> dict[str, float]:
-    """`reward/*`, `grader/*`, `rollout/*` of a step's samples; rewards, valid (N,)."""
+    """`reward/*`, `grader/*`, `rollout/*` of a step's samples; rewards, valid (N,). A `multi` grader's
+    sub-graders: `reward/grader/<name>`; answers the grader could not read: `grader/parse_error_rate`
+    (`rft.eval.heldout.grade_breakdown`)."""
     n = len(trajs)
     ok = valid.sum().clamp(min=1)
     lengths = [t.completion_tokens for t in trajs]
+    breakdown = grade_breakdown(trajs)
     return {
         "reward/mean": float((rewards * valid).sum() / ok),
         f"reward/{suite_id}": float(sum(t.reward for t in trajs if not t.failed) / max(1, int(ok))),
@@ -33,6 +37,8 @@ def reward_metrics(
         "rollout/completion_len": sum(lengths) / n,
         "rollout/overlong_frac": sum(t.overlong for t in trajs) / n,
         "rollout/turns": sum(t.turns for t in trajs) / n,
+        "grader/parse_error_rate": breakdown.pop("parse_error_rate"),
+        **{f"reward/{k}": v for k, v in breakdown.items()},
     }
 
 
