@@ -18,6 +18,7 @@ from rft.app.console import progress_bar
 from rft.app.errors import App, add_global_options
 from rft.app.eval_cli import compare_cmd, eval_cmd
 from rft.app.sandbox_cli import sandbox_app
+from rft.app.view import view_cmd
 
 # rft draws its own progress bars; transformers' ("Loading weights", "Writing model shards" at every
 # checkpoint) would interleave with them. Read when transformers is first imported; a user's setting wins.
@@ -511,6 +512,7 @@ def task_filter(
 
 app.command("eval")(eval_cmd)
 app.command("compare")(compare_cmd)
+app.command("view")(view_cmd)
 
 
 def main() -> None:
