@@ -52,9 +52,11 @@ def _rollout(step: int, k: int) -> dict[str, Any]:
     if step == 3 and k == 0:  # rewarded, but the held-out grader says no
         row["heldout_grade"] = {"score": 0.0, "status": "ok", "passed": False, "extracted": answer, "details": {"rule": "form"}}
     if step == 3 and k in (1, 2, 3):
+        row["prompt"] = row["completion"] = HOSTILE[k - 1]
         row["completion"] = [{"role": "assistant", "content": HOSTILE[k - 1]}]
         row["id"] = f"hostile-{k}"
-        row["grade"]["extracted"] = HOSTILE[k - 1]
+        row["grade"]["extracted"] = "5" if "boxed" in HOSTILE[k - 1] else None
+        row["grade"]["details"]["error"] = HOSTILE[k - 1]
         row["reference"] = HOSTILE[k - 1]
     return row
 

@@ -110,6 +110,8 @@ class Handler(BaseHTTPRequestHandler):
             name, ctype = STATIC[url.path]
             body = files("rft.app").joinpath("view_static", name).read_bytes()
             return self._send(200, body, head, ctype)
+        if url.path == "/favicon.ico":
+            return self._send(204, b"", head, "image/x-icon")
         if not url.path.startswith("/api/"):
             return self._send(404, {"error": f"no page {url.path}"}, head)
         q = parse_qs(url.query)

@@ -141,7 +141,7 @@ function highlighted(content, needle) {
 }
 
 function messages(list, extracted) {
-  if (typeof list === "string") return [highlighted(list, extracted)];
+  if (typeof list === "string") return [el("div", { class: "msg" }, highlighted(list, extracted))];
   if (!Array.isArray(list)) return [el("pre", {}, fmt(list))];
   let last = -1;
   list.forEach((m, i) => { if (m && m.role === "assistant") last = i; });
@@ -249,7 +249,7 @@ async function loadRows(withSteps) {
   if (page.steps) {
     const had = f.step.value, steps = page.steps;
     R.steps = steps;
-    f.step.replaceChildren(el("option", { value: "all" }, "all steps"), steps.map((s) => el("option", { value: s }, String(s))));
+    f.step.replaceChildren(el("option", { value: "all" }, "all steps"), ...steps.map((s) => el("option", { value: s }, String(s))));
     f.step.value = had && (had === "all" || steps.includes(Number(had))) ? had : steps.length ? String(steps[steps.length - 1]) : "all";
     if (f.step.value !== step && !(step === "" && f.step.value === "all")) return loadRows(false);
   }
@@ -380,6 +380,10 @@ async function start() {
   document.getElementById("live").addEventListener("change", (e) => {
     clearInterval(timer);
     if (e.target.checked) timer = setInterval(() => show(state.tab, true), 5000);
+  });
+  window.addEventListener("hashchange", () => {
+    const tab = location.hash.slice(1);
+    if (SHOW[tab] && tab !== state.tab) show(tab);
   });
   const want = location.hash.slice(1);
   show(SHOW[want] ? want : t.runs.length ? "curves" : t.evals.length ? "evals" : "compare");
