@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,8 @@ class LineIndex:
     def __init__(self, path: Path, *, steps: bool = False) -> None:
         self.path = path
         self.with_steps = steps
-        self.starts = array("q")  # start offset of each complete line
-        self.steps = array("q")  # its step (-1: none), when with_steps
+        self.starts = np.zeros(0, np.int64)  # start offset of each complete line
+        self.steps = np.zeros(0, np.int64)  # its step (-1: none), when with_steps
         self.end = 0  # bytes indexed: just after the last complete line's newline
         self.lock = threading.Lock()
 
@@ -50,35 +49,40 @@ class LineIndex:
         with self.lock:
             size = self.path.stat().st_size
             if size < self.end:  # rewritten from scratch
-                self.starts, self.steps, self.end = array("q"), array("q"), 0
+                self.starts, self.steps, self.end = np.zeros(0, np.int64), np.zeros(0, np.int64), 0
             if size == self.end:
                 return
+            starts, steps = [self.starts], [self.steps]
+            buf = bytearray(CHUNK)
+            have, pos = 0, self.end  # bytes of an unfinished line at the front of buf; file offset of buf[0]
             with self.path.open("rb") as f:
-                f.seek(self.end)
-                carry = b""
-                while True:
-                    chunk = f.read(CHUNK)
-                    if not chunk:
-                        break
-                    buf = carry + chunk
-                    last = buf.rfind(b"\n")
-                    if last < 0:
-                        carry = buf
+                f.seek(pos)
+                while n := f.readinto(memoryview(buf)[have:]):
+                    filled = have + n
+                    data = np.frombuffer(buf, np.uint8, count=filled)
+                    newlines = np.flatnonzero(data == 10)
+                    if not len(newlines):
+                        if filled == len(buf):  # a line longer than the buffer
+                            buf = bytearray(bytes(buf) + bytes(len(buf)))
+                        have = filled
                         continue
-                    self._index(buf[: last + 1], self.end)
-                    self.end += last + 1
-                    carry = buf[last + 1 :]
+                    line_starts, line_steps = self._index(data, newlines)
+                    starts.append(line_starts + pos)
+                    steps.append(line_steps)
+                    done = int(newlines[-1]) + 1
+                    del data
+                    buf[: filled - done] = buf[done:filled]
+                    have, pos = filled - done, pos + done
+            self.starts, self.steps, self.end = np.concatenate(starts), np.concatenate(steps), pos
 
-    def _index(self, buf: bytes, base: int) -> None:
-        """Add the lines of `buf` (complete lines, starting at file offset `base`)."""
-        data = np.frombuffer(buf, dtype=np.uint8)
-        newlines = np.flatnonzero(data == 10)
-        starts = np.concatenate(([0], newlines[:-1] + 1)).astype(np.int64)
+    def _index(self, data: np.ndarray, newlines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The start (in `data`) and step of each complete line of `data`, ending at `newlines`."""
+        starts = np.empty(len(newlines), np.int64)
+        starts[0] = 0
+        starts[1:] = newlines[:-1] + 1
         keep = newlines > starts  # blank lines are not rows
         starts, ends = starts[keep], newlines[keep]
-        self.starts.extend((starts + base).tolist())
-        if self.with_steps:
-            self.steps.extend(_steps(data, buf, starts, ends).tolist())
+        return starts, _steps(data, starts, ends) if self.with_steps else np.zeros(0, np.int64)
 
     def line(self, i: int) -> bytes:
         with self.path.open("rb") as f:
@@ -86,36 +90,38 @@ class LineIndex:
 
     def lines(self, f: Any, lo: int, hi: int) -> list[bytes]:
         """Lines lo..hi-1 (contiguous), read with one seek."""
-        first = self.starts[lo]
-        stop = self.starts[hi] if hi < len(self.starts) else self.end
-        f.seek(first)
-        block = f.read(stop - first)
-        return [block[s - first : e - first - 1] for s, e in zip(self.starts[lo:hi], [*self.starts[lo + 1 : hi], stop], strict=True)]  # fmt: skip
+        bounds = self.starts[lo : hi + 1].tolist()
+        if len(bounds) == hi - lo:
+            bounds.append(self.end)
+        f.seek(bounds[0])
+        block = f.read(bounds[-1] - bounds[0])
+        return [block[s - bounds[0] : e - bounds[0] - 1] for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def step_array(self) -> np.ndarray:
-        return np.frombuffer(self.steps, dtype=np.int64) if len(self.steps) else np.zeros(0, np.int64)
+        return self.steps
 
 
-def _steps(data: np.ndarray, buf: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def _steps(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The step of each line read from its `{"step": N` prefix, vectorised; lines without it are parsed."""
-    width = len(STEP_PREFIX) + 12
-    idx = np.minimum(starts[:, None] + np.arange(width), len(data) - 1)  # (L, width)
-    head = data[idx]
-    prefix = np.frombuffer(STEP_PREFIX, dtype=np.uint8)
-    ok = (head[:, : len(prefix)] == prefix).all(axis=1)
-    digits = head[:, len(prefix) :].astype(np.int64) - 48  # (L, 12)
-    isdigit = (digits >= 0) & (digits <= 9)
-    run = np.cumprod(isdigit, axis=1).astype(bool)  # the leading digits
-    ndig = run.sum(axis=1)
-    ok &= (ndig > 0) & (ndig < 12)
-    after = head[np.arange(len(head)), len(prefix) + np.minimum(ndig, 11)]
-    ok &= (after == ord(",")) | (after == ord("}"))  # an integer, not 3.5 or 1e3
-    powers = 10 ** np.arange(11, -1, -1, dtype=np.int64)  # place value, shifted by the digit count below
-    values = (np.where(run, digits, 0) * powers).sum(axis=1) // 10 ** (12 - ndig)
-    steps = np.where(ok, values, -1)
+    p = len(STEP_PREFIX)
+    width = p + 12
+    if len(data) < width:
+        data = np.concatenate((data, np.zeros(width, np.uint8)))
+    windows = np.lib.stride_tricks.sliding_window_view(data, width)  # no copy
+    near_end = starts > len(data) - width
+    head = windows[np.minimum(starts, len(data) - width)]  # (L, width): the first bytes of each line
+    ok = (head[:, :p] == np.frombuffer(STEP_PREFIX, np.uint8)).all(axis=1) & ~near_end
+    digits = (head[:, p:] - np.uint8(48)).astype(np.int64)  # non-digits wrap above 9
+    ndig = np.argmin(digits <= 9, axis=1)  # the leading digits (0: none, or 12 digits and more)
+    after = head[np.arange(len(head)), p + ndig]
+    ok &= (ndig > 0) & ((after == ord(",")) | (after == ord("}")))  # an integer, not 3.5 or 1e3
+    steps = np.zeros(len(head), np.int64)
+    for j in range(int(ndig.max(initial=0))):
+        steps = np.where(j < ndig, steps * 10 + digits[:, j], steps)
+    steps[~ok] = -1
     for i in np.flatnonzero(~ok):  # another layout: parse the line
         try:
-            row = json.loads(buf[starts[i] : ends[i]])
+            row = json.loads(data[starts[i] : ends[i]].tobytes())
         except json.JSONDecodeError:
             continue  # a torn or foreign line: no step, shown as it is
         step = row.get("step") if isinstance(row, dict) else None
