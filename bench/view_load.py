@@ -83,10 +83,16 @@ def one_run(folder: Path) -> dict[str, float]:
         dt, first = get(base + "api/rows?file=rollouts.jsonl&steps=1&limit=50")
         out["first page + line index"] = dt
         out["open: start to first page"] = time.perf_counter() - t0
-        out["last step's page"] = get(base + f"api/rows?file=rollouts.jsonl&step={first['steps'][-1]}&limit=50")[0]
+        out["last step's page"] = get(
+            base + f"api/rows?file=rollouts.jsonl&step={first['steps'][-1]}&limit=50"
+        )[0]
         out["curves"] = get(base + "api/curves")[0]
-        out["filter status=timeout, all steps"] = get(base + "api/rows?file=rollouts.jsonl&status=timeout&limit=50")[0]
-        out["text search, all steps (20k-line budget)"] = get(base + "api/rows?file=rollouts.jsonl&q=zzz&limit=50")[0]
+        out["filter status=timeout, all steps"] = get(
+            base + "api/rows?file=rollouts.jsonl&status=timeout&limit=50"
+        )[0]
+        out["text search, all steps (20k-line budget)"] = get(
+            base + "api/rows?file=rollouts.jsonl&q=zzz&limit=50"
+        )[0]
         with (folder / "rollouts.jsonl").open("a") as f:  # the run writes another step
             f.write("\n".join(row(10**9, k) for k in range(PER_STEP)) + "\n")
         dt, page = get(base + "api/rows?file=rollouts.jsonl&steps=1&step=1000000000&limit=50")

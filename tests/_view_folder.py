@@ -13,7 +13,7 @@ from typing import Any
 # Each sets window.__pwned (checked by the browser test) if the page ever treats it as HTML.
 HOSTILE = [
     '<script>window.__pwned = "script"</script>\\boxed{5}',
-    '<img src=x onerror="window.__pwned = \'img\'">\\boxed{5}',
+    "<img src=x onerror=\"window.__pwned = 'img'\">\\boxed{5}",
     '"><svg onload="window.__pwned=\'svg\'"></svg>',
 ]
 STEPS = 4
@@ -50,7 +50,13 @@ def _rollout(step: int, k: int) -> dict[str, Any]:
                                     "passed_tests": 1, "total_tests": 2, "stdout_tail": "tail of stdout"}}  # fmt: skip
         row["reward"] = 0.5
     if step == 3 and k == 0:  # rewarded, but the held-out grader says no
-        row["heldout_grade"] = {"score": 0.0, "status": "ok", "passed": False, "extracted": answer, "details": {"rule": "form"}}
+        row["heldout_grade"] = {
+            "score": 0.0,
+            "status": "ok",
+            "passed": False,
+            "extracted": answer,
+            "details": {"rule": "form"},
+        }
     if step == 3 and k in (1, 2, 3):
         row["prompt"] = row["completion"] = HOSTILE[k - 1]
         row["completion"] = [{"role": "assistant", "content": HOSTILE[k - 1]}]
@@ -94,23 +100,33 @@ def demo_like_folder(root: Path) -> Path:
     out = root / "demo"
     (out / "sft").mkdir(parents=True)
     (out / "grpo").mkdir()
-    (out / "pipeline.yaml").write_text("out: demo\nsuite: rft/addition-v0\nstages:\n- name: sft\n  type: sft\n- name: grpo\n  type: grpo\n")
+    (out / "pipeline.yaml").write_text(
+        "out: demo\nsuite: rft/addition-v0\nstages:\n- name: sft\n  type: sft\n- name: grpo\n  type: grpo\n"
+    )
     sft = [{"step": 0, "eval/accuracy": 0.0, "eval/reward": 0.0, "eval/failed_rate": 0.0}]
     sft += [{"step": s, "loss/sft": 4.0 / s, "sft/entropy": 3.0 - 0.1 * s, "lr": 0.001} for s in range(1, 11)]
     sft.append({"step": 10, "eval/accuracy": 0.3, "eval/reward": 0.3, "eval/failed_rate": 0.0})
     _jsonl(out / "sft" / "metrics.jsonl", sft)
-    grpo: list[dict[str, Any]] = [{"step": 0, "eval/accuracy": 0.3, "eval/reward": 0.3, "eval/failed_rate": 0.0}]
+    grpo: list[dict[str, Any]] = [
+        {"step": 0, "eval/accuracy": 0.3, "eval/reward": 0.3, "eval/failed_rate": 0.0}
+    ]
     for s in range(1, STEPS + 1):
         grpo.append({"step": s, "reward/mean": 0.3 + 0.1 * s, "reward/addition-v0": 0.3 + 0.1 * s,
                      "grader/error_rate": 0.125, "grader/timeout_rate": 0.125, "grader/no_answer_rate": 0.125,
                      "rollout/completion_len": 7.0 + s, "loss/policy": 0.01, "loss/approx_kl": 0.001 * s})  # fmt: skip
     grpo.append({"step": STEPS, "eval/accuracy": 0.6, "eval/reward": 0.6, "eval/failed_rate": 0.0})
     _jsonl(out / "grpo" / "metrics.jsonl", grpo)
-    _jsonl(out / "grpo" / "rollouts.jsonl", [_rollout(s, k) for s in range(1, STEPS + 1) for k in range(PER_STEP)])
+    _jsonl(
+        out / "grpo" / "rollouts.jsonl",
+        [_rollout(s, k) for s in range(1, STEPS + 1) for k in range(PER_STEP)],
+    )
     (out / "grpo" / "config.yaml").write_text("suite: rft/addition-v0\n")
     _eval(out / "eval" / "sft", "sft", {0, 1, 2})
     _eval(out / "eval" / "grpo", "grpo", {0, 1, 3, 4, 5, 6})
-    per = [{"id": f"{i} + {i}", "a": float(i in {0, 1, 2}), "b": float(i in {0, 1, 3, 4, 5, 6})} for i in range(10)]
+    per = [
+        {"id": f"{i} + {i}", "a": float(i in {0, 1, 2}), "b": float(i in {0, 1, 3, 4, 5, 6})}
+        for i in range(10)
+    ]
     for p in per:
         p["diff"] = p["b"] - p["a"]
     cmp = {"a": str(out / "eval" / "sft"), "b": str(out / "eval" / "grpo"),

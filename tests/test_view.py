@@ -13,10 +13,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _view_folder import PER_STEP, STEPS, demo_like_folder
 
 from rft.app.view import make_server, serve_in_thread
 from rft.app.view_data import LineIndex, RowFilter, query
-from _view_folder import PER_STEP, STEPS, demo_like_folder
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,8 @@ def get(srv, path: str, method: str = "GET", host: str | None = None) -> tuple[i
         req.add_header("Host", host)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"null") if r.headers["Content-Type"] == "application/json" else {}
+            is_json = r.headers["Content-Type"] == "application/json"
+            return r.status, json.loads(r.read()) if is_json else {}
     except urllib.error.HTTPError as e:
         body = e.read()
         return e.code, json.loads(body) if body.startswith(b"{") else {}
@@ -109,7 +110,11 @@ def test_api_serves_pages_and_picks_up_a_growing_file(demo, server, tmp_path):
     assert [(c["name"], c["offset"]) for c in curves] == [("sft", 0), ("grpo", 10)]
     assert curves[1]["series"]["reward/mean"][0] == [1, pytest.approx(0.4)]
     code, page = get(server, "/api/rows?file=grpo/rollouts.jsonl&steps=1&step=1&status=error")
-    assert code == 200 and page["steps"] == list(range(1, STEPS + 1)) and [r["status"] for r in page["rows"]] == ["error"]
+    assert (
+        code == 200
+        and page["steps"] == list(range(1, STEPS + 1))
+        and [r["status"] for r in page["rows"]] == ["error"]
+    )
     f = demo / "grpo" / "rollouts.jsonl"
     before = f.read_bytes()
     try:
@@ -169,5 +174,7 @@ def test_cli_binds_loopback_by_default(demo):
 
 
 def test_cli_says_what_to_give_for_a_missing_folder(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "rft", "view", str(tmp_path / "nope")], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "rft", "view", str(tmp_path / "nope")], capture_output=True, text=True
+    )
     assert res.returncode == 2 and "no such folder" in res.stderr

@@ -5,18 +5,20 @@ details, and completions holding HTML/JS show as text and run nothing. One brows
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 from _view_folder import HOSTILE, PER_STEP, demo_like_folder
 
 from rft.app.view import make_server, serve_in_thread
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+webdriver = pytest.importorskip(
+    "selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')"
+)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None, reason="no chromium/chromedriver (apt-get install chromium chromium-driver)"
+    CHROMIUM is None or DRIVER is None,
+    reason="no chromium/chromedriver (apt-get install chromium chromium-driver)",
 )
 By = pytest.importorskip("selenium.webdriver.common.by").By
 WebDriverWait = pytest.importorskip("selenium.webdriver.support.ui").WebDriverWait
@@ -29,7 +31,13 @@ def page(tmp_path_factory: pytest.TempPathFactory):
     serve_in_thread(server)
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
     driver.set_script_timeout(10)
@@ -62,11 +70,18 @@ def test_curves_render_with_stage_boundaries(page):
     driver, url = page
     _open(driver, url, "curves")
     titles = [s.get_attribute("data-title") for s in driver.find_elements(By.CSS_SELECTOR, "svg.chart")]
-    assert {"Reward", "Held-out accuracy", "Grader failure rates", "Response length", "Entropy / KL"} <= set(titles)
+    assert {"Reward", "Held-out accuracy", "Grader failure rates", "Response length", "Entropy / KL"} <= set(
+        titles
+    )
     reward = driver.find_element(By.CSS_SELECTOR, 'svg.chart[data-title="Reward"]')
     line = reward.find_element(By.CSS_SELECTOR, 'polyline[data-key="reward/mean"]')
     assert len(line.get_attribute("points").split()) == 4  # one point per logged step
-    labels = [t.text for t in driver.find_elements(By.CSS_SELECTOR, 'svg.chart[data-title="Held-out accuracy"] text.stage-label')]
+    labels = [
+        t.text
+        for t in driver.find_elements(
+            By.CSS_SELECTOR, 'svg.chart[data-title="Held-out accuracy"] text.stage-label'
+        )
+    ]
     assert labels == ["sft", "grpo"]
 
 
@@ -82,7 +97,10 @@ def test_filter_by_status_and_open_a_rows_grade(page):
     assert {r.find_elements(By.TAG_NAME, "td")[4].text for r in rows} == {"timeout"}
     driver.find_element(By.CSS_SELECTOR, "#f-status option[value='']").click()
     driver.find_element(By.CSS_SELECTOR, "#f-step option[value='2']").click()
-    rows = _wait_rows(driver, lambda r: len(r) == PER_STEP and all(x.find_elements(By.TAG_NAME, "td")[1].text == "2" for x in r))
+    rows = _wait_rows(
+        driver,
+        lambda r: len(r) == PER_STEP and all(x.find_elements(By.TAG_NAME, "td")[1].text == "2" for x in r),
+    )
     rows[3].click()  # the code grade with a failing test
     detail = driver.find_element(By.ID, "detail")
     assert "AssertionError: f(2) == 2" in detail.find_element(By.CSS_SELECTOR, "table.tests").text
@@ -118,7 +136,9 @@ def test_html_in_completions_shows_as_text_and_runs_nothing(page):
     driver, url = page
     _open(driver, url, "rollouts")
     driver.find_element(By.CSS_SELECTOR, "#f-step option[value='3']").click()
-    rows = _wait_rows(driver, lambda r: len(r) == PER_STEP and r[0].find_elements(By.TAG_NAME, "td")[1].text == "3")
+    rows = _wait_rows(
+        driver, lambda r: len(r) == PER_STEP and r[0].find_elements(By.TAG_NAME, "td")[1].text == "3"
+    )
     for k in (1, 2, 3):
         rows[k].click()
         detail = driver.find_element(By.ID, "detail")
@@ -152,4 +172,3 @@ def test_evaluation_and_comparison_views(page):
     assert len(rows) == 4 and all(r.find_elements(By.TAG_NAME, "td")[3].text == "1" for r in rows)
     rows[0].click()
     WebDriverWait(driver, 10).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#compare #detail")) == 2)
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
@@ -49,14 +50,26 @@ class ViewServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, root: ViewRoot, host: str, port: int) -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
         self.view = root
-        self.allowed_hosts = {f"{h}:{self.server_address[1]}" for h in (host, "127.0.0.1", "localhost", "[::1]")}
+        port = self.server_address[1]
+        names = (host if ":" not in host else f"[{host}]", "127.0.0.1", "localhost", "[::1]")
+        # Bound to every interface (0.0.0.0, ::), the page is reached by names this process cannot know.
+        self.allowed_hosts: set[str] | None = None if _unspecified(host) else {f"{h}:{port}" for h in names}
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host if ':' not in str(host) else f'[{host}]'}:{port}/"
+        host, port = str(self.server_address[0]), self.server_address[1]
+        return f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return host == ""
 
 
 def make_server(folder: Path, host: str = "127.0.0.1", port: int = 8080) -> ViewServer:
@@ -66,7 +79,9 @@ def make_server(folder: Path, host: str = "127.0.0.1", port: int = 8080) -> View
     return ViewServer(ViewRoot(folder), host, port)
 
 
-def _int(q: dict[str, list[str]], key: str, default: int | None, lo: int = 0, hi: int = 1 << 62) -> int | None:
+def _int(
+    q: dict[str, list[str]], key: str, default: int | None, lo: int = 0, hi: int = 1 << 62
+) -> int | None:
     raw = q.get(key, [""])[0]
     if raw == "":
         return default
@@ -103,8 +118,11 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET(head=True)
 
     def do_GET(self, head: bool = False) -> None:
-        if self.headers.get("Host", "") not in self.server.allowed_hosts:
-            return self._send(421, {"error": f"Host {self.headers.get('Host')!r} is not this viewer's address"}, head)
+        allowed = self.server.allowed_hosts
+        if allowed is not None and self.headers.get("Host", "") not in allowed:
+            return self._send(
+                421, {"error": f"Host {self.headers.get('Host')!r} is not this viewer's address"}, head
+            )
         url = urlsplit(self.path)
         if url.path in STATIC:
             name, ctype = STATIC[url.path]
@@ -189,7 +207,9 @@ def view_cmd(
     except OSError as e:
         fail(f"cannot serve on {bind}:{port}: {e.strerror or e} (pick another --port, or --port 0)")
     if not is_loopback(bind):
-        out.print(f"[yellow]serving on {bind}: anyone who can reach this address can read the rollouts[/yellow]")
+        out.print(
+            f"[yellow]serving on {bind}: anyone who can reach this address can read the rollouts[/yellow]"
+        )
     out.print(f"rft view: {server.url}  ({server.view.root}; Ctrl-C stops)", soft_wrap=True, highlight=False)
     try:
         server.serve_forever()

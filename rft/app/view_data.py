@@ -95,7 +95,9 @@ class LineIndex:
             bounds.append(self.end)
         f.seek(bounds[0])
         block = f.read(bounds[-1] - bounds[0])
-        return [block[s - bounds[0] : e - bounds[0] - 1] for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [
+            block[s - bounds[0] : e - bounds[0] - 1] for s, e in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
 
     def step_array(self) -> np.ndarray:
         return self.steps
@@ -151,9 +153,13 @@ class RowFilter:
         if self.id and str(row.get("id")) != self.id:
             return False
         reward = row.get("reward", grade.get("score"))
-        if self.reward_min is not None and not (isinstance(reward, int | float) and reward >= self.reward_min):
+        if self.reward_min is not None and not (
+            isinstance(reward, int | float) and reward >= self.reward_min
+        ):
             return False
-        if self.reward_max is not None and not (isinstance(reward, int | float) and reward <= self.reward_max):
+        if self.reward_max is not None and not (
+            isinstance(reward, int | float) and reward <= self.reward_max
+        ):
             return False
         if self.heldout_failed and not heldout_failed(row):
             return False
@@ -164,7 +170,12 @@ def heldout_failed(row: dict[str, Any]) -> bool:
     """Scored full reward in training, but the held-out grader's grade (`heldout_grade`) says not passed."""
     held = row.get("heldout_grade")
     reward = row.get("reward", 0)
-    return isinstance(held, dict) and isinstance(reward, int | float) and reward >= 1 and held.get("passed") is False
+    return (
+        isinstance(held, dict)
+        and isinstance(reward, int | float)
+        and reward >= 1
+        and held.get("passed") is False
+    )
 
 
 def searchable(row: dict[str, Any]) -> str:
@@ -179,7 +190,9 @@ def searchable(row: dict[str, Any]) -> str:
     return "\n".join(parts).lower()
 
 
-def query(index: LineIndex, flt: RowFilter, cursor: int = 0, limit: int = 50, budget: int = 20000) -> dict[str, Any]:
+def query(
+    index: LineIndex, flt: RowFilter, cursor: int = 0, limit: int = 50, budget: int = 20000
+) -> dict[str, Any]:
     """A page of the rows matching `flt`: up to `limit` rows from candidate `cursor` on, after scanning at most
     `budget` lines. `next` is the cursor to continue from (None at the end of what is indexed)."""
     index.refresh()
@@ -312,7 +325,9 @@ class ViewRoot:
                 kept = [*kept, rows[-1]]
             series = {k: [[r["step"], r[k]] for r in kept if _number(r.get(k)) and "step" in r] for k in keys}
             last = max((r.get("step", 0) for r in rows), default=0)
-            out.append({"name": run["name"], "path": run["path"], "offset": offset, "steps": last, "series": series})
+            out.append(
+                {"name": run["name"], "path": run["path"], "offset": offset, "steps": last, "series": series}
+            )
             offset += last
         return out
 
