@@ -17,6 +17,7 @@ from _view_folder import PER_STEP, STEPS, demo_like_folder
 
 from rft.app.view import make_server, serve_in_thread
 from rft.app.view_data import LineIndex, RowFilter, query
+from rft.app.view_regrade import HeldoutRegrader
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +179,41 @@ def test_cli_says_what_to_give_for_a_missing_folder(tmp_path):
         [sys.executable, "-m", "rft", "view", str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert res.returncode == 2 and "no such folder" in res.stderr
+
+
+BOXED_ANY = """\
+id: add-boxed-view-v0
+source: {type: generator, name: arithmetic, params: {digits: 2, operands: 2, ops: "+"}, size: 300, seed: 0}
+fields: {id: id, reference: answer}
+prompt: {user: "{{ item.question }}"}
+grader: {type: regex, pattern: '\\\\boxed\\{[^}]*\\}', input: "{{ sample.output_text }}"}
+split: 0.1
+"""
+
+
+def test_held_out_filter_grades_rewarded_rows_again(tmp_path):
+    """A run trained on a grader that rewards any boxed answer, evaluated on addition-v0's: the filter finds
+    the rewarded wrong sums (graded again by the server), not the right ones."""
+    suite = tmp_path / "add-boxed-view-v0.yaml"
+    suite.write_text(BOXED_ANY)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"suite: {suite}\neval: {{suite: rft/addition-v0}}\n")
+    rows = [{"step": 1, "id": f"{a} + 1", "completion": [{"role": "assistant", "content": f"\\boxed{{{a + 1 + k}}}"}],
+             "reward": 1.0, "status": "ok", "reference": str(a + 1)} for a in (10, 20) for k in (0, 1)]  # fmt: skip
+    rows.append({**rows[1], "reward": 0.0})  # not rewarded: not the filter's business
+    (run / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    srv = make_server(run, port=0)
+    serve_in_thread(srv)
+    try:
+        code, page = get(srv, "/api/rows?file=rollouts.jsonl&heldout_failed=1")
+        assert code == 200, page
+        assert [r["completion"][0]["content"] for r in page["rows"]] == ["\\boxed{12}", "\\boxed{22}"]
+        assert all(r["heldout_grade"]["regraded"] and not r["heldout_grade"]["passed"] for r in page["rows"])
+        assert "addition-v0" in page["heldout_note"]
+        (run / "config.yaml").write_text("suite: rft/addition-v0\n")  # one grader: nothing can differ
+        same = HeldoutRegrader(run)
+        assert same.grader is None and "is the training grader" in same.note
+    finally:
+        srv.shutdown()
+        srv.server_close()

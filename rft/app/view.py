@@ -24,6 +24,7 @@ from rft.app.cli_base import fail, out
 
 if TYPE_CHECKING:
     from rft.app.view_data import RowFilter, ViewRoot
+    from rft.app.view_regrade import HeldoutRegrader
 
 __all__ = ["ViewServer", "make_server", "serve_in_thread", "is_loopback", "view_cmd", "STATIC"]
 
@@ -54,10 +55,21 @@ class ViewServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
         self.view = root
+        self.regraders: dict[Path, HeldoutRegrader] = {}
+        self.regrade_lock = threading.Lock()
         port = self.server_address[1]
         names = (host if ":" not in host else f"[{host}]", "127.0.0.1", "localhost", "[::1]")
         # Bound to every interface (0.0.0.0, ::), the page is reached by names this process cannot know.
         self.allowed_hosts: set[str] | None = None if _unspecified(host) else {f"{h}:{port}" for h in names}
+
+    def regrader(self, run: Path) -> HeldoutRegrader:
+        """The held-out regrade of a run's rollouts (its grader loaded once)."""
+        from rft.app.view_regrade import HeldoutRegrader  # rft.envs: only when the filter is used
+
+        with self.regrade_lock:
+            if run not in self.regraders:
+                self.regraders[run] = HeldoutRegrader(run)
+            return self.regraders[run]
 
     @property
     def url(self) -> str:
@@ -154,8 +166,19 @@ class Handler(BaseHTTPRequestHandler):
             return view.curves()
         if name == "rows":
             index = view.index(q["file"][0])
-            page = query(index, _row_filter(q), cursor=_int(q, "cursor", 0) or 0,
-                         limit=_int(q, "limit", 50, 1, PAGE_MAX) or 50)  # fmt: skip
+            flt = _row_filter(q)
+            regrade = None
+            if flt.heldout_failed and index.path.name == "rollouts.jsonl":
+                regrade = self.server.regrader(index.path.parent)
+            page = query(
+                index,
+                flt,
+                cursor=_int(q, "cursor", 0) or 0,
+                limit=_int(q, "limit", 50, 1, PAGE_MAX) or 50,
+                enrich=regrade,
+            )
+            if regrade is not None:
+                page["heldout_note"] = regrade.note
             if q.get("steps", [""])[0] == "1" and index.with_steps:
                 import numpy as np
 

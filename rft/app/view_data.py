@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,10 +192,16 @@ def searchable(row: dict[str, Any]) -> str:
 
 
 def query(
-    index: LineIndex, flt: RowFilter, cursor: int = 0, limit: int = 50, budget: int = 20000
+    index: LineIndex,
+    flt: RowFilter,
+    cursor: int = 0,
+    limit: int = 50,
+    budget: int = 20000,
+    enrich: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """A page of the rows matching `flt`: up to `limit` rows from candidate `cursor` on, after scanning at most
-    `budget` lines. `next` is the cursor to continue from (None at the end of what is indexed)."""
+    `budget` lines; `enrich` sees each row before the filter (the held-out regrade). `next` is the cursor to
+    continue from (None at the end of what is indexed)."""
     index.refresh()
     if flt.step is not None and index.with_steps:
         candidates = np.flatnonzero(index.step_array() == flt.step)
@@ -217,6 +224,8 @@ def query(
                     row = {"_error": f"line {lo + k + 1} is not JSON ({e.msg}): {raw[:200]!r}"}
                 if not isinstance(row, dict):
                     row = {"_error": f"line {lo + k + 1} is not a JSON object"}
+                elif enrich is not None:
+                    enrich(row)
                 if "_error" in row or flt.match(row):
                     rows.append({"line": lo + k, **row})
                     if len(rows) >= limit:

@@ -230,7 +230,7 @@ async function showRollouts(keep) {
     sec.replaceChildren(
       el("div", { class: "controls" }, control("run", f.run), control("step", f.step), control("status", f.status),
         control("reward ≥", f.reward_min), control("reward ≤", f.reward_max), control("suite", f.suite), control("search", f.q),
-        el("label", { title: "rows scored 1 by the training reward whose heldout_grade failed" }, f.heldout, " passed the reward, failed the held-out grader"),
+        el("label", { title: "rows the training reward scored 1 that the held-out suite's grader fails (graded again here unless the row carries a heldout_grade)" }, f.heldout, " passed the reward, failed the held-out grader"),
         el("button", { id: "f-apply", onclick: apply }, "Apply")),
       el("div", { class: "split" }, el("div", {}, R.pager, R.table), R.detail));
   }
@@ -259,7 +259,8 @@ async function loadRows(withSteps) {
   const next = el("button", { id: "next", onclick: () => { R.cursors.push(page.next); loadRows(); } }, "next ▶");
   next.disabled = page.next == null;
   R.pager.replaceChildren(prev, next, el("span", { class: "muted", id: "page-info" },
-    `${page.rows.length} rows shown; ${page.scanned} of ${page.candidates} lines scanned from ${R.cursors[R.cursors.length - 1]}; ${page.indexed} lines indexed`));
+    `${page.rows.length} rows shown; ${page.scanned} of ${page.candidates} lines scanned from ${R.cursors[R.cursors.length - 1]}; ${page.indexed} lines indexed`),
+    ...(page.heldout_note ? [el("span", { class: "muted", id: "heldout-note" }, `(${page.heldout_note})`)] : []));
 }
 
 // ---------- evaluations and comparisons ----------
