@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+from PIL import Image  # matplotlib's dependency
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -39,7 +40,10 @@ def shoot(folder: Path, out: Path, width: int = 1280, height: int = 760) -> list
                 rows = driver.find_elements(By.CSS_SELECTOR, "#rollouts tr.row")
                 wrong = [r for r in rows if r.find_elements(By.TAG_NAME, "td")[3].text == "0"]
                 (wrong or rows)[0].click()
-            elif tab == "evals":
+            elif tab == "evals":  # the last evaluation (the final model's), a problem it failed
+                driver.find_elements(By.CSS_SELECTOR, "#eval-pick option")[-1].click()
+                time.sleep(1.0)
+                driver.find_element(By.XPATH, "//div[@id='problems']//th[text()='pass@1']").click()
                 driver.find_elements(By.CSS_SELECTOR, "#problems tr.row")[0].click()
             elif tab == "compare":
                 driver.find_element(By.XPATH, "//select/option[@value='diff']").click()
@@ -47,6 +51,7 @@ def shoot(folder: Path, out: Path, width: int = 1280, height: int = 760) -> list
             time.sleep(0.5)
             path = out / f"view-{tab}.png"
             driver.save_screenshot(str(path))
+            Image.open(path).quantize(colors=64).save(path, optimize=True)  # small files for the README
             saved.append(path)
     finally:
         driver.quit()

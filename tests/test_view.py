@@ -106,7 +106,7 @@ def test_api_serves_pages_and_picks_up_a_growing_file(demo, server, tmp_path):
     code, tree = get(server, "/api/tree")
     assert code == 200 and tree["kind"] == "pipeline" and tree["stages"] == ["sft", "grpo"]
     assert [r["path"] for r in tree["runs"]] == ["sft", "grpo"]
-    assert sorted(e["path"] for e in tree["evals"]) == ["eval/grpo", "eval/sft"]
+    assert [e["path"] for e in tree["evals"]] == ["eval/sft", "eval/grpo"]  # in stage order
     code, curves = get(server, "/api/curves")
     assert [(c["name"], c["offset"]) for c in curves] == [("sft", 0), ("grpo", 10)]
     assert curves[1]["series"]["reward/mean"][0] == [1, pytest.approx(0.4)]

@@ -288,6 +288,8 @@ class ViewRoot:
                 compares.append({"path": self.rel(d), "name": d.name})
         order = self.stage_order()
         runs.sort(key=lambda r: (order.index(r["name"]) if r["name"] in order else len(order), r["path"]))
+        models = ["base", *order]  # a pipeline's evaluations: the input model's, then each stage's
+        evals.sort(key=lambda e: (models.index(e["name"]) if e["name"] in models else len(models), e["path"]))
         kind = "pipeline" if order else "run" if runs else "evaluation" if evals else "comparison"
         return {"root": str(self.root), "name": self.root.name, "kind": kind, "stages": order,
                 "runs": runs, "evals": evals, "compares": compares}  # fmt: skip

@@ -210,7 +210,7 @@ async function showRollouts(keep) {
   const R = state.roll;
   if (!keep || !R.form) {
     const f = {
-      run: el("select", { id: "f-run" }, runs.map((r) => el("option", { value: r.path }, r.path))),
+      run: el("select", { id: "f-run" }, runs.map((r) => el("option", { value: r.path }, r.path === "." ? r.name : r.path))),
       step: el("select", { id: "f-step" }),
       status: el("select", { id: "f-status" }, ["", "ok", "no_answer", "timeout", "error"].map((s) => el("option", { value: s }, s || "any"))),
       reward_min: el("input", { id: "f-reward-min", type: "number", step: "any" }),
@@ -292,7 +292,7 @@ async function showEvals() {
   const sec = document.getElementById("evals");
   const evals = state.tree.evals;
   if (!evals.length) { sec.replaceChildren(el("p", {}, "No evaluation folder (problems.jsonl) here.")); return; }
-  const pick = el("select", { id: "eval-pick" }, evals.map((e) => el("option", { value: e.path }, e.path)));
+  const pick = el("select", { id: "eval-pick" }, evals.map((e) => el("option", { value: e.path }, e.path === "." ? e.name : e.path)));
   if (state.evalSel) pick.value = state.evalSel;
   const body = el("div", {});
   const load = async () => {
@@ -316,7 +316,7 @@ async function showCompare() {
   const sec = document.getElementById("compare");
   const cmps = state.tree.compares;
   if (!cmps.length) { sec.replaceChildren(el("p", {}, "No comparison (compare.json from rft compare) here.")); return; }
-  const pick = el("select", { id: "cmp-pick" }, cmps.map((c) => el("option", { value: c.path }, c.path)));
+  const pick = el("select", { id: "cmp-pick" }, cmps.map((c) => el("option", { value: c.path }, c.path === "." ? c.name : c.path)));
   if (state.cmpSel) pick.value = state.cmpSel;
   const body = el("div", {});
   const load = async () => {
