@@ -40,6 +40,8 @@ def test_wheel_ships_every_package_and_the_data(wheel):
     suites = sorted(p.name for p in (ROOT / "tasks").glob("*.yaml"))
     assert suites and all(f"rft/tasks/{s}" in names for s in suites)
     assert "rft/app/pipelines/demo.yaml" in names
+    view_page = {f"rft/app/view_static/{p.name}" for p in (ROOT / "rft" / "app" / "view_static").iterdir()}
+    assert len(view_page) >= 3 and view_page <= names, view_page - names  # rft view's page
     for folder in ("rft", "rft/engines", "rft/eval", "rft/rl", "rft/app", "rft/integrations", "rft/graders",
                    "rft/graders/math", "rft/graders/sandbox", "rft/envs", "rft/tasks", "rft/sft_dpo"):  # fmt: skip
         assert f"{folder}/__init__.py" in names, folder

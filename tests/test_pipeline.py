@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from rft.app.pipeline import PipelineError, load_pipeline, run_pipeline
+from rft.app.view_data import ViewRoot
 from rft.config import ConfigError
 
 RFT = shutil.which("rft") or str(Path(sys.executable).with_name("rft"))
@@ -222,6 +223,9 @@ def test_rft_demo_meets_its_goals(tmp_path):
     assert acc["grpo"]["ci95"][0] > acc["sft"]["ci95"][1]
     for name in ("report.md", "training.png", "stages.png"):
         assert (out / name).is_file()
+    assert f"rft view {out}" in res.stdout  # its last line: the viewer's command for the folder
+    tree = ViewRoot(out).tree()
+    assert tree["kind"] == "pipeline" and [r["name"] for r in tree["runs"] if r["rollouts"]] == ["grpo"]
 
 
 def test_dpo_samples_its_input_model_and_ppo_follows(tmp_path, warm):

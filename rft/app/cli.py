@@ -20,6 +20,7 @@ from rft.app.eval_cli import compare_cmd, eval_cmd
 from rft.app.overlap_cli import OVERLAP_EPILOG, overlap_cmd
 from rft.app.import_cli import import_app
 from rft.app.sandbox_cli import sandbox_app
+from rft.app.view import view_cmd
 
 # rft draws its own progress bars; transformers' ("Loading weights", "Writing model shards" at every
 # checkpoint) would interleave with them. Read when transformers is first imported; a user's setting wins.
@@ -518,6 +519,7 @@ def task_filter(
 task_app.command("overlap", epilog=OVERLAP_EPILOG)(overlap_cmd)
 app.command("eval")(eval_cmd)
 app.command("compare")(compare_cmd)
+app.command("view")(view_cmd)
 
 
 def main() -> None:

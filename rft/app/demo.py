@@ -4,6 +4,7 @@ problems without demonstrations, every model evaluated on held-out problems) and
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -56,5 +57,7 @@ def run_demo(out: Path | None = None, overrides: list[str] | None = None, consol
         console.print(escape(diagnose(run).verdict), soft_wrap=True)
     console.print(f"report: {summary['report']} (results.json, training.png, stages.png beside it); "
                   f"{summary['wall_s']:.0f} s", soft_wrap=True)  # fmt: skip
+    console.print(escape(f"look at rollouts, grades, curves: rft view {shlex.quote(str(Path(summary['report']).parent))}"),
+                  soft_wrap=True, highlight=False)  # fmt: skip
     summary["goals"] = goals
     return summary
