@@ -58,6 +58,8 @@ BAD_INPUTS: dict[str, list[str]] = {
     "sandbox serve": ["sandbox", "serve", "--token-file", "missing-token"],
     "config show": ["config", "show", "nosuchkind"],
     "import openai-job": ["import", "openai-job", "--train", "missing.jsonl", "--model", "m", "--out", "o"],
+    "task overlap": ["task", "overlap", "--train", "no-such-suite", "--heldout", "aime24-v0"],
+    "view": ["view", "missing-run"],
 }
 
 
@@ -86,6 +88,8 @@ MENTIONS = {
     "sandbox serve": "missing-token",
     "config show": "nosuchkind",
     "import openai-job": "missing.jsonl",
+    "task overlap": "no-such-suite",
+    "view": "missing-run",
 }
 
 

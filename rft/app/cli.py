@@ -17,8 +17,8 @@ from rft.app.config_show import config_app, set_option
 from rft.app.console import progress_bar
 from rft.app.errors import App, add_global_options
 from rft.app.eval_cli import compare_cmd, eval_cmd
-from rft.app.overlap_cli import OVERLAP_EPILOG, overlap_cmd
 from rft.app.import_cli import import_app
+from rft.app.overlap_cli import OVERLAP_EPILOG, overlap_cmd
 from rft.app.sandbox_cli import sandbox_app
 from rft.app.view import view_cmd
 

@@ -272,7 +272,7 @@ def import_job(
     scores 1 and decoys 0). Returns the mapping."""
     from rft.app.pipeline_config import load_pipeline
     from rft.config import ConfigError
-    from rft.envs.suite import SuiteError, decontamination, load_suite
+    from rft.envs import SuiteError, decontamination, load_suite
     from rft.graders import GraderSpecError, load_grader
 
     if hyperparameters is not None and job is not None:
