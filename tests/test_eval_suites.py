@@ -225,10 +225,16 @@ def test_rft_eval_suites_checks_every_suite_before_loading(tmp_path):
     bad.write_text(json.dumps({**BASE, "id": "bad-v0", "eval": {"n": 2, "k": [1, 2]}}))
     crit = tmp_path / "criteria.json"
     crit.write_text(json.dumps(CRITERIA[:1]))
+    toy = tmp_path / "toy.yaml"
+    toy.write_text(json.dumps(BASE))
+    gone = tmp_path / "gone.yaml"  # its data is missing: found before the first suite is sampled
+    gone.write_text(json.dumps({**BASE, "id": "gone-v0", "source": {"type": "jsonl", "path": "nowhere.jsonl"}}))
     out = ["--out", str(tmp_path / "o")]
     runs = {  # the model does not exist: each error comes before anything loads
         "suite bad-v0: need every k in 1..n": ["--suites", f"arithmetic-v0,{bad}", "--n", "1"],
         "suite arithmetic-v0 is named twice in --suites": ["--suites", "arithmetic-v0,rft/arithmetic-v0"],
+        "nowhere.jsonl does not exist": ["--suites", f"arithmetic-v0,{gone}"],
+        "suite toy-v0 has no 'train' problems": ["--suites", f"arithmetic-v0,{toy}", "--split", "train"],
         "give one of --suite, --suites or --samples": [
             "--suites",
             "arithmetic-v0",

@@ -100,8 +100,8 @@ def evaluate_suites(
 ) -> dict[str, Any]:
     """Evaluate `model` on each suite into ``out/<suite id>/`` and write the combined ``out/results.json``
     and ``out/report.md``. `fields` are EvalSpec's keywords (without ``suite``) and `given` the names of
-    those given on the command line (see `suite_spec`). Every suite's settings are checked before the model
-    loads; a local model loads once. `bars(suite id)` opens a progress bar; `log` says which suites were
+    those given on the command line (see `suite_spec`). Every suite's settings and data are checked before
+    the model loads; a local model loads once. `bars(suite id)` opens a progress bar; `log` says which suites were
     kept from an earlier run. Returns the combined document (results.json)."""
     if not suites:
         raise ValueError("--suites names no suite; give comma-separated ids like aime24-v0,amc23-v0")
@@ -111,6 +111,8 @@ def evaluate_suites(
         if any(s.id == src.id for s, _, _ in plan):
             raise ValueError(f"suite {src.id} is named twice in --suites")
         spec, origin = suite_spec({**fields, "suite": name}, given, src)
+        if not src.items(spec.split):  # reads the data now: a suite whose data is missing stops the run here
+            raise ValueError(f"suite {src.id} has no {spec.split!r} problems; evaluate another split (--split)")
         plan.append((src, spec, origin))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
