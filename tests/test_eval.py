@@ -205,19 +205,6 @@ def test_compare_detects_a_clear_improvement_and_refuses_mismatches(tmp_path):
 # ------------------------------------------------------------------------------------- end to end, tiny
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-
-    from rft.envs import get_suite, suite_path
-    from rft.tiny import save_tiny
-
-    torch.set_num_threads(1)
-    suite = get_suite(suite_path("rft/arithmetic-v0"))
-    corpus = [m["content"] for it in suite.items("train")[:200] for m in suite.messages(it)] + ["\\boxed{12}"]
-    return save_tiny(tmp_path_factory.mktemp("tiny") / "model", corpus=corpus)
-
-
 def test_fewshot_prompts_come_from_train():
     from rft.envs import get_suite, suite_path
 

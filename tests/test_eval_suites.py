@@ -114,19 +114,6 @@ def test_flags_given_override_the_suite_and_the_suite_overrides_defaults():
 # ------------------------------------------------------------------------------------ end to end, tiny
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-
-    from rft.envs import get_suite, suite_path
-    from rft.tiny import save_tiny
-
-    torch.set_num_threads(1)
-    suite = get_suite(suite_path("rft/arithmetic-v0"))
-    corpus = [m["content"] for it in suite.items("train")[:200] for m in suite.messages(it)] + ["\\boxed{12}"]
-    return save_tiny(tmp_path_factory.mktemp("tiny") / "model", corpus=corpus)
-
-
 def _lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
@@ -228,7 +215,9 @@ def test_rft_eval_suites_checks_every_suite_before_loading(tmp_path):
     toy = tmp_path / "toy.yaml"
     toy.write_text(json.dumps(BASE))
     gone = tmp_path / "gone.yaml"  # its data is missing: found before the first suite is sampled
-    gone.write_text(json.dumps({**BASE, "id": "gone-v0", "source": {"type": "jsonl", "path": "nowhere.jsonl"}}))
+    gone.write_text(
+        json.dumps({**BASE, "id": "gone-v0", "source": {"type": "jsonl", "path": "nowhere.jsonl"}})
+    )
     out = ["--out", str(tmp_path / "o")]
     runs = {  # the model does not exist: each error comes before anything loads
         "suite bad-v0: need every k in 1..n": ["--suites", f"arithmetic-v0,{bad}", "--n", "1"],

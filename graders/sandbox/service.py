@@ -41,7 +41,9 @@ from typing import Any
 from .base import ExecResult, Limits, Sandbox, SandboxError, SandboxUnavailable, get_sandbox
 from .remote import limits_from_json, result_to_json
 
-__all__ = ["ServiceConfig", "SandboxPool", "SandboxServer", "default_workers", "make_server", "serve"]
+__all__ = [
+    "ServiceConfig", "SandboxPool", "SandboxServer", "default_workers", "make_server", "serve", "is_loopback"
+]  # fmt: skip
 
 _NOT_SERVED = {"remote", "sandbox_fusion", "none"}  # loops, or no isolation for code from the network
 _DRAIN_CAP = 64 * 2**20  # an oversize body up to this is read and dropped, so the client sees the 413
@@ -87,14 +89,15 @@ class ServiceConfig:
                     "no token: give one with --token-file FILE or $RFT_SANDBOX_TOKEN (kept out of `ps`), "
                     "or --token; make one with `python -c 'import secrets; print(secrets.token_hex(32))'`"
                 )
-            if not _loopback(self.host):
+            if not is_loopback(self.host):
                 raise ValueError(
                     f"--insecure-no-token is allowed on a loopback address only, not {self.host!r}: anyone "
                     "who reaches the port could run code on this machine"
                 )
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`host` names this machine only (localhost, 127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import typer
 
 from rft.app.cli_base import fail, out
+from rft.graders.sandbox.service import is_loopback
 
 if TYPE_CHECKING:
     from rft.app.view_data import RowFilter, ViewRoot
@@ -36,15 +37,6 @@ STATIC = {  # URL path -> (file in rft/app/view_static, content type)
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # fmt: skip
 PAGE_MAX = 500  # rows per page at most
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ViewServer(ThreadingHTTPServer):
