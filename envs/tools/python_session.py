@@ -10,8 +10,9 @@ first call, so an episode that never calls the tool costs nothing.
 Each call runs under `timeout` wall-clock seconds and `cpu_s` CPU seconds (default: the timeout). What it
 printed (stdout, then stderr), its traceback and the repr of a last expression (as a notebook shows it)
 come back cut to `output_chars`. An exception in the code is an error shown to the model
-(`ToolOutput.is_error`); the session lives on. A call that runs past its time, exits the interpreter,
-hits the CPU or a fatal memory limit, or breaks the session's channel (writes over it, closes it) ends
+(`ToolOutput.is_error`); the session lives on, as it does when a call uses up its CPU seconds between
+bytecodes (``CpuLimitExceeded`` raised in it; outcome ``cpu_limit``). A call that runs past its wall-clock
+time, exits the interpreter, is killed by a limit, or breaks the session's channel (writes over it, closes it) ends
 the session: the process is killed (with everything it started), the output says so and that its
 variables are gone, and the next call starts a fresh session. A session that cannot start (no sandbox
 here) is a `ToolOutput.failure`, not the model's fault.
@@ -90,6 +91,7 @@ class PythonSessionTool:
         self.options = options
         self._session: SandboxSession | None = None
         self._closed = False
+        self._calls = 0
         self.sessions_started = 0  # how many sessions this episode needed (1 + restarts)
         self._finalizer = weakref.finalize(self, _kill_all, [])
 
@@ -107,11 +109,14 @@ class PythonSessionTool:
             return ToolOutput(f"the python tool could not start: {e}", failure=str(e),
                               details={"outcome": "unavailable"})  # fmt: skip
         cpu = math.ceil(opts.cpu_s if opts.cpu_s is not None else opts.timeout)
-        request = {"code": code, "cpu_s": cpu, "output_bytes": 4 * opts.output_chars}
+        self._calls += 1
+        request = {"id": self._calls, "code": code, "cpu_s": cpu, "output_bytes": 4 * opts.output_chars}
         start = time.monotonic()
         try:
             session.send(request)
             reply = session.recv(opts.timeout)
+            if reply.get("id") != self._calls:  # a cell wrote a frame of its own on the channel
+                raise SessionBroken("a reply out of turn came back (the code wrote over the session's channel)")
         except SessionTimeout:
             self._end_session()
             return self._ended(f"TimeoutError: the call ran past {opts.timeout:g} s", "timeout", start)
@@ -135,8 +140,10 @@ class PythonSessionTool:
         self._session = session
         self.sessions_started += 1
         try:  # an empty cell: the session answers before the first call's clock starts
-            session.send({"code": "", "output_bytes": 0})
-            session.recv(START_TIMEOUT)
+            self._calls += 1
+            session.send({"id": self._calls, "code": "", "output_bytes": 0})
+            if session.recv(START_TIMEOUT).get("id") != self._calls:
+                raise SessionBroken("the session's first reply was not the one asked for")
         except SandboxError as e:
             self._end_session()
             raise SandboxError(f"the Python session did not start: {e}") from None
@@ -169,7 +176,8 @@ class PythonSessionTool:
         limit = self.options.output_chars
         if len(text) > limit:
             text = text[:limit] + f"\n[... {len(text) - limit} more characters cut]"
-        details = {"outcome": "error" if error else "ok", "wall_s": round(wall_s, 6),
+        outcome = "cpu_limit" if reply.get("cpu_limit") else "error" if error else "ok"
+        details = {"outcome": outcome, "wall_s": round(wall_s, 6),
                    "cpu_s": reply.get("cpu_s")}  # fmt: skip
         return ToolOutput(text, is_error=bool(error), details=details)
 

@@ -3,7 +3,7 @@ session that runs one code cell per request, keeping its variables, imports and 
 
 Stdlib-only; sent as the source of a sandbox session (rft.graders.sandbox.session), so it runs as
 ``__main__`` with the channel on fds 0 and 1: frames of a 4-byte big-endian length and UTF-8 JSON.
-Request ``{"code": str, "cpu_s": int | None, "output_bytes": int}``; reply ``{"stdout", "stderr",
+Request ``{"id", "code": str, "cpu_s": int | None, "output_bytes": int}``; reply ``{"id", "stdout", "stderr",
 "stdout_bytes", "stderr_bytes", "result", "error", "cpu_s"}`` (`result`: the repr of a last expression
 that is not None, as a notebook shows it; `error`: the traceback of an exception, or None). At EOF the
 session exits.
@@ -12,7 +12,9 @@ The channel moves to high fds and fd 0 to /dev/null before any cell runs; a cell
 anonymous files read back after it, at the fd level (so ``os.write(1, ...)`` and child processes are
 captured too). A cell can still find and write over the channel: the host then sees a broken frame and
 kills the session; what a cell forges on it only reaches its own caller (the model), as its output would.
-Per cell, RLIMIT_CPU's soft limit is this session's CPU time so far plus `cpu_s` (SIGXCPU ends the session).
+Per cell, RLIMIT_CPU's soft limit is this session's CPU time so far plus `cpu_s`; its SIGXCPU raises
+`CpuLimitExceeded` (a BaseException) in the cell, which ends it with ``"cpu_limit": true`` in the reply and
+leaves the session alive (the driver is pid 1 of its pid namespace, which ignores SIGXCPU's default action).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import ast
 import json
 import os
 import resource
+import signal
 import struct
 import sys
 import time
@@ -29,6 +32,14 @@ from typing import Any
 
 CHANNEL_IN = os.dup(0)
 CHANNEL_OUT = os.dup(1)
+
+
+class CpuLimitExceeded(BaseException):
+    """The cell used its CPU seconds."""
+
+
+def _on_sigxcpu(signum: int, frame: Any) -> None:
+    raise CpuLimitExceeded("the call used its CPU time")
 
 
 def _null_stdin() -> None:
@@ -84,8 +95,9 @@ def _set_cpu(seconds: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
-def _run_cell(code: str, namespace: dict[str, Any]) -> tuple[str | None, str | None]:
-    """Run `code` in `namespace`: (repr of its last expression or None, traceback or None)."""
+def _run_cell(code: str, namespace: dict[str, Any]) -> tuple[str | None, str | None, bool]:
+    """Run `code` in `namespace`: (repr of its last expression or None, traceback or None, whether it ran
+    out of CPU time)."""
     try:
         tree = ast.parse(code, "<python>", "exec")
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
@@ -94,21 +106,25 @@ def _run_cell(code: str, namespace: dict[str, Any]) -> tuple[str | None, str | N
             value = eval(compile(ast.Expression(last.value), "<python>", "eval"), namespace)
             if value is not None:
                 namespace["_"] = value
-                return repr(value), None
-        return None, None
+                return repr(value), None, False
+        return None, None, False
     except BaseException as e:  # the cell's error (SystemExit and KeyboardInterrupt too): shown, the session lives
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None  # not this function's frame
         if isinstance(e, SyntaxError):
             tb = None
-        return None, "".join(traceback.format_exception(type(e), e, tb))
+        return None, "".join(traceback.format_exception(type(e), e, tb)), isinstance(e, CpuLimitExceeded)
 
 
 def main() -> None:
     _null_stdin()
+    signal.signal(signal.SIGXCPU, _on_sigxcpu)
     out_fd, err_fd = _capture_file("stdout"), _capture_file("stderr")
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
     stdout, stderr = sys.stdout, sys.stderr
+    for stream in (stdout, stderr):  # print and os.write(1, ...) land in the order they ran
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     while True:
         head = _read_exact(4)
@@ -122,7 +138,7 @@ def main() -> None:
         sys.stdout, sys.stderr = stdout, stderr
         _set_cpu(request.get("cpu_s"))
         start = time.process_time()
-        result, error = _run_cell(str(request.get("code", "")), namespace)
+        result, error, cpu_hit = _run_cell(str(request.get("code", "")), namespace)
         for stream in (sys.stdout, sys.stderr, stdout, stderr):
             try:
                 stream.flush()
@@ -132,7 +148,7 @@ def main() -> None:
         err, err_n = _take(err_fd, cap)
         if result is not None and len(result) > cap:
             result = result[:cap]
-        _send({"stdout": out, "stderr": err, "stdout_bytes": out_n, "stderr_bytes": err_n,
+        _send({"id": request.get("id"), "cpu_limit": cpu_hit, "stdout": out, "stderr": err, "stdout_bytes": out_n, "stderr_bytes": err_n,
                "result": result, "error": error, "cpu_s": round(time.process_time() - start, 6)})  # fmt: skip
 
 
