@@ -295,6 +295,7 @@ SESSION_ATTACKS = [
     ("daemon", "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        while True:\n            time.sleep(0.05)\n    os._exit(0)"),
     ("read the channel", "import os\nfor fd in range(3, 256):\n    try:\n        os.set_blocking(fd, False)\n        os.read(fd, 100)\n    except OSError:\n        pass"),
     ("replace stdout", "import sys, io\nsys.stdout = io.StringIO()\nsys.stderr = None"),
+    ("channel made non-blocking", "import os, time\nfor fd in range(3, 256):\n    try:\n        os.set_blocking(fd, False)\n    except OSError:\n        pass"),
 ]  # fmt: skip
 
 

@@ -59,6 +59,7 @@ def _capture_file(name: str) -> int:
 
 
 def _read_exact(n: int) -> bytes | None:
+    os.set_blocking(CHANNEL_IN, True)  # a cell may have changed it
     buf = b""
     while len(buf) < n:
         chunk = os.read(CHANNEL_IN, n - len(buf))
@@ -71,6 +72,7 @@ def _read_exact(n: int) -> bytes | None:
 def _send(message: dict[str, Any]) -> None:
     data = json.dumps(message).encode()
     view = memoryview(struct.pack(">I", len(data)) + data)
+    os.set_blocking(CHANNEL_OUT, True)
     while view:
         view = view[os.write(CHANNEL_OUT, view) :]
 
@@ -139,10 +141,10 @@ def main() -> None:
         _set_cpu(request.get("cpu_s"))
         start = time.process_time()
         result, error, cpu_hit = _run_cell(str(request.get("code", "")), namespace)
-        for stream in (sys.stdout, sys.stderr, stdout, stderr):
+        for stream in (stdout, stderr):  # ours; streams a cell put in sys.stdout are its own business
             try:
                 stream.flush()
-            except (OSError, ValueError):  # a cell closed or broke it: what it wrote is in the file
+            except (OSError, ValueError):  # a cell closed it: what it wrote is in the file
                 continue
         out, out_n = _take(out_fd, cap)
         err, err_n = _take(err_fd, cap)
