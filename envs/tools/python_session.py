@@ -70,7 +70,9 @@ class PythonSessionProvider:
         if not (self.timeout > 0 and math.isfinite(self.timeout)):
             raise ValueError(f"python tool: timeout ({self.timeout!r}) must be a positive number of seconds")
         if self.cpu_s is not None and not self.cpu_s > 0:
-            raise ValueError(f"python tool: cpu_s ({self.cpu_s!r}) must be positive, or left out for the timeout")
+            raise ValueError(
+                f"python tool: cpu_s ({self.cpu_s!r}) must be positive, or left out for the timeout"
+            )
         if self.output_chars < 100:
             raise ValueError(f"python tool: output_chars ({self.output_chars}) must be at least 100")
         Limits(memory_mb=self.memory_mb, processes=self.processes)  # its checks, its messages
@@ -116,7 +118,9 @@ class PythonSessionTool:
             session.send(request)
             reply = session.recv(opts.timeout)
             if reply.get("id") != self._calls:  # a cell wrote a frame of its own on the channel
-                raise SessionBroken("a reply out of turn came back (the code wrote over the session's channel)")
+                raise SessionBroken(
+                    "a reply out of turn came back (the code wrote over the session's channel)"
+                )
         except SessionTimeout:
             self._end_session()
             return self._ended(f"TimeoutError: the call ran past {opts.timeout:g} s", "timeout", start)

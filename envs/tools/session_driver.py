@@ -102,7 +102,11 @@ def _run_cell(code: str, namespace: dict[str, Any]) -> tuple[str | None, str | N
     out of CPU time)."""
     try:
         tree = ast.parse(code, "<python>", "exec")
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        last = tree.body[-1] if tree.body else None
+        if isinstance(last, ast.Expr):
+            tree.body.pop()
+        else:
+            last = None
         exec(compile(tree, "<python>", "exec"), namespace)
         if last is not None:
             value = eval(compile(ast.Expression(last.value), "<python>", "eval"), namespace)
@@ -110,7 +114,7 @@ def _run_cell(code: str, namespace: dict[str, Any]) -> tuple[str | None, str | N
                 namespace["_"] = value
                 return repr(value), None, False
         return None, None, False
-    except BaseException as e:  # the cell's error (SystemExit and KeyboardInterrupt too): shown, the session lives
+    except BaseException as e:  # the cell's (SystemExit, KeyboardInterrupt too): shown; the session lives
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None  # not this function's frame
         if isinstance(e, SyntaxError):
             tb = None

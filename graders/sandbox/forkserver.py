@@ -522,9 +522,10 @@ def _serve_session(server: Server) -> int:
     server._cleanup(pid)
     sync.setblocking(False)
     try:
-        error = error or sync.recv(4096).decode(errors="replace")
-    except OSError:
-        pass
+        note = sync.recv(4096).decode(errors="replace")  # what went wrong setting the child up
+    except OSError:  # nothing: it set up fine
+        note = ""
+    error = error or note
     end = {"exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
            "cpu_s": round(ru.ru_utime + ru.ru_stime, 6), "wall_s": round(time.monotonic() - start, 6),
