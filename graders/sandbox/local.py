@@ -211,7 +211,7 @@ class LocalSandbox:
         limits = limits or Limits()
         self._preflight()
         self._state = state_dir(self.lock_dir)
-        argv = [*self._argv(), "--session"]
+        argv = [*self._argv(), "--preload", "", "--session"]  # one program: nothing to preload for it
         try:
             proc = _spawn(argv)
         except OSError as e:
