@@ -110,6 +110,7 @@ def test_provider_contract(backend):
         {"timeout": float("inf")},
         {"cpu_s": -1},
         {"output_chars": 5},
+        {"sandbox": "nope"},
         {"memory_mb": 8},
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):

@@ -30,8 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rft.graders.sandbox import Limits, SandboxError, shared_sandbox
-from rft.graders.sandbox.session import SandboxSession, SessionBroken, SessionTimeout, start_session
+from rft.graders.sandbox import Limits, SandboxError, sandbox_names, shared_sandbox
+from rft.graders.sandbox.session import (
+    SandboxSession,
+    SessionBroken,
+    SessionEnded,
+    SessionTimeout,
+    start_session,
+)
 
 from .base import Tool, ToolOutput, ToolSpec
 
@@ -76,6 +82,10 @@ class PythonSessionProvider:
         if self.output_chars < 100:
             raise ValueError(f"python tool: output_chars ({self.output_chars}) must be at least 100")
         Limits(memory_mb=self.memory_mb, processes=self.processes)  # its checks, its messages
+        if self.sandbox not in sandbox_names():
+            raise ValueError(
+                f"python tool: unknown sandbox {self.sandbox!r}; use auto (or local as root, userns otherwise)"
+            )
 
     def specs(self) -> list[ToolSpec]:
         return [PYTHON_SPEC]
@@ -125,7 +135,7 @@ class PythonSessionTool:
             self._end_session()
             return self._ended(f"TimeoutError: the call ran past {opts.timeout:g} s", "timeout", start)
         except SessionBroken as e:
-            info = session.end_info(wait_s=1.0)
+            info = session.end_info(wait_s=1.0) if isinstance(e, SessionEnded) else None
             self._end_session()
             if info is not None and info.get("signal") == SIGXCPU:
                 return self._ended(f"the call used more than {cpu} s of CPU", "cpu_limit", start)

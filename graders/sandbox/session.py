@@ -33,7 +33,7 @@ from typing import Any
 
 from .base import Limits, Sandbox, SandboxError
 
-__all__ = ["SandboxSession", "SessionBroken", "SessionTimeout", "start_session", "MAX_FRAME"]
+__all__ = ["SandboxSession", "SessionBroken", "SessionEnded", "SessionTimeout", "start_session", "MAX_FRAME"]
 
 MAX_FRAME = 8 << 20  # bytes: a longer frame is a broken channel
 SESSION_CPU_S = 3600  # RLIMIT_CPU of a session when Limits.cpu_s is not given
@@ -42,6 +42,10 @@ END_MARK = b"rft-session-end "
 
 class SessionBroken(SandboxError):
     """The session's channel ended or carried garbage (the program exited, was killed, or wrote over it)."""
+
+
+class SessionEnded(SessionBroken):
+    """The session's program ended (its channel reached EOF); `SandboxSession.end_info` says how."""
 
 
 class SessionTimeout(SandboxError):
@@ -73,6 +77,7 @@ class SandboxSession:
         self.uid = uid  # the host uid its processes run as, where known
         self._finalizer = weakref.finalize(self, _kill_proc, proc)
         self._buf = bytearray()
+        self._end: dict[str, Any] | None = None
 
     @property
     def alive(self) -> bool:
@@ -113,7 +118,7 @@ class SandboxSession:
                 raise SessionTimeout("no reply in time")
             chunk = os.read(fd, 1 << 16)
             if not chunk:
-                raise SessionBroken("the session's program ended" + self._end_note())
+                raise SessionEnded("the session's program ended" + self._end_note())
             self._buf += chunk
         out = bytes(self._buf[:n])
         del self._buf[:n]
@@ -131,6 +136,8 @@ class SandboxSession:
         """After the program ended: its exit status, signal and CPU time, as its server reports them
         (None when the server said nothing, e.g. because it was killed)."""
         assert self.proc.stderr is not None
+        if self._end is not None:
+            return self._end
         try:
             self.proc.wait(wait_s)
         except subprocess.TimeoutExpired:
@@ -141,7 +148,8 @@ class SandboxSession:
             info = json.loads(line[len(END_MARK) :]) if line else None
         except ValueError:
             return None
-        return info if isinstance(info, dict) else None
+        self._end = info if isinstance(info, dict) else None
+        return self._end
 
     def kill(self) -> None:
         """End the session now (its program and every process it started). Safe to call twice."""
