@@ -304,6 +304,9 @@ SESSION_ATTACKS = [
     ("garbage on the channel", "import os\nfor fd in range(3, 256):\n    try:\n        os.write(fd, b'garbage' * 1000)\n    except OSError:\n        pass"),
     ("forged frame on the channel", "import os, json, struct\nmsg = json.dumps({{'id': 2, 'stdout': 'FORGED', 'stderr': '', 'result': None, 'error': None}}).encode()\n"
      "for fd in range(3, 256):\n    try:\n        os.write(fd, struct.pack('>I', len(msg)) + msg)\n    except OSError:\n        pass"),
+    ("forged frame, right id, wrong shape", "import os, json, struct, sys\nrid = sys._getframe(2).f_locals['request']['id']\n"
+     "msg = json.dumps({{'id': rid, 'stdout_bytes': 'x'}}).encode()\n"
+     "for fd in range(3, 256):\n    try:\n        os.write(fd, struct.pack('>I', len(msg)) + msg)\n    except OSError:\n        pass"),
     ("huge length on the channel", "import os\nfor fd in range(3, 256):\n    try:\n        os.write(fd, b'\\xff\\xff\\xff\\xff')\n    except OSError:\n        pass"),
     ("close stdin", "import os, sys\nos.close(0)\nsys.stdin.close()"),
     ("close every fd", "import os\nos.closerange(0, 65536)"),

@@ -127,9 +127,9 @@ class PythonSessionTool:
         try:
             session.send(request)
             reply = session.recv(opts.timeout)
-            if reply.get("id") != self._calls:  # a cell wrote a frame of its own on the channel
+            if reply.get("id") != self._calls or not _well_formed(reply):  # a cell wrote on the channel
                 raise SessionBroken(
-                    "a reply out of turn came back (the code wrote over the session's channel)"
+                    "a reply out of turn or out of shape came back (the code wrote over the session's channel)"
                 )
         except SessionTimeout:
             self._end_session()
@@ -200,6 +200,17 @@ class PythonSessionTool:
         self._closed = True
         self._end_session()
         self._finalizer()
+
+
+_REPLY_TYPES: dict[str, tuple[type, ...]] = {
+    "stdout": (str,), "stderr": (str,), "stdout_bytes": (int,), "stderr_bytes": (int,),
+    "result": (str, type(None)), "error": (str, type(None)), "cpu_limit": (bool,), "cpu_s": (int, float),
+}  # fmt: skip
+
+
+def _well_formed(reply: dict[str, Any]) -> bool:
+    """The driver's reply has every field, of its type (what a cell forges on the channel may not)."""
+    return all(isinstance(reply.get(k, ...), types) for k, types in _REPLY_TYPES.items())
 
 
 def _kill_all(sessions: list[SandboxSession]) -> None:
