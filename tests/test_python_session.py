@@ -24,11 +24,13 @@ from rft.envs.tools.python_session import PythonSessionProvider, PythonSessionTo
 from rft.graders.sandbox import SandboxError, get_sandbox
 from rft.graders.sandbox.session import start_session
 
-SESSION_BACKENDS = ["local", "userns"]
+SESSION_BACKENDS = ["local", "userns", "bwrap"]
 
 
 @pytest.fixture(params=SESSION_BACKENDS)
 def backend(request) -> str:
+    if request.param == "bwrap" and os.geteuid() == 0:
+        pytest.skip("bwrap holds sessions for users other than root only (as root: local)")
     backend_or_skip(request.param)  # skips where the backend cannot run (userns as root, local as a user)
     return request.param
 
@@ -266,17 +268,24 @@ def test_close_and_finalisers_leave_no_process(backend, tmp_path):
 
 
 def test_a_backend_without_sessions_is_a_failure_not_an_error():
-    for name in ("bwrap", "docker", "sandbox_fusion"):
+    names = ["docker", "sandbox_fusion"] + (["bwrap"] if os.geteuid() == 0 else [])
+    for name in names:
         tool = _tool(name)
         out = tool.call({"code": "1"})
         assert out.failure and not out.is_error and out.details["outcome"] == "unavailable", (name, out)
         tool.close()
+    box = get_sandbox("sandbox_fusion", url="http://127.0.0.1:9")  # an HTTP service: no sessions
     with pytest.raises(SandboxError, match="cannot hold a session"):
+        start_session(box, "pass")
+    box.close()
+    if os.geteuid() == 0:
         try:
             box = get_sandbox("bwrap")
         except SandboxError:
-            pytest.skip("bwrap cannot run here")
-        start_session(box, "pass")
+            return
+        with pytest.raises(SandboxError, match="other than root"):
+            start_session(box, "pass")
+        box.close()
 
 
 def test_episodes_in_threads_are_independent(backend):
@@ -411,7 +420,7 @@ def test_as_a_user_other_than_root(user):
             "-p",
             "no:cacheprovider",
             "-k",
-            "userns",
+            "userns or bwrap",
             "-rs",
             "-x",
         ],

@@ -69,7 +69,7 @@ class PythonSessionProvider:
     cpu_s: float | None = None  # CPU seconds per call; default: the timeout
     memory_mb: int = 1024  # address space of the session's processes
     output_chars: int = 4000  # characters of output shown to the model per call
-    sandbox: str = "auto"  # a backend that can hold sessions: auto, local (root), userns
+    sandbox: str = "auto"  # a backend that holds sessions: auto, local (root), userns or bwrap (other users)
     processes: int = 32  # processes and threads of the session
 
     def __post_init__(self) -> None:

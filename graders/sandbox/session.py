@@ -11,8 +11,9 @@ limits are the caller's (`recv`'s timeout), which kills the session when one pas
 
 Backends that can hold a session have a ``session(program, limits)`` method: ``local`` and ``userns``
 (each session its own fork server, ``--session``: a uid slot of its own as root, the program pid 1 of
-its pid namespace, so killing the server takes every process it started). For the others
-`start_session` raises `SandboxError` saying so.
+its pid namespace, so killing the server takes every process it started) and, for users other than
+root, ``bwrap`` (a bubblewrap sandbox per session, ``--die-with-parent`` in a pid namespace of its own). For
+the others `start_session` raises `SandboxError` saying so.
 
 A program can write anything to its own channel: what `recv` gets is untrusted (a frame too long or
 not JSON raises `SessionBroken`; the caller should then `kill` the session).
@@ -169,7 +170,7 @@ def start_session(box: Sandbox, program: str, limits: Limits | None = None) -> S
     if opener is None:
         raise SandboxError(
             f"sandbox {box.name!r} cannot hold a session (a long-lived program); use sandbox 'auto', "
-            "'local' (root) or 'userns' (other users)"
+            "'local' (root), 'userns' or 'bwrap' (other users)"
         )
     session = opener(program, limits or Limits())
     assert isinstance(session, SandboxSession)
