@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import select
 import shutil
@@ -30,6 +31,7 @@ from ..procstat import usage
 from . import forkserver
 from .base import ExecResult, Limits, SandboxError, SandboxUnavailable, register_sandbox
 from .local import FORKSERVER_PATH, HARNESS_RUNTIME_PATH
+from .session import SESSION_CPU_S, SandboxSession
 from .state import check_own_tree, check_private_path, state_dir
 
 __all__ = ["BwrapSandbox"]
@@ -257,6 +259,45 @@ class BwrapSandbox:
             cpu_wait_s=cpu_wait,
             backend=self.name,
         )
+
+    def session(self, program: str, limits: Limits | None = None) -> SandboxSession:
+        """`program` as a long-lived program (session.py) in a bubblewrap sandbox of its own, its stdin
+        and stdout the channel. Not as root: there every run of this sandbox shares one uid, whose
+        processes each `run` kills (use ``local``)."""
+        limits = limits or Limits()
+        with self._lock:
+            self._start()
+            if self.uid is not None:
+                raise SandboxError(
+                    "the bwrap sandbox holds sessions only for users other than root; as root use 'local'"
+                )
+            assert self._dir is not None and self._base is not None
+            state_dir(self.lock_dir)
+            check_private_path(self._dir, mode_mask=0o022)
+            base = self._base
+        res_w = os.open(os.devnull, os.O_WRONLY)  # a session has no result channel
+        wire = dict(limits.to_wire(), cpu=math.ceil(limits.cpu_s or SESSION_CPU_S), result_fd=res_w)
+        argv = [*base, "--size", str(wire["tmp"]), "--tmpfs", "/tmp", "--remount-ro", "/", "--",
+                self.python, "-I", "-S", "/.rft/forkserver.py", "--run-one", json.dumps(wire)]  # fmt: skip
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(res_w,),
+                start_new_session=True, cwd="/", env={"PATH": "/usr/bin:/bin"},
+            )  # fmt: skip
+        except OSError as e:
+            raise SandboxError(f"could not start bwrap: {e}") from e
+        finally:
+            os.close(res_w)
+        session = SandboxSession(proc, self.name, None)
+        source = program.encode()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(struct.pack(">Q", len(source)) + source)
+            proc.stdin.flush()
+        except OSError as e:
+            session.kill()
+            raise SandboxError(f"bwrap did not take the session's program: {e}") from None
+        return session
 
     def close(self) -> None:
         with self._lock:

@@ -4,7 +4,7 @@ Self-contained and stdlib-only: copy this file anywhere and run it with any CPyt
 
     python3 -I -S forkserver.py [--isolate user,net,mount,pid,ipc,uts | none] [--uid N | --uid-range A:B]
         [--lock-dir DIR] [--own-userns] [--path DIR]... [--bind DIR]... [--preload MOD,...]
-        [--preload-file NAME=PATH]... [--cpu N | auto] [--seccomp PATH]
+        [--preload-file NAME=PATH]... [--cpu N | auto] [--seccomp PATH] [--session]
     python3 -I -S forkserver.py --run-one LIMITS_JSON      (one program in this process: inside bwrap)
 
 Each program is a fresh child of this small server (a fork, not an interpreter start). By default
@@ -41,6 +41,8 @@ Protocol: frames on the server's stdin (requests) and stdout (replies). A frame 
   "timeout" | "cpu_limit" | "output_limit", "exit_code", "signal", "wall_s", "cpu_s", "cpu_wait_s",
   "truncated": {"stdout", "stderr", "result"}, "stdout_dropped", "parts": [["stdout", a], ["stderr", b], ["result",
   c]]}``, or ``{"type": "error", "id", "error": why}`` when that run could not be set up.
+- ``--session`` (a server per long-lived program): after the hello, one ``{"type": "session", "limits",
+  "parts": [["program", n]]}``; the program then owns the server's stdin and stdout (see `_serve_session`).
 - ``{"type": "ping"}`` gets ``{"type": "pong"}``. EOF on stdin: the server exits (and dies with
   the process that started it).
 
@@ -476,6 +478,66 @@ class Server:
         run_program(source, workdir or "/tmp")
 
 
+def _serve_session(server: Server) -> int:
+    """``--session``: after the hello, one ``{"type": "session", "limits", "parts": [["program", n]]}``
+    frame; the program then runs in a sandbox as ``run`` gives it, with this server's stdin and stdout
+    as its own fds 0 and 1 (the caller speaks to it directly; the server closes its copies) and its
+    stderr on the server's. When it ends, the server cleans up and writes one JSON line to its stderr,
+    ``rft-session-end {"exit_code", "signal", "cpu_s", "wall_s"}``, and exits. Killing the server kills
+    the program (PDEATHSIG; with a pid namespace, every process it started)."""
+    frame = read_frame(0)
+    if frame is None:
+        return 0
+    header, parts = frame
+    if header.get("type") != "session":
+        write_frame(1, {"type": "error", "error": f"expected a session request, not {header.get('type')!r}"})
+        return 2
+    lim = dict(_DEFAULT_LIMITS, **header.get("limits", {}))
+    source = bytes(parts.get("program", b""))
+    workdir = None
+    if "mount" not in server.isolate:
+        import tempfile
+
+        workdir = tempfile.mkdtemp(prefix="rft-session-")
+        if server.uid is not None:
+            os.chown(workdir, server.uid, server.uid)
+    null = os.open(os.devnull, os.O_WRONLY)
+    in_r, out_w, err_w, res_w = os.dup(0), os.dup(1), os.dup(2), os.dup(null)
+    sync, child_sync = socket.socketpair()
+    start = time.monotonic()
+    pid = server._spawn()
+    if pid == 0:
+        sync.close()
+        server._child(memoryview(source), lim, workdir, in_r, out_w, err_w, res_w, child_sync.fileno())
+    for fd in (in_r, out_w, res_w):
+        os.close(fd)
+    os.dup2(null, 0)  # the channel is the program's alone: EOF reaches the caller when it ends
+    os.dup2(null, 1)
+    child_sync.close()
+    error = server._map_ids(pid)
+    sync.send(b"g" if error is None else b"x")
+    if error is not None:
+        os.kill(pid, signal.SIGKILL)
+    _, status, ru = os.wait4(pid, 0)
+    server._cleanup(pid)
+    sync.setblocking(False)
+    try:
+        note = sync.recv(4096).decode(errors="replace")  # what went wrong setting the child up
+    except OSError:  # nothing: it set up fine
+        note = ""
+    error = error or note
+    end = {"exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+           "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+           "cpu_s": round(ru.ru_utime + ru.ru_stime, 6), "wall_s": round(time.monotonic() - start, 6),
+           "error": error or None}  # fmt: skip
+    os.write(err_w, b"\nrft-session-end " + json.dumps(end).encode() + b"\n")
+    if workdir is not None:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
 def _remove_files_of(uid: int) -> None:
     """Without a private /tmp, what the program left in the shared writable places goes with it."""
     import shutil
@@ -695,7 +757,7 @@ def acquire_uid(first: int, last: int, lock_dir: str) -> tuple[int, int]:
 def _parse_args(argv: list[str]) -> dict:
     opts: dict = {"isolate": ",".join(NAMESPACES), "uid": None, "uid_range": None, "lock_dir": "", "own_userns": False,
                   "path": [], "bind": [], "preload": "", "preload_file": [], "cpu": None,
-                  "seccomp": None}  # fmt: skip
+                  "seccomp": None, "session": False}  # fmt: skip
     it = iter(argv)
     for arg in it:
         key = arg.lstrip("-").replace("-", "_")
@@ -703,7 +765,7 @@ def _parse_args(argv: list[str]) -> dict:
             raise SetupError(f"unknown option {arg}")
         if key in ("path", "bind", "preload_file"):
             opts[key].append(next(it))
-        elif key == "own_userns":
+        elif key in ("own_userns", "session"):
             opts[key] = True
         else:
             opts[key] = next(it)
@@ -814,6 +876,8 @@ def serve(argv: list[str]) -> int:
              "root_dir": server.root_dir}  # fmt: skip
     write_frame(out, hello)
     # lock_fd stays open (and the uid locked) until the server exits
+    if opts["session"]:
+        return _serve_session(server)
     while True:
         frame = read_frame(0)
         if frame is None:

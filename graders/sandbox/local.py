@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import math
 import os
 import select
 import site
@@ -32,6 +33,7 @@ from typing import Any
 
 from . import forkserver
 from .base import ExecResult, Limits, SandboxError, SandboxUnavailable, register_sandbox
+from .session import SESSION_CPU_S, SandboxSession
 from .state import state_dir
 
 __all__ = [
@@ -202,6 +204,43 @@ class LocalSandbox:
             cpu_wait_s=reply.get("cpu_wait_s"),
             backend=self.name,
         )
+
+    def session(self, program: str, limits: Limits | None = None) -> SandboxSession:
+        """`program` as a long-lived program (session.py), in a fork server of its own (``--session``)
+        with this sandbox's isolation: as root a uid slot of its own, so sessions never share a uid."""
+        limits = limits or Limits()
+        self._preflight()
+        self._state = state_dir(self.lock_dir)
+        argv = [*self._argv(), "--preload", "", "--session"]  # one program: nothing to preload for it
+        try:
+            proc = _spawn(argv)
+        except OSError as e:
+            raise SandboxUnavailable(f"could not start a {self.name} sandbox session: {e}") from e
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            header, _ = _read_frame(proc.stdout.fileno(), time.monotonic() + START_TIMEOUT)
+        except SandboxError as e:
+            _kill(proc)
+            raise SandboxUnavailable(f"the {self.name} sandbox's session server did not start: {e}") from None
+        if header.get("type") != "hello":
+            _kill(proc)
+            raise SandboxUnavailable(
+                f"the {self.name} sandbox cannot isolate programs here: {header.get('error', header)}"
+                + self._unavailable_hint()
+            )
+        if header.get("root_dir"):
+            with contextlib.suppress(OSError):
+                os.rmdir(header["root_dir"])
+        wire = dict(limits.to_wire(), cpu=math.ceil(limits.cpu_s or SESSION_CPU_S))
+        session = SandboxSession(proc, self.name, header.get("uid"))
+        try:
+            forkserver.write_frame(
+                proc.stdin.fileno(), {"type": "session", "limits": wire}, {"program": program.encode()}
+            )
+        except OSError as e:
+            session.kill()
+            raise SandboxError(f"the {self.name} sandbox's session server failed: {e}") from None
+        return session
 
     def _stop_dead_server(self) -> str:
         proc, self._proc = self._proc, None
