@@ -11,13 +11,25 @@ and passes it to ``dataset.score_answer(answer, entry)``. Its score (reasoning-g
 for some datasets) is the grade's score; ``passed`` means a full score. An exception in reasoning-gym is
 an ``error`` grade, never a 0; a text without an answer is ``no_answer``.
 
+Model text is never run as Python here. Some datasets' ``score_answer`` evaluate the answer (reasoning-gym
+0.1.25: ``eval`` in spiral_matrix, string_insertion, binary_matrix, n_queens; sympy's ``parse_expr``, which
+calls ``eval``, in countdown, puzzle24, polynomial_multiplication, simple_integration,
+intermediate_integration), so an answer like ``open(chr(112), chr(119))`` would run in the grading process.
+The grader replaces those modules' ``eval`` with `ast.literal_eval` (list answers still parse), and passes
+to the sympy ones only answers written with digits, operators, brackets, single-letter variables and
+common function names (others score 0 with ``details["refused"]``). A test runs injection answers
+through every dataset, so a newer reasoning-gym that evaluates answers elsewhere fails it.
+
 reasoning-gym is an optional dependency: ``pip install 'rft[reasoning-gym]'``.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
+import re
+import sys
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -26,19 +38,64 @@ from .grade import Grade
 from .math.extract import extract_answer
 from .template import as_text
 
-__all__ = ["ReasoningGymGrader", "INSTALL_HINT", "import_reasoning_gym", "make_dataset", "ITEM_KEY"]
+__all__ = [
+    "ReasoningGymGrader", "INSTALL_HINT", "ITEM_KEY", "SYMPY_PARSED", "import_reasoning_gym", "make_dataset",
+    "unsafe_for_sympy",
+]  # fmt: skip
 
 INSTALL_HINT = "install it with `pip install 'rft[reasoning-gym]'` (or `pip install reasoning-gym`)"
 ITEM_KEY = "reasoning_gym"  # the item field naming the dataset: {dataset, config, seed, size, index}
 
 
+# modules whose score_answer calls eval() on the model's answer: their `eval` becomes ast.literal_eval
+_EVAL_MODULES = (
+    "reasoning_gym.algorithmic.spiral_matrix",
+    "reasoning_gym.algorithmic.string_insertion",
+    "reasoning_gym.algorithmic.binary_matrix",
+    "reasoning_gym.games.n_queens",
+)
+# datasets whose score_answer gives the answer to sympy's parse_expr (eval underneath): answers screened
+SYMPY_PARSED = frozenset(
+    {"countdown", "puzzle24", "polynomial_multiplication", "simple_integration", "intermediate_integration"}
+)
+_MATH_CHARS = re.compile(r"[0-9A-Za-z\s+\-*/^().,=]*")
+_NAMES = re.compile(r"[A-Za-z]+")
+_ATTRIBUTE = re.compile(r"\.\s*[A-Za-z]")
+_FUNCTIONS = frozenset({
+    "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh", "cosh", "tanh", "exp", "log", "ln",
+    "sqrt", "pi", "oo", "Abs",
+})  # fmt: skip
+
+
+def _literal_eval(text: Any, *_: Any) -> Any:
+    """`eval` for answer-parsing code: Python literals only (lists, strings, numbers), nothing runs."""
+    return ast.literal_eval(text)
+
+
 def import_reasoning_gym() -> Any:
-    """The `reasoning_gym` package, or an ImportError that says how to install it."""
+    """The `reasoning_gym` package (its answer-evaluating modules made safe: see the module doc), or an
+    ImportError that says how to install it."""
     try:
         import reasoning_gym
     except ImportError as e:
         raise ImportError(f"reasoning-gym is not installed ({e}); {INSTALL_HINT}") from None
+    for name in _EVAL_MODULES:
+        module = sys.modules.get(name)
+        if module is not None:  # absent from another version: the injection test says whether that is safe
+            module.eval = _literal_eval  # type: ignore[attr-defined]
     return reasoning_gym
+
+
+def unsafe_for_sympy(answer: str) -> str | None:
+    """Why `answer` must not reach sympy's parse_expr, or None when it is plain arithmetic/algebra."""
+    if _MATH_CHARS.fullmatch(answer) is None:
+        return "it has characters other than digits, letters, spaces and + - * / ^ ( ) . , ="
+    if _ATTRIBUTE.search(answer):
+        return "it has an attribute access (a dot before a letter)"
+    names = sorted({n for n in _NAMES.findall(answer) if len(n) > 1 and n not in _FUNCTIONS})
+    if names:
+        return f"it names {names}: only one-letter variables and {' '.join(sorted(_FUNCTIONS))}"
+    return None
 
 
 def make_dataset(name: str, config: dict[str, Any] | None, seed: int, size: int) -> Any:
@@ -85,8 +142,15 @@ class ReasoningGymGrader(Grader):
             )
         dataset = make_dataset(key["dataset"], key.get("config"), int(key["seed"]), int(key["size"]))
         entry = {k: copy.deepcopy(item[k]) for k in ("question", "answer", "metadata") if k in item}
-        score = dataset.score_answer(found.text, entry)
         details = {"dataset": key["dataset"], "extraction": found.rule}
+        metadata = item.get("metadata")
+        source = metadata.get("source_dataset") if isinstance(metadata, dict) else None  # composite's part
+        if key["dataset"] in SYMPY_PARSED or source in SYMPY_PARSED:
+            why = unsafe_for_sympy(found.text)
+            if why is not None:
+                refused = f"not passed to {source or key['dataset']}.score_answer (sympy evaluates it): {why}"
+                return Grade(0.0, "ok", False, found.text, {**details, "refused": refused})
+        score = dataset.score_answer(found.text, entry)
         if isinstance(score, bool) or not isinstance(score, int | float) or not 0.0 <= score <= 1.0:
             return Grade.error(
                 f"{key['dataset']}.score_answer returned {score!r}, not a number in [0, 1]", **details
