@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from rft.envs.sources import SourceUnavailable, SuiteError
 from rft.envs.check import check_task
 from rft.envs.rgym import reasoning_gym_datasets, reasoning_gym_rows
+from rft.envs.sources import SourceUnavailable, SuiteError
 from rft.envs.suite import Suite, load_suite
 from rft.graders import Grade, load_grader
 from rft.graders.executor import GraderPool
@@ -41,7 +41,7 @@ DECOY_SCORES_1 = {
 JUNK = "Let me think. <answer>-31415926</answer>"
 
 
-@lru_cache(maxsize=None)
+@cache
 def rg_suite(dataset: str, size: int = 3, seed: int = 0) -> Suite:
     config = COMPOSITE if dataset == "composite" else {}
     source = {"type": "reasoning_gym", "dataset": dataset, "config": config, "size": size, "seed": seed}
