@@ -7,7 +7,8 @@ Items come from a ``source: {type: reasoning_gym, ...}`` suite (`rft.envs`): eac
 seed and size. The grader rebuilds that dataset in the grading process (once per process: cached), takes
 the final answer from the model's text the way the ``math`` grader does (``<answer>...</answer>``,
 ``\\boxed{}``, "the answer is ...": `rft.graders.math.extract_answer`, without the last-number fallback)
-and passes it to ``dataset.score_answer(answer, entry)``. Its score (reasoning-gym gives partial credit
+and passes it to ``dataset.score_answer(answer, entry)``, the entry rebuilt there too (cached), so that an
+item read back from JSON (tuples turned into lists) scores as the dataset's own entry does. Its score (reasoning-gym gives partial credit
 for some datasets) is the grade's score; ``passed`` means a full score. An exception in reasoning-gym is
 an ``error`` grade, never a 0; a text without an answer is ``no_answer``.
 
@@ -40,7 +41,7 @@ from .template import as_text
 
 __all__ = [
     "ReasoningGymGrader", "INSTALL_HINT", "ITEM_KEY", "SYMPY_PARSED", "import_reasoning_gym", "make_dataset",
-    "unsafe_for_sympy",
+    "unsafe_for_sympy", "dataset_entry",
 ]  # fmt: skip
 
 INSTALL_HINT = "install it with `pip install 'rft[reasoning-gym]'` (or `pip install reasoning-gym`)"
@@ -115,6 +116,32 @@ def _cached_dataset(name: str, config_json: str, seed: int, size: int) -> Any:
     return rg.create_dataset(name, seed=seed, size=size, **config)
 
 
+@lru_cache(maxsize=4096)
+def _cached_entry(
+    name: str, config_json: str, seed: int, size: int, index: int
+) -> tuple[dict[str, Any], Any]:
+    entry = _cached_dataset(name, config_json, seed, size)[index]
+    return entry, _as_json(entry)
+
+
+def _as_json(entry: dict[str, Any]) -> Any:
+    """What is left of an entry's answer and metadata after a JSON round trip (tuples become lists)."""
+    return json.loads(json.dumps([entry.get("answer"), entry.get("metadata")], default=str))
+
+
+def dataset_entry(key: dict[str, Any], item: dict[str, Any]) -> dict[str, Any] | None:
+    """The entry to score `item` against: entry ``key["index"]`` of the dataset rebuilt here, with the
+    types reasoning-gym gave it (an item read back from JSON has lists where arc_agi's metadata had tuples,
+    and its score_answer then fails the right answer), or None when the item is not that entry (its answer
+    or metadata differ: made by another reasoning-gym version?). Without an index: the item's own fields."""
+    index = key.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        return {k: copy.deepcopy(item[k]) for k in ("question", "answer", "metadata") if k in item}
+    config_json = json.dumps(key.get("config") or {}, sort_keys=True)
+    entry, as_json = _cached_entry(key["dataset"], config_json, int(key["seed"]), int(key["size"]), index)
+    return copy.deepcopy(entry) if _as_json(item) == as_json else None
+
+
 @register("reasoning_gym")
 class ReasoningGymGrader(Grader):
     """A reasoning-gym dataset's own ``score_answer`` on the answer in `input` (see the module doc).
@@ -141,8 +168,15 @@ class ReasoningGymGrader(Grader):
                 "no final answer found (no <answer>...</answer>, \\boxed{} or 'the answer is')"
             )
         dataset = make_dataset(key["dataset"], key.get("config"), int(key["seed"]), int(key["size"]))
-        entry = {k: copy.deepcopy(item[k]) for k in ("question", "answer", "metadata") if k in item}
         details = {"dataset": key["dataset"], "extraction": found.rule}
+        entry = dataset_entry(key, item)
+        if entry is None:
+            return Grade.error(
+                f"the item's answer or metadata differ from entry {key.get('index')} of {key['dataset']} as "
+                f"reasoning-gym {getattr(import_reasoning_gym(), '__version__', '?')} builds it here (seed "
+                f"{key['seed']}, config {key.get('config')}): grade with the version that made the items",
+                **details,
+            )
         metadata = item.get("metadata")
         source = metadata.get("source_dataset") if isinstance(metadata, dict) else None  # composite's part
         if key["dataset"] in SYMPY_PARSED or source in SYMPY_PARSED:

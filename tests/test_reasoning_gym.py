@@ -169,6 +169,24 @@ def test_grader_errors_are_error_grades_never_zero():
     assert g.status == "error" and "reasoning_gym" in g.details["error"]
 
 
+@pytest.mark.parametrize("dataset", ["arc_agi", "rearc", "chain_sum"])
+def test_items_read_back_from_json_grade_as_the_dataset_entries(dataset):
+    """arc_agi's metadata holds tuples; after a JSON round trip (a saved sample regraded) its score_answer
+    would give the right answer 0.05: the grader scores against the entry it rebuilds."""
+    grader = load_grader(GRADER)
+    for item in rg_suite(dataset).items():
+        saved = json.loads(json.dumps(item))
+        assert grader.grade(f"<answer>{item['answer']}</answer>", saved).score == 1.0
+
+
+def test_item_that_is_not_the_rebuilt_entry_is_an_error():
+    grader = load_grader(GRADER)
+    item = dict(rg_suite("chain_sum").items()[0])
+    item["answer"] = str(int(item["answer"]) + 1)  # as another reasoning-gym version might have made it
+    g = grader.grade(f"<answer>{item['answer']}</answer>", item)
+    assert g.status == "error" and "differ from entry 0 of chain_sum" in g.details["error"]
+
+
 INJECTIONS = [
     "__import__('os').system('touch {marker}')",
     "[__import__('os').system('touch {marker}')]",
