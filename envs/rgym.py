@@ -11,7 +11,8 @@ Rows are the dataset's entries as they are (``question``, ``answer``, ``metadata
 (``dataset/seed/index``: the train/held-out split, a hash of the id, is the same on every load) and a
 ``reasoning_gym`` field (dataset, config, seed, size, index) from which the ``reasoning_gym`` grader
 rebuilds the dataset in its own process. Entry ``i`` of a seed does not depend on `size`, so a larger
-`size` keeps the earlier items and their split. `rft task list --reasoning-gym` lists the datasets and
+`size` keeps the earlier items and their split. An entry whose question repeats an earlier one is dropped
+(small configs repeat problems; a repeat could land in both splits), so a suite may have fewer than `size`. `rft task list --reasoning-gym` lists the datasets and
 their config keys. reasoning-gym is optional: ``pip install 'rft[reasoning-gym]'``.
 """
 
@@ -113,6 +114,7 @@ def reasoning_gym_rows(
         ) from None
     key = {"dataset": dataset, "config": config, "seed": seed, "size": size}
     rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for index in range(size):
         try:
             entry = ds[index]
@@ -121,6 +123,10 @@ def reasoning_gym_rows(
                 f"reasoning-gym failed to generate entry {index} of {dataset} (seed {seed}, config {config}): "
                 f"{type(e).__name__}: {e}"
             ) from None
+        question = str(entry.get("question"))
+        if question in seen:  # small configs repeat problems: a repeat could be held out and trained on
+            continue
+        seen.add(question)
         rows.append({**entry, "id": item_id(dataset, seed, index), ITEM_KEY: {**key, "index": index}})
     return rows
 

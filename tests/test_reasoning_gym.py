@@ -61,9 +61,10 @@ def reference(dataset: str, item: dict) -> str:
 
 
 def test_rows_are_the_dataset_entries_with_stable_ids_and_split():
-    config = {"min_terms": 2, "max_terms": 3}
+    config = {"min_terms": 2, "max_terms": 3, "min_digits": 3}
     rows = reasoning_gym_rows("chain_sum", config, 30, 7)
     ds = reasoning_gym.create_dataset("chain_sum", size=30, seed=7, **config)
+    assert len(rows) == 30  # three-digit terms: no repeats in 30
     for i, row in enumerate(rows):
         assert {k: row[k] for k in ("question", "answer", "metadata")} == ds[i]
         assert row["id"] == f"chain_sum/7/{i}"
@@ -83,6 +84,19 @@ def test_rows_are_the_dataset_entries_with_stable_ids_and_split():
         ids = {it["id"] for it in small.items(split)}
         assert ids and ids <= {it["id"] for it in large.items(split)}
     assert small.items("train") == rg_suite("chain_sum", 40, 1).items("train")
+
+
+def test_repeated_problems_are_dropped_so_no_split_holds_another_splits_problem():
+    config = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}  # at most 200 problems
+    rows = reasoning_gym_rows("chain_sum", config, 400, 0)
+    questions = [r["question"] for r in rows]
+    assert 100 < len(rows) < 400 and len(set(questions)) == len(rows)
+    ds = reasoning_gym.create_dataset("chain_sum", size=400, seed=0, **config)
+    assert {ds[i]["question"] for i in range(400)} == set(questions)  # only repeats went
+    suite = load_suite({"id": "rg-tiny-v0", "source": {"type": "reasoning_gym", "dataset": "chain_sum",
+                        "config": config, "size": 400}, "prompt": {"user": "{{ item.question }}"}, "grader": GRADER})  # fmt: skip
+    train = {it["question"] for it in suite.items("train")}
+    assert train and not train & {it["question"] for it in suite.items("heldout")}
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ prompt:
   system: "Put the final answer in <answer></answer>."
   user: "{{ item.question }}"
 grader: {type: reasoning_gym, input: "{{ sample.output_text }}"}
-check: {completion: "<answer>{{ item.reference }}</answer>"}"""
+check: {completion: "<answer>{{ item.reference }}</answer>", decoy: "<answer>none</answer>"}"""
 
 
 def list_reasoning_gym() -> None:
