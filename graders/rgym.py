@@ -8,9 +8,10 @@ seed and size. The grader rebuilds that dataset in the grading process (once per
 the final answer from the model's text the way the ``math`` grader does (``<answer>...</answer>``,
 ``\\boxed{}``, "the answer is ...": `rft.graders.math.extract_answer`, without the last-number fallback)
 and passes it to ``dataset.score_answer(answer, entry)``, the entry rebuilt there too (cached), so that an
-item read back from JSON (tuples turned into lists) scores as the dataset's own entry does. Its score (reasoning-gym gives partial credit
-for some datasets) is the grade's score; ``passed`` means a full score. An exception in reasoning-gym is
-an ``error`` grade, never a 0; a text without an answer is ``no_answer``.
+item read back from JSON (tuples turned into lists) scores as the dataset's own entry does. Its score
+(reasoning-gym gives partial credit for some datasets) is the grade's score; ``passed`` means a full
+score. An exception in reasoning-gym is an ``error`` grade, never a 0; a text without an answer is
+``no_answer``.
 
 Model text is never run as Python here. Some datasets' ``score_answer`` evaluate the answer (reasoning-gym
 0.1.25: ``eval`` in spiral_matrix, string_insertion, binary_matrix, n_queens; sympy's ``parse_expr``, which
