@@ -1,4 +1,5 @@
-"""Where a suite's rows come from: a seeded generator, a JSONL file, or a Hugging Face dataset.
+"""Where a suite's rows come from: a seeded generator, a JSONL file, a Hugging Face dataset, or a
+reasoning-gym dataset (`rft.envs.rgym`).
 
 ``source`` may also be a list of alternatives, tried in order; the rows come from the first whose data
 is available (`Sources`; ``suite.source.used`` says which):
@@ -38,10 +39,11 @@ from typing import Any
 from .bench_rows import amc_row, minerva_row, olympiadbench_row
 from .code_bench import humaneval_plus_row, in_date_window, livecodebench_row, mbpp_plus_row, parse_date
 from .errors import SourceUnavailable, SuiteError
+from .rgym import reasoning_gym_rows
 
 __all__ = ["SuiteError", "SourceUnavailable", "Source", "Sources", "ROW_MAPS", "data_dir", "source_from_spec"]
 
-_SOURCE_TYPES = ("generator", "jsonl", "hf")
+_SOURCE_TYPES = ("generator", "jsonl", "hf", "reasoning_gym")
 
 
 def data_dir() -> Path | None:
@@ -69,7 +71,8 @@ def _expand(path: str, base: Path | None) -> Path:
 
 @dataclass(frozen=True)
 class Source:
-    """Where rows come from: a `generator` (`name` built-in or `module:function`), a `jsonl` file, or `hf`."""
+    """Where rows come from: a `generator` (`name` built-in or `module:function`), a `jsonl` file, `hf`, or
+    `reasoning_gym` (`dataset`, its `config` a mapping: `rft.envs.rgym`)."""
 
     type: str
     name: str = ""
@@ -77,16 +80,25 @@ class Source:
     size: int = 1000
     seed: int = 0
     path: str = ""
-    config: str | None = None
+    config: str | dict[str, Any] | None = None  # hf: the dataset config's name; reasoning_gym: a mapping
     split: str = "train"
     map: str | None = None  # a row function applied to every row: built in (`ROW_MAPS`) or 'module:function'
     base: Path | None = None  # the suite file's folder: relative `path`s are resolved against it
     # keep rows dated in [after, before) (either optional; `field` defaults to contest_date), after `map`
     date_window: dict[str, Any] | None = None
+    dataset: str = ""  # reasoning_gym: the dataset's name
 
     def __post_init__(self) -> None:
         if self.type not in _SOURCE_TYPES:
             raise SuiteError(f"source.type must be one of {_SOURCE_TYPES}, got {self.type!r}")
+        if self.type == "reasoning_gym":
+            self._check_reasoning_gym()
+        elif self.dataset:
+            raise SuiteError(
+                f"source.dataset is for reasoning_gym sources; a {self.type} source has no dataset"
+            )
+        if self.type == "hf" and not (self.config is None or isinstance(self.config, str)):
+            raise SuiteError(f"source.config of an hf source is the config's name, got {self.config!r}")
         if self.type == "generator" and not self.name:
             raise SuiteError("a generator source needs `name`: a built-in generator or 'module:function'")
         if self.type == "generator" and self.size < 1:
@@ -114,6 +126,24 @@ class Source:
                 if self.date_window.get(key) is not None:
                     parse_date(self.date_window[key], f"source.date_window.{key}")
 
+    def _check_reasoning_gym(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise SuiteError(
+                "a reasoning_gym source needs `dataset`: one of reasoning-gym's datasets "
+                "(`rft task list --reasoning-gym` lists them)"
+            )
+        if not (self.config is None or isinstance(self.config, dict)):
+            raise SuiteError(
+                f"source.config of a reasoning_gym source must be a mapping, got {self.config!r}"
+            )
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
+            raise SuiteError(f"source.size must be an integer >= 1, got {self.size!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise SuiteError(f"source.seed must be an integer, got {self.seed!r}")
+        if self.name and self.name != self.dataset:
+            raise SuiteError("a reasoning_gym source names its dataset with `dataset`, not `name`")
+        object.__setattr__(self, "name", self.dataset)  # what listings show
+
     @property
     def label(self) -> str:
         """The source in a few words, for messages: ``jsonl ${RFT_DATA}/mbpp.jsonl``."""
@@ -122,6 +152,8 @@ class Source:
         if self.type == "hf":
             config = f"config {self.config}, " if self.config else ""
             return f"hf {self.name} ({config}split {self.split})"
+        if self.type == "reasoning_gym":
+            return f"reasoning_gym {self.dataset}"
         return f"generator {self.name}"
 
     def rows(self) -> list[dict[str, Any]]:
@@ -148,6 +180,9 @@ class Source:
                             rows.append(json.loads(line))
                         except json.JSONDecodeError as e:
                             raise SuiteError(f"{p}:{n}: not JSON ({e.msg})") from None
+        elif self.type == "reasoning_gym":
+            config = self.config if isinstance(self.config, dict) else None
+            rows = reasoning_gym_rows(self.dataset, config, self.size, self.seed)
         else:
             rows = self._hf_rows()
         bad = [i for i, r in enumerate(rows) if not isinstance(r, dict)]
@@ -178,7 +213,9 @@ class Source:
         if not offline:
             _probe_hub(self.name, datasets.config.HF_ENDPOINT)
         try:
-            ds = datasets.load_dataset(self.name, self.config, split=self.split)
+            ds = datasets.load_dataset(
+                self.name, self.config if isinstance(self.config, str) else None, split=self.split
+            )
         except (ConnectionError, FileNotFoundError) as e:  # offline mode and not cached; the hub went away
             fix = "unset HF_HUB_OFFLINE and allow access to the Hugging Face hub" if offline else _HUB_FIX
             raise SourceUnavailable(

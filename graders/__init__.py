@@ -11,6 +11,7 @@ from . import judge as _judge  # noqa: F401  (registers score_model, label_model
 from . import math as _math  # noqa: F401  (registers math)
 from . import multi as _multi  # noqa: F401  (registers multi)
 from . import python as _python  # noqa: F401  (registers python)
+from . import rgym as _rgym  # noqa: F401  (registers reasoning_gym)
 from . import similarity as _similarity  # noqa: F401  (registers text_similarity)
 from . import string as _string  # noqa: F401  (registers string_check, regex, format)
 from .base import Grader, GraderSpecError, grader_types, load_grader

@@ -323,9 +323,17 @@ def _env_id(task: str) -> str:
 
 
 @task_app.command("list")
-def task_list() -> None:
+def task_list(
+    reasoning_gym: Annotated[
+        bool, typer.Option("--reasoning-gym", help="list reasoning-gym's datasets")
+    ] = False,
+) -> None:
     """The registered tasks: built-in suites and those in $RFT_TASKS (a file that does not load: a red row)."""
     import rft.envs
+    from rft.app.rgym_cli import REASONING_GYM_HINT, list_reasoning_gym
+
+    if reasoning_gym:
+        return list_reasoning_gym()
 
     table = Table("env id", "source", "grader", "held-out", "description")
     for env_id in rft.envs.registered_ids():
@@ -337,6 +345,7 @@ def task_list() -> None:
             b.env_id, f"[red]broken: {escape(b.path.name)}[/red]", "", "", f"[red]{escape(b.error)}[/red]"
         )
     out.print(table)
+    out.print(escape(REASONING_GYM_HINT), highlight=False, soft_wrap=True)
 
 
 @task_app.command("show")
