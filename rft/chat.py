@@ -19,12 +19,22 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from rft.envs.suite import template_kwargs
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["TEMPLATES", "ChatConfig", "render_chat", "load_template", "use_chat_template", "recognise"]
+__all__ = [
+    "TEMPLATES",
+    "ChatConfig",
+    "parse_chat",
+    "render_chat",
+    "load_template",
+    "use_chat_template",
+    "recognise",
+]
 
 # name -> its file under rft/templates/
 TEMPLATES: dict[str, str] = {"qwen3-preserving": "qwen3_prefix_preserving.jinja"}
@@ -47,6 +57,24 @@ class ChatConfig:
     def merged(self, suite_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
         """The kwargs for one suite's prompts: these, overridden key by key by the suite's own."""
         return {**self.kwargs, **(suite_kwargs or {})}
+
+
+CHAT_HELP = (
+    "chat template and its kwargs, YAML: {template: qwen3-preserving, kwargs: {enable_thinking: false}}"
+)
+
+
+def parse_chat(text: str | None) -> ChatConfig:
+    """A `ChatConfig` from a command line's YAML mapping (`CHAT_HELP`); empty or None: the defaults."""
+    if not text:
+        return ChatConfig()
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"--chat is not YAML ({' '.join(str(e).split())}); expected {CHAT_HELP}") from None
+    if not isinstance(value, dict) or set(value) - {"template", "kwargs"}:
+        raise ValueError(f"--chat takes the keys template and kwargs, got {text!r}; expected {CHAT_HELP}")
+    return ChatConfig(template=value.get("template"), kwargs=value.get("kwargs") or {})
 
 
 def load_template(name_or_path: str) -> str:

@@ -45,8 +45,8 @@ def _mismatch(tokenizer: PreTrainedTokenizerBase) -> TemplateMismatch:
         f"this is a template rft knows: set `chat: {{template: {known}}}` in the recipe for its prefix-preserving "
         "copy (earlier turns keep their reasoning)"
         if known
-        else "set `chat: {template: path/to/template.jinja}` in the recipe to a template that renders every turn "
-        "the same whatever follows it (rft ships: qwen3-preserving)"
+        else "set `chat: {template: path/to/template.jinja}` in the recipe to a prefix-preserving template (one "
+        "that renders every turn the same whatever follows it; rft ships qwen3-preserving)"
     )
     return TemplateMismatch(
         "the chat template does not keep earlier turns unchanged when a turn is added, so a multi-turn "
