@@ -196,3 +196,30 @@ def test_recipe_chat_options_are_validated(tmp_path):
     jinja = tmp_path / "mine.jinja"
     jinja.write_text("{% for m in messages %}{{ m.content }}{% endfor %}")
     assert load_template(str(jinja)) == jinja.read_text()
+
+
+class Recorder:
+    """An HTTP client that records what would be sent (the served model classes are the real ones)."""
+
+    base_url = "http://server/v1"
+
+    def __init__(self):
+        self.bodies = []
+
+    def post(self, path, body):
+        self.bodies.append((path, body))
+        return {"choices": [{"index": 0, "message": {"content": "4"}, "text": "4", "finish_reason": "stop"}]}
+
+
+def test_served_models_carry_template_kwargs():
+    from rft.engines.served import ChatModel, CompletionsModel
+
+    chat = [{"role": "user", "content": "What is 2 + 2?"}]
+    client = Recorder()
+    ChatModel(client, "m", template_kwargs={"enable_thinking": False}).reply(chat, Sampling())
+    ChatModel(client, "m").reply(chat, Sampling())
+    assert client.bodies[0][1]["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "chat_template_kwargs" not in client.bodies[1][1]
+    tok = real_tokenizer("qwen3")
+    off = CompletionsModel(client, "m", tok, template_kwargs={"enable_thinking": False}).prompt(chat)
+    assert off == CompletionsModel(client, "m", tok).prompt(chat) + "<think>\n\n</think>\n\n"
