@@ -223,3 +223,28 @@ def test_served_models_carry_template_kwargs():
     tok = real_tokenizer("qwen3")
     off = CompletionsModel(client, "m", tok, template_kwargs={"enable_thinking": False}).prompt(chat)
     assert off == CompletionsModel(client, "m", tok).prompt(chat) + "<think>\n\n</think>\n\n"
+
+
+def test_grpo_recipe_chat_options_reach_multi_turn_rollouts_and_checkpoints(tmp_path):
+    from rft.rl.grpo import train
+    from rft.tiny import make_model
+
+    tok = real_tokenizer("qwen3")
+    model_dir = tmp_path / "m"
+    make_model(tok, hidden=32, layers=1, heads=2).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    suite = feedback_suite(tmp_path)
+    args = [f"model={model_dir}", f"suite={suite.path}", "steps=1", "prompts_per_step=2", "group_size=2",
+            "gen.max_new_tokens=6", "eval.n=0", "grader_workers=0", "chat.kwargs={enable_thinking: false}"]  # fmt: skip
+    with pytest.raises(
+        TemplateMismatch, match="qwen3-preserving"
+    ):  # a random model's answers are wrong: 2 turns
+        train(load_config(GRPOConfig, None, [*args, f"out={tmp_path / 'plain'}"]))
+    train(load_config(GRPOConfig, None, [*args, f"out={tmp_path / 'run'}", "chat.template=qwen3-preserving"]))
+    run = tmp_path / "run"
+    rows = [json.loads(line) for line in (run / "rollouts.jsonl").read_text().splitlines()]
+    assert rows and all(len(r["completion"]) >= 2 for r in rows)  # assistant, feedback, ...: multi-turn
+    ckpt = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    saved = json.loads((ckpt / "model" / "tokenizer_config.json").read_text())
+    template = saved.get("chat_template") or (ckpt / "model" / "chat_template.jinja").read_text()
+    assert template == load_template("qwen3-preserving")
