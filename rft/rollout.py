@@ -42,11 +42,12 @@ class TemplateMismatch(ValueError):
 def _mismatch(tokenizer: PreTrainedTokenizerBase) -> TemplateMismatch:
     known = recognise(tokenizer.chat_template)
     fix = (
-        f"this is a template rft knows: set `chat: {{template: {known}}}` in the recipe for its prefix-preserving "
-        "copy (earlier turns keep their reasoning)"
+        f"this is a template rft knows: set `chat: {{template: {known}}}` in the recipe (rft eval/sample: --chat "
+        f"'{{template: {known}}}') for its prefix-preserving copy (earlier turns keep their reasoning)"
         if known
-        else "set `chat: {template: path/to/template.jinja}` in the recipe to a prefix-preserving template (one "
-        "that renders every turn the same whatever follows it; rft ships qwen3-preserving)"
+        else "set `chat: {template: path/to/template.jinja}` in the recipe (rft eval/sample: --chat) to a "
+        "prefix-preserving template (one that renders every turn the same whatever follows it; rft ships "
+        "qwen3-preserving)"
     )
     return TemplateMismatch(
         "the chat template does not keep earlier turns unchanged when a turn is added, so a multi-turn "

@@ -163,6 +163,8 @@ def eval_config(model: str, spec: EvalSpec, suite_id: str) -> dict[str, Any]:
         "temperature": spec.sampling_temperature, "top_p": spec.top_p, "max_new_tokens": spec.max_new_tokens,
         "limit": spec.limit, "model_args": spec.model_args,
     }  # fmt: skip
+    if spec.chat.template is not None or spec.chat.kwargs:  # how prompts were rendered (rft.chat)
+        config["chat"] = {"template": spec.chat.template, "kwargs": spec.chat.kwargs}
     if spec.engine == "openai":  # the URL and API as given (the key is never saved: only its variable's name)
         config["server"] = {"base_url": spec.server.base_url, "api": spec.server.api,
                             "concurrency": spec.server.concurrency, "attempts": spec.server.attempts}  # fmt: skip
