@@ -8,13 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rft.chat import ChatConfig, load_template, recognise, render_chat, use_chat_template
 from rft.config import ConfigError, load_config
 from rft.engines import Completion, Sampling
 from rft.envs import SuiteEnv, SuiteError, load_suite
 from rft.rl.grpo import GRPOConfig
-from rft.rollout import TemplateMismatch, chat_prompt_ids, run_episodes
+from rft.rollout import TemplateMismatch, chat_prompt_ids, run_episodes, turn_suffix_ids
 from rft.tiny import make_tokenizer
 
 DATA = Path(__file__).parent / "data" / "chat_templates"
@@ -29,6 +31,9 @@ def real_tokenizer(name: str):
     tok.eos_token, tok.pad_token = cfg["eos_token"], cfg["pad_token"]
     tok.chat_template = cfg["chat_template"]
     return tok
+
+
+QWEN3_PRESERVING = use_chat_template(real_tokenizer("qwen3"), ChatConfig(template="qwen3-preserving"))
 
 
 class Scripted:
@@ -89,8 +94,6 @@ def test_an_unknown_rewriting_template_is_refused_with_the_general_fix():
     assert recognise(tok.chat_template) is None
     before = [{"role": "user", "content": "q"}]
     after = [*before, {"role": "assistant", "content": "a"}, {"role": "user", "content": "again"}]
-    from rft.rollout import turn_suffix_ids
-
     with pytest.raises(TemplateMismatch, match=r"path/to/template.jinja"):
         turn_suffix_ids(tok, before, Completion("a", [5], "length"), after)
 
@@ -248,3 +251,28 @@ def test_grpo_recipe_chat_options_reach_multi_turn_rollouts_and_checkpoints(tmp_
     saved = json.loads((ckpt / "model" / "tokenizer_config.json").read_text())
     template = saved.get("chat_template") or (ckpt / "model" / "chat_template.jinja").read_text()
     assert template == load_template("qwen3-preserving")
+
+
+PIECES = ["<think>", "</think>", "\n", "\n\n", " ", "2 + 2", "\\boxed{4}", "<|im_start|>user", "x"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    replies=st.lists(st.lists(st.sampled_from(PIECES), max_size=8).map("".join), min_size=1, max_size=3),
+    thinking=st.booleans(),
+    stopped=st.booleans(),
+)
+def test_any_replies_build_the_conversation_turn_by_turn(replies, thinking, stopped):
+    """Whatever the model writes (half-open think tags, blank lines, nothing), the turn-by-turn tokens of a
+    conversation with the preserving template decode to the whole conversation rendered again."""
+    tok = QWEN3_PRESERVING
+    kw = {} if thinking else {"enable_thinking": False}
+    msgs = [{"role": "user", "content": "What is 2 + 2?"}]
+    ids = chat_prompt_ids(tok, msgs, **kw)
+    for k, reply in enumerate(replies):
+        sampled = tok(reply, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if stopped else [])
+        after = [*msgs, {"role": "assistant", "content": reply}, {"role": "user", "content": f"turn {k}"}]
+        ids += sampled + turn_suffix_ids(tok, msgs, Completion(reply, sampled, "stop" if stopped else "length"),
+                                         after, **kw)  # fmt: skip
+        msgs = after
+    assert tok.decode(ids) == render_chat(tok, msgs, add_generation_prompt=True, **kw)
