@@ -7,6 +7,7 @@ fields: {id: id, reference: answer}
 prompt:
   system: "Answer with the final number in \\boxed{}."
   user: "{{ item.question }}"
+  chat_template_kwargs: {enable_thinking: false}  # optional: passed to the chat template with every prompt
 grader: {type: math, input: "{{ sample.output_text }}", reference: "{{ item.reference }}"}
 split: 0.1                        # held-out fraction, by a hash of each row's id; 1 = a benchmark (held-out only)
 solution: "{{ item.solution }}"   # optional: a worked solution per item (SFT data, `rft.sft_dpo`)
@@ -61,6 +62,7 @@ __all__ = [
     "Fields",
     "Prompt",
     "chat_messages",
+    "template_kwargs",
     "Suite",
     "load_suite",
     "data_dir",
@@ -99,8 +101,14 @@ class Prompt:
     user: str | None = None
     system: str | None = None
     messages: str | None = None
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # for the model's chat template
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "chat_template_kwargs",
+            template_kwargs(self.chat_template_kwargs, "prompt.chat_template_kwargs"),
+        )
         if self.messages is not None:
             if self.user is not None or self.system is not None:
                 raise SuiteError("prompt: give messages ('{{ item.messages }}') or user/system, not both")
@@ -124,6 +132,46 @@ class Prompt:
             return chat_messages(value, where)
         msgs = [{"role": "system", "content": str(render(self.system, ctx))}] if self.system else []
         return [*msgs, {"role": "user", "content": str(render(self.user or "", ctx))}]
+
+
+# apply_chat_template's own arguments and the variables it fills in: not settable through template kwargs
+_RESERVED_KWARGS = frozenset({
+    "messages", "conversation", "tools", "documents", "chat_template", "add_generation_prompt",
+    "continue_final_message", "tokenize", "padding", "truncation", "max_length", "return_tensors", "return_dict",
+    "return_assistant_tokens_mask", "tokenizer_kwargs", "bos_token", "eos_token", "pad_token", "unk_token",
+})  # fmt: skip
+
+
+def _json_value(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_value(v) for k, v in value.items())
+    return False
+
+
+def template_kwargs(value: Any, where: str) -> dict[str, Any]:
+    """Chat template kwargs checked: a mapping of names (Jinja variables) to JSON values. Raises `SuiteError`
+    saying `where` and what to fix."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SuiteError(
+            f"{where} must be a mapping, e.g. {{enable_thinking: false}}; got {type(value).__name__}"
+        )
+    for key, v in value.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise SuiteError(f"{where}: key {key!r} is not a template variable name (letters, digits, _)")
+        if key in _RESERVED_KWARGS:
+            raise SuiteError(f"{where}: {key!r} is set by rft itself, not a template kwarg; remove it")
+        if not _json_value(v):
+            raise SuiteError(
+                f"{where}.{key}: {type(v).__name__} {v!r:.60} is not a JSON value (null, bool, number, string, "
+                "list or mapping of those)"
+            )
+    return dict(value)
 
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}

@@ -11,13 +11,14 @@ before the next chunk is generated.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
 from transformers import PreTrainedTokenizerBase
 
+from rft.chat import recognise, render_chat
 from rft.engines import Completion, Engine, Sampling
 from rft.envs import SuiteEnv
 from rft.envs.episode import start_job
@@ -35,7 +36,23 @@ __all__ = [
 
 class TemplateMismatch(ValueError):
     """The chat template does not render a conversation's prefix as a prefix of the whole: multi-turn
-    token sequences cannot be built from it (use a template that preserves prefixes)."""
+    token sequences cannot be built from it (use a template that preserves prefixes: `rft.chat`)."""
+
+
+def _mismatch(tokenizer: PreTrainedTokenizerBase) -> TemplateMismatch:
+    known = recognise(tokenizer.chat_template)
+    fix = (
+        f"this is a template rft knows: set `chat: {{template: {known}}}` in the recipe (rft eval/sample: --chat "
+        f"'{{template: {known}}}') for its prefix-preserving copy (earlier turns keep their reasoning)"
+        if known
+        else "set `chat: {template: path/to/template.jinja}` in the recipe (rft eval/sample: --chat) to a "
+        "prefix-preserving template (one that renders every turn the same whatever follows it; rft ships "
+        "qwen3-preserving)"
+    )
+    return TemplateMismatch(
+        "the chat template does not keep earlier turns unchanged when a turn is added, so a multi-turn "
+        f"episode's tokens cannot be built incrementally (sampling and training would see different text); {fix}"
+    )
 
 
 @dataclass
@@ -75,9 +92,12 @@ class Trajectory:
         }
 
 
-def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
-    """The token ids of a conversation rendered with the generation prompt."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+def chat_prompt_ids(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], **template_kwargs: Any
+) -> list[int]:
+    """The token ids of a conversation rendered with the generation prompt (`template_kwargs` go to the
+    chat template, e.g. ``enable_thinking=False``)."""
+    text = render_chat(tokenizer, messages, add_generation_prompt=True, **template_kwargs)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -86,21 +106,19 @@ def turn_suffix_ids(
     before: list[dict[str, str]],
     completion: Completion,
     after: list[dict[str, str]],
+    **template_kwargs: Any,
 ) -> list[int]:
     """The environment's tokens after a model turn: what the template puts after the assistant's text
     (its end-of-turn marker, less the eos the model already sampled), then the new messages and the next
     generation prompt. `before` ends with the user/tool message the model answered; `after` is `before` +
-    the assistant message + the environment's replies."""
+    the assistant message + the environment's replies. `template_kwargs` as for `chat_prompt_ids`."""
     n = len(before)
     assistant = after[n]
-    prompt = tokenizer.apply_chat_template(before, add_generation_prompt=True, tokenize=False)
-    with_reply = tokenizer.apply_chat_template(after[: n + 1], tokenize=False)
-    full = tokenizer.apply_chat_template(after, add_generation_prompt=True, tokenize=False)
+    prompt = render_chat(tokenizer, before, add_generation_prompt=True, **template_kwargs)
+    with_reply = render_chat(tokenizer, after[: n + 1], **template_kwargs)
+    full = render_chat(tokenizer, after, add_generation_prompt=True, **template_kwargs)
     if not (with_reply.startswith(prompt + assistant["content"]) and full.startswith(with_reply)):
-        raise TemplateMismatch(
-            "the chat template does not keep earlier turns unchanged when a turn is added, so a multi-turn "
-            "episode's tokens cannot be built incrementally; use a prefix-preserving template"
-        )
+        raise _mismatch(tokenizer)
     closing = with_reply[len(prompt) + len(assistant["content"]) :]  # e.g. "<|eos|>" or "<|im_end|>\n"
     sampled_eos = completion.finish_reason == "stop" and completion.token_ids[-1:] == [tokenizer.eos_token_id]
     eos_text = str(tokenizer.eos_token)
@@ -123,19 +141,23 @@ def run_episodes(
     chunk: int = 32,
     max_len: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> list[Trajectory]:
     """Play one episode in each env (already `reset`) to its end and return the trajectories.
 
     `groups[i]` is env i's prompt index; envs of one group that share a first prompt are sampled with
     ``n`` > 1 on the first turn. Each turn generates the still-running episodes in chunks of `chunk`
     rows, submitting every chunk's grades (or tool runs) before generating the next. An episode whose
-    tokens would pass `max_len` is ended as `overlong` with reward 0 (its last grade is kept)."""
+    tokens would pass `max_len` is ended as `overlong` with reward 0 (its last grade is kept).
+    Every render passes `chat_template_kwargs` (a recipe's) overridden by the env's suite's own
+    (``prompt.chat_template_kwargs``)."""
     if len(groups) != len(envs):
         raise ValueError(f"groups ({len(groups)}) and envs ({len(envs)}) must have the same length")
+    kwargs = [{**(chat_template_kwargs or {}), **env.suite.prompt.chat_template_kwargs} for env in envs]
     trajs: list[Trajectory] = []
-    for env, g in zip(envs, groups, strict=True):
+    for env, g, kw in zip(envs, groups, kwargs, strict=True):
         msgs = env.messages
-        ids = chat_prompt_ids(tokenizer, msgs)
+        ids = chat_prompt_ids(tokenizer, msgs, **kw)
         trajs.append(
             Trajectory(
                 g,
@@ -181,7 +203,7 @@ def run_episodes(
                 if term or trunc:
                     t.reward = float(reward)
                     continue
-                suffix = turn_suffix_ids(tokenizer, before, comp, env.messages)
+                suffix = turn_suffix_ids(tokenizer, before, comp, env.messages, **kwargs[i])
                 if max_len is not None and len(t.ids) + len(suffix) + 1 > max_len:
                     t.overlong, t.reward = True, 0.0
                     continue
@@ -244,6 +266,7 @@ def sample_problems(
     *,
     executor: GradeExecutor = None,
     progress: Callable[[int, int], None] | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[int, list[Trajectory]]]:
     """`n` graded episodes of each of the first `n_problems` problems of `split`, as many problems at a time
     as `envs` holds groups of `n`. Yields (index of the batch's first problem, its trajectories, problem by
@@ -259,7 +282,15 @@ def sample_problems(
         groups = [k // n for k in range(len(used))]
         yield (
             start,
-            run_episodes(engine, tokenizer, used, groups, replace(sampling, seed=seed), executor=executor),
+            run_episodes(
+                engine,
+                tokenizer,
+                used,
+                groups,
+                replace(sampling, seed=seed),
+                executor=executor,
+                chat_template_kwargs=chat_template_kwargs,
+            ),
         )
         if progress is not None:
             progress(start + len(used) // n, n_problems)

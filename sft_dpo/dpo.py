@@ -18,6 +18,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rft.batch import collate, token_logprobs
+from rft.chat import render_chat
 from rft.rollout import Trajectory, chat_prompt_ids
 
 from .data import dpo_pairs, write_jsonl
@@ -31,6 +32,7 @@ from .stage import (
     held_out,
     load_model,
     trl_args,
+    use_chat,
 )
 
 __all__ = ["DPOConfig", "train", "preference_margin"]
@@ -77,24 +79,28 @@ def train(cfg: DPOConfig, *, resume: bool = False, progress: Progress | None = N
     try:
         write_jsonl(Path(cfg.out) / "dpo_pairs.jsonl", pairs)
         model, tokenizer = load_model(cfg)
-        check_template(tokenizer)
+        kwargs = use_chat(cfg, tokenizer)
+        check_template(tokenizer, **kwargs)
         ref = None
         if not hasattr(model, "peft_config"):  # full weights: the input model, frozen, is the reference
             ref, _ = load_policy(cfg.model, dtype=cfg.dtype)
         with held_out(cfg, tokenizer) as (held_acc, evaluate):
             # -- before
-            start = _measure(evaluate, model, tokenizer, held)
+            start = _measure(evaluate, model, tokenizer, held, kwargs)
             run.log(0, start | {"dpo/pairs": len(pairs), "dpo/prompts": len({p["id"] for p in pairs})})
             if progress is not None:
                 progress(0, start)
             # -- train
             args = trl_args(TRLDPOConfig, cfg, beta=cfg.beta, loss_type=[cfg.loss_type])
             logger = RunLogger(run, "dpo", held_acc, evaluate, progress, cfg.stop_at)
-            data = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+            rows = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
+            if kwargs:  # TRL passes a row's chat_template_kwargs to the chat template
+                rows = [r | {"chat_template_kwargs": kwargs} for r in rows]
+            data = Dataset.from_list(rows)
             trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data,
                                  processing_class=tokenizer, callbacks=[logger])  # fmt: skip
             final = fit(
-                trainer, run, logger, lambda m: _measure(evaluate, m, tokenizer, held), tokenizer, cfg
+                trainer, run, logger, lambda m: _measure(evaluate, m, tokenizer, held, kwargs), tokenizer, cfg
             )
     finally:
         run.close()
@@ -106,22 +112,28 @@ def _measure(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     held: list[dict[str, Any]],
+    template_kwargs: dict[str, Any],
 ) -> dict[str, float]:
     """Greedy held-out accuracy, and the preference margin on held-out pairs when there are any."""
-    return evaluate(model) | (preference_margin(model, tokenizer, held) if held else {})
+    return evaluate(model) | (preference_margin(model, tokenizer, held, **template_kwargs) if held else {})
 
 
 @torch.no_grad()
 def preference_margin(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: list[dict[str, Any]], batch: int = 32
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: list[dict[str, Any]],
+    batch: int = 32,
+    **template_kwargs: Any,
 ) -> dict[str, float]:
     """Over preference pairs: the mean of log p(chosen) - log p(rejected) (summed over each completion's
-    tokens, as DPO scores them) and the fraction of pairs where chosen is the likelier."""
+    tokens, as DPO scores them) and the fraction of pairs where chosen is the likelier. `template_kwargs`
+    go to the chat template."""
     rows = []
     for p in pairs:
-        prompt = chat_prompt_ids(tokenizer, p["prompt"])
+        prompt = chat_prompt_ids(tokenizer, p["prompt"], **template_kwargs)
         for side in ("chosen", "rejected"):
-            text = tokenizer.apply_chat_template([*p["prompt"], *p[side]], tokenize=False)
+            text = render_chat(tokenizer, [*p["prompt"], *p[side]], **template_kwargs)
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             rows.append(Trajectory(0, ids, [0] * len(prompt) + [1] * (len(ids) - len(prompt)), len(prompt)))
     was_training = model.training

@@ -25,6 +25,7 @@ from .stage import (
     held_out,
     load_model,
     trl_args,
+    use_chat,
 )
 
 __all__ = ["SFTConfig", "train", "prompt_completion"]
@@ -76,7 +77,10 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: Progress | None = N
     try:
         write_jsonl(Path(cfg.out) / "sft_rows.jsonl", rows)
         model, tokenizer = load_model(cfg)
-        check_template(tokenizer)
+        kwargs = use_chat(cfg, tokenizer)
+        check_template(tokenizer, **kwargs)
+        if kwargs:  # TRL passes a row's chat_template_kwargs to the chat template
+            data = [d | {"chat_template_kwargs": kwargs} for d in data]
         markers = has_generation_markers(tokenizer)
         if not markers and any(m["role"] != "assistant" for d in data for m in d["completion"]):
             log.warning(

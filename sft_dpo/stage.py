@@ -20,7 +20,9 @@ from typing import Any, Literal
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from rft.chat import ChatConfig, use_chat_template
 from rft.engines import Completion, HFEngine
+from rft.envs import get_suite
 from rft.eval.heldout import EvalConfig, HeldOut
 from rft.graders.executor import GraderPool
 from rft.models import LoraSpec, fast_attention, load_policy, training_precision
@@ -52,6 +54,7 @@ class StageConfig:
     max_grad_norm: float = 1.0  # 0 = no clipping (a tiny model trained from scratch learns faster without)
     max_length: int = 1024  # tokens per row (prompt + reply); longer rows are cut
     lora: LoraSpec = field(default_factory=LoraSpec)
+    chat: ChatConfig = field(default_factory=ChatConfig)  # chat template and its kwargs (rft.chat)
     qlora: bool = False  # 4-bit base + LoRA (needs bitsandbytes and a CUDA GPU)
     eval: EvalConfig = field(default_factory=EvalConfig)  # greedy held-out accuracy before and after
     stop_at: float | None = None  # stop once an eval.every evaluation's accuracy reaches this (a warm start
@@ -102,7 +105,15 @@ def has_generation_markers(tokenizer: PreTrainedTokenizerBase) -> bool:
     return bool(_GENERATION.search(str(tokenizer.chat_template or "")))
 
 
-def check_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+def use_chat(cfg: StageConfig, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """Give `tokenizer` the stage's chat template; returns the template kwargs of the suite's prompts (the
+    recipe's, overridden by the suite's), which each data row carries as ``chat_template_kwargs`` (TRL
+    passes a row's to the template)."""
+    use_chat_template(tokenizer, cfg.chat)
+    return cfg.chat.merged(get_suite(cfg.suite).prompt.chat_template_kwargs)
+
+
+def check_template(tokenizer: PreTrainedTokenizerBase, **template_kwargs: Any) -> bool:
     """True when the chat template keeps a conversation's earlier turns unchanged as turns are added, so a
     prompt renders the same in training (prompt + reply) as in sampling (prompt + generation prompt) and
     multi-turn episodes can be built turn by turn. Logs a warning and returns False otherwise."""
@@ -116,7 +127,7 @@ def check_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     after = [*before, {"role": "assistant", "content": reply}, {"role": "user", "content": "And 2 + 2?"}]
     ids = [*tokenizer(reply, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
     try:
-        turn_suffix_ids(tokenizer, before, Completion(reply, ids, "stop"), after)
+        turn_suffix_ids(tokenizer, before, Completion(reply, ids, "stop"), after, **template_kwargs)
     except TemplateMismatch as e:
         log.warning(
             "chat template check failed: %s. Training on full conversations and sampling from prompts see "
@@ -221,7 +232,7 @@ def held_out(cfg: StageConfig, tokenizer: PreTrainedTokenizerBase) -> Iterator[t
     """The stage's `rft.eval.heldout.HeldOut` (greedy pass@1 on the first `eval.n` problems of the eval
     suite's split) and a function of the model being trained that runs it ({} when there are no problems),
     with its grading processes while open."""
-    held = HeldOut(cfg.eval, cfg.suite, EVAL_MAX_NEW_TOKENS)
+    held = HeldOut(cfg.eval, cfg.suite, EVAL_MAX_NEW_TOKENS, cfg.chat.kwargs)
     executor = GraderPool(workers=cfg.grader_workers) if held.envs and cfg.grader_workers > 0 else None
 
     def evaluate(model: PreTrainedModel) -> dict[str, float]:

@@ -25,7 +25,7 @@ FOLDERS = {
 LAYERS = {
     "rft.graders": 0, "rft.tasks": 0,
     "rft.envs": 1,
-    "rft.config": 2, "rft.models": 2, "rft.losses": 2, "rft.logprobs": 2,
+    "rft.config": 2, "rft.models": 2, "rft.chat": 2, "rft.losses": 2, "rft.logprobs": 2,
     "rft.runs": 3, "rft.engines": 3,
     "rft.rollout": 4,
     "rft.batch": 5, "rft.tiny": 5,

@@ -21,6 +21,7 @@ from rft.app.import_cli import import_app
 from rft.app.overlap_cli import OVERLAP_EPILOG, overlap_cmd
 from rft.app.sandbox_cli import sandbox_app
 from rft.app.view import view_cmd
+from rft.chat import CHAT_HELP, parse_chat
 
 # rft draws its own progress bars; transformers' ("Loading weights", "Writing model shards" at every
 # checkpoint) would interleave with them. Read when transformers is first imported; a user's setting wins.
@@ -478,6 +479,7 @@ def sample(
     max_new_tokens: Annotated[int, typer.Option(help="tokens per model turn")] = 256,
     workers: Annotated[int, typer.Option(help="grading processes (0: in this process)")] = 1,
     threads: Annotated[int, typer.Option(help="torch threads (1 suits tiny models on CPU)")] = 1,
+    chat: Annotated[str, typer.Option(help=CHAT_HELP)] = "",
 ) -> None:
     """Write n graded samples per problem: rejection-sampled SFT data and DPO pairs are built from them."""
     from rft.envs import SuiteError
@@ -490,7 +492,7 @@ def sample(
         res = sample_suite(
             path, suite, out_file, n=n, split=split, limit=limit, seed=seed,  # type: ignore[arg-type]
             temperature=temperature, max_new_tokens=max_new_tokens, grader_workers=workers,
-            torch_threads=threads, progress=tick,
+            torch_threads=threads, progress=tick, chat=parse_chat(chat),
         )  # fmt: skip
     out.print(
         f"{res['rows']} samples of {res['problems']} problems -> {res['path']}: pass rate {res['pass_rate']:.3f}, "

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from rft.app.cli_base import EVAL, err, fail, out, user_errors
 from rft.app.console import progress_bar
+from rft.chat import CHAT_HELP, parse_chat
 
 if TYPE_CHECKING:
     from rft.eval.criteria import Criterion
@@ -90,6 +91,7 @@ def eval_cmd(
     threads: Annotated[
         int, typer.Option(help="torch threads (1 suits tiny models on CPU)")
     ] = EVAL.torch_threads,
+    chat: Annotated[str, typer.Option(help=CHAT_HELP)] = "",
 ) -> None:
     """Sample, grade and report unbiased pass@k, maj@k, mean@n with 95% bootstrap intervals over problems.
 
@@ -147,7 +149,7 @@ def eval_cmd(
             fields = {
                 "split": split, "limit": limit, "fewshot": fewshot, "engine": engine,
                 "model_args": parse_model_args(model_args), "server": server, "batch_prompts": batch_size,
-                "grader_workers": workers, "torch_threads": threads, "seed": seed,
+                "grader_workers": workers, "torch_threads": threads, "seed": seed, "chat": parse_chat(chat),
                 **{name: value for name, value in flags.items() if value is not None},
             }  # fmt: skip
             if suites is not None:

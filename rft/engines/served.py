@@ -13,12 +13,13 @@ Both ask for `Sampling.n` choices in one request and return them as `Reply` obje
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from transformers import PreTrainedTokenizerBase
 
+from rft.chat import render_chat
 from rft.engines.api import ApiClient, RequestFailed
 from rft.engines.base import FinishReason, Sampling
 
@@ -76,11 +77,16 @@ class ChatModel:
 
     name = "openai-chat"
 
-    def __init__(self, client: ApiClient, model: str) -> None:
+    def __init__(
+        self, client: ApiClient, model: str, template_kwargs: Mapping[str, Any] | None = None
+    ) -> None:
         self.client, self.model = client, model
+        self.template_kwargs = dict(template_kwargs or {})  # sent as chat_template_kwargs (vLLM, rft serve)
 
     def reply(self, messages: Sequence[Message], sampling: Sampling) -> list[Reply]:
         body = _sampling_body(self.model, sampling) | {"messages": [dict(m) for m in messages]}
+        if self.template_kwargs:
+            body["chat_template_kwargs"] = self.template_kwargs
         answer = self.client.post("/chat/completions", body)
         return _replies(answer, sampling.n, f"{self.client.base_url}/chat/completions",
                         lambda c: c["message"]["content"])  # fmt: skip
@@ -93,7 +99,12 @@ class CompletionsModel:
     name = "openai-completions"
 
     def __init__(
-        self, client: ApiClient, model: str, tokenizer: PreTrainedTokenizerBase, token_ids: bool = False
+        self,
+        client: ApiClient,
+        model: str,
+        tokenizer: PreTrainedTokenizerBase,
+        token_ids: bool = False,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if tokenizer.chat_template is None:
             raise ValueError(
@@ -101,11 +112,11 @@ class CompletionsModel:
                 "name a tokenizer that has one (--model-args tokenizer=PATH)"
             )
         self.client, self.model, self.tokenizer, self.token_ids = client, model, tokenizer, token_ids
+        self.template_kwargs = dict(template_kwargs or {})  # passed to the chat template
 
     def prompt(self, messages: Sequence[Message]) -> str | list[int]:
         """What is sent as ``prompt``: the rendered conversation (text, or its token ids)."""
-        text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-        assert isinstance(text, str)
+        text = render_chat(self.tokenizer, list(messages), add_generation_prompt=True, **self.template_kwargs)
         if self.token_ids:
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         bos = self.tokenizer.bos_token

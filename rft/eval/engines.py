@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from rft.chat import use_chat_template
 from rft.engines import Engine, make_engine
 from rft.engines.api import ApiClient, Retry
 from rft.engines.served import ChatModel, CompletionsModel, ServedModel
+from rft.envs import get_suite
 from rft.eval.spec import EvalSpec
 
 __all__ = ["open_local", "open_served", "load_model"]
@@ -32,6 +34,7 @@ def load_model(name_or_path: str, args: dict[str, Any]) -> tuple[Any, Any]:
 def open_local(spec: EvalSpec, model: str) -> tuple[Engine, Any]:
     """A local engine (hf or vllm) on `model` loaded per `spec.model_args`, and its tokenizer."""
     policy, tokenizer = load_model(model, spec.model_args)
+    use_chat_template(tokenizer, spec.chat)
     options = dict(spec.engine_options) | {k: v for k, v in spec.model_args.items() if k not in LOADING}
     return make_engine(spec.engine, policy, tokenizer, **options), tokenizer
 
@@ -45,9 +48,18 @@ def open_served(spec: EvalSpec, model: str) -> ServedModel:
     key = os.environ.get(s.api_key_env) or None
     retry = Retry(attempts=s.attempts, backoff_s=s.backoff_s, max_wait_s=s.max_wait_s)
     client = ApiClient(s.base_url, api_key=key or "", timeout_s=s.timeout_s, retry=retry)
+    kwargs = spec.chat.merged(get_suite(spec.suite).prompt.chat_template_kwargs if spec.suite else None)
     if s.api == "chat":
-        return ChatModel(client, model)
+        if spec.chat.template is not None:
+            raise ValueError(
+                "chat.template renders prompts here, but --api chat lets the server render them: use --api "
+                "completions, or give the server the template (vllm serve --chat-template FILE)"
+            )
+        return ChatModel(client, model, template_kwargs=kwargs)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(spec.model_args.get("tokenizer", model))
-    return CompletionsModel(client, model, tokenizer, token_ids=bool(spec.model_args.get("token_ids")))
+    use_chat_template(tokenizer, spec.chat)
+    return CompletionsModel(
+        client, model, tokenizer, token_ids=bool(spec.model_args.get("token_ids")), template_kwargs=kwargs
+    )

@@ -163,6 +163,8 @@ def eval_config(model: str, spec: EvalSpec, suite_id: str) -> dict[str, Any]:
         "temperature": spec.sampling_temperature, "top_p": spec.top_p, "max_new_tokens": spec.max_new_tokens,
         "limit": spec.limit, "model_args": spec.model_args,
     }  # fmt: skip
+    if spec.chat.template is not None or spec.chat.kwargs:  # how prompts were rendered (rft.chat)
+        config["chat"] = {"template": spec.chat.template, "kwargs": spec.chat.kwargs}
     if spec.engine == "openai":  # the URL and API as given (the key is never saved: only its variable's name)
         config["server"] = {"base_url": spec.server.base_url, "api": spec.server.api,
                             "concurrency": spec.server.concurrency, "attempts": spec.server.attempts}  # fmt: skip
@@ -181,6 +183,7 @@ def _sample_local(
 ) -> list[dict[str, Any]]:
     """The graded sample rows of a local engine (hf or vllm), `spec.batch_prompts` problems at a time, on
     `loaded` when given (left open), else on an engine opened here and closed at the end."""
+    from rft.chat import use_chat_template
     from rft.eval.engines import open_local
     from rft.eval.samples import sample_row
     from rft.rollout import sample_problems
@@ -188,11 +191,21 @@ def _sample_local(
     split, n = spec.split, spec.n
     n_problems = len(src.items(split)[: spec.limit])
     eng, tokenizer = loaded or open_local(spec, model)
+    use_chat_template(tokenizer, spec.chat)
     envs = [_FewShotEnv(src, split, shots) for _ in range(spec.batch_prompts * n)]
     rows = []
     try:
         batches = sample_problems(
-            eng, tokenizer, envs, split, n_problems, n, sampling, executor=executor, progress=progress
+            eng,
+            tokenizer,
+            envs,
+            split,
+            n_problems,
+            n,
+            sampling,
+            executor=executor,
+            progress=progress,
+            chat_template_kwargs=spec.chat.kwargs,
         )
         for start, trajs in batches:
             for j, t in enumerate(trajs):  # sample_row splits at the prompt's end (few-shot turns included)

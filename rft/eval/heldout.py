@@ -4,6 +4,7 @@ training, every `every` steps, and at the end. The RL loops and the SFT/DPO stag
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +40,7 @@ def evaluate(
     split: str,
     max_new_tokens: int,
     executor: GradingPool | None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Greedy pass@1 on the first len(envs) problems of `split`. As in `rft eval`, a failed grade (timeout,
     error) counts as not passed in `eval/accuracy` and is shown in `eval/failed_rate`; `eval/reward` is the
@@ -52,6 +54,7 @@ def evaluate(
         list(range(len(envs))),
         Sampling(temperature=0.0, max_new_tokens=max_new_tokens),
         executor=executor,
+        chat_template_kwargs=chat_template_kwargs,
     )
     ok = [t for t in trajs if not t.failed]
     return {
@@ -91,7 +94,13 @@ class HeldOut:
     """In-training evaluation: greedy pass@1 on the first `eval.n` problems of the evaluation suite's split
     (the training suite's held-out split by default), before training, every `eval.every` steps, at the end."""
 
-    def __init__(self, cfg: EvalConfig, train_suite: str, max_new_tokens: int) -> None:
+    def __init__(
+        self,
+        cfg: EvalConfig,
+        train_suite: str,
+        max_new_tokens: int,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         suite = get_suite(cfg.suite or train_suite)
         n = min(cfg.n, len(suite.items(cfg.split)))
         if cfg.n and not n:
@@ -102,6 +111,7 @@ class HeldOut:
             )
         self.cfg, self.envs = cfg, [SuiteEnv(suite) for _ in range(n)]
         self.max_new_tokens = cfg.max_new_tokens or max_new_tokens
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
 
     def due(self, done: int, steps: int) -> bool:
         """Whether to evaluate after `done` steps of `steps` (step 0: before training)."""
@@ -110,4 +120,12 @@ class HeldOut:
         return done == 0 or done == steps or bool(self.cfg.every and done % self.cfg.every == 0)
 
     def __call__(self, engine: Engine, tokenizer: Any, executor: GradingPool | None) -> dict[str, float]:
-        return evaluate(engine, tokenizer, self.envs, self.cfg.split, self.max_new_tokens, executor)
+        return evaluate(
+            engine,
+            tokenizer,
+            self.envs,
+            self.cfg.split,
+            self.max_new_tokens,
+            executor,
+            self.chat_template_kwargs,
+        )

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from rft.chat import ChatConfig, use_chat_template
 from rft.engines import HFEngine, Sampling
 from rft.envs import SuiteEnv, get_suite
 from rft.graders.executor import GraderPool, GradingPool
@@ -44,10 +45,11 @@ def sample_suite(
     grader_workers: int = 1,
     torch_threads: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    chat: ChatConfig | None = None,
 ) -> dict[str, Any]:
     """Write `n` graded samples of each of the first `limit` problems of `split` (all when None) to the JSONL
     file `out`; returns a summary (rows, problems, pass rate, how many problems have both a passing and a
-    failing sample, grader failures)."""
+    failing sample, grader failures). `chat`: the chat template and its kwargs (`rft.chat`)."""
     if n < 1:
         raise ValueError(f"n must be >= 1 samples per problem, got {n}")
     if temperature == 0 and n > 1:
@@ -57,7 +59,9 @@ def sample_suite(
     items = src.items(split)[:limit]
     if not items:
         raise ValueError(f"suite {src.id} has no {split} problems to sample (limit={limit})")
+    chat = chat or ChatConfig()
     policy, tokenizer = load_policy(model)
+    use_chat_template(tokenizer, chat)
     engine = HFEngine(policy, tokenizer)
     envs = [SuiteEnv(src, split=split) for _ in range(batch_prompts * n)]
     out = Path(out)
@@ -71,7 +75,16 @@ def sample_suite(
                 temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
             )
             batches = sample_problems(
-                engine, tokenizer, envs, split, len(items), n, sampling, executor=executor, progress=progress
+                engine,
+                tokenizer,
+                envs,
+                split,
+                len(items),
+                n,
+                sampling,
+                executor=executor,
+                progress=progress,
+                chat_template_kwargs=chat.kwargs,
             )
             for start, trajs in batches:
                 for j in range(len(trajs) // n):

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rft.chat import ChatConfig
+
 __all__ = ["EvalSpec", "ServerSpec", "ENGINES", "MODEL_ARGS", "parse_model_args"]
 
 ENGINES = ("hf", "vllm", "openai")
@@ -93,6 +95,7 @@ class EvalSpec:
     engine_options: dict[str, Any] = field(default_factory=dict)  # local engines', e.g. {batch_size: 8}
     model_args: dict[str, Any] = field(default_factory=dict)  # see MODEL_ARGS, e.g. {dtype: bfloat16}
     server: ServerSpec = field(default_factory=ServerSpec)  # engine openai: the server
+    chat: ChatConfig = field(default_factory=ChatConfig)  # chat template and its kwargs (rft.chat)
     batch_prompts: int = 16  # problems sampled together (local engines)
     grader_workers: int = 1  # grading processes (0: in this process)
     torch_threads: int = 1  # 1 suits tiny models on CPU

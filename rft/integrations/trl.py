@@ -314,6 +314,7 @@ class SuiteRollout:
             executor=self.pool,
             chunk=64,  # rows per generate call (rft's rollout_chunk); a chunk's grades run behind the next
             max_len=getattr(model.config, "max_position_embeddings", None),
+            chat_template_kwargs=trainer.args.chat_template_kwargs,  # TRL's, overridden by the suite's
         )
         return {
             "prompt_ids": [t.ids[: t.prompt_len] for t in trajs],
@@ -328,13 +329,8 @@ class SuiteRollout:
     @staticmethod
     def _check(trainer: Any) -> None:
         """What this rollout cannot honour is refused rather than silently ignored."""
-        args = trainer.args
         if trainer.use_vllm:
             raise ValueError("SuiteRollout samples with HF generate; set use_vllm=False")
-        if args.chat_template_kwargs:
-            raise ValueError(
-                "SuiteRollout renders prompts with the plain chat template; unset chat_template_kwargs"
-            )
         if (trainer.min_p or 0.0) > 0.0 or trainer.repetition_penalty != 1.0:
             raise ValueError(
                 "SuiteRollout samples with temperature, top_p and top_k only; unset min_p and "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rft.chat import ChatConfig
 from rft.engines import Sampling
 from rft.eval.heldout import EvalConfig
 from rft.models import LoraSpec
@@ -86,6 +87,7 @@ class RLConfig:
     gen: GenConfig = field(default_factory=GenConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     lora: LoraSpec = field(default_factory=LoraSpec)
+    chat: ChatConfig = field(default_factory=ChatConfig)  # chat template and its kwargs (rft.chat)
     engine: Literal["hf", "vllm", "vllm_server"] = "hf"  # vllm_server: engine_options base_url, weights_dir
     engine_options: dict[str, Any] = field(default_factory=dict)  # passed to the engine
     dtype: Literal["auto", "float32", "bfloat16", "float16", "bf16-mixed"] = "auto"

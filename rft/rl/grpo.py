@@ -328,6 +328,7 @@ def _rollout(
             executor=executor,
             chunk=cfg.rollout_chunk,
             max_len=cfg.max_len,
+            chat_template_kwargs=cfg.chat.kwargs,
         )
         groups = [trajs[i * g : (i + 1) * g] for i in range(p)]
         rewards = torch.tensor([t.reward for t in trajs])

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from rft.chat import use_chat_template
 from rft.engines import Engine, HFEngine, make_engine
 from rft.engines.process import ProcessEngine
 from rft.envs import SuiteEnv, get_suite
@@ -233,7 +234,7 @@ class Harness:
         to `max_staleness` updates old (see the module doc), by a second engine for ``hf`` (a child process;
         a LoRA model: a copy in this one), by the engine itself for ``vllm`` and ``vllm_server``."""
         cfg = self.cfg
-        self.policy, self.tokenizer = policy, tokenizer
+        self.policy, self.tokenizer = policy, use_chat_template(tokenizer, cfg.chat)
         options = engine_options(cfg, compute)
         self.engine = self.sampler = make_engine(cfg.engine, policy, tokenizer, **options)
         if async_rollout:
@@ -251,7 +252,7 @@ class Harness:
                 self._queue[r["step"]] = (r["version"], done)
         n_envs = cfg.prompts_per_step // self.dist.world * episodes_per_prompt  # this rank's per step
         self.envs = [SuiteEnv(self.suite, split="train") for _ in range(n_envs)]
-        self.held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens)
+        self.held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens, cfg.chat.kwargs)
         self.executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
 
     # ---- each step ---------------------------------------------------------------------------------------

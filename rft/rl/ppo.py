@@ -206,6 +206,7 @@ def _train(
                 executor=h.executor,
                 chunk=cfg.rollout_chunk,
                 max_len=cfg.max_len,
+                chat_template_kwargs=cfg.chat.kwargs,
             )
 
         for step in h.steps():
