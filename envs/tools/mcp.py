@@ -47,9 +47,9 @@ class _Episode:
         self.connection = connection
         self.finalizer = weakref.finalize(self, connection.kill)  # also runs at interpreter exit
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
         self.finalizer.detach()
-        self.connection.close()
+        self.connection.close(wait=wait)  # an episode's end does not wait for its server's exit
 
 
 class McpTool:
@@ -186,7 +186,7 @@ class McpProvider:
                     self._episodes.add(self._spare)
             specs = list(self._specs or [])
         if not first and self.scope == "episode":
-            connection.close()  # another thread listed the tools first
+            connection.close(wait=False)  # another thread listed the tools first
         return specs
 
     def open(self) -> list[Tool]:
@@ -201,7 +201,7 @@ class McpProvider:
             episode = spare
         else:
             if spare is not None:
-                spare.close()
+                spare.close()  # died unused
             episode = _Episode(self._connection())
             self._episodes.add(episode)
         return [McpTool(s, self, episode) for s in specs]
@@ -217,7 +217,7 @@ class McpProvider:
                 self._pool_finalizer = weakref.finalize(self, self._pool.kill)
             pool = self._pool
         if dead is not None:
-            dead.close()  # already killed or exited: this only waits for the SDK to let go of it
+            dead.close(wait=False)  # already killed or exited
         return pool
 
     def close(self) -> None:
@@ -230,4 +230,4 @@ class McpProvider:
         if pool is not None:
             pool.close()
         for episode in episodes:
-            episode.close()
+            episode.close(wait=True)

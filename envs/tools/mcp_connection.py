@@ -41,6 +41,9 @@ __all__ = ["McpConnection", "McpServerError", "loop_thread"]
 T = TypeVar("T")
 TOKEN_VAR = "RFT_MCP_TOKEN"
 _STDERR_TAIL = 2000  # characters of the server's stderr quoted in a failure
+# The kernel kills the server when this process dies (SIGKILL, OOM): util-linux's setpriv, where it exists.
+_SETPRIV = shutil.which("setpriv")
+PDEATHSIG_WRAPPER: list[str] = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
 
 
 class McpServerError(RuntimeError):
@@ -166,6 +169,7 @@ class McpConnection:
         # the server's stderr (closed by `close`, or with this object)
         self._errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._owner: concurrent.futures.Future[None] | None = None
+        self._closing = False
 
     # -- life cycle ---------------------------------------------------------------------------------
     def start(self) -> McpConnection:
@@ -182,26 +186,31 @@ class McpConnection:
             self.kill()
         return self.error is None and self._session is not None
 
-    def close(self, grace: float = 2.0) -> None:
-        """Stops the server and waits (bounded) until its process is gone. Idempotent, any thread.
-
-        A server with a call in flight is killed at once; an idle one gets its stdin closed (the MCP
-        shutdown) and SIGKILL if it has not exited after `grace` seconds.
-        """
+    def close(self, wait: bool = True, grace: float = 2.0) -> None:
+        """Stops the server: idempotent, from any thread. An idle server gets its stdin closed (the MCP
+        shutdown) and SIGKILL if it has not exited after `grace` seconds; one with a call in flight is
+        killed at once. `wait`: block until the process is gone (else the loop thread finishes it)."""
         if self._owner is None:
             self._errlog.close()
             return
+        self._closing = True
         with self._lock:
             busy = self._inflight > 0
         if busy:
             self.kill()
         self._fail("the MCP server was closed")
         self._request_stop()
-        if not self._done.wait(grace):
+        loop = loop_thread().loop
+        loop.call_soon_threadsafe(loop.call_later, grace, self._kill_unless_done)
+        if wait:
+            self._done.wait(grace + 5.0)  # the SDK's reap of a killed process is bounded by 2 s
+        self._closing = True
+        if self._done.is_set():
+            self._errlog.close()
+
+    def _kill_unless_done(self) -> None:
+        if not self._done.is_set():
             self.kill()
-            self._done.wait(grace + 3.0)  # the SDK's reap of a killed process is bounded by 2 s
-        self._kill_leftovers()
-        self._errlog.close()
 
     def kill(self) -> None:
         """SIGKILL to the server's process group, now, from any thread (a no-op once it is gone)."""
@@ -233,10 +242,12 @@ class McpConnection:
 
     def stderr_tail(self) -> str:
         """The last lines the server wrote to stderr (for failure messages)."""
-        if self._errlog.closed:
-            return ""
-        size = os.fstat(self._errlog.fileno()).st_size
-        data = os.pread(self._errlog.fileno(), _STDERR_TAIL, max(0, size - _STDERR_TAIL))
+        try:
+            fd = self._errlog.fileno()
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, _STDERR_TAIL, max(0, size - _STDERR_TAIL))
+        except (ValueError, OSError):
+            return ""  # closed with the connection
         return data.decode("utf-8", "replace").strip()
 
     def _fail(self, why: str) -> None:
@@ -259,9 +270,7 @@ class McpConnection:
         if self.error is not None:  # closed before the loop ran us
             self._done.set()
             return
-        argv = self.command
-        if shutil.which("setpriv"):  # the kernel kills the server if this process dies (SIGKILL, OOM)
-            argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
+        argv = [*PDEATHSIG_WRAPPER, *self.command]
         params = StdioServerParameters(
             command=argv[0], args=argv[1:], env={**self.env, TOKEN_VAR: self.token}, cwd=self.cwd
         )
@@ -293,7 +302,10 @@ class McpConnection:
         finally:
             self._session = None
             self._fail("the MCP server has stopped")
+            self._kill_leftovers()
             self._done.set()
+            if self._closing:  # else kept for the failure messages of calls still to come
+                self._errlog.close()
 
     async def _handshake(self, session: ClientSession) -> None:
         await session.initialize()
