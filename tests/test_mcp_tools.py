@@ -114,6 +114,11 @@ def test_a_bad_entry_says_how_to_fix_it(spec, message):
     assert message in str(e.value)
 
 
+def test_python_is_the_trainers_own_interpreter():
+    provider = McpProvider.from_spec({"mcp": {"command": ["python", CALCULATOR], "env": {"A": "1"}}})
+    assert provider.command == [PY, CALCULATOR] and provider.env == {"A": "1"} and provider.scope == "episode"
+
+
 def test_a_server_that_fails_to_start_is_a_clear_error_with_its_stderr(no_leak):
     with pytest.raises(McpServerError, match=r"(?s)failed.*refusing to start"):
         mcp([PY, MISBEHAVING, "--crash-on-start"]).specs()

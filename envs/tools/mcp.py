@@ -3,17 +3,20 @@
 ```yaml
 tools:
   - mcp:
-      command: [python, examples/mcp/calculator.py]   # argv; the first item an executable on PATH or a path
+      command: [python, examples/mcp/calculator.py]   # argv: an executable on PATH or a path, then its
+                                                      # arguments; `python` is the trainer's interpreter
       env: {UNITS: metric}                            # optional: extra variables (over HOME, PATH, ...)
       scope: episode                                  # episode (default): a fresh server per episode;
                                                       # pool: one server shared by all episodes (stateless)
       timeout: 30                                     # optional: seconds per call (then the server is killed)
       startup_timeout: 60                             # optional: seconds to spawn and answer initialize
+      cwd: /path/to/dir                               # optional: the server's working directory
 ```
 
 The server declares its scope through this option: a server with state (a counter, a file system, a
 database) keeps ``episode`` so each episode starts from a fresh process; a stateless one may say ``pool`` and
-pay the start-up (about a second for a Python server) once. The tools' schemas come from the server's
+pay the start-up once (a Python server built on the SDK's MCPServer: 1-3 s here, mostly imports; an
+episode's server starts in the background at `open`, so the model's first turn hides most of it). The tools' schemas come from the server's
 ``tools/list`` (a server is started once to read them). A result's text blocks are joined; ``isError`` is
 `ToolOutput.is_error` (shown to the model); a server that died, hung past the timeout or answered
 nonsense gives `ToolOutput.failure` (the step is masked, never scored 0). Servers are cleaned up on every
@@ -24,6 +27,7 @@ interpreter exit, and (through ``setpriv --pdeathsig``) the trainer being killed
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 import weakref
 from collections.abc import Mapping
@@ -103,6 +107,8 @@ class McpProvider:
             raise ValueError(f"mcp: env must map names to strings (quote numbers in YAML), got {dict(env)!r}")
         if cwd is not None and not Path(cwd).is_dir():
             raise ValueError(f"mcp: cwd {cwd!r} is not a directory")
+        if command[0] in ("python", "python3"):  # the trainer's own interpreter, with its packages (mcp)
+            command = [sys.executable, *command[1:]]
         path = (env or {}).get("PATH")  # the server is looked up the way the spawn will look it up
         if shutil.which(command[0], path=path) is None:
             where = "a path to an executable file" if "/" in command[0] else "an executable on PATH"
