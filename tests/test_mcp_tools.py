@@ -222,7 +222,7 @@ def test_concurrent_episodes_each_have_their_own_server(no_leak):
 def _server_pid(tools) -> int:
     (echo,) = [t for t in tools if t.spec.name == "echo"]
     assert echo.call({"text": "hi"}).content == "hi"
-    pid = echo._episode.connection.pid
+    pid = echo.connection.pid
     assert pid is not None and alive(pid)
     return pid
 
@@ -256,7 +256,7 @@ def test_an_exception_in_a_call_and_a_server_exiting_mid_call(no_leak):
     provider = mcp([PY, MISBEHAVING])
     tools = {t.spec.name: t for t in provider.open()}
     pid = _server_pid(tools.values())
-    unknown = tools["echo"]._episode.connection.call("no_such_tool", {}, 10)
+    unknown = tools["echo"].connection.call("no_such_tool", {}, 10)
     assert unknown.is_error and unknown.failure is None and "Unknown tool" in unknown.content
     died = tools["exit_now"].call({})
     assert died.failure and not died.is_error and died.details["outcome"] == "server_died"
@@ -358,8 +358,7 @@ if {no_setpriv}:
 provider = McpProvider(command=[sys.executable, {server!r}], scope={scope!r}, timeout=600)
 tools = {{t.spec.name: t for t in provider.open()}}
 assert tools["echo"].call({{"text": "hi"}}).content == "hi"
-episode = tools["echo"]._episode
-print((episode.connection if episode else provider.pool_connection()).pid, flush=True)
+print(tools["echo"].connection.pid, flush=True)
 threading.Thread(target=tools["hang"].call, args=({{}},), daemon=True).start()  # a hung server ignores EOF
 time.sleep(0.5)
 {end}

@@ -72,8 +72,12 @@ class McpTool:
             return ToolOutput(
                 content=f"Error: arguments must be a JSON object, got {arguments!r}", is_error=True
             )
-        connection = self._episode.connection if self._episode else self._provider.pool_connection()
-        return connection.call(self.spec.name, arguments, self._provider.timeout)
+        return self.connection.call(self.spec.name, arguments, self._provider.timeout)
+
+    @property
+    def connection(self) -> McpConnection:
+        """The server this tool calls (its pid, its stderr): the episode's, or the provider's pool server."""
+        return self._episode.connection if self._episode else self._provider.pool_connection()
 
     def close(self) -> None:
         """Closes the episode's server (the first tool of the episode to close does it; pool: nothing)."""
@@ -227,7 +231,8 @@ class McpProvider:
         return pool
 
     def close(self) -> None:
-        """Stops the pool server and every episode server still open (env close). Idempotent."""
+        """Stops the pool server and every episode server still open, and waits for them (env close).
+        Idempotent; the provider stays usable: a later `open` or pool call starts a server again."""
         with self._lock:
             pool, finalizer, self._pool = self._pool, self._pool_finalizer, None
             episodes, self._spare = list(self._episodes), None
