@@ -204,7 +204,6 @@ class McpConnection:
         loop.call_soon_threadsafe(loop.call_later, grace, self._kill_unless_done)
         if wait:
             self._done.wait(grace + 5.0)  # the SDK's reap of a killed process is bounded by 2 s
-        self._closing = True
         if self._done.is_set():
             self._errlog.close()
 
@@ -235,10 +234,6 @@ class McpConnection:
             if _has_token(other, needle):
                 with contextlib.suppress(ProcessLookupError):  # exited meanwhile
                     os.kill(other, signal.SIGKILL)
-
-    @property
-    def alive(self) -> bool:
-        return self._ready.is_set() and self.error is None
 
     def stderr_tail(self) -> str:
         """The last lines the server wrote to stderr (for failure messages)."""
@@ -301,6 +296,7 @@ class McpConnection:
             self._fail(f"the MCP server {self.command} failed: {_describe(e)}")
         finally:
             self._session = None
+            self._stop.set()  # ends the waiter task of a failed start
             self._fail("the MCP server has stopped")
             self._kill_leftovers()
             self._done.set()
