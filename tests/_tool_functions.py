@@ -36,3 +36,11 @@ def convert(
 def divide(a: float, b: float) -> float:
     """Divide a by b."""
     return a / b
+
+
+def slow(seconds: float) -> str:
+    """Sleep, then say how long."""
+    import time
+
+    time.sleep(seconds)
+    return str(seconds)
