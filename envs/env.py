@@ -154,12 +154,12 @@ class SuiteEnv(gym.Env[str, str]):
         self._item, self._split = items[index], split
         self._messages = self.suite.messages(self._item)
         self._turn, self._done, self._pending = 0, False, None
+        self._stats = {"calls": 0, "errors": 0, "parse_failures": 0}
         obs = self._obs()
         if len(obs) > MAX_OBS_CHARS:
             raise SuiteError(f"{self.suite.id} item {self._item['id']}: prompt over {MAX_OBS_CHARS} chars")
         info = {**self._info(), "index": index}
         if self.episode.type == "tools":
-            self._stats = {"calls": 0, "errors": 0, "parse_failures": 0}
             self._open_tools()
             info["tools"] = copy.deepcopy(self.tool_schemas)
         return obs, info

@@ -45,7 +45,12 @@ def call(name: str, **arguments) -> ToolCall:
 @pytest.mark.parametrize(
     "text, calls, errors, content",
     [
-        ('<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>', [call("add", a=1, b=2)], 0, ""),
+        (
+            '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>',
+            [call("add", a=1, b=2)],
+            0,
+            "",
+        ),
         (
             'Let me add.\n<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>\n'
             '<tool_call>{"name": "convert", "arguments": {"value": 3.5, "unit": "km"}}</tool_call>',
@@ -126,7 +131,11 @@ def test_auto_reads_the_markers_and_bad_formats_are_refused():
 
 @pytest.mark.parametrize(
     "file, family",
-    [("qwen2_5_instruct.jinja", "hermes"), ("llama3_1_instruct.jinja", "llama3"), ("mistral_v0_3_instruct.jinja", "mistral")],
+    [
+        ("qwen2_5_instruct.jinja", "hermes"),
+        ("llama3_1_instruct.jinja", "llama3"),
+        ("mistral_v0_3_instruct.jinja", "mistral"),
+    ],
 )
 def test_the_family_is_detected_from_the_real_templates(file, family):
     assert detect_tool_format((TEMPLATES / file).read_text()) == family
@@ -140,7 +149,9 @@ def test_a_template_without_tools_asks_for_tool_format():
 # ---- schemas of typed functions ----------------------------------------------------------------------------
 
 
-def convert(value: float, unit: Literal["km", "mi"], precision: int | None = None, tags: list[str] | None = None) -> str:
+def convert(
+    value: float, unit: Literal["km", "mi"], precision: int | None = None, tags: list[str] | None = None
+) -> str:
     """Convert a distance.
 
     Longer text that is not the description.
@@ -180,7 +191,11 @@ def test_functions_that_have_no_schema_are_refused():
     def odd(x: set[int]) -> int:
         return 0
 
-    for fn, msg in [(untyped, "annotate parameter 'x'"), (star, "plain or keyword"), (odd, "has no JSON schema")]:
+    for fn, msg in [
+        (untyped, "annotate parameter 'x'"),
+        (star, "plain or keyword"),
+        (odd, "has no JSON schema"),
+    ]:
         with pytest.raises(TypeError, match=msg):
             function_spec(fn)
 
@@ -261,7 +276,12 @@ def test_providers_resolve_by_key():
 def suite(tools: list, **episode) -> dict:
     return {
         "id": "adder-tools-v0",
-        "source": {"type": "generator", "name": "arithmetic", "params": {"digits": 2, "operands": 2}, "size": 20},
+        "source": {
+            "type": "generator",
+            "name": "arithmetic",
+            "params": {"digits": 2, "operands": 2},
+            "size": 20,
+        },
         "fields": {"id": "id", "reference": "answer"},
         "prompt": {"system": "Use the tools.", "user": "{{ item.question }}"},
         "grader": {"type": "math", "input": "{{ sample.output_text }}", "reference": "{{ item.reference }}"},
@@ -270,11 +290,16 @@ def suite(tools: list, **episode) -> dict:
     }
 
 
-FUNCTIONS = [{"function": "_tool_functions:add"}, {"function": {"path": "_tool_functions:divide", "name": "div"}}]
+FUNCTIONS = [
+    {"function": "_tool_functions:add"},
+    {"function": {"path": "_tool_functions:divide", "name": "div"}},
+]
 
 
 def hermes(*calls: tuple[str, dict]) -> str:
-    return "\n".join(f'<tool_call>\n{json.dumps({"name": n, "arguments": a})}\n</tool_call>' for n, a in calls)
+    return "\n".join(
+        f"<tool_call>\n{json.dumps({'name': n, 'arguments': a})}\n</tool_call>" for n, a in calls
+    )
 
 
 def test_episode_validation_for_tools():
@@ -294,16 +319,24 @@ def test_episode_validation_for_tools():
 def test_function_tools_several_calls_per_turn_errors_and_the_graded_answer():
     env = SuiteEnv(load_suite(suite(FUNCTIONS, tool_format="hermes")))
     _, info = env.reset(options={"index": 0})
-    assert [t["function"]["name"] for t in info["tools"]] == ["add", "div"] == [
-        t["function"]["name"] for t in env.tool_schemas
-    ]
-    reply = "Two sums." + hermes(("add", {"a": 2, "b": 3}), ("div", {"a": 1, "b": 0}), ("add", {"a": "x", "b": 1}))
-    reply += '\n<tool_call>{"name": "nope", "arguments": {}}</tool_call><tool_call>{"name": "add", </tool_call>'
+    assert (
+        [t["function"]["name"] for t in info["tools"]]
+        == ["add", "div"]
+        == [t["function"]["name"] for t in env.tool_schemas]
+    )
+    reply = "Two sums." + hermes(
+        ("add", {"a": 2, "b": 3}), ("div", {"a": 1, "b": 0}), ("add", {"a": "x", "b": 1})
+    )
+    reply += (
+        '\n<tool_call>{"name": "nope", "arguments": {}}</tool_call><tool_call>{"name": "add", </tool_call>'
+    )
     obs, reward, term, trunc, step = env.step(reply)
     msgs = json.loads(obs)
     assert (reward, term, trunc) == (0.0, False, False)
     assistant, *tools = msgs[-6:]
-    assert assistant["content"] == "Two sums." and [c["function"]["name"] for c in assistant["tool_calls"]] == [
+    assert assistant["content"] == "Two sums." and [
+        c["function"]["name"] for c in assistant["tool_calls"]
+    ] == [
         "add",
         "div",
         "add",
@@ -339,7 +372,11 @@ def test_a_failing_python_program_is_an_error_the_model_sees():
     env = SuiteEnv(load_suite(suite([{"python_exec": {}}], tool_timeout=1)))
     env.reset(options={"index": 0})
     _, _, term, _, step = env.step(hermes(("python_exec", {"code": "raise ValueError('boom')"})))
-    assert not term and step["tool_calls"][0]["is_error"] and "ValueError: boom" in step["tool_calls"][0]["output"]
+    assert (
+        not term
+        and step["tool_calls"][0]["is_error"]
+        and "ValueError: boom" in step["tool_calls"][0]["output"]
+    )
     assert step["tool_stats"]["errors"] == 1
 
 
@@ -351,7 +388,9 @@ def test_tools_are_opened_per_episode_and_closed_on_every_path():
     assert [c["output"] for c in step["tool_calls"]] == ["1", "2"]  # state within the episode
     env.reset(options={"index": 0})  # a new episode: the old tool is closed, a fresh one starts at 0
     _, _, _, _, step = env.step(hermes(("count", {})))
-    assert step["tool_calls"][0]["output"] == "1" and Counter.opened[0].closed and not Counter.opened[1].closed
+    assert (
+        step["tool_calls"][0]["output"] == "1" and Counter.opened[0].closed and not Counter.opened[1].closed
+    )
     env.step("\\boxed{0}")  # the episode ends: closed
     assert Counter.opened[1].closed
     env.reset(options={"index": 0})
@@ -370,7 +409,9 @@ def test_a_tool_that_breaks_ends_the_step_masked():
     env = SuiteEnv(load_suite(suite([{"broken_for_tests": {}}])))
     env.reset(options={"index": 0})
     _, reward, term, _, step = env.step(hermes(("count", {})))
-    assert term and reward == 0.0 and step["grade_failed"] and "server died" in step["grade"]["details"]["error"]
+    assert (
+        term and reward == 0.0 and step["grade_failed"] and "server died" in step["grade"]["details"]["error"]
+    )
     assert Counter.opened[-1].closed
 
 
@@ -400,6 +441,12 @@ def test_gymnasium_make_and_check_env_on_a_tools_suite(tmp_path):
     obs, *_ = env.step(hermes(("add", {"a": 1, "b": 2})))
     assert json.loads(obs)[-1] == {"role": "tool", "tool_call_id": "call00000", "name": "add", "content": "3"}
     env.close()
+    from rft.envs.check import check_task
+
+    report = check_task(env_id, n=2)
+    failed = [(c.name, c.detail) for c in report.checks if not c.ok]
+    names = [c.name for c in report.checks]
+    assert not failed and "a malformed tool call is answered with a tool message" in names
 
 
 def test_tool_metrics_from_episode_stats():
@@ -427,7 +474,12 @@ FAMILIES = {
         {
             "bos_token": "<|begin_of_text|>",
             "eos_token": "<|eot_id|>",
-            "additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|python_tag|>", "<|eom_id|>"],
+            "additional_special_tokens": [
+                "<|start_header_id|>",
+                "<|end_header_id|>",
+                "<|python_tag|>",
+                "<|eom_id|>",
+            ],
         },
     ),
     "mistral": (
@@ -451,7 +503,9 @@ FAMILIES = {
 
 def family_tokenizer(family: str):
     file, specials = FAMILIES[family]
-    tok = make_tokenizer(['{"name": "add", "arguments": {"a": 12, "b": 5}} The answer is \\boxed{17}'] * 10, 200)
+    tok = make_tokenizer(
+        ['{"name": "add", "arguments": {"a": 12, "b": 5}} The answer is \\boxed{17}'] * 10, 200
+    )
     tok.add_special_tokens(specials)
     tok.chat_template = (TEMPLATES / file).read_text()
     return tok
@@ -495,12 +549,18 @@ def test_tools_render_and_calls_parse_back_through_the_real_template(family):
     _, info = env.reset(options={"index": 0})
     prompt = tok.decode(chat_prompt_ids(tok, env.messages, env.tool_schemas))
     assert '"name": "add"' in prompt and "Add two integers." in prompt and '"div"' in prompt
-    calls = [("add", {"a": 12, "b": 5})] if family == "llama3" else [("add", {"a": 12, "b": 5}), ("div", {"a": 1, "b": 4})]
+    calls = (
+        [("add", {"a": 12, "b": 5})]
+        if family == "llama3"
+        else [("add", {"a": 12, "b": 5}), ("div", {"a": 1, "b": 4})]
+    )
     _, _, _, _, step = env.step(reply_in(family, calls))
     assert [(c["name"], c["arguments"]) for c in step["tool_calls"]] == calls
     assert [c["output"] for c in step["tool_calls"]] == ["17", "0.25"][: len(calls)]
     # the structured turn renders through the template (Llama 3.1 takes one call per turn)
-    text = tok.apply_chat_template(env.messages, tools=env.tool_schemas, add_generation_prompt=True, tokenize=False)
+    text = tok.apply_chat_template(
+        env.messages, tools=env.tool_schemas, add_generation_prompt=True, tokenize=False
+    )
     assert "17" in text and ("0.25" in text or family == "llama3")
 
 
@@ -508,7 +568,11 @@ def test_tools_render_and_calls_parse_back_through_the_real_template(family):
 def test_a_two_turn_tool_episode_is_the_sampled_tokens_plus_the_environments(family):
     tok = family_tokenizer(family)
     # Mistral's template moves the system message into the last user message: no system prompt there
-    prompt = {"user": "{{ item.question }}"} if family == "mistral" else {"system": "Use the tools.", "user": "{{ item.question }}"}
+    prompt = (
+        {"user": "{{ item.question }}"}
+        if family == "mistral"
+        else {"system": "Use the tools.", "user": "{{ item.question }}"}
+    )
     env = SuiteEnv(load_suite({**suite(FUNCTIONS), "prompt": prompt}))
     _, info = env.reset(options={"index": 0})
     first = reply_in(family, [("add", {"a": 12, "b": 5})])
@@ -523,7 +587,9 @@ def test_a_two_turn_tool_episode_is_the_sampled_tokens_plus_the_environments(fam
     raw = [dict(m) for m in traj.messages]
     raw[traj.prompt_messages] = {"role": "assistant", "content": first}
     if family == "mistral":  # its template refuses a plain reply before a tool message: the text by hand
-        prompt = tok.apply_chat_template(raw[:1], tools=env.tool_schemas, add_generation_prompt=True, tokenize=False)
+        prompt = tok.apply_chat_template(
+            raw[:1], tools=env.tool_schemas, add_generation_prompt=True, tokenize=False
+        )
         results = '[TOOL_RESULTS] {"content": 17, "call_id": "call00000"}[/TOOL_RESULTS]'
         want = f"{prompt}{first}</s>{results}{answer}</s>"
     else:
@@ -536,18 +602,27 @@ def test_the_suffix_of_a_structured_turn_is_the_tool_messages_and_the_next_promp
     before = [{"role": "user", "content": "q"}]
     reply = hermes(("add", {"a": 1, "b": 2}))
     ids = [*tok(reply, add_special_tokens=False)["input_ids"], tok.eos_token_id]
-    tool_calls = [{"id": "call00000", "type": "function", "function": {"name": "add", "arguments": {"a": 1, "b": 2}}}]
+    tool_calls = [
+        {"id": "call00000", "type": "function", "function": {"name": "add", "arguments": {"a": 1, "b": 2}}}
+    ]
     after = [
         *before,
         {"role": "assistant", "content": "", "tool_calls": tool_calls},
         {"role": "tool", "tool_call_id": "call00000", "name": "add", "content": "3"},
     ]
     suffix = tok.decode(turn_suffix_ids(tok, before, Completion(reply, ids, "stop"), after))
-    assert suffix == "\n<|im_start|>user\n<tool_response>\n3\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        suffix
+        == "\n<|im_start|>user\n<tool_response>\n3\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+    )
     # a template that rewrites the reply is refused
-    tok.chat_template = tok.chat_template.replace("message.content + '<|im_end|>'", "message.content|upper + '<|im_end|>'")
+    tok.chat_template = tok.chat_template.replace(
+        "message.content + '<|im_end|>'", "message.content|upper + '<|im_end|>'"
+    )
     with pytest.raises(TemplateMismatch):
-        turn_suffix_ids(tok, before, Completion("abc", ids, "stop"), [*before, {"role": "assistant", "content": "abc"}])
+        turn_suffix_ids(
+            tok, before, Completion("abc", ids, "stop"), [*before, {"role": "assistant", "content": "abc"}]
+        )
 
 
 def test_mistral_with_a_system_prompt_rewrites_earlier_turns_and_is_refused():
