@@ -195,11 +195,12 @@ class SuiteEnv(gym.Env[str, str]):
         if self.episode.type == "tools" and self._turn < self.episode.max_turns:
             parsed = parse_tool_calls(action, self.tool_format)
             if parsed.attempted:
-                job = plan_calls(parsed, self._tools, self._stats["calls"] + self._stats["parse_failures"])
+                first = self._stats["calls"] + self._stats["parse_failures"]
+                job = plan_calls(parsed, self._tools, first, 1 if self.tool_format == "llama3" else None)
                 calls = [
                     {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                     for c in job.calls
-                    if c.kind != "parse"
+                    if c.kind not in ("parse", "refused")
                 ]
                 message: dict[str, Any] = {"role": "assistant", "content": parsed.content}
                 if calls:

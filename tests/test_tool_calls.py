@@ -632,3 +632,20 @@ def test_mistral_with_a_system_prompt_rewrites_earlier_turns_and_is_refused():
     replies = [reply_in("mistral", [("add", {"a": 1, "b": 2})]), "\\boxed{3}"]
     with pytest.raises(TemplateMismatch, match="prefix"):
         run_episodes(Scripted(tok, replies), tok, [env], [0], Sampling())
+
+
+def test_llama3_runs_one_call_per_turn_as_its_template_renders():
+    tok = family_tokenizer("llama3")
+    env = SuiteEnv(load_suite(suite(FUNCTIONS)))
+    env.use_chat_template(tok.chat_template)
+    env.reset(options={"index": 0})
+    _, _, _, _, step = env.step(reply_in("llama3", [("add", {"a": 1, "b": 2}), ("add", {"a": 3, "b": 4})]))
+    assert [(c["kind"], c["output"][:7]) for c in step["tool_calls"]] == [
+        ("call", "3"),
+        ("refused", "not run"),
+    ]
+    assert len(env.messages[-3]["tool_calls"]) == 1 and step["tool_stats"]["errors"] == 1
+    text = tok.apply_chat_template(
+        env.messages, tools=env.tool_schemas, add_generation_prompt=True, tokenize=False
+    )
+    assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")

@@ -36,7 +36,7 @@ class PlannedCall:
     arguments: dict[str, Any] = field(default_factory=dict)
     tool: Tool | None = None
     error: str | None = None
-    kind: str = "call"  # call | parse (did not parse) | unknown (no such tool) | arguments (schema)
+    kind: str = "call"  # call | parse (did not parse) | unknown (no such tool) | arguments (schema) | refused
 
     def run(self) -> ToolOutput:
         if self.tool is None or self.error is not None:
@@ -60,14 +60,20 @@ class ToolCallsJob:
         return [c.run() for c in self.calls]
 
 
-def plan_calls(parsed: ParsedReply, tools: dict[str, Tool], first_id: int) -> ToolCallsJob:
+def plan_calls(
+    parsed: ParsedReply, tools: dict[str, Tool], first_id: int, max_calls: int | None = None
+) -> ToolCallsJob:
     """The job for a parsed reply: known tools with arguments that pass their schema run; the rest are
-    answered with what was wrong. Ids count on from `first_id` (the episode's earlier calls)."""
+    answered with what was wrong. Ids count on from `first_id` (the episode's earlier calls). Calls past
+    `max_calls` (Llama 3.1's template renders one per turn) are refused."""
     planned: list[PlannedCall] = []
     n = first_id
-    for call in parsed.calls:
+    for k, call in enumerate(parsed.calls):
         tool = tools.get(call.name)
-        if tool is None:
+        if max_calls is not None and k >= max_calls:
+            msg = f"not run: this model's chat template takes {max_calls} tool call(s) per turn; call again"
+            planned.append(PlannedCall(call_id(n), call.name, call.arguments, None, msg, "refused"))
+        elif tool is None:
             msg = f"unknown tool {call.name!r}; the tools are {sorted(tools)}"
             planned.append(PlannedCall(call_id(n), call.name, call.arguments, None, msg, "unknown"))
         else:
