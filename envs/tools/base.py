@@ -36,9 +36,7 @@ class ToolOutput:
     """One call's result: `content` becomes the ``tool`` message."""
 
     content: str
-    is_error: bool = (
-        False  # the call failed through the model's doing (shown to it; counted in tools/error_rate)
-    )
+    is_error: bool = False  # the call failed through the model's doing (shown to it; counted in tools/error_rate)
     failure: str | None = None  # the tool itself failed (sandbox, server): the step is masked, not scored
     details: dict[str, Any] = field(default_factory=dict)  # outcome, exit code, wall time, ...
 
