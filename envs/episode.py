@@ -59,9 +59,8 @@ class Episode:
         "auto"  # the backend that runs tool code (see rft.graders.sandbox; auto: the strongest here)
     )
     sandbox_options: dict[str, Any] = field(default_factory=dict)
-    tools: list[Any] = field(
-        default_factory=list
-    )  # `tools` episodes: provider entries ({python_exec: {}}, ...)
+    # `tools` episodes: the provider entries ({python_exec: {}}, {function: "module:callable"}, ...)
+    tools: list[Any] = field(default_factory=list)
     tool_format: str = "auto"  # how calls are written: auto (from the chat template), hermes, llama3, mistral
     providers: list[ToolProvider] = field(init=False, repr=False, compare=False, default_factory=list)
 
