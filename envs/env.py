@@ -196,12 +196,15 @@ class SuiteEnv(gym.Env[str, str]):
             parsed = parse_tool_calls(action, self.tool_format)
             if parsed.attempted:
                 first = self._stats["calls"] + self._stats["parse_failures"]
-                job = plan_calls(parsed, self._tools, first, 1 if self.tool_format == "llama3" else None)
+                most = 1 if self.tool_format == "llama3" else None  # Llama 3.1's template renders one
+                job = plan_calls(parsed, self._tools, first, most)
+                # every tool message answers a call of the assistant message (a call that did not parse
+                # too, with an empty name), as OpenAI's format and Mistral's template require
                 calls = [
                     {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                     for c in job.calls
-                    if c.kind not in ("parse", "refused")
-                ]
+                    if c.kind != "refused"
+                ][:most]
                 message: dict[str, Any] = {"role": "assistant", "content": parsed.content}
                 if calls:
                     message["tool_calls"] = calls

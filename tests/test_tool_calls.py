@@ -334,17 +334,11 @@ def test_function_tools_several_calls_per_turn_errors_and_the_graded_answer():
     msgs = json.loads(obs)
     assert (reward, term, trunc) == (0.0, False, False)
     assistant, *tools = msgs[-6:]
-    assert assistant["content"] == "Two sums." and [
-        c["function"]["name"] for c in assistant["tool_calls"]
-    ] == [
-        "add",
-        "div",
-        "add",
-        "nope",
-    ]
+    names = [c["function"]["name"] for c in assistant["tool_calls"]]
+    assert assistant["content"] == "Two sums." and names == ["add", "div", "add", "nope", ""]  # "": unparsed
     assert assistant["tool_calls"][0]["function"]["arguments"] == {"a": 2, "b": 3}
     assert [m["role"] for m in tools] == ["tool"] * 5
-    assert [m["tool_call_id"] for m in tools] == [c["id"] for c in assistant["tool_calls"]] + ["call00004"]
+    assert [m["tool_call_id"] for m in tools] == [c["id"] for c in assistant["tool_calls"]]
     assert tools[0]["content"] == "5" and tools[0]["name"] == "add"
     assert "ZeroDivisionError" in tools[1]["content"]
     assert tools[2]["content"].startswith("add: a: expected integer")
@@ -649,3 +643,22 @@ def test_llama3_runs_one_call_per_turn_as_its_template_renders():
         env.messages, tools=env.tool_schemas, add_generation_prompt=True, tokenize=False
     )
     assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+@pytest.mark.parametrize("family", ["hermes", "llama3", "mistral"])
+def test_a_malformed_call_then_a_call_then_the_answer(family):
+    tok = family_tokenizer(family)
+    env = SuiteEnv(load_suite({**suite(FUNCTIONS), "prompt": {"user": "{{ item.question }}"}}))
+    _, info = env.reset(options={"index": 0})
+    bad = {"hermes": '<tool_call>{"name": "add", </tool_call>', "llama3": '<|python_tag|>{"name": "add", "pa',
+           "mistral": '[TOOL_CALLS] [{"name": "add", "argu'}[family]  # fmt: skip
+    good = reply_in(family, [("add", {"a": 12, "b": 5})])
+    answer = f"\\boxed{{{info['reference']}}}"
+    [traj] = run_episodes(Scripted(tok, [bad, good, answer]), tok, [env], [0], Sampling())
+    assert traj.reward == 1.0 and traj.turns == 3
+    assert traj.info["tool_stats"] == {"calls": 1, "errors": 0, "parse_failures": 1}
+    roles = [m["role"] for m in traj.messages]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+    assert "could not be read" in traj.messages[2]["content"] and traj.messages[4]["content"] == "17"
+    model = [i for i, m in zip(traj.ids, traj.mask, strict=True) if m]
+    assert tok.decode(model) == f"{bad}{tok.eos_token}{good}{tok.eos_token}{answer}{tok.eos_token}"
