@@ -662,3 +662,27 @@ def test_a_malformed_call_then_a_call_then_the_answer(family):
     assert "could not be read" in traj.messages[2]["content"] and traj.messages[4]["content"] == "17"
     model = [i for i, m in zip(traj.ids, traj.mask, strict=True) if m]
     assert tok.decode(model) == f"{bad}{tok.eos_token}{good}{tok.eos_token}{answer}{tok.eos_token}"
+
+
+def test_grpo_logs_tool_metrics_on_a_tools_suite(tmp_path):
+    import torch
+    import yaml
+
+    from rft.config import load_config
+    from rft.rl.grpo import GRPOConfig, train
+    from rft.tiny import make_model
+
+    torch.set_num_threads(1)
+    tok = family_tokenizer("hermes")  # the Qwen2.5 template: the tools are in every prompt
+    make_model(tok).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    path = tmp_path / "adder-tools-v0.yaml"
+    path.write_text(yaml.safe_dump({**suite(FUNCTIONS), "split": 0.25}))
+    overrides = [f"model={tmp_path / 'm'}", f"suite={path}", f"out={tmp_path / 'run'}", "steps=1",
+                 "prompts_per_step=2", "group_size=2", "gen.max_new_tokens=8", "eval.n=2", "grader_workers=0",
+                 "max_len=1024"]  # fmt: skip
+    train(load_config(GRPOConfig, None, overrides))
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    step = metrics[1]
+    for key in ("tools/calls_per_episode", "tools/error_rate", "tools/parse_failures"):
+        assert key in step and step[key] >= 0.0, key
