@@ -81,7 +81,7 @@ def sample_served(
         if env.episode.type == "tools":  # the request carries messages only: no tools, no tool_calls parsing
             raise ValueError(
                 f"suite {env.suite.id} has tools episodes, which served models do not run yet (the request "
-                "would not declare the tools); evaluate it with a local model (rft eval --model <folder>)"
+                "would not declare the tools); evaluate it with a local engine (rft eval --engine hf or vllm)"
             )
         _, info = env.reset(options={"split": split, "index": k // n})
         msgs = env.messages
