@@ -2,7 +2,8 @@
 
 Rows: parse_tool_calls on a reply with 4 calls (hermes, llama3, mistral), per reply; then one pool step of
 8 envs whose replies each hold 4 python_exec calls (32 sandboxed programs) on a warm pool, with 1 tool
-thread (the anchor: calls one after another) and with 4 threads. Ratios are to the anchor of the same run. Timings on a shared
+thread (the anchor: calls one after another) and with 4 threads (an env's calls to its one python_exec tool
+run in order; different envs' at once). Ratios are to the anchor of the same run. Timings on a shared
 machine are noisy: take the best of --repeat.
 Run: python bench/tool_calls.py [--repeat 3] [--envs 8]
 """

@@ -412,14 +412,17 @@ def test_a_tool_that_breaks_ends_the_step_masked():
 def test_env_pool_runs_a_turns_calls_concurrently():
     import time
 
-    env = SuiteEnv(load_suite(suite([{"function": "_tool_functions:slow"}])))
+    names = ["s1", "s2", "s3", "s4"]
+    env = SuiteEnv(
+        load_suite(suite([{"function": {"path": "_tool_functions:slow", "name": n}} for n in names]))
+    )
     with EnvPool([env], executor="inline", tool_threads=4) as pool:
         pool.reset(seed=0)
         start = time.monotonic()
-        out = pool.step([hermes(*[("slow", {"seconds": 0.3})] * 4)])
+        out = pool.step([hermes(*[(n, {"seconds": 0.3}) for n in names])])
         took = time.monotonic() - start
     assert [c["output"] for c in out.infos[0]["tool_calls"]] == ["0.3"] * 4
-    assert took < 1.0  # four 0.3 s calls at once, not 1.2 s one after another
+    assert took < 1.0  # four tools' 0.3 s calls at once, not 1.2 s one after another
 
 
 def test_gymnasium_make_and_check_env_on_a_tools_suite(tmp_path):
@@ -686,3 +689,46 @@ def test_grpo_logs_tool_metrics_on_a_tools_suite(tmp_path):
     step = metrics[1]
     for key in ("tools/calls_per_episode", "tools/error_rate", "tools/parse_failures"):
         assert key in step and step[key] >= 0.0, key
+
+
+def test_calls_to_one_tool_run_in_order_calls_to_different_tools_at_once():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rft.envs.tools.calls import gather_calls, plan_calls
+    from rft.envs.tools.parse import ParsedReply
+
+    log: list[tuple[str, int, str]] = []
+    lock = threading.Lock()
+
+    class Slow:
+        def __init__(self, name: str) -> None:
+            self.spec = ToolSpec(name, "", {"type": "object", "properties": {"k": {"type": "integer"}}})
+
+        def call(self, arguments):
+            with lock:
+                log.append((self.spec.name, arguments["k"], "start"))
+            time.sleep(0.2)
+            with lock:
+                log.append((self.spec.name, arguments["k"], "end"))
+            return ToolOutput(f"{self.spec.name}{arguments['k']}")
+
+        def close(self):
+            pass
+
+    tools = {"a": Slow("a"), "b": Slow("b")}
+    parsed = ParsedReply("", (call("a", k=1), call("b", k=1), call("a", k=2)))
+    with ThreadPoolExecutor(4) as pool:
+        start = time.monotonic()
+        outs = gather_calls(plan_calls(parsed, tools, 0), pool).result(timeout=5)
+        took = time.monotonic() - start
+    assert [o.content for o in outs] == ["a1", "b1", "a2"]
+    a_events = [(k, e) for name, k, e in log if name == "a"]
+    assert a_events == [
+        (1, "start"),
+        (1, "end"),
+        (2, "start"),
+        (2, "end"),
+    ]  # one tool: in order, not overlapping
+    assert took < 0.55  # b ran beside a's two calls (0.4 s), not after them (0.6 s)

@@ -10,7 +10,6 @@ tool, arguments that fail the schema, an error inside the tool) comes back as a 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,32 +92,37 @@ def plan_calls(
 
 
 def gather_calls(job: ToolCallsJob, executor: Executor) -> Future[list[ToolOutput]]:
-    """Submit each call of `job` to `executor`; one future for all their outputs, in order."""
+    """Run `job`'s calls in `executor`: calls to different tools concurrently, calls to the same tool one
+    after another in the model's order (a stateful tool sees them as written). One future for all their
+    outputs, in order."""
     out: Future[list[ToolOutput]] = Future()
     calls = job.calls
-    if not calls:
+    groups: dict[int, list[int]] = {}  # a tool's calls (a call without a tool is its own group)
+    for i, c in enumerate(calls):
+        groups.setdefault(id(c.tool) if c.tool is not None else -1 - i, []).append(i)
+    results: list[ToolOutput | None] = [None] * len(calls)
+    left = [len(groups)]
+    lock = threading.Lock()
+    if not groups:
         out.set_result([])
         return out
-    results: list[ToolOutput | None] = [None] * len(calls)
-    left = [len(calls)]
-    lock = threading.Lock()
 
-    def done(i: int) -> Callable[[Future[ToolOutput]], None]:
-        def finish(f: Future[ToolOutput]) -> None:
-            exc = f.exception() if not f.cancelled() else RuntimeError("the tool run was cancelled")
-            with lock:
-                if out.done():
-                    return
-                if exc is not None:
-                    out.set_exception(exc)
-                    return
-                results[i] = f.result()
-                left[0] -= 1
-                if left[0] == 0:
-                    out.set_result([r for r in results if r is not None])
+    def run(indices: list[int]) -> None:
+        for i in indices:
+            results[i] = calls[i].run()
 
-        return finish
+    def finish(f: Future[None]) -> None:
+        exc = f.exception() if not f.cancelled() else RuntimeError("the tool run was cancelled")
+        with lock:
+            if out.done():
+                return
+            if exc is not None:
+                out.set_exception(exc)
+                return
+            left[0] -= 1
+            if left[0] == 0:
+                out.set_result([r for r in results if r is not None])
 
-    for i, call in enumerate(calls):
-        executor.submit(call.run).add_done_callback(done(i))
+    for indices in groups.values():
+        executor.submit(run, indices).add_done_callback(finish)
     return out
