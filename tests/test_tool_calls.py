@@ -732,3 +732,34 @@ def test_calls_to_one_tool_run_in_order_calls_to_different_tools_at_once():
         (2, "end"),
     ]  # one tool: in order, not overlapping
     assert took < 0.55  # b ran beside a's two calls (0.4 s), not after them (0.6 s)
+
+
+@pytest.mark.parametrize(
+    "family, first",
+    [
+        (
+            "hermes",
+            'Let me add.\n<tool_call>\n{"name": "add", "arguments": {"a": 12, "b": 5}}\n</tool_call>\n',
+        ),
+        ("llama3", ' {"name": "add", "parameters": {"a": 12, "b": 5}}\n'),  # its template trims the reply
+        ("mistral", '[TOOL_CALLS] [{"name": "add", "arguments": {"a": 12, "b": 5}}]  '),
+    ],
+)
+def test_whitespace_around_a_reply_stays_as_sampled(family, first):
+    tok = family_tokenizer(family)
+    env = SuiteEnv(load_suite({**suite(FUNCTIONS), "prompt": {"user": "{{ item.question }}"}}))
+    _, info = env.reset(options={"index": 0})
+    answer = f"\\boxed{{{info['reference']}}}"
+    [traj] = run_episodes(Scripted(tok, [first, answer]), tok, [env], [0], Sampling())
+    assert traj.reward == 1.0 and traj.info["tool_stats"]["calls"] == 1
+    text = tok.decode(traj.ids)
+    model = tok.decode([i for i, m in zip(traj.ids, traj.mask, strict=True) if m])
+    assert model == f"{first}{tok.eos_token}{answer}{tok.eos_token}"
+    start = tok.decode(traj.ids[: traj.prompt_len])
+    assert text.startswith(start + first + tok.eos_token)  # nothing inserted or doubled after the reply
+    after_eos = text[len(start + first + tok.eos_token) :]
+    assert (
+        not after_eos.startswith(tok.eos_token)
+        and "17" in after_eos
+        and after_eos.endswith(answer + tok.eos_token)
+    )
