@@ -144,6 +144,27 @@ def _check_tools(report: Report, env: SuiteEnv, split: str) -> None:
         ok,
         f"{last['role']}: {last['content'][:80]!r}",
     )
+    for p in env.episode.providers:
+        if isinstance(p, PythonExecProvider):
+            name = p.specs()[0].name
+            env.reset(options={"split": split, "index": 0})
+            obs, _, term, trunc, info = env.step(_call_text(env.tool_format, name, {"code": "print(6 * 7)"}))
+            last = json.loads(obs)[-1]
+            ok = last["role"] == "tool" and last["content"].strip() == "42" and not (term or trunc)
+            report.add(
+                f"a {name} call runs and its output comes back",
+                ok,
+                f"{last['role']}: {last['content'][:80]!r}",
+            )
+
+
+def _call_text(tool_format: str, name: str, arguments: dict[str, Any]) -> str:
+    """A well-formed call in a family's syntax."""
+    if tool_format == "llama3":
+        return json.dumps({"name": name, "parameters": arguments})
+    if tool_format == "mistral":
+        return "[TOOL_CALLS] " + json.dumps([{"name": name, "arguments": arguments}])
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"
 
 
 def _check_feedback(

@@ -429,7 +429,7 @@ def test_gymnasium_make_and_check_env_on_a_tools_suite(tmp_path):
     import yaml
 
     path = tmp_path / "adder-tools-v0.yaml"
-    path.write_text(yaml.safe_dump(suite(FUNCTIONS)))
+    path.write_text(yaml.safe_dump(suite([*FUNCTIONS, {"python_exec": {}}])))
     env_id = register_suite(path)
     env = gym.make(env_id)
     check_env(env.unwrapped, skip_render_check=True)
@@ -444,6 +444,7 @@ def test_gymnasium_make_and_check_env_on_a_tools_suite(tmp_path):
     failed = [(c.name, c.detail) for c in report.checks if not c.ok]
     names = [c.name for c in report.checks]
     assert not failed and "a malformed tool call is answered with a tool message" in names
+    assert "a python_exec call runs and its output comes back" in names
 
 
 def test_tool_metrics_from_episode_stats():
