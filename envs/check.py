@@ -13,6 +13,7 @@ from rft.graders.sandbox.auto import check_sandbox, code_sandboxes
 
 from .contamination import decontamination
 from .env import SuiteEnv
+from .tools.builtin import PythonExecProvider
 
 __all__ = ["Check", "Report", "check_task", "DEFAULT_COMPLETION", "DEFAULT_DECOY"]
 
@@ -55,7 +56,7 @@ def check_task(env_id: str, *, n: int | None = 3, seed: int = 0) -> Report:
         suite = base.suite
         episode = suite.episode
         sandboxes = code_sandboxes(suite.grader)
-        if episode.type == "tool":
+        if episode.type == "tool" or any(isinstance(p, PythonExecProvider) for p in episode.providers):
             sandboxes.append((episode.sandbox, dict(episode.sandbox_options)))
         for name, options in sandboxes:  # first: without a sandbox, every code check below fails
             sb = check_sandbox(name, **options)
@@ -95,6 +96,8 @@ def check_task(env_id: str, *, n: int | None = 3, seed: int = 0) -> Report:
             report.add(
                 "a tool call runs and its output comes back", ok, f"{last['role']}: {last['content'][:80]!r}"
             )
+        if episode.type == "tools":
+            _check_tools(report, base, split)
         a = env.reset(seed=seed, options={"split": split})
         b = env.reset(seed=seed, options={"split": split})
         report.add("reset(seed) is deterministic", a == b, f"{a[1]['id']} vs {b[1]['id']}")
@@ -118,6 +121,50 @@ def check_task(env_id: str, *, n: int | None = 3, seed: int = 0) -> Report:
     finally:
         env.close()
     return report
+
+
+_MALFORMED = {
+    "auto": '<tool_call>{"name": </tool_call>',
+    "hermes": '<tool_call>{"name": </tool_call>',
+    "llama3": '<|python_tag|>{"name": ',
+    "mistral": '[TOOL_CALLS] [{"name": ',
+}
+
+
+def _check_tools(report: Report, env: SuiteEnv, split: str) -> None:
+    """A tools episode lists its tools, and a call that does not parse gets a tool message, not a grade."""
+    names = [t["function"]["name"] for t in env.tool_schemas]
+    report.add("the episode's tools have schemas", bool(names), ", ".join(names))
+    env.reset(options={"split": split, "index": 0})
+    obs, _, term, trunc, info = env.step(_MALFORMED[env.tool_format])
+    last = json.loads(obs)[-1]
+    ok = last["role"] == "tool" and info["tool_stats"]["parse_failures"] == 1 and not (term or trunc)
+    report.add(
+        "a malformed tool call is answered with a tool message",
+        ok,
+        f"{last['role']}: {last['content'][:80]!r}",
+    )
+    for p in env.episode.providers:
+        if isinstance(p, PythonExecProvider):
+            name = p.specs()[0].name
+            env.reset(options={"split": split, "index": 0})
+            obs, _, term, trunc, info = env.step(_call_text(env.tool_format, name, {"code": "print(6 * 7)"}))
+            last = json.loads(obs)[-1]
+            ok = last["role"] == "tool" and last["content"].strip() == "42" and not (term or trunc)
+            report.add(
+                f"a {name} call runs and its output comes back",
+                ok,
+                f"{last['role']}: {last['content'][:80]!r}",
+            )
+
+
+def _call_text(tool_format: str, name: str, arguments: dict[str, Any]) -> str:
+    """A well-formed call in a family's syntax."""
+    if tool_format == "llama3":
+        return json.dumps({"name": name, "parameters": arguments})
+    if tool_format == "mistral":
+        return "[TOOL_CALLS] " + json.dumps([{"name": name, "arguments": arguments}])
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"
 
 
 def _check_feedback(

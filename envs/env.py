@@ -9,6 +9,7 @@ append the model's message and the environment's reply and go on until graded.
 
 from __future__ import annotations
 
+import copy
 import json
 import string
 from pathlib import Path
@@ -22,6 +23,9 @@ from rft.graders import Grade
 from .episode import GradeJob, ToolJob, ToolResult, feedback_text, find_tool_call
 from .registry import get_suite
 from .suite import SPLITS, Suite, SuiteError
+from .tools.base import Tool, ToolOutput
+from .tools.calls import ToolCallsJob, plan_calls
+from .tools.parse import detect_tool_format, parse_tool_calls
 
 __all__ = ["SuiteEnv", "MAX_OBS_CHARS", "MAX_ACTION_CHARS"]
 
@@ -38,6 +42,13 @@ class SuiteEnv(gym.Env[str, str]):
     0), `terminated` (graded and done), `truncated` (a feedback episode out of turns), and an info with
     ``turn``, ``reference``, and when graded ``grade`` and ``grade_failed`` (timeout/error: reward 0 that
     trainers must mask), or ``tool`` after a tool call.
+
+    ``tools`` episodes: `tool_schemas` (also in the reset info as ``tools``) are what the chat template
+    renders with the prompt (``apply_chat_template(messages, tools=env.tool_schemas)``); an assistant message
+    with calls keeps them structured (``tool_calls``, OpenAI's shape with dict arguments) beside its text,
+    each result is a ``tool`` message with ``tool_call_id`` and ``name``, and every step's info carries
+    ``tool_calls`` (that turn's) and ``tool_stats`` (the episode's counts: calls, errors, parse_failures).
+    Tools are opened at `reset` and closed when the episode ends, at the next `reset`, and at `close`.
 
     `step` is ``finish_step(begin_step(message).run())``: `begin_step` returns the job (a `GradeJob` or a
     `ToolJob`), which a batch runner (`rft.envs.EnvPool`) may run elsewhere, concurrently.
@@ -58,11 +69,22 @@ class SuiteEnv(gym.Env[str, str]):
         self.action_space = spaces.Text(MAX_ACTION_CHARS, min_length=0, charset=string.printable)
         self._tool_rx = self.episode.tool_call_pattern()
         self._item: dict[str, Any] | None = None
-        self._messages: list[dict[str, str]] = []
+        self._messages: list[dict[str, Any]] = []
         self._split = split
         self._turn = 0
         self._done = False
-        self._pending: GradeJob | ToolJob | None = None
+        self._pending: GradeJob | ToolJob | ToolCallsJob | None = None
+        self.tool_format = self.episode.tool_format
+        self.tool_schemas: list[dict[str, Any]] = []
+        self._tools: dict[str, Tool] = {}
+        self._stats = {"calls": 0, "errors": 0, "parse_failures": 0}
+        if self.episode.type == "tools":
+            specs = [spec for p in self.episode.providers for spec in p.specs()]
+            names = [spec.name for spec in specs]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise SuiteError(f"{self.suite.id}: two tools are named {dupes}; rename one (name: ...)")
+            self.tool_schemas = [spec.schema() for spec in specs]
 
     def items(self, split: str) -> list[dict[str, Any]]:
         return self.suite.items(split)
@@ -73,9 +95,44 @@ class SuiteEnv(gym.Env[str, str]):
         return self._item is None or self._done
 
     @property
-    def messages(self) -> list[dict[str, str]]:
+    def messages(self) -> list[dict[str, Any]]:
         """The conversation so far (a copy)."""
-        return [dict(m) for m in self._messages]
+        return copy.deepcopy(self._messages)
+
+    def use_chat_template(self, chat_template: str | None) -> None:
+        """Read tool calls in the syntax `chat_template` renders (``tool_format: auto`` only). A template
+        without a known tool format leaves ``auto``: each reply is then read by the markers it holds."""
+        if self.episode.tool_format == "auto" and chat_template:
+            try:
+                self.tool_format = detect_tool_format(chat_template)
+            except ValueError:
+                self.tool_format = "auto"
+
+    def close(self) -> None:
+        self._close_tools()
+        super().close()
+
+    def _close_tools(self) -> None:
+        tools, self._tools = list(self._tools.values()), {}
+        errors = []
+        for tool in tools:
+            try:
+                tool.close()
+            except Exception as e:  # close them all, then say which failed
+                errors.append(f"{tool.spec.name}: {e!r}")
+        if errors:
+            raise RuntimeError(f"{self.suite.id}: tools failed to close: {'; '.join(errors)}")
+
+    def _open_tools(self) -> None:
+        opened: list[Tool] = []
+        try:
+            for provider in self.episode.providers:
+                opened += provider.open()
+        except BaseException:
+            for tool in opened:
+                tool.close()
+            raise
+        self._tools = {t.spec.name: t for t in opened}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
@@ -93,13 +150,19 @@ class SuiteEnv(gym.Env[str, str]):
                 raise IndexError(f"index {index} out of range: split {split!r} has {len(items)} items")
         else:
             index = int(self.np_random.integers(len(items)))
+        self._close_tools()
         self._item, self._split = items[index], split
         self._messages = self.suite.messages(self._item)
         self._turn, self._done, self._pending = 0, False, None
+        self._stats = {"calls": 0, "errors": 0, "parse_failures": 0}
         obs = self._obs()
         if len(obs) > MAX_OBS_CHARS:
             raise SuiteError(f"{self.suite.id} item {self._item['id']}: prompt over {MAX_OBS_CHARS} chars")
-        return obs, {**self._info(), "index": index}
+        info = {**self._info(), "index": index}
+        if self.episode.type == "tools":
+            self._open_tools()
+            info["tools"] = copy.deepcopy(self.tool_schemas)
+        return obs, info
 
     def _obs(self) -> str:
         return json.dumps(self._messages)
@@ -112,12 +175,13 @@ class SuiteEnv(gym.Env[str, str]):
             "split": self._split,
             "turn": self._turn,
             "reference": self._item["reference"],
+            **({"tool_stats": dict(self._stats)} if self.episode.type == "tools" else {}),
         }
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
         return self.finish_step(self.begin_step(action).run())
 
-    def begin_step(self, action: str) -> GradeJob | ToolJob:
+    def begin_step(self, action: str) -> GradeJob | ToolJob | ToolCallsJob:
         """Take the model's message; return the job whose result `finish_step` needs."""
         if self._item is None:
             raise RuntimeError("call reset() before step()")
@@ -128,6 +192,25 @@ class SuiteEnv(gym.Env[str, str]):
         if not isinstance(action, str):
             raise TypeError(f"the action is the completion text (str), got {type(action).__name__}")
         self._turn += 1
+        if self.episode.type == "tools" and self._turn < self.episode.max_turns:
+            parsed = parse_tool_calls(action, self.tool_format)
+            if parsed.attempted:
+                first = self._stats["calls"] + self._stats["parse_failures"]
+                most = 1 if self.tool_format == "llama3" else None  # Llama 3.1's template renders one
+                job = plan_calls(parsed, self._tools, first, most)
+                # every tool message answers a call of the assistant message (a call that did not parse
+                # too, with an empty name), as OpenAI's format and Mistral's template require
+                calls = [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in job.calls
+                    if c.kind != "refused"
+                ][:most]
+                message: dict[str, Any] = {"role": "assistant", "content": parsed.content}
+                if calls:
+                    message["tool_calls"] = calls
+                self._messages.append(message)
+                self._pending = job
+                return job
         self._messages.append({"role": "assistant", "content": action})
         code = None
         if self.episode.type == "tool" and self._turn < self.episode.max_turns:
@@ -138,13 +221,20 @@ class SuiteEnv(gym.Env[str, str]):
             self._pending = GradeJob(self.grader, {"output_text": action}, self._item)
         return self._pending
 
-    def finish_step(self, result: Grade | ToolResult) -> tuple[str, float, bool, bool, dict]:
-        """Apply the pending job's result: a `Grade` for a `GradeJob`, a `ToolResult` for a `ToolJob`."""
+    def finish_step(
+        self, result: Grade | ToolResult | list[ToolOutput]
+    ) -> tuple[str, float, bool, bool, dict]:
+        """Apply the pending job's result: a `Grade` for a `GradeJob`, a `ToolResult` for a `ToolJob`, the
+        calls' `ToolOutput`s for a `ToolCallsJob`."""
         job, self._pending = self._pending, None
         if job is None:
             raise RuntimeError("no step is pending: call begin_step() first")
         info = self._info()
-        if isinstance(job, ToolJob):
+        if isinstance(job, ToolCallsJob):
+            result = self._tool_messages(job, result, info)
+            if not isinstance(result, Grade):
+                return self._obs(), 0.0, False, False, info
+        elif isinstance(job, ToolJob):
             if not isinstance(result, ToolResult):
                 raise TypeError(f"a ToolJob's result is a ToolResult, got {type(result).__name__}")
             info["tool"] = {"code": job.code, "output": result.output, **result.details}
@@ -161,8 +251,31 @@ class SuiteEnv(gym.Env[str, str]):
             self._messages.append({"role": "user", "content": reply})
             return self._obs(), 0.0, False, False, info
         self._done = True
+        self._close_tools()
         if result.failed:
             return self._obs(), 0.0, True, False, info
         reward = max(0.0, float(result.score) - ep.turn_penalty * (self._turn - 1))
         truncated = ep.type == "feedback" and not result.passed
         return self._obs(), reward, not truncated, truncated, info
+
+    def _tool_messages(self, job: ToolCallsJob, outputs: Any, info: dict[str, Any]) -> Grade | None:
+        """Append one ``tool`` message per call and count them; a tool failure becomes an error Grade."""
+        if not isinstance(outputs, list) or len(outputs) != len(job.calls):
+            raise TypeError(
+                f"a ToolCallsJob's result is a list of {len(job.calls)} ToolOutput, got {outputs!r:.80}"
+            )
+        turn = []
+        for call, out in zip(job.calls, outputs, strict=True):
+            if call.kind == "parse":
+                self._stats["parse_failures"] += 1
+            else:
+                self._stats["calls"] += 1
+                self._stats["errors"] += bool(out.is_error or out.failure)
+            turn.append({"id": call.id, "name": call.name, "arguments": call.arguments, "kind": call.kind,
+                         "output": out.content, "is_error": out.is_error, "failure": out.failure, **out.details})  # fmt: skip
+            self._messages.append(
+                {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": out.content}
+            )
+        info["tool_calls"], info["tool_stats"] = turn, dict(self._stats)
+        failures = [f"{c.name}: {o.failure}" for c, o in zip(job.calls, outputs, strict=True) if o.failure]
+        return Grade.error("; ".join(failures)) if failures else None

@@ -9,6 +9,12 @@ A suite's ``episode:`` section picks one of three shapes (single-turn is the spe
 - ``tool``: an answer holding ``<python>code</python>`` (the ``tool_tag``) is a tool call: the code runs
   in a sandbox and its output comes back as a ``tool`` message. An answer without a call is graded.
   After ``max_turns - 1`` calls the next answer is graded whatever it holds.
+- ``tools``: function calling through the chat template. ``tools:`` lists providers (``python_exec``,
+  ``function: module:callable``, and any registered with `rft.envs.tools.register_tool_provider`); their
+  schemas are rendered into the prompt by the tokenizer's chat template, the model's calls are parsed in
+  its family's syntax (``tool_format``: auto, hermes, llama3, mistral; `rft.envs.tools.parse`), run
+  (several per turn, concurrently in a pool) and answered with ``tool`` messages. A turn without a call
+  is graded, as in ``tool`` episodes.
 
 ``max_turns`` counts the model's turns. The environment turns itself into jobs (`GradeJob`,
 `ToolJob`) so that a batch of environments can grade and run tools concurrently (`rft.envs.EnvPool`).
@@ -16,19 +22,23 @@ A suite's ``episode:`` section picks one of three shapes (single-turn is the spe
 
 from __future__ import annotations
 
-import atexit
 import re
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from rft.graders import Grade, Grader, GradingPool
-from rft.graders.sandbox import Limits, Sandbox, SandboxError, get_sandbox, sandbox_names
+from rft.graders.sandbox import Limits, sandbox_names
+
+from .tools.base import ToolProvider
+from .tools.builtin import run_python
+from .tools.calls import ToolCallsJob, gather_calls
+from .tools.parse import TOOL_FORMATS
+from .tools.registry import ToolSettings, make_tool_provider
 
 __all__ = ["Episode", "GradeJob", "ToolJob", "ToolResult", "start_job", "feedback_text", "find_tool_call"]
 
-EPISODE_TYPES = ("single", "feedback", "tool")
+EPISODE_TYPES = ("single", "feedback", "tool", "tools")
 DEFAULT_FEEDBACK = "Your answer is not correct yet.\n{{ feedback }}\nFix it and answer again."
 _MAX_FEEDBACK_ITEMS = 3
 
@@ -49,6 +59,10 @@ class Episode:
         "auto"  # the backend that runs tool code (see rft.graders.sandbox; auto: the strongest here)
     )
     sandbox_options: dict[str, Any] = field(default_factory=dict)
+    # `tools` episodes: the provider entries ({python_exec: {}}, {function: "module:callable"}, ...)
+    tools: list[Any] = field(default_factory=list)
+    tool_format: str = "auto"  # how calls are written: auto (from the chat template), hermes, llama3, mistral
+    providers: list[ToolProvider] = field(init=False, repr=False, compare=False, default_factory=list)
 
     def __post_init__(self) -> None:
         if self.type not in EPISODE_TYPES:
@@ -73,6 +87,15 @@ class Episode:
             raise ValueError(
                 "episode.sandbox 'none' would run model code unisolated; use auto, local, userns, bwrap or docker"
             )
+        if self.tool_format not in TOOL_FORMATS:
+            raise ValueError(f"episode.tool_format must be one of {TOOL_FORMATS}, got {self.tool_format!r}")
+        if self.type == "tools":
+            if not isinstance(self.tools, list) or not self.tools:
+                raise ValueError("a tools episode needs episode.tools: a list such as [{python_exec: {}}]")
+            providers = [make_tool_provider(entry, self.tool_settings()) for entry in self.tools]
+            object.__setattr__(self, "providers", providers)
+        elif self.tools:
+            raise ValueError(f"episode.tools is for type: tools episodes; this one is {self.type!r}")
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any] | None) -> Episode:
@@ -80,11 +103,10 @@ class Episode:
             return cls()
         if not isinstance(spec, dict):
             raise ValueError(f"episode must be a mapping, got {type(spec).__name__}")
-        unknown = set(spec) - set(cls.__dataclass_fields__)
+        allowed = {name for name, f in cls.__dataclass_fields__.items() if f.init}
+        unknown = set(spec) - allowed
         if unknown:
-            raise ValueError(
-                f"episode: unknown keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}"
-            )
+            raise ValueError(f"episode: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
         spec = dict(spec)
         if spec.get("type", "single") != "single":
             spec.setdefault("max_turns", 3)
@@ -95,6 +117,16 @@ class Episode:
 
     def limits(self) -> Limits:
         return Limits(timeout=self.tool_timeout, memory_mb=self.tool_memory_mb)
+
+    def tool_settings(self) -> ToolSettings:
+        """The sandbox and limits the episode's tools run under."""
+        return ToolSettings(
+            self.sandbox,
+            dict(self.sandbox_options),
+            self.tool_timeout,
+            self.tool_memory_mb,
+            self.tool_output_chars,
+        )
 
 
 def find_tool_call(text: str, pattern: re.Pattern[str]) -> str | None:
@@ -153,11 +185,6 @@ class ToolResult:
     error: str | None = None
 
 
-_BOXES = threading.local()
-_ALL_BOXES: list[Sandbox] = []
-_ALL_LOCK = threading.Lock()
-
-
 @dataclass(frozen=True)
 class ToolJob:
     """Run the model's tool code in a sandbox (one sandbox per thread, made on first use)."""
@@ -166,29 +193,19 @@ class ToolJob:
     episode: Episode
 
     def run(self) -> ToolResult:
-        ep = self.episode
-        try:
-            out = _sandbox(ep).run(self.code, b"", ep.limits())
-        except SandboxError as e:
-            return ToolResult("", {}, f"the tool sandbox failed: {e}")
-        text = out.stdout.decode("utf-8", "replace")
-        if out.outcome != "exited" or out.exit_code:
-            text += out.stderr.decode("utf-8", "replace")[-ep.tool_output_chars :]
-        if out.outcome == "timeout":
-            text += f"\n[timed out after {ep.tool_timeout:g} s]"
-        elif out.outcome in ("cpu_limit", "output_limit", "signaled"):
-            text += f"\n[stopped: {out.outcome}]"
-        if len(text) > ep.tool_output_chars:
-            text = text[: ep.tool_output_chars] + "\n[output cut]"
-        details = {"outcome": out.outcome, "exit_code": out.exit_code, "wall_s": round(out.wall_s, 4)}
-        return ToolResult(text, details)
+        out = run_python(self.code, self.episode.tool_settings())
+        if out.failure is not None:
+            return ToolResult("", {}, out.failure)
+        return ToolResult(out.content, out.details)
 
 
 def start_job(
-    job: GradeJob | ToolJob, executor: GradingPool | None, tools: ThreadPoolExecutor
+    job: GradeJob | ToolJob | ToolCallsJob, executor: GradingPool | None, tools: ThreadPoolExecutor
 ) -> Future[Any]:
-    """Start a step's job: a tool run in `tools`, a grade in `executor` (None: graded now, in this thread).
-    The one dispatch rule of the batch steppers (`EnvPool`, `rft.rollout.run_episodes`)."""
+    """Start a step's job: tool runs in `tools` (a turn's calls concurrently), a grade in `executor` (None:
+    graded now, in this thread). The one dispatch rule of the batch steppers (`EnvPool`, `run_episodes`)."""
+    if isinstance(job, ToolCallsJob):
+        return gather_calls(job, tools)
     if isinstance(job, ToolJob):
         return tools.submit(job.run)
     if executor is not None:
@@ -196,21 +213,3 @@ def start_job(
     done: Future[Grade] = Future()
     done.set_result(job.run())  # a grader reports its own failures as a Grade; it does not raise
     return done
-
-
-def _sandbox(ep: Episode) -> Sandbox:
-    key = (ep.sandbox, repr(sorted(ep.sandbox_options.items())))
-    boxes: dict[tuple[str, str], Sandbox] = _BOXES.__dict__.setdefault("boxes", {})
-    if key not in boxes:
-        boxes[key] = get_sandbox(ep.sandbox, **ep.sandbox_options)
-        with _ALL_LOCK:
-            _ALL_BOXES.append(boxes[key])
-    return boxes[key]
-
-
-@atexit.register
-def _close_boxes() -> None:
-    with _ALL_LOCK:
-        for box in _ALL_BOXES:
-            box.close()
-        _ALL_BOXES.clear()

@@ -68,7 +68,7 @@ class Trajectory:
     failed: bool = False  # the grader failed (timeout/error): masked out of the loss, not rewarded 0
     overlong: bool = False  # some turn stopped at max_new_tokens
     turns: int = 0
-    messages: list[dict[str, str]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
     prompt_messages: int = 0  # how many of `messages` were the prompt (few-shot turns included)
     info: dict[str, Any] = field(default_factory=dict)  # the last step's info (grade, reference, ...)
     logprobs: list[float] = field(default_factory=list)  # the sampler's, per token (0 off the model's);
@@ -89,42 +89,86 @@ class Trajectory:
             "grade": self.info.get("grade"),
             "reference": self.info.get("reference"),
             "overlong": self.overlong,
+            **({"tool_stats": self.info["tool_stats"]} if "tool_stats" in self.info else {}),
         }
 
 
 def chat_prompt_ids(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], **template_kwargs: Any
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    **template_kwargs: Any,
 ) -> list[int]:
-    """The token ids of a conversation rendered with the generation prompt (`template_kwargs` go to the
-    chat template, e.g. ``enable_thinking=False``)."""
-    text = render_chat(tokenizer, messages, add_generation_prompt=True, **template_kwargs)
+    """The token ids of a conversation rendered with the generation prompt (and the `tools`' schemas, for
+    templates that render them: ``SuiteEnv.tool_schemas``; `template_kwargs` go to the chat template, e.g.
+    ``enable_thinking=False``)."""
+    text = _render(tokenizer, messages, tools, True, template_kwargs)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _render(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    generation: bool,
+    template_kwargs: dict[str, Any],
+) -> str:
+    extra = {"tools": tools} if tools else {}
+    return render_chat(tokenizer, messages, add_generation_prompt=generation, **extra, **template_kwargs)
 
 
 def turn_suffix_ids(
     tokenizer: PreTrainedTokenizerBase,
-    before: list[dict[str, str]],
+    before: list[dict[str, Any]],
     completion: Completion,
-    after: list[dict[str, str]],
+    after: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
     **template_kwargs: Any,
 ) -> list[int]:
     """The environment's tokens after a model turn: what the template puts after the assistant's text
     (its end-of-turn marker, less the eos the model already sampled), then the new messages and the next
     generation prompt. `before` ends with the user/tool message the model answered; `after` is `before` +
-    the assistant message + the environment's replies. `template_kwargs` as for `chat_prompt_ids`."""
+    the assistant message + the environment's replies. `tools` and `template_kwargs` as for `chat_prompt_ids`.
+
+    The model's tokens are kept as sampled, so the end of its turn is found by rendering the assistant
+    message with its raw text (``completion.text``, no ``tool_calls``): the rule for tool calls, whose
+    message the template renders from structured ``tool_calls`` in its own way. The template may put
+    whitespace before the text and trim the text's own leading or trailing whitespace (Llama, Mistral).
+    What follows the turn (tool messages, the next generation prompt) is the difference between the
+    conversation with and without them, rendered with the structured message. A template that rewrites
+    earlier turns raises `TemplateMismatch`."""
     n = len(before)
+    raw = completion.text
+    prompt = _render(tokenizer, before, tools, True, template_kwargs)
+    with_raw = _render(tokenizer, [*before, {"role": "assistant", "content": raw}], tools, False, template_kwargs)
+    closing = _closing(prompt, with_raw, raw)
     assistant = after[n]
-    prompt = render_chat(tokenizer, before, add_generation_prompt=True, **template_kwargs)
-    with_reply = render_chat(tokenizer, after[: n + 1], **template_kwargs)
-    full = render_chat(tokenizer, after, add_generation_prompt=True, **template_kwargs)
-    if not (with_reply.startswith(prompt + assistant["content"]) and full.startswith(with_reply)):
+    plain = "tool_calls" not in assistant and assistant.get("content") == raw
+    with_reply = with_raw if plain else _render(tokenizer, after[: n + 1], tools, False, template_kwargs)
+    full = _render(tokenizer, after, tools, True, template_kwargs)
+    if not full.startswith(with_reply):
         raise _mismatch(tokenizer)
-    closing = with_reply[len(prompt) + len(assistant["content"]) :]  # e.g. "<|eos|>" or "<|im_end|>\n"
     sampled_eos = completion.finish_reason == "stop" and completion.token_ids[-1:] == [tokenizer.eos_token_id]
     eos_text = str(tokenizer.eos_token)
     if sampled_eos and closing.startswith(eos_text):
         closing = closing[len(eos_text) :]
     return tokenizer(closing + full[len(with_reply) :], add_special_tokens=False)["input_ids"]
+
+
+def _closing(prompt: str, with_reply: str, raw: str) -> str:
+    """What the template renders after the assistant's text `raw` (e.g. "<|im_end|>\n")."""
+    body = with_reply[len(prompt) :] if with_reply.startswith(prompt) else None
+    core = raw.strip()
+    rest = None if body is None else body[len(body) - len(body.lstrip()) :]
+    if rest is None or not rest.startswith(core):
+        raise TemplateMismatch(
+            "the chat template does not render the prompt with a generation prompt as a prefix of the prompt "
+            "with the model's reply, or changes the reply's text, so a multi-turn episode's tokens cannot be "
+            "built incrementally; use a prefix-preserving template"
+        )
+    rest = rest[len(core) :]
+    tail = raw[len(raw.rstrip()) :]
+    return rest[len(tail) :] if tail and rest.startswith(tail) else rest
 
 
 GradeExecutor: TypeAlias = GradingPool | None  # None: grade in this thread
@@ -156,8 +200,9 @@ def run_episodes(
     kwargs = [{**(chat_template_kwargs or {}), **env.suite.prompt.chat_template_kwargs} for env in envs]
     trajs: list[Trajectory] = []
     for env, g, kw in zip(envs, groups, kwargs, strict=True):
+        env.use_chat_template(tokenizer.chat_template)
         msgs = env.messages
-        ids = chat_prompt_ids(tokenizer, msgs, **kw)
+        ids = chat_prompt_ids(tokenizer, msgs, env.tool_schemas, **kw)
         trajs.append(
             Trajectory(
                 g,
@@ -173,7 +218,7 @@ def run_episodes(
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="rft-tool") as tools:
         first, calls = True, 0
         while active:
-            pending: list[tuple[int, Completion, list[dict[str, str]], Future[Any]]] = []
+            pending: list[tuple[int, Completion, list[dict[str, Any]], Future[Any]]] = []
             for runs in _chunks([(i, trajs[i].ids) for i in active], first, chunk):
                 seed = None if sampling.seed is None else sampling.seed + 7919 * calls  # a new draw per call
                 calls += 1
@@ -203,7 +248,7 @@ def run_episodes(
                 if term or trunc:
                     t.reward = float(reward)
                     continue
-                suffix = turn_suffix_ids(tokenizer, before, comp, env.messages, **kwargs[i])
+                suffix = turn_suffix_ids(tokenizer, before, comp, env.messages, env.tool_schemas, **kwargs[i])
                 if max_len is not None and len(t.ids) + len(suffix) + 1 > max_len:
                     t.overlong, t.reward = True, 0.0
                     continue

@@ -78,6 +78,11 @@ def sample_served(
         if k is None:
             return
         env = free.pop() if free else make_env()
+        if env.episode.type == "tools":  # the request carries messages only: no tools, no tool_calls parsing
+            raise ValueError(
+                f"suite {env.suite.id} has tools episodes, which served models do not run yet (the request "
+                "would not declare the tools); evaluate it with a local engine (rft eval --engine hf or vllm)"
+            )
         _, info = env.reset(options={"split": split, "index": k // n})
         msgs = env.messages
         traj = Trajectory(k // n, [], [], 0, messages=msgs, prompt_messages=len(msgs), info=info)

@@ -14,7 +14,7 @@ from rft.losses import mismatch_stats
 from rft.rl.distributed import Dist
 from rft.rollout import Trajectory
 
-__all__ = ["reward_metrics", "rollout_row", "UpdateMetrics", "mismatch_metrics"]
+__all__ = ["reward_metrics", "tool_metrics", "rollout_row", "UpdateMetrics", "mismatch_metrics"]
 
 
 def reward_metrics(
@@ -22,7 +22,7 @@ def reward_metrics(
 ) -> dict[str, float]:
     """`reward/*`, `grader/*`, `rollout/*` of a step's samples; rewards, valid (N,). A `multi` grader's
     sub-graders: `reward/grader/<name>`; answers the grader could not read: `grader/parse_error_rate`
-    (`rft.eval.heldout.grade_breakdown`)."""
+    (`rft.eval.heldout.grade_breakdown`); `tools/*` for tool-calling episodes (`tool_metrics`)."""
     n = len(trajs)
     ok = valid.sum().clamp(min=1)
     lengths = [t.completion_tokens for t in trajs]
@@ -39,6 +39,23 @@ def reward_metrics(
         "rollout/turns": sum(t.turns for t in trajs) / n,
         "grader/parse_error_rate": breakdown.pop("parse_error_rate"),
         **{f"reward/{k}": v for k, v in breakdown.items()},
+        **tool_metrics(trajs),
+    }
+
+
+def tool_metrics(trajs: list[Trajectory]) -> dict[str, float]:
+    """`tools/*` of the episodes of `tools` suites (their last info's ``tool_stats``); {} without any:
+    `tools/calls_per_episode`, `tools/error_rate` (calls that failed or were refused: unknown tool, bad
+    arguments, an error in the tool; over the calls), `tools/parse_failures` (calls that did not parse,
+    per episode)."""
+    stats = [t.info["tool_stats"] for t in trajs if "tool_stats" in t.info]
+    if not stats:
+        return {}
+    calls = sum(s["calls"] for s in stats)
+    return {
+        "tools/calls_per_episode": calls / len(stats),
+        "tools/error_rate": sum(s["errors"] for s in stats) / max(1, calls),
+        "tools/parse_failures": sum(s["parse_failures"] for s in stats) / len(stats),
     }
 
 
