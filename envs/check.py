@@ -14,6 +14,7 @@ from rft.graders.sandbox.auto import check_sandbox, code_sandboxes
 from .contamination import decontamination
 from .env import SuiteEnv
 from .tools.builtin import PythonExecProvider
+from .tools.python_session import PythonSessionProvider
 
 __all__ = ["Check", "Report", "check_task", "DEFAULT_COMPLETION", "DEFAULT_DECOY"]
 
@@ -156,6 +157,23 @@ def _check_tools(report: Report, env: SuiteEnv, split: str) -> None:
                 ok,
                 f"{last['role']}: {last['content'][:80]!r}",
             )
+        elif isinstance(p, PythonSessionProvider) and env.episode.max_turns >= 3:  # two calls, then an answer
+            _check_session(report, env, split, p.specs()[0].name)
+
+
+def _check_session(report: Report, env: Any, split: str, name: str) -> None:
+    """A stateful Python tool keeps a variable across an episode's calls and none across episodes."""
+    outputs = []
+    for codes in (["x = 6 * 7", "print(x)"], ["print('x' in globals())"]):
+        env.reset(options={"split": split, "index": 0})
+        for code in codes:
+            obs, _, term, trunc, _ = env.step(_call_text(env.tool_format, name, {"code": code}))
+        last = json.loads(obs)[-1]
+        outputs.append(last["content"].strip() if last["role"] == "tool" and not (term or trunc) else last)
+    report.add(
+        f"a {name} call sees the episode's earlier calls' variables", outputs[0] == "42", repr(outputs[0])
+    )
+    report.add(f"a new episode's {name} session starts empty", outputs[1] == "False", repr(outputs[1]))
 
 
 def _call_text(tool_format: str, name: str, arguments: dict[str, Any]) -> str:

@@ -43,11 +43,20 @@ MAX_CONTEXT = 2048
 # One turn is `<|role|>content<|eos|>`; a prefix of a conversation renders to a prefix of its text,
 # and content always sits between two special tokens, so it tokenizes the same in any position.
 # The generation markers let TRL's `assistant_only_loss` find the reply tokens.
+# Tools (``apply_chat_template(..., tools=[...])``) render Hermes-style, as Qwen's templates do: their schemas in
+# a first `system` turn, calls as <tool_call>{"name": ..., "arguments": {...}}</tool_call>, results as `tool` turns.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
+    "{% if tools %}{{ '<|system|>Tools you can call:\n<tools>\n' }}"
+    "{% for tool in tools %}{{ tool | tojson }}{{ '\n' }}{% endfor %}"
+    "{{ '</tools>\nCall one with <tool_call>{\"name\": NAME, \"arguments\": {...}}</tool_call>.' + eos_token }}"
+    "{% endif %}"
     "{% for message in messages %}"
     "{% if message['role'] == 'assistant' %}"
-    "{{ '<|assistant|>' }}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
+    "{{ '<|assistant|>' }}{% generation %}{{ message['content'] }}"
+    "{% for call in message.get('tool_calls') or [] %}"
+    "{{ '<tool_call>' + (call['function'] | tojson) + '</tool_call>' }}"
+    "{% endfor %}{{ eos_token }}{% endgeneration %}"
     "{% else %}"
     "{{ '<|' + message['role'] + '|>' + message['content'] + eos_token }}"
     "{% endif %}"
