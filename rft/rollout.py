@@ -140,8 +140,12 @@ def turn_suffix_ids(
     n = len(before)
     raw = completion.text
     prompt = _render(tokenizer, before, tools, True, template_kwargs)
-    with_raw = _render(tokenizer, [*before, {"role": "assistant", "content": raw}], tools, False, template_kwargs)
+    with_raw = _render(
+        tokenizer, [*before, {"role": "assistant", "content": raw}], tools, False, template_kwargs
+    )
     closing = _closing(prompt, with_raw, raw)
+    if closing is None:
+        raise _mismatch(tokenizer)
     assistant = after[n]
     plain = "tool_calls" not in assistant and assistant.get("content") == raw
     with_reply = with_raw if plain else _render(tokenizer, after[: n + 1], tools, False, template_kwargs)
@@ -155,17 +159,14 @@ def turn_suffix_ids(
     return tokenizer(closing + full[len(with_reply) :], add_special_tokens=False)["input_ids"]
 
 
-def _closing(prompt: str, with_reply: str, raw: str) -> str:
-    """What the template renders after the assistant's text `raw` (e.g. "<|im_end|>\n")."""
+def _closing(prompt: str, with_reply: str, raw: str) -> str | None:
+    """What the template renders after the assistant's text `raw` (e.g. "<|im_end|>\n"); None when
+    `with_reply` does not extend `prompt` with `raw` (the template is not prefix-preserving)."""
     body = with_reply[len(prompt) :] if with_reply.startswith(prompt) else None
     core = raw.strip()
     rest = None if body is None else body[len(body) - len(body.lstrip()) :]
     if rest is None or not rest.startswith(core):
-        raise TemplateMismatch(
-            "the chat template does not render the prompt with a generation prompt as a prefix of the prompt "
-            "with the model's reply, or changes the reply's text, so a multi-turn episode's tokens cannot be "
-            "built incrementally; use a prefix-preserving template"
-        )
+        return None  # the template does not render the prompt as a prefix of the reply, or changes the reply
     rest = rest[len(core) :]
     tail = raw[len(raw.rstrip()) :]
     return rest[len(tail) :] if tail and rest.startswith(tail) else rest
