@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rft.engines import Sampling
+from rft.envs.mix import MixSpec
 from rft.eval.heldout import EvalConfig
 from rft.models import LoraSpec
 
@@ -68,7 +69,9 @@ class RLConfig:
     """What every RL loop is configured with; `GRPOConfig` and `PPOConfig` add their own fields."""
 
     model: str  # Hugging Face id or path
-    suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML path; trains on its train split
+    # env id (rft/arithmetic-v0), suite id or YAML path; or several: {mix: [{suite: a, weight: 2}, ...]}, a
+    # list a:2,b:1 or a mix YAML (rft.envs.mix); trains on their train splits
+    suite: str | MixSpec
     offset: int = (
         0  # train on the train problems from this index on (after those an SFT stage's `limit` took)
     )
