@@ -133,7 +133,7 @@ def balance_by_suite(
     empty = [i for i in ids if not by_suite[i]]
     if empty:
         raise ValueError(
-            f"no {what} of {', '.join(empty)} in the mix's data: sample it or leave it out of the mix"
+            f"no {what} of {', '.join(empty)} in the mix's data: sample it (more samples per problem: --n) or leave it out of the mix"
         )
     counts = mix_counts([len(by_suite[i]) for i in ids], spec.weights)
     out = [r for i, n in zip(ids, counts, strict=True) for r in by_suite[i][:n]]

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from rft.config import ConfigError, load_config
-from rft.envs import SuiteError
+from rft.envs import SuiteError, load_suite
 from rft.envs.mix import Interleave, MixPart, MixSpec, load_mix, mix_counts, prompt_indices, read_mix
 from rft.eval.samples import sample_suite
 from rft.rl.grpo import GRPOConfig
@@ -58,7 +58,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("mix")
     a, b = root / "mixa-v0.yaml", root / "mixb-v0.yaml"
     a.write_text(SUITE.format(id="mixa-v0", digits=2, operands=2, size=64, letter="a"))
-    b.write_text(SUITE.format(id="mixb-v0", digits=1, operands=3, size=40, letter="b"))
+    b.write_text(SUITE.format(id="mixb-v0", digits=1, operands=3, size=40, letter="e"))
     tok = make_tokenizer(["What is 12 + 5 + 7? abc The answer is \\boxed{24}."] * 20)
     make_model(tok).save_pretrained(root / "m")
     tok.save_pretrained(root / "m")
@@ -176,7 +176,7 @@ def test_grpo_on_a_mix_logs_per_suite_metrics_and_resumes_exactly_after_sigkill(
     grpo_train(load_config(GRPOConfig, None, grpo_args(world, a)))
     metrics_a = read_jsonl(a / "metrics.jsonl")
     rollouts = read_jsonl(a / "rollouts.jsonl")
-    mix = Interleave([48, 30], [3, 1], seed=0)  # the train splits: 64 and 40 problems less a quarter
+    mix = Interleave([len(load_suite(world[k]).items("train")) for k in "ab"], [3, 1], seed=0)
     train_steps = [m for m in metrics_a if "reward/mean" in m]
     assert [m["step"] for m in train_steps] == [1, 2, 3, 4, 5, 6]
     for m in train_steps:  # each suite's samples as the interleaving drew them, group_size per prompt
@@ -188,10 +188,10 @@ def test_grpo_on_a_mix_logs_per_suite_metrics_and_resumes_exactly_after_sigkill(
             assert len(rewards) == m[f"reward/{sid}/count"]
             if rewards:
                 assert m[f"reward/{sid}/mean"] == pytest.approx(sum(rewards) / len(rewards))
-    # each suite's grader scored its own samples: mixa-v0 wants an "a", mixb-v0 a "b"
+    # each suite's grader scored its own samples: mixa-v0 wants an "a", mixb-v0 an "e"
     for r in rollouts:
         assert r["reward"] == float(
-            ("a" if r["suite"] == "mixa-v0" else "b") in r["completion"][0]["content"]
+            ("a" if r["suite"] == "mixa-v0" else "e") in r["completion"][0]["content"]
         )
     evals = [m for m in metrics_a if "eval/accuracy" in m]
     assert [m["step"] for m in evals] == [0, 3, 6]
@@ -242,8 +242,11 @@ def test_ppo_on_a_mix_logs_per_suite_metrics(world, tmp_path):
 
 def test_sft_on_a_mix_takes_rows_by_weight_and_evaluates_each_suite(world, tmp_path):
     rows = mixed_sft_rows(read_mix(f"{world['a']}:1,{world['b']}:2"), limit=40)
-    # mixa-v0's questions have two operands, mixb-v0's three; weights 1:2 of 40 and 30 problems: 15 and 30
-    assert Counter(r["messages"][0]["content"].count("+") for r in rows) == {1: 15, 2: 30}
+    # mixa-v0's questions have two operands, mixb-v0's three; weights 1:2 of (at most 40) train problems each
+    a, b = (min(40, len(load_suite(world[k]).items("train"))) for k in "ab")
+    scale = min(a / 1, b / 2)  # as many rows as the scarcer suite, for its weight, allows
+    want = {1: int(scale), 2: int(2 * scale)}
+    assert want[2] >= 30 and Counter(r["messages"][0]["content"].count("+") for r in rows) == want
     assert all(
         r["messages"][-1]["role"] == "assistant" and "boxed" in r["messages"][-1]["content"] for r in rows
     )
@@ -265,7 +268,7 @@ def test_sample_and_dpo_on_a_mix(world, tmp_path):
     assert Counter(r["suite"] for r in rows) == {"mixa-v0": 24, "mixb-v0": 12}
     for r in rows:  # graded by its own suite's grader
         assert r["reward"] == float(
-            ("a" if r["suite"] == "mixa-v0" else "b") in r["completion"][0]["content"]
+            ("a" if r["suite"] == "mixa-v0" else "e") in r["completion"][0]["content"]
         )
     out = tmp_path / "dpo"
     cfg = load_config(DPOConfig, None, [f"model={world['model']}", mix_arg(world, 1, 1), f"out={out}",
