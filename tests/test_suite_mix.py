@@ -297,3 +297,20 @@ def test_rft_sample_and_eval_take_a_mix_file(world, tmp_path):
     doc = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert sorted(doc["suites"]) == ["mixa-v0", "mixb-v0"]  # one table across the mix's suites
     assert "mixa-v0" in res.stdout and "mixb-v0" in res.stdout
+
+
+def test_a_pipeline_trains_its_stages_on_a_mix_and_compares_them_on_one_suite():
+    from rft.app.pipeline_config import load_pipeline
+
+    mix = {"mix": [{"suite": "arithmetic-v0", "weight": 2}, {"suite": "addition-v0", "weight": 1}]}
+    raw = {
+        "model": "m",
+        "suite": mix,
+        "stages": [{"name": "sft", "type": "sft"}, {"name": "rl", "type": "grpo"}],
+    }
+    with pytest.raises(ConfigError, match="suite is a mix.*set eval.suite"):
+        load_pipeline(raw)
+    p = load_pipeline({**raw, "eval": {"suite": "arithmetic-v0"}})
+    for stage in p.stages:
+        assert p.stage_config(stage, "m").suite == read_mix(mix)
+    assert p.eval_spec().suite == "arithmetic-v0"
