@@ -69,9 +69,7 @@ class RLConfig:
     """What every RL loop is configured with; `GRPOConfig` and `PPOConfig` add their own fields."""
 
     model: str  # Hugging Face id or path
-    # env id (rft/arithmetic-v0), suite id or YAML path; or several: {mix: [{suite: a, weight: 2}, ...]}, a
-    # list a:2,b:1 or a mix YAML (rft.envs.mix); trains on their train splits
-    suite: str | MixSpec
+    suite: str | MixSpec  # env id, suite id or YAML; a mix {mix: [{suite, weight}]} or a:2,b:1 (rft.envs.mix)
     offset: int = (
         0  # train on the train problems from this index on (after those an SFT stage's `limit` took)
     )
