@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from rft.engines import Engine, Sampling
 from rft.envs import SuiteEnv, get_suite
+from rft.envs.mix import read_mix
 from rft.graders.executor import GradingPool
 from rft.rollout import Trajectory, run_episodes
 
@@ -25,7 +26,7 @@ class EvalConfig:
     """Held-out accuracy during training: greedy, one sample per problem."""
 
     every: int = 0  # steps; 0 = only before and after training
-    suite: str | None = None  # default: the training suite (its held-out split); a mix: each of its suites
+    suite: str | None = None  # default: the training suite's held-out split (a mix: each suite's); or a,b
     split: Literal["train", "heldout"] = "heldout"  # the split evaluated
     n: int = 64  # problems (the first n of the split)
     max_new_tokens: int | None = None  # default: gen.max_new_tokens
@@ -110,12 +111,12 @@ def grade_breakdown(trajs: list[Trajectory]) -> dict[str, float]:
 
 class HeldOut:
     """In-training evaluation: greedy pass@1 on the first `eval.n` problems of the evaluation suite's split
-    (the training suite's held-out split by default), before training, every `eval.every` steps, at the end."""
+    (the training suite's held-out split by default), before training, every `eval.every` steps, at the end.
+    Several suites (a mix, or `eval.suite: a,b`): the first `eval.n` of each, `eval/<suite>/*` of each too."""
 
     def __init__(self, cfg: EvalConfig, train_suite: str | Sequence[str], max_new_tokens: int) -> None:
-        names = (
-            [cfg.suite] if cfg.suite else [train_suite] if isinstance(train_suite, str) else list(train_suite)
-        )
+        own = read_mix(cfg.suite).suites if cfg.suite else None  # eval.suite may name several: a,b
+        names = own or ([train_suite] if isinstance(train_suite, str) else list(train_suite))
         self.cfg, self.envs, self.indices, self.ids = cfg, [], [], []
         for name in names:
             suite = get_suite(name)
