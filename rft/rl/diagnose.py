@@ -327,7 +327,7 @@ def _eval_suites(cfg: dict[str, Any]) -> list[str]:
     from rft.envs.mix import read_mix
 
     own = (cfg.get("eval") or {}).get("suite")
-    return [str(own)] if own else read_mix(cfg["suite"]).suites
+    return read_mix(str(own) if own else cfg["suite"]).suites
 
 
 def _other_grader(cfg: dict[str, Any]) -> bool:
