@@ -144,7 +144,7 @@ def load_mix(spec: MixSpec, *, train: bool = True) -> list[Suite]:
     if twice:
         raise SuiteError(f"suite mix names {', '.join(twice)} more than once; list each suite once")
     bench = [s.id for s in suites if s.heldout_only]
-    if train and bench:
+    if train and bench and len(suites) > 1:  # one suite: the caller says so where it takes its train items
         raise SuiteError(
             f"suite mix: {', '.join(bench)} is a held-out benchmark (split: 1) with no train problems; take it "
             f"out of the mix and evaluate on it instead (eval.suite, or rft eval --suites {','.join(bench)})"
