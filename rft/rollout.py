@@ -82,6 +82,7 @@ class Trajectory:
         """The episode as a JSON-able row: prompt and completion messages apart, the grade, the reference."""
         return {
             "id": self.info.get("id"),
+            "suite": self.info.get("suite"),
             "messages": self.messages[: self.prompt_messages],
             "completion": self.messages[self.prompt_messages :],
             "reward": self.reward,

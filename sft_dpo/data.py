@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rft.envs import Suite, get_suite
+from rft.envs.mix import MixSpec, load_mix, mix_counts, read_mix
 
-__all__ = ["sft_rows", "dpo_pairs", "read_samples", "solution_text", "write_jsonl", "SAMPLE_KEYS"]
+__all__ = ["sft_rows", "mixed_sft_rows", "dpo_pairs", "balance_by_suite", "read_samples", "solution_text",
+           "write_jsonl", "SAMPLE_KEYS"]  # fmt: skip
 
 Message = dict[str, str]
 SAMPLE_KEYS = ("id", "messages", "completion", "reward", "passed", "status")  # what a sample row must have
@@ -84,6 +86,58 @@ def sft_rows(
         text = solution_text(s, item)
         assert text is not None
         out.append({"messages": [*s.messages(item), {"role": "assistant", "content": text}]})
+    return out
+
+
+def mixed_sft_rows(
+    suite: str | MixSpec,
+    *,
+    source: Literal["solutions", "samples"] = "solutions",
+    samples: str | Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """`sft_rows` of a suite or a mix of suites (`rft.envs.mix.read_mix`). A mix: each suite's rows (its
+    worked solutions, the first `limit` of each, or the passing samples of it in `samples`) in proportion
+    to its weight, as many as the scarcest suite allows (`balance_by_suite`)."""
+    spec = read_mix(suite)
+    if len(spec.mix) == 1:
+        return list(sft_rows(spec.suites[0], "train", source=source, samples=samples, limit=limit))
+    suites = load_mix(spec)
+    if source == "samples":
+        if samples is None:
+            raise ValueError("source='samples' needs samples=: a JSONL file written by `rft sample`")
+        rows = [{"suite": r.get("suite"), "messages": [*r["messages"], *r["completion"]]}
+                for r in read_samples(samples) if _good(r)]  # fmt: skip
+    else:
+        rows = [{"suite": s.id, **r} for s in suites for r in sft_rows(s, "train", limit=limit)]
+    kept = balance_by_suite(rows, spec, seed=seed, what="SFT rows")
+    return [{"messages": r["messages"]} for r in kept]
+
+
+def balance_by_suite(
+    rows: Sequence[dict[str, Any]], spec: MixSpec, *, seed: int = 0, what: str = "rows"
+) -> list[dict[str, Any]]:
+    """Rows of a mix's suites (each row's ``suite``: a suite id) kept in proportion to the mix's weights,
+    as many as the scarcest suite allows (`rft.envs.mix.mix_counts`), each suite's first ones, then
+    shuffled by `seed`. Rows of suites outside the mix are refused, and so is a suite with no rows."""
+    ids = [s.id for s in load_mix(spec, train=False)]
+    by_suite: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    for r in rows:
+        if r.get("suite") not in by_suite:
+            raise ValueError(
+                f"a row of suite {r.get('suite')!r} is not in the mix ({', '.join(ids)}); sample the mix with "
+                "`rft sample --suite` and the same mix (each row then names its suite)"
+            )
+        by_suite[r["suite"]].append(r)
+    empty = [i for i in ids if not by_suite[i]]
+    if empty:
+        raise ValueError(
+            f"no {what} of {', '.join(empty)} in the mix's data: sample it (more samples per problem: --n) or leave it out of the mix"
+        )
+    counts = mix_counts([len(by_suite[i]) for i in ids], spec.weights)
+    out = [r for i, n in zip(ids, counts, strict=True) for r in by_suite[i][:n]]
+    random.Random(f"{seed}:mix").shuffle(out)
     return out
 
 
@@ -156,11 +210,11 @@ def dpo_pairs(
             f"every graded sample in {where} passes ({len(passing)}): DPO needs failing samples to prefer "
             "against; use harder problems, a higher --temperature, or more samples per problem (--n)"
         )
-    by_id: dict[str, list[dict[str, Any]]] = {}
-    for r in usable:
-        by_id.setdefault(str(r["id"]), []).append(r)
+    by_id: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
+    for r in usable:  # rows of a mix: ids are per suite
+        by_id.setdefault((r.get("suite"), str(r["id"])), []).append(r)
     out = []
-    for pid, group in by_id.items():
+    for (_, pid), group in by_id.items():
         good = _unique(r for r in group if _good(r))
         bad = _unique(r for r in group if not r["passed"])
         combos = [
@@ -175,6 +229,7 @@ def dpo_pairs(
             out.append(
                 {
                     "id": pid,
+                    "suite": c.get("suite"),
                     "prompt": c["messages"],
                     "chosen": c["completion"],
                     "rejected": r["completion"],

@@ -19,9 +19,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rft.batch import collate, token_logprobs
 from rft.chat import render_chat
+from rft.envs.mix import read_mix
 from rft.rollout import Trajectory, chat_prompt_ids
 
-from .data import dpo_pairs, write_jsonl
+from .data import balance_by_suite, dpo_pairs, write_jsonl
 from .stage import (
     ModelEval,
     Progress,
@@ -74,6 +75,9 @@ def train(cfg: DPOConfig, *, resume: bool = False, progress: Progress | None = N
     # -- data
     pairs = dpo_pairs(cfg.samples, min_margin=cfg.min_margin, max_pairs_per_prompt=cfg.max_pairs_per_prompt,
                       seed=cfg.seed)  # fmt: skip
+    mix = read_mix(cfg.suite)
+    if len(mix.mix) > 1:  # each suite's pairs in proportion to its weight
+        pairs = balance_by_suite(pairs, mix, seed=cfg.seed, what="DPO pairs")
     held = dpo_pairs(cfg.eval_samples, seed=cfg.seed) if cfg.eval_samples else []
     run = Run.open(cfg.out, cfg)
     try:

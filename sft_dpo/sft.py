@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 
-from .data import sft_rows, write_jsonl
+from .data import mixed_sft_rows, write_jsonl
 from .stage import (
     Progress,
     RunLogger,
@@ -39,7 +39,7 @@ class SFTConfig(StageConfig):
     lr: float = 2e-5
     data: Literal["solutions", "samples"] = "solutions"  # the suite's worked solutions, or graded samples
     samples: str | None = None  # data=samples: an `rft sample` file; its grader-passing samples are the rows
-    limit: int | None = None  # data=solutions: the first `limit` train problems (None: all)
+    limit: int | None = None  # data=solutions: the first `limit` train problems (None: all; a mix: of each)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,7 +71,8 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: Progress | None = N
         raise ValueError("sft runs cannot be resumed (a stage is short); start again with another out")
     torch.set_num_threads(cfg.torch_threads)
     # -- data
-    rows = sft_rows(cfg.suite, "train", source=cfg.data, samples=cfg.samples, limit=cfg.limit)
+    # a mix: each suite's rows in proportion to its weight
+    rows = mixed_sft_rows(cfg.suite, source=cfg.data, samples=cfg.samples, limit=cfg.limit, seed=cfg.seed)
     data = [prompt_completion(r) for r in rows]
     run = Run.open(cfg.out, cfg)
     try:

@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from rft.chat import ChatConfig, use_chat_template
 from rft.engines import Completion, HFEngine
 from rft.envs import get_suite
+from rft.envs.mix import MixSpec, read_mix
 from rft.eval.heldout import EvalConfig, HeldOut
 from rft.graders.executor import GraderPool
 from rft.models import LoraSpec, fast_attention, load_policy, training_precision
@@ -41,7 +42,9 @@ Progress = Callable[[int, dict[str, float]], None]
 @dataclass
 class StageConfig:
     model: str  # Hugging Face id or path (the previous stage's out/model)
-    suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML: training problems and evaluation
+    suite: (
+        str | MixSpec
+    )  # env id (rft/arithmetic-v0), suite id, suite YAML, or a mix (rft.envs.mix): data and eval
     out: str = "runs/stage"  # the run folder; the model is written to out/model
     steps: int = 0  # optimizer steps; 0 = `epochs` passes over the data
     epochs: float = 1.0  # passes over the data when steps is 0
@@ -232,7 +235,9 @@ def held_out(cfg: StageConfig, tokenizer: PreTrainedTokenizerBase) -> Iterator[t
     """The stage's `rft.eval.heldout.HeldOut` (greedy pass@1 on the first `eval.n` problems of the eval
     suite's split) and a function of the model being trained that runs it ({} when there are no problems),
     with its grading processes while open."""
-    held = HeldOut(cfg.eval, cfg.suite, EVAL_MAX_NEW_TOKENS, cfg.chat.kwargs)
+    held = HeldOut(
+        cfg.eval, read_mix(cfg.suite).suites, EVAL_MAX_NEW_TOKENS, cfg.chat.kwargs
+    )  # a mix: each suite's
     executor = GraderPool(workers=cfg.grader_workers) if held.envs and cfg.grader_workers > 0 else None
 
     def evaluate(model: PreTrainedModel) -> dict[str, float]:

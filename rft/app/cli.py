@@ -469,7 +469,9 @@ def export(
 @app.command("sample")
 def sample(
     model: Annotated[str, typer.Option("--model", help="model id, model folder or run folder")],
-    suite: Annotated[str, typer.Option("--suite", help="task id or suite .yaml")],
+    suite: Annotated[
+        str, typer.Option("--suite", help="task id, suite .yaml, or a mix: a:2,b:1 or a mix .yaml")
+    ],
     out_file: Annotated[Path, typer.Option("--out", help="JSONL file of graded samples")],
     n: Annotated[int, typer.Option("--n", help="samples per problem")] = 8,
     split: Annotated[str, typer.Option(help="train or heldout")] = "train",
@@ -497,6 +499,11 @@ def sample(
     out.print(
         f"{res['rows']} samples of {res['problems']} problems -> {res['path']}: pass rate {res['pass_rate']:.3f}, "
         f"{res['mixed_problems']} problems with passing and failing samples, {res['grader_failed']} grader failures"
+        + (
+            ""
+            if len(res["per_suite"]) < 2
+            else "; problems per suite: " + ", ".join(f"{k} {v}" for k, v in res["per_suite"].items())
+        )
     )
 
 

@@ -26,7 +26,10 @@ def eval_cmd(
     ] = None,
     suite: Annotated[
         str | None,
-        typer.Option("--suite", help="task id or suite .yaml (with --samples: a label, or the rows' suite)"),
+        typer.Option(
+            "--suite",
+            help="task id, suite .yaml, or a mix (its suites' table, as --suites) (with --samples: a label, or the rows' suite)",
+        ),
     ] = None,
     suites: Annotated[
         str | None,
@@ -103,6 +106,7 @@ def eval_cmd(
     from rft.app.console import eval_table
     from rft.engines.api import RequestFailed
     from rft.envs import SuiteError, get_suite
+    from rft.envs.mix import read_mix
     from rft.eval.criteria import load_criteria
     from rft.eval.evaluate import evaluate_suite, score_samples, write_eval
     from rft.eval.spec import ServerSpec, parse_model_args
@@ -140,6 +144,8 @@ def eval_cmd(
         else:
             if model is None or (suite is None and suites is None):
                 raise ValueError("rft eval needs --model and --suite or --suites (or --samples GRADED.jsonl)")
+            if suite is not None and len(read_mix(suite).mix) > 1:  # a mix: its suites' table, as --suites
+                suites, suite = ",".join(read_mix(suite).suites), None
             if suites is not None and criteria is not None:
                 raise ValueError("--criteria applies to one suite's samples: use --suite (or --samples)")
             from rft.sft_dpo import solution_text

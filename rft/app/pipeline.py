@@ -84,17 +84,18 @@ def _build_tiny(p: Pipeline, folder: Path) -> Path:
     import torch
 
     from rft.envs import get_suite
+    from rft.envs.mix import read_mix
     from rft.sft_dpo.data import solution_text
     from rft.tiny import make_model, make_tokenizer
 
     spec = p.tiny
     assert spec is not None and p.suite is not None
-    suite = get_suite(p.suite)
     corpus = []
-    for item in suite.items("train")[: spec.corpus]:
-        corpus += [m["content"] for m in suite.messages(item)]
-        if suite.solution is not None:
-            corpus.append(solution_text(suite, item) or "")
+    for suite in (get_suite(name) for name in read_mix(p.suite).suites):  # a mix: each of its suites
+        for item in suite.items("train")[: spec.corpus]:
+            corpus += [m["content"] for m in suite.messages(item)]
+            if suite.solution is not None:
+                corpus.append(solution_text(suite, item) or "")
     tok = make_tokenizer(corpus, vocab_size=spec.vocab_size)
     with torch.random.fork_rng(devices=[]):
         model = make_model(tok, hidden=spec.hidden, layers=spec.layers, heads=spec.heads, seed=spec.seed)

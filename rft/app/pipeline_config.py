@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from rft.config import ConfigError, from_dict, to_dict
+from rft.envs.mix import read_mix
 from rft.eval.spec import EvalSpec
 
 __all__ = ["Pipeline", "Stage", "TinySpec", "PipelineEval", "PipelineError", "load_pipeline", "stage_class",
@@ -73,7 +74,7 @@ class Pipeline:
     out: str = "runs/pipeline"
     model: str | None = None  # Hugging Face id or path of the input model
     tiny: TinySpec | None = None  # or: build a tiny model
-    suite: str | None = None  # the default suite of stages and evaluation
+    suite: str | dict[str, Any] | None = None  # the default suite of stages and evaluation; or a mix (stages)
     eval: PipelineEval = field(default_factory=PipelineEval)
     seed: int | None = None  # every training stage's seed (and the tiny model's) unless it sets its own
 
@@ -101,6 +102,13 @@ class Pipeline:
         if self.eval.suite is None and self.suite is None:
             raise ValueError(
                 "set `suite:` (the stages' default) or `eval.suite:` (what every stage is evaluated on)"
+            )
+        if self.eval.suite is None and self.suite is not None and len(read_mix(self.suite).mix) > 1:
+            raise ValueError(
+                "suite is a mix: the stages train on it, but the pipeline compares stages on one suite; set "
+                "eval.suite (e.g. one of the mix's suites). Each stage still logs held-out accuracy per suite "
+                "(eval/<suite>/accuracy in its metrics.jsonl), and `rft eval --suites a,b --model MODEL` "
+                "prints one table across them"
             )
 
     @property

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from rft.chat import ChatConfig
 from rft.engines import Sampling
+from rft.envs.mix import MixSpec
 from rft.eval.heldout import EvalConfig
 from rft.models import LoraSpec
 
@@ -69,7 +70,7 @@ class RLConfig:
     """What every RL loop is configured with; `GRPOConfig` and `PPOConfig` add their own fields."""
 
     model: str  # Hugging Face id or path
-    suite: str  # env id (rft/arithmetic-v0), suite id, or suite YAML path; trains on its train split
+    suite: str | MixSpec  # env id, suite id or YAML; a mix {mix: [{suite, weight}]} or a:2,b:1 (rft.envs.mix)
     offset: int = (
         0  # train on the train problems from this index on (after those an SFT stage's `limit` took)
     )

@@ -322,33 +322,42 @@ def _weight_change(folder: Path, cfg: dict[str, Any]) -> float | None:
     return math.sqrt(diff / norm) if norm > 0 else None
 
 
-def _eval_suite(cfg: dict[str, Any]) -> str:
-    return str((cfg.get("eval") or {}).get("suite") or cfg["suite"])
+def _eval_suites(cfg: dict[str, Any]) -> list[str]:
+    """The held-out suites: `eval.suite`, else the run's suite (of a mix: each of its suites)."""
+    from rft.envs.mix import read_mix
+
+    own = (cfg.get("eval") or {}).get("suite")
+    return read_mix(str(own) if own else cfg["suite"]).suites
 
 
 def _other_grader(cfg: dict[str, Any]) -> bool:
     """Held-out accuracy is graded by another grader than the training reward (the eval suite's)."""
     from rft.envs import get_suite
+    from rft.envs.mix import read_mix
 
-    return get_suite(_eval_suite(cfg)).grader != get_suite(str(cfg["suite"])).grader
+    train = {str(get_suite(s).grader) for s in read_mix(cfg["suite"]).suites}
+    return any(str(get_suite(s).grader) not in train for s in _eval_suites(cfg))
 
 
 def _hacked(folder: Path, cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
     """Rollouts of the last logged steps that scored 1 in training, graded again with the held-out suite's
-    grader: (up to three that fail it, how many were checked, how many fail)."""
+    grader (a mix with no `eval.suite`: each rollout's own suite's): (up to three that fail it, how many
+    were checked, how many fail)."""
     from rft.envs import get_suite
 
-    suite = get_suite(_eval_suite(cfg))
-    by_id = {str(it["id"]): it for it in suite.items()}
-    grader = suite.load_grader()
+    suites = {s.id: s for s in (get_suite(name) for name in _eval_suites(cfg))}
+    first = next(iter(suites.values()))
+    by_id = {(sid, str(it["id"])): it for sid, s in suites.items() for it in s.items()}
+    graders = {sid: s.load_grader() for sid, s in suites.items()}
     rows = [r for r in _jsonl(folder / "rollouts.jsonl") if r.get("reward", 0) >= 1]
     rows = rows[-32:]
     examples: list[dict[str, Any]] = []
     failing = 0
     for r in rows:
         text = "".join(m["content"] for m in r.get("completion", []) if m.get("role") == "assistant")
-        item = by_id.get(str(r.get("id")), {"id": r.get("id"), "reference": r.get("reference")})
-        grade = grader.grade({"output_text": text}, item)
+        sid = r.get("suite") if r.get("suite") in suites else first.id
+        item = by_id.get((sid, str(r.get("id"))), {"id": r.get("id"), "reference": r.get("reference")})
+        grade = graders[sid].grade({"output_text": text}, item)
         if grade.status == "ok" and not grade.passed:
             failing += 1
             if len(examples) < 3:

@@ -43,7 +43,7 @@ from rft.losses import (
 from rft.models import adamw, autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from rft.rl.config import CorrectionConfig, GenConfig, RLConfig
 from rft.rl.distributed import Dist
-from rft.rl.harness import Harness, micro_batches, prompt_indices
+from rft.rl.harness import Harness, micro_batches
 from rft.rl.metrics import UpdateMetrics, mismatch_metrics, reward_metrics
 from rft.rl.plugins import EPS_DEFAULTS, batch_wide, resolve_advantage, resolve_loss
 from rft.rollout import Trajectory, run_episodes
@@ -197,10 +197,10 @@ def _train(
             async_rollout=cfg.async_rollout,
             max_staleness=cfg.max_staleness,
         )
-        max_turns = h.suite.episode.max_turns
+        max_turns = h.max_turns  # of a mix: the most of its suites'
 
         def sample(step: int, engine: Engine) -> tuple[list[Trajectory], dict[str, float]]:
-            return _rollout(cfg, step, engine, tokenizer, h.envs, h.items, h.executor, dist)
+            return _rollout(cfg, step, engine, tokenizer, h.reset_envs, h.executor, dist)
 
         for step in h.steps():
             t0 = time.perf_counter()
@@ -240,7 +240,7 @@ def _train(
             rewards, valid = _rewards(cfg, everyone, max_turns) if dist.world > 1 else (rewards, valid)
             metrics = {
                 **stats,
-                **reward_metrics(everyone, rewards, valid, h.suite.id),
+                **reward_metrics(everyone, rewards, valid, h.suite_ids),
                 **loss_stats,
                 "lr": float(scheduler.get_last_lr()[0]),
                 "time/rollout_s": t_rollout,
@@ -293,12 +293,12 @@ def _rollout(
     step: int,
     engine: Engine,
     tokenizer: Any,
-    envs: list[SuiteEnv],
-    items: list[dict[str, Any]],
+    reset_envs: Callable[[int, slice, int, int], list[SuiteEnv]],
     executor: GradingPool | None,
     dist: Dist,
 ) -> tuple[list[Trajectory], dict[str, float]]:
-    """This rank's share of prompts_per_step groups of group_size episodes; with dynamic sampling, groups
+    """This rank's share of prompts_per_step groups of group_size episodes, in envs reset to the step's
+    problems by `reset_envs(step, share, group_size, draw)` (`Harness.reset_envs`); with dynamic sampling, groups
     whose rewards are all equal (no gradient) are replaced by fresh prompts, up to max_refills extra draws
     (each rank refills its own share)."""
     g, p = cfg.group_size, cfg.prompts_per_step // dist.world
@@ -316,9 +316,7 @@ def _rollout(
     kept: list[list[Trajectory]] = []
     first_zero_var = 0.0
     for draw in range(1 + (cfg.max_refills if cfg.dynamic_sampling else 0)):
-        indices = prompt_indices(len(items), cfg.prompts_per_step, step, cfg.seed, draw)[share]
-        for k, env in enumerate(envs):
-            env.reset(options={"split": "train", "index": cfg.offset + indices[k // g]})
+        envs = reset_envs(step, share, g, draw)
         trajs = run_episodes(
             engine,
             tokenizer,

@@ -19,7 +19,9 @@ A loop reads::
             h.log(step, metrics, everyone, progress)
             h.save(step, ...)
 
-Every step's prompts follow from (seed, step) alone (`prompt_indices`), so a resumed run repeats the steps.
+Every step's prompts follow from (seed, step) alone (`prompt_indices`; a mix of suites: `rft.envs.mix.Interleave`),
+so a resumed run repeats the steps. With a mix, each prompt's episodes run in an env of its own suite (its
+grader), and the held-out evaluation covers every suite (`eval/<suite>/accuracy`).
 
 Async rollouts with ``max_staleness`` k: step s is sampled with the weights after update max(0, s - k) (its
 "weight version"): at step s, before it trains, the rollouts of steps s+1..s+k are queued on one background
@@ -37,13 +39,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 
 from rft.chat import use_chat_template
 from rft.engines import Engine, HFEngine, make_engine
 from rft.engines.process import ProcessEngine
-from rft.envs import SuiteEnv, get_suite
+from rft.envs import SuiteEnv
+from rft.envs.mix import Interleave, load_mix, prompt_indices, read_mix
 from rft.eval.heldout import HeldOut
 from rft.graders.executor import GraderPool, GradingPool
 from rft.models import resolve_model_path
@@ -81,20 +83,6 @@ def train_items(suite: Any, offset: int) -> list[dict[str, Any]]:
             "(it skips the problems an SFT stage's limit took)"
         )
     return items[offset:]
-
-
-def prompt_indices(n_items: int, per_step: int, step: int, seed: int, draw: int = 0) -> list[int]:
-    """The train problems of a step: consecutive slices of per-epoch permutations (seeded by epoch), so
-    each problem comes once per epoch and any step's prompts follow from (seed, step) alone. Draws > 0
-    (dynamic-sampling refills) are random problems seeded by (seed, step, draw)."""
-    if draw > 0:
-        rng = np.random.default_rng([seed, step, draw])
-        return [int(i) for i in rng.choice(n_items, size=per_step, replace=per_step > n_items)]
-    out = []
-    for k in range(step * per_step, (step + 1) * per_step):
-        epoch, pos = divmod(k, n_items)
-        out.append(int(np.random.default_rng([seed, epoch]).permutation(n_items)[pos]))
-    return out
 
 
 def engine_options(cfg: RLConfig, compute: torch.dtype | None) -> dict[str, Any]:
@@ -156,9 +144,11 @@ def log_step(
 class Harness:
     """One RL run's setup, per-step plumbing and teardown (see the module doc); use it in a ``with``.
 
-    On entry: `dist`, `suite`, `items` (train problems), `run` (rank 0; None on the others), `ckpt` (the
-    checkpoint to resume from, or None), `device` (the device name models load on). `restore` sets `start`;
-    `start_engine` sets `engine`, `envs`, `held_out`, `executor`. `last_eval` holds the latest evaluation."""
+    On entry: `dist`, `suites` (the mix's, in order; one for a plain run), `suite` (the first), `suite_ids`,
+    `items` (each suite's train problems), `max_turns` (the most of any suite's episodes), `run` (rank 0;
+    None on the others), `ckpt` (the checkpoint to resume from, or None), `device` (the device name models
+    load on). `restore` sets `start`; `start_engine` sets `engine`, `held_out`, `executor`, and the envs
+    that `reset_envs` hands out. `last_eval` holds the latest evaluation."""
 
     def __init__(self, cfg: RLConfig, resume: bool, *, sharded: bool = True) -> None:
         self.cfg = cfg
@@ -166,8 +156,12 @@ class Harness:
         self.dist.check(cfg, resume, sharded=sharded)
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)  # LoRA adapters are initialised from torch's global generator
-        self.suite = get_suite(cfg.suite)
-        self.items = train_items(self.suite, cfg.offset)  # fails here, not after loading the model
+        mix = read_mix(cfg.suite)
+        self.suites = load_mix(mix)  # a bad mix or suite fails here, not after loading the model
+        self.suite, self.suite_ids, self._names = self.suites[0], [s.id for s in self.suites], mix.suites
+        self.items = [train_items(s, cfg.offset) for s in self.suites]
+        self.max_turns = max(s.episode.max_turns for s in self.suites)
+        self.interleave = Interleave([len(i) for i in self.items], mix.weights, cfg.seed)
         resolve_model_path(cfg.model)  # a wrong model fails here, before the run folder is made
         self.run = Run.open(cfg.out, cfg, resume=resume) if self.dist.is_main else None
         self.ckpt = self.dist.broadcast(
@@ -176,6 +170,7 @@ class Harness:
         self.device = cfg.device if self.dist.device is None else str(self.dist.device)
         self.start = 0
         self.last_eval: dict[str, float] = {}
+        self._envs: list[list[SuiteEnv]] = []  # per suite: this rank's envs of a step (start_engine)
         self.engine: Engine | None = None
         self.sampler: Engine | None = None  # async rollouts: the engine that samples in the background
         self.executor: GradingPool | None = None
@@ -251,11 +246,25 @@ class Harness:
                 done.set_result(r["rollout"])
                 self._queue[r["step"]] = (r["version"], done)
         n_envs = cfg.prompts_per_step // self.dist.world * episodes_per_prompt  # this rank's per step
-        self.envs = [SuiteEnv(self.suite, split="train") for _ in range(n_envs)]
-        self.held_out = HeldOut(cfg.eval, cfg.suite, cfg.gen.max_new_tokens, cfg.chat.kwargs)
+        self._envs = [[SuiteEnv(s, split="train") for _ in range(n_envs)] for s in self.suites]
+        self.held_out = HeldOut(cfg.eval, self._names, cfg.gen.max_new_tokens, cfg.chat.kwargs)
         self.executor = GraderPool(workers=cfg.grader_workers) if cfg.grader_workers > 0 else None
 
     # ---- each step ---------------------------------------------------------------------------------------
+
+    def reset_envs(self, step: int, share: slice, per_prompt: int, draw: int = 0) -> list[SuiteEnv]:
+        """Envs reset to this rank's `share` of step `step`'s prompts (`draw` > 0: a dynamic-sampling
+        refill), `per_prompt` consecutive episodes each, every one an env of its prompt's suite."""
+        prompts = self.interleave.step(step, self.cfg.prompts_per_step, draw)[share]
+        used = [0] * len(self.suites)
+        out = []
+        for k in range(len(prompts) * per_prompt):
+            s, i = prompts[k // per_prompt]
+            env = self._envs[s][used[s]]
+            used[s] += 1
+            env.reset(options={"split": "train", "index": self.cfg.offset + i})
+            out.append(env)
+        return out
 
     def steps(self) -> Iterator[int]:
         """The steps still to run; on a fresh start, evaluates first (rank 0)."""

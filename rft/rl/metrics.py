@@ -5,6 +5,7 @@ updates (`UpdateMetrics`)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -14,22 +15,37 @@ from rft.losses import mismatch_stats
 from rft.rl.distributed import Dist
 from rft.rollout import Trajectory
 
-__all__ = ["reward_metrics", "tool_metrics", "rollout_row", "UpdateMetrics", "mismatch_metrics"]
+__all__ = [
+    "reward_metrics",
+    "tool_metrics",
+    "per_suite_rewards",
+    "rollout_row",
+    "UpdateMetrics",
+    "mismatch_metrics",
+]
 
 
 def reward_metrics(
-    trajs: list[Trajectory], rewards: torch.Tensor, valid: torch.Tensor, suite_id: str
+    trajs: list[Trajectory], rewards: torch.Tensor, valid: torch.Tensor, suite_ids: str | Sequence[str]
 ) -> dict[str, float]:
     """`reward/*`, `grader/*`, `rollout/*` of a step's samples; rewards, valid (N,). A `multi` grader's
     sub-graders: `reward/grader/<name>`; answers the grader could not read: `grader/parse_error_rate`
-    (`rft.eval.heldout.grade_breakdown`); `tools/*` for tool-calling episodes (`tool_metrics`)."""
+    (`rft.eval.heldout.grade_breakdown`); `tools/*` for tool-calling episodes (`tool_metrics`). One suite:
+    `reward/<suite>`; a mix of several (`suite_ids`): `reward/<suite>/count` (the step's samples of it) and
+    `reward/<suite>/mean` (over its graded ones; left out when it has none)."""
+    ids = [suite_ids] if isinstance(suite_ids, str) else list(suite_ids)
+    per_suite = per_suite_rewards(trajs, ids) if len(ids) > 1 else {}
     n = len(trajs)
     ok = valid.sum().clamp(min=1)
     lengths = [t.completion_tokens for t in trajs]
     breakdown = grade_breakdown(trajs)
     return {
         "reward/mean": float((rewards * valid).sum() / ok),
-        f"reward/{suite_id}": float(sum(t.reward for t in trajs if not t.failed) / max(1, int(ok))),
+        **(
+            {f"reward/{ids[0]}": float(sum(t.reward for t in trajs if not t.failed) / max(1, int(ok)))}
+            if len(ids) == 1
+            else per_suite
+        ),  # fmt: skip
         "reward/pass_rate": sum(t.reward >= 1.0 for t in trajs) / n,
         "grader/error_rate": sum(t.status == "error" for t in trajs) / n,
         "grader/timeout_rate": sum(t.status == "timeout" for t in trajs) / n,
@@ -57,6 +73,19 @@ def tool_metrics(trajs: list[Trajectory]) -> dict[str, float]:
         "tools/error_rate": sum(s["errors"] for s in stats) / max(1, calls),
         "tools/parse_failures": sum(s["parse_failures"] for s in stats) / len(stats),
     }
+
+
+def per_suite_rewards(trajs: list[Trajectory], suite_ids: Sequence[str]) -> dict[str, float]:
+    """`reward/<suite>/count` and `reward/<suite>/mean` of each of `suite_ids` (a trajectory's suite is its
+    env's, ``info["suite"]``); the mean is over samples whose grade did not fail."""
+    out: dict[str, float] = {}
+    for sid in suite_ids:
+        mine = [t for t in trajs if t.info.get("suite") == sid]
+        graded = [t.reward for t in mine if not t.failed]
+        out[f"reward/{sid}/count"] = float(len(mine))
+        if graded:
+            out[f"reward/{sid}/mean"] = sum(graded) / len(graded)
+    return out
 
 
 def rollout_row(t: Trajectory) -> dict[str, Any]:

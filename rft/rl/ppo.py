@@ -48,7 +48,7 @@ from rft.losses import (
 from rft.models import adamw, autocast, fast_attention, load_policy, trainable_parameters, training_precision
 from rft.rl.config import CorrectionConfig, GenConfig, RLConfig
 from rft.rl.distributed import Dist
-from rft.rl.harness import Harness, micro_batches, prompt_indices
+from rft.rl.harness import Harness, micro_batches
 from rft.rl.metrics import UpdateMetrics, mismatch_metrics, reward_metrics
 from rft.rollout import Trajectory, run_episodes
 
@@ -187,20 +187,18 @@ def _train(
 
         def sample(step: int, engine: Engine) -> list[Trajectory]:
             """samples_per_prompt episodes of each of this rank's prompts, graded behind generation."""
-            indices = prompt_indices(len(h.items), cfg.prompts_per_step, step, cfg.seed)[share]
-            for i, env in enumerate(h.envs):
-                env.reset(options={"split": "train", "index": cfg.offset + indices[i // k]})
+            envs = h.reset_envs(step, share, k)  # each prompt's episodes in envs of its suite
             g = cfg.gen
             seed = cfg.seed * 1_000_003 + step + 100_003 * dist.rank  # ranks sample differently
             lp = cfg.loss.correction.needs_sampler_logprobs
             sampling = Sampling(
                 g.temperature, g.top_p, g.top_k, g.max_new_tokens, g.stop, seed=seed, logprobs=lp
             )
-            groups = [i // k for i in range(len(h.envs))]
+            groups = [i // k for i in range(len(envs))]
             return run_episodes(
                 engine,
                 tokenizer,
-                h.envs,
+                envs,
                 groups,
                 sampling,
                 executor=h.executor,
@@ -237,7 +235,7 @@ def _train(
                 scores = torch.tensor([t.reward for t in everyone], dtype=torch.float32)  # (N * world,)
                 valid = torch.tensor([not t.failed for t in everyone])
             metrics = {
-                **reward_metrics(everyone, scores, valid, h.suite.id),
+                **reward_metrics(everyone, scores, valid, h.suite_ids),
                 **adv_stats,
                 **loss_stats,
                 "lr": float(schedulers[0].get_last_lr()[0]),
