@@ -113,7 +113,13 @@ def use_chat(cfg: StageConfig, tokenizer: PreTrainedTokenizerBase) -> dict[str, 
     recipe's, overridden by the suite's), which each data row carries as ``chat_template_kwargs`` (TRL
     passes a row's to the template)."""
     use_chat_template(tokenizer, cfg.chat)
-    return cfg.chat.merged(get_suite(cfg.suite).prompt.chat_template_kwargs)
+    own = [get_suite(name).prompt.chat_template_kwargs for name in read_mix(cfg.suite).suites]
+    if any(kw != own[0] for kw in own):  # a mix whose suites render their prompts differently
+        raise ValueError(
+            "the suites of this mix set different prompt.chat_template_kwargs; SFT/DPO rows take one set: "
+            "set them once in the recipe (chat: {kwargs: {...}}) and drop them from the suites"
+        )
+    return cfg.chat.merged(own[0])
 
 
 def check_template(tokenizer: PreTrainedTokenizerBase, **template_kwargs: Any) -> bool:
