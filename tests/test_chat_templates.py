@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _scripted import Scripted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,27 +35,6 @@ def real_tokenizer(name: str):
 
 
 QWEN3_PRESERVING = use_chat_template(real_tokenizer("qwen3"), ChatConfig(template="qwen3-preserving"))
-
-
-class Scripted:
-    """An engine whose model says the next scripted line each call (tokenizer, env and grader are real)."""
-
-    name = "scripted"
-
-    def __init__(self, tok, replies):
-        self.tok, self.replies, self.calls = tok, replies, 0
-
-    def generate(self, prompts, sampling):
-        text = self.replies[min(self.calls, len(self.replies) - 1)]
-        self.calls += 1
-        ids = [*self.tok(text, add_special_tokens=False)["input_ids"], self.tok.eos_token_id]
-        return [[Completion(text, ids, "stop")] * sampling.n for _ in prompts]
-
-    def update_weights(self, model):
-        pass
-
-    def close(self):
-        pass
 
 
 def feedback_suite(tmp_path, kwargs: str = ""):

@@ -11,6 +11,7 @@ from typing import Literal
 
 import gymnasium as gym
 import pytest
+from _scripted import Scripted
 from gymnasium.utils.env_checker import check_env
 
 from rft.engines import Completion, Sampling
@@ -515,27 +516,6 @@ def reply_in(family: str, calls: list[tuple[str, dict]]) -> str:
     if family == "llama3":
         return "; ".join(json.dumps({"name": n, "parameters": a}) for n, a in calls)
     return "[TOOL_CALLS] " + json.dumps([{"name": n, "arguments": a} for n, a in calls])
-
-
-class Scripted:
-    """An engine whose model says the next scripted reply (env, tools, template and tokenizer are real)."""
-
-    name = "scripted"
-
-    def __init__(self, tok, replies):
-        self.tok, self.replies, self.calls = tok, replies, 0
-
-    def generate(self, prompts, sampling):
-        text = self.replies[min(self.calls, len(self.replies) - 1)]
-        self.calls += 1
-        ids = [*self.tok(text, add_special_tokens=False)["input_ids"], self.tok.eos_token_id]
-        return [[Completion(text, ids, "stop")] * sampling.n for _ in prompts]
-
-    def update_weights(self, model):
-        pass
-
-    def close(self):
-        pass
 
 
 @pytest.mark.parametrize("family", ["hermes", "llama3", "mistral"])
