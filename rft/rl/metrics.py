@@ -34,18 +34,18 @@ def reward_metrics(
     `reward/<suite>`; a mix of several (`suite_ids`): `reward/<suite>/count` (the step's samples of it) and
     `reward/<suite>/mean` (over its graded ones; left out when it has none)."""
     ids = [suite_ids] if isinstance(suite_ids, str) else list(suite_ids)
-    per_suite = per_suite_rewards(trajs, ids) if len(ids) > 1 else {}
     n = len(trajs)
     ok = valid.sum().clamp(min=1)
+    per_suite = (
+        {f"reward/{ids[0]}": float(sum(t.reward for t in trajs if not t.failed) / max(1, int(ok)))}
+        if len(ids) == 1
+        else per_suite_rewards(trajs, ids)
+    )
     lengths = [t.completion_tokens for t in trajs]
     breakdown = grade_breakdown(trajs)
     return {
         "reward/mean": float((rewards * valid).sum() / ok),
-        **(
-            {f"reward/{ids[0]}": float(sum(t.reward for t in trajs if not t.failed) / max(1, int(ok)))}
-            if len(ids) == 1
-            else per_suite
-        ),  # fmt: skip
+        **per_suite,
         "reward/pass_rate": sum(t.reward >= 1.0 for t in trajs) / n,
         "grader/error_rate": sum(t.status == "error" for t in trajs) / n,
         "grader/timeout_rate": sum(t.status == "timeout" for t in trajs) / n,
