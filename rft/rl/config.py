@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -80,6 +81,8 @@ class RLConfig:
     lr: float = 1e-5  # learning rate
     weight_decay: float = 0.0  # weight decay
     warmup_steps: int = 0  # learning-rate warmup
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"  # after warmup: hold lr, or decay it
+    min_lr_ratio: float = 0.0  # linear/cosine: the learning rate at the end of `steps`, as a share of lr
     max_grad_norm: float = 1.0  # 0 = no clipping
     epochs: int = 1  # optimisation passes over each rollout batch
     minibatches: int = 1  # optimizer steps per pass
@@ -118,5 +121,19 @@ class RLConfig:
             raise ValueError(
                 f"need lr > 0 and max_grad_norm >= 0 (0: no clipping), got {self.lr}, {self.max_grad_norm}"
             )
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(
+                f"min_lr_ratio is a share of lr: need 0 <= min_lr_ratio <= 1, got {self.min_lr_ratio}"
+            )
         if self.save_every < 0 or self.grader_workers < 0 or self.offset < 0 or self.micro_tokens < 0:
             raise ValueError("save_every, grader_workers, offset and micro_tokens must be >= 0")
+
+    def lr_factor(self, update: int) -> float:
+        """The learning rate of update `update` (0-based) as a share of `lr`: a linear warmup over
+        `warmup_steps`, then `lr_scheduler` from 1 down to `min_lr_ratio` at the end of `steps`."""
+        warm = min(1.0, (update + 1) / max(1, self.warmup_steps))
+        if self.lr_scheduler == "constant":
+            return warm
+        p = min(1.0, max(0.0, (update - self.warmup_steps) / max(1, self.steps - self.warmup_steps)))
+        shape = 1.0 - p if self.lr_scheduler == "linear" else 0.5 * (1.0 + math.cos(math.pi * p))
+        return warm * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * shape)

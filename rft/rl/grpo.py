@@ -157,7 +157,7 @@ def _train(
     # distributed setup, suite and train problems, run folder, the checkpoint to resume from (`Harness`)
     with Harness(cfg, resume) as h:
         dist = h.dist
-        # -- the policy (and a reference model for the KL term), optimizer, learning-rate warmup
+        # -- the policy (and a reference model for the KL term), optimizer, learning-rate schedule
         # auto on a GPU: full weights in float32 with bf16 forward passes (`compute`), a LoRA base in bf16
         weights, compute = training_precision(cfg.dtype, h.device, cfg.lora.r > 0)
         model, tokenizer = load_policy(
@@ -182,9 +182,7 @@ def _train(
             ref_model.requires_grad_(False).eval()
         params = trainable_parameters(model)
         optimizer: torch.optim.Optimizer = adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
-        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cfg.lr_factor(s))
         h.restore([optimizer], [scheduler])
         # several processes: `model` is what the update trains through (DDP/FSDP/DeepSpeed); `policy` holds
         # the current full weights for sampling and checkpoints. One process: both are the model
@@ -213,6 +211,7 @@ def _train(
             adv = _advantages(cfg, rewards, valid, dist)  # (N,)
             # -- loss and update
             t1 = time.perf_counter()
+            lr = float(scheduler.get_last_lr()[0])  # this update's
             loss_stats = _update(
                 cfg,
                 model,
@@ -242,7 +241,7 @@ def _train(
                 **stats,
                 **reward_metrics(everyone, rewards, valid, h.suite_ids),
                 **loss_stats,
-                "lr": float(scheduler.get_last_lr()[0]),
+                "lr": lr,
                 "time/rollout_s": t_rollout,
                 "time/update_s": t_update,
                 "time/step_s": time.perf_counter() - t0,

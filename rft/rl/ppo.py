@@ -151,7 +151,7 @@ def _train(
         )
         torch.nn.init.zeros_(head.weight)  # values start at 0
         torch.nn.init.zeros_(head.bias)
-        # -- optimizers (a separate critic: its own) and learning-rate warmup
+        # -- optimizers (a separate critic: its own) and learning-rate schedule (warmup, decay)
         critic_lr = cfg.critic_lr or cfg.lr
         value_params = list(head.parameters()) + ([] if critic is None else trainable_parameters(critic))
         groups = [
@@ -164,7 +164,7 @@ def _train(
         else:
             optimizers = [adamw([g], weight_decay=cfg.weight_decay) for g in groups]
         schedulers = [
-            torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+            torch.optim.lr_scheduler.LambdaLR(o, lambda s: cfg.lr_factor(s))
             for o in optimizers
         ]
         state = h.restore(optimizers, schedulers)
@@ -222,6 +222,7 @@ def _train(
                 sampler = behaviour_logprobs(trajs, batch.ids.shape[1]).to(device)  # (N, T-1)
                 adv_stats |= _correct(cfg.loss.correction, old, sampler, dist)
             # -- loss and update
+            lr = float(schedulers[0].get_last_lr()[0])  # this update's
             loss_stats = _update(cfg, step, model, critic, head, optimizers, batch, old, dist, trained)
             for sch in schedulers:
                 sch.step()
@@ -238,7 +239,7 @@ def _train(
                 **reward_metrics(everyone, scores, valid, h.suite_ids),
                 **adv_stats,
                 **loss_stats,
-                "lr": float(schedulers[0].get_last_lr()[0]),
+                "lr": lr,
                 "time/rollout_s": t_rollout,
                 "time/update_s": t_update,
                 "time/step_s": time.perf_counter() - t0,
