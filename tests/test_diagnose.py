@@ -56,6 +56,16 @@ def test_a_learning_rate_too_small_to_matter_is_a_frozen_policy(tmp_path, warm):
     assert d.verdict.startswith("diagnose: frozen policy")
 
 
+def test_a_learning_rate_too_small_to_learn_in_time_is_a_stall(tmp_path, warm):
+    """lr 1e-7: the weights move (not frozen), the groups vary, but neither reward nor held-out accuracy
+    moves beyond its noise in the run's steps."""
+    model, suite = warm
+    run = _run(tmp_path, model, suite, "lr=1e-7")
+    d = diagnose(run)
+    assert [f.kind for f in d.findings] == ["stalled"], d.lines()
+    assert "within its noise" in d.findings[0].message and "more steps" in d.findings[0].advice
+
+
 def test_a_grader_that_rewards_any_boxed_answer_is_reward_hacking(tmp_path, warm):
     model, add_suite = warm
     boxed = tmp_path / "add-boxed-v0.yaml"

@@ -11,7 +11,8 @@ The checks, each on the run's own `metrics.jsonl`, `rollouts.jsonl` and `config.
 - sampler mismatch: the sampler's token probabilities are far from the trainer's (`mismatch/kl`);
 - reward hacking: the training reward rose while held-out accuracy did not; the rollouts that scored 1 are
   graded again with the held-out grader and those it fails are shown;
-- stalled: reward and held-out accuracy flat although groups had varied rewards.
+- stalled: held-out accuracy flat (within its noise) and the reward nearly so, although groups had varied
+  rewards.
 A change counts only when it is larger than its noise (two standard errors of the difference, and a floor).
 """
 
@@ -212,12 +213,13 @@ def diagnose(run: str | Path, *, weights: bool = True) -> Diagnosis:
             "format), and read rewarded rollouts (rollouts.jsonl)",
             examples,
         ))  # fmt: skip
-    if signal and not found and evals and abs(r_up) < 0.05 and not _significant_rise(evals, n_eval):
+    if signal and not found and evals and abs(r_up) < HACK_RISE and not _significant_rise(evals, n_eval):
         found.append(Finding(
             "stalled",
-            f"reward and held-out accuracy flat over {len(train)} steps though {1 - zero_var:.0%} of groups "
-            "had varied rewards",
-            "a higher lr, more steps, gen.temperature 1.0, dynamic_sampling: true, or loss.entropy_coef 0.001",
+            f"held-out accuracy {evals[0][1]:.3f} -> {evals[-1][1]:.3f} (within its noise) and reward "
+            f"{r_up:+.2f} over {len(train)} steps, though {1 - zero_var:.0%} of groups had varied rewards",
+            "more steps with lr_scheduler: linear, more samples per step (prompts_per_step, group_size), a "
+            "higher lr, or a larger model (rft demo's tiny model stalled at some seeds with 2 layers, not 3)",
         ))  # fmt: skip
     return Diagnosis(folder, len(train), summary, found)
 
