@@ -218,8 +218,8 @@ def test_rft_demo_meets_its_goals(tmp_path):
     assert "diagnose: no problems found" in res.stdout, res.stdout[-2000:]  # the GRPO stage's verdict
     doc = json.loads((out / "results.json").read_text())
     acc = {r["model"]: r for r in doc["results"] if r["metric"] == "pass@1"}
-    assert acc["grpo"]["value"] - acc["base"]["value"] >= 0.30
-    assert acc["grpo"]["value"] - acc["sft"]["value"] >= 0.15
+    assert acc["grpo"]["value"] >= 0.70 and acc["base"]["value"] < 0.05
+    assert acc["grpo"]["value"] - acc["sft"]["value"] >= 0.25
     assert acc["grpo"]["ci95"][0] > acc["sft"]["ci95"][1]
     for name in ("report.md", "training.png", "stages.png"):
         assert (out / name).is_file()

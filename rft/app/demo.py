@@ -15,27 +15,28 @@ from rft.app.console import rich_bars, summary_table
 from rft.app.pipeline import load_pipeline, run_pipeline
 from rft.rl.diagnose import diagnose, rl_runs
 
-__all__ = ["DEMO_PIPELINE", "GOALS", "run_demo", "check_goals"]
+__all__ = ["DEMO_PIPELINE", "GOALS", "FINAL_MIN", "GAIN_MIN", "SECONDS_MAX", "run_demo", "check_goals"]
 
 DEMO_PIPELINE = Path(__file__).parent / "pipelines" / "demo.yaml"
-GOALS = {"base": 0.30, "sft": 0.15}  # held-out pass@1 points the final model gains over these stages
+FINAL_MIN = 0.70  # the final model's greedy held-out pass@1 reaches this
+GAIN_MIN = 0.25  # and beats the SFT warm start by this much, with the 95% intervals apart
+SECONDS_MAX = 300.0  # on 2 CPU cores (bench/demo_seeds.py checks it; `rft demo` reports the time)
+GOALS = {"final": FINAL_MIN, "sft": GAIN_MIN}
 
 
 def check_goals(summary: dict[str, Any]) -> list[tuple[str, bool]]:
-    """Each goal as (line, met): the final model beats base by >= 30 points and SFT by >= 15, with the
-    95% intervals apart."""
+    """Each goal as (line, met): the final model solves >= 70% of held-out problems, and beats the SFT
+    stage by >= 25 points with the 95% intervals apart."""
     rows = {r["stage"]: r for r in summary["rows"]}
     final = summary["rows"][-1]
-    out = []
-    for stage, gain in GOALS.items():
-        if stage not in rows or stage == final["stage"]:
-            continue
-        r = rows[stage]
+    out = [(f"{final['stage']}: {final['value']:.3f} held-out pass@1 (goal >= {FINAL_MIN:.2f})",
+            final["value"] >= FINAL_MIN)]  # fmt: skip
+    if "sft" in rows and final["stage"] != "sft":
+        r = rows["sft"]
         d = final["value"] - r["value"]
         apart = final["ci95"][0] > r["ci95"][1]
-        ok = d >= gain and apart
-        out.append((f"{final['stage']} vs {stage}: {100 * d:+.1f} pts (goal >= +{100 * gain:.0f}), "
-                    f"95% CIs {'apart' if apart else 'overlap'}", ok))  # fmt: skip
+        out.append((f"{final['stage']} vs sft: {100 * d:+.1f} pts (goal >= +{100 * GAIN_MIN:.0f}), "
+                    f"95% CIs {'apart' if apart else 'overlap'}", d >= GAIN_MIN and apart))  # fmt: skip
     return out
 
 
