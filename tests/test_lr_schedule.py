@@ -8,10 +8,10 @@ import math
 
 import pytest
 import torch
+from test_grpo import like_suite, save_random_tiny
 
 from rft.config import load_config
 from rft.rl.grpo import GRPOConfig, train
-from test_grpo import like_suite, save_random_tiny
 
 
 def _cfg(**kw) -> GRPOConfig:
